@@ -1,0 +1,61 @@
+"""det-core: the hub that det's other distributions plug into.
+
+Importing ``det.core`` is cheap: every public name below is imported on first use, so that
+``det plugins`` and plugin declarations never pull in torch.
+
+    from det.core import get_cfg, build_model
+    cfg = get_cfg(); cfg.merge_from_file("mask_rcnn_R_50_FPN_3x.yaml")
+    model = build_model(cfg)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from det.core.hookspecs import PLUGIN_API_VERSION, hookimpl
+from det.core.version import __version__
+
+_LAZY = {
+    "get_cfg": "det.core.config",
+    "CfgNode": "det.core.config",
+    "configurable": "det.core.config",
+    "build_model": "det.core.modeling.build",
+    "build_backbone": "det.core.modeling.build",
+    "build_proposal_generator": "det.core.modeling.build",
+    "build_roi_heads": "det.core.modeling.build",
+    "build_sem_seg_head": "det.core.modeling.build",
+    "EventStorage": "det.core.events",
+    "get_event_storage": "det.core.events",
+    "DefaultPredictor": "det.core.predictor",
+    "get_plugin_manager": "det.core.plugins",
+}
+
+if TYPE_CHECKING:
+    from det.core.config import CfgNode, configurable, get_cfg
+    from det.core.events import EventStorage, get_event_storage
+    from det.core.modeling.build import (
+        build_backbone,
+        build_model,
+        build_proposal_generator,
+        build_roi_heads,
+        build_sem_seg_head,
+    )
+    from det.core.plugins import get_plugin_manager
+    from det.core.predictor import DefaultPredictor
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'det.core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = ["PLUGIN_API_VERSION", "__version__", "hookimpl", *_LAZY]
