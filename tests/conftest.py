@@ -46,3 +46,147 @@ def configs_dir(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def reference_dir(shared_dir: Path) -> Path:
     return shared_dir / "reference"
+
+
+# --- Child virtual environments: how used-by and plugin tests install real wheels -------------
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import sysconfig  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from importlib import metadata  # noqa: E402
+
+MAIN_SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
+
+
+@dataclass
+class ChildVenv:
+    """A throwaway venv made in seconds: no pip of its own, no copy of torch.
+
+    It reaches third-party packages of the main environment through a `.pth` file instead of
+    installing them again (torch alone is 5.5 GB). Wheels are installed into it for real, with
+    the main environment's pip, so entry points and metadata behave as after `pip install`.
+    """
+
+    root: Path
+
+    @property
+    def python(self) -> Path:
+        return self.root / "bin" / "python"
+
+    @property
+    def site_packages(self) -> Path:
+        return self.root / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+
+    def pip_install(self, *args: str | Path) -> subprocess.CompletedProcess[str]:
+        """`pip install --no-index ARGS` into this venv (nothing is fetched from an index)."""
+        cmd = [sys.executable, "-m", "pip", "--python", str(self.python), "install", "--no-index",
+               "--disable-pip-version-check", *map(str, args)]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise AssertionError(f"pip install failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def run(self, code: str, *, env: dict[str, str] | None = None, check: bool = True,
+            timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Run python `code` in this venv; raise with its output when `check` and it fails."""
+        full_env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
+        full_env.update(env or {})
+        result = subprocess.run([str(self.python), "-c", code], capture_output=True, text=True,
+                                env=full_env, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"child python failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+
+def _distribution_files(name: str) -> set[Path]:
+    """Top-level files and folders (package dirs, .libs, dist-info) that one installed distribution owns."""
+    dist = metadata.distribution(name)
+    tops: set[Path] = set()
+    for file in dist.files or []:
+        first = Path(file).parts[0]
+        if first not in {"..", "bin"} and not first.endswith(".pth"):
+            tops.add(MAIN_SITE_PACKAGES / first)
+    return tops
+
+
+def _requirement_closure(names: list[str]) -> set[str]:
+    """The given distributions and everything they require (markers for this interpreter honoured)."""
+    from packaging.requirements import Requirement
+
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        key = name.lower().replace("_", "-")
+        if key in seen:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        seen.add(key)
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return seen
+
+
+@pytest.fixture
+def make_child_venv(tmp_path: Path):
+    """Factory: `make_child_venv(inherit="all")` or `make_child_venv(inherit=["torch", "numpy"])`.
+
+    inherit="all": the child sees everything the main .venv has (det's editable members included),
+    so a wheel installed into it adds to the full toolkit. A list: the child sees only those
+    third-party distributions and their requirement closure (symlinked), e.g. to prove that
+    det-structures works where torchvision, yacs and pluggy are absent.
+    """
+    count = 0
+
+    def make(inherit: str | list[str] = "all") -> ChildVenv:
+        nonlocal count
+        count += 1
+        root = tmp_path / f"venv{count}"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
+        venv = ChildVenv(root)
+        if inherit == "all":
+            line = f"import site; site.addsitedir({str(MAIN_SITE_PACKAGES)!r})\n"
+        else:
+            shelf = root / "inherited"
+            shelf.mkdir()
+            for dist_name in sorted(_requirement_closure(list(inherit))):
+                for top in _distribution_files(dist_name):
+                    if top.exists() and not (shelf / top.name).exists():
+                        (shelf / top.name).symlink_to(top)
+            line = f"{shelf}\n"
+        (venv.site_packages / "_det_inherited.pth").write_text(line)
+        return venv
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def wheel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("wheels")
+
+
+def build_wheel(project: Path, out_dir: Path) -> Path:
+    """Build one project's wheel from the tree (no index, no build isolation: hatchling is in .venv)."""
+    import tempfile
+
+    staging = Path(tempfile.mkdtemp(dir=out_dir))
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+         "--disable-pip-version-check", "-w", str(staging), str(project)],
+        capture_output=True, text=True)
+    built = list(staging.glob("*.whl"))
+    if result.returncode != 0 or len(built) != 1:
+        raise AssertionError(f"building a wheel of {project} failed:\n{result.stdout}\n{result.stderr}")
+    return built[0]
+
+
+@pytest.fixture(scope="session")
+def wheel_builder():
+    """`wheel_builder(project_dir, out_dir) -> Path` of the built wheel."""
+    return build_wheel
