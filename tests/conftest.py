@@ -190,3 +190,114 @@ def build_wheel(project: Path, out_dir: Path) -> Path:
 def wheel_builder():
     """`wheel_builder(project_dir, out_dir) -> Path` of the built wheel."""
     return build_wheel
+
+
+# --- Golden parity: detectron2's own outputs and a tolerant instance matcher ------------------
+
+
+@dataclass
+class GoldenCase:
+    """One case of ../shared/golden: its files, loaded on demand (see that folder's README)."""
+
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def pth(self) -> Path:
+        return self.root / "model_final.pth"
+
+    @property
+    def pkl(self) -> Path:
+        return self.root / "model_final.pkl"
+
+    def load(self, name: str):
+        import torch
+
+        return torch.load(self.root / name, weights_only=True)
+
+    @property
+    def inputs(self) -> list[dict]:
+        return self.load("inputs.pt")
+
+    @property
+    def outputs(self) -> list[dict]:
+        return self.load("outputs.pt")
+
+
+@pytest.fixture(scope="session")
+def golden_case(golden_dir: Path):
+    """`golden_case("mask_rcnn_R_50_FPN") -> GoldenCase`."""
+
+    def get(name: str) -> GoldenCase:
+        root = golden_dir / name
+        if not root.is_dir():
+            pytest.fail(f"golden case {name} not found under {golden_dir}")
+        return GoldenCase(root)
+
+    return get
+
+
+def match_golden_instances(ours, golden: dict, *, box_tol: float = 0.05, score_tol: float = 2e-3,
+                           mask_iou: float = 0.99, keypoint_tol: float = 0.25,
+                           max_unmatched: int = 2) -> list[tuple[int, int]]:
+    """Match det's `Instances` (or a dict of its fields) with one image of detectron2's outputs.
+
+    Scores of neighbours can differ by 1 ulp, so order is not trusted: each golden instance is
+    paired with an unused one of ours of the same class whose score and box are within tolerance
+    (closest box first). Up to `max_unmatched` golden instances may stay unpaired, and only at the
+    score cut-off (a near-tie at the top-k boundary swaps which one is kept). Masks (IoU) and
+    keypoints (x, y) of paired instances are checked too. Returns the (golden, ours) index pairs.
+    """
+    import torch
+
+    fields = ours.get_fields() if hasattr(ours, "get_fields") else dict(ours)
+    boxes = fields["pred_boxes"]
+    boxes = boxes.tensor if hasattr(boxes, "tensor") else torch.as_tensor(boxes)
+    scores, classes = fields["scores"], fields["pred_classes"]
+    g_boxes, g_scores, g_classes = golden["pred_boxes"], golden["scores"], golden["pred_classes"]
+    if tuple(golden["image_size"]) != tuple(ours.image_size if hasattr(ours, "image_size") else golden["image_size"]):
+        raise AssertionError(f"image_size {ours.image_size} != golden {golden['image_size']}")
+    assert abs(len(scores) - len(g_scores)) <= max_unmatched, (len(scores), len(g_scores))
+    box_diff = (g_boxes[:, None, :] - boxes[None, :, :].to(g_boxes.dtype)).abs().amax(dim=2)
+    score_diff = (g_scores[:, None] - scores[None, :].to(g_scores.dtype)).abs()
+    ok = (box_diff <= box_tol) & (score_diff <= score_tol) & (g_classes[:, None] == classes[None, :])
+    used: set[int] = set()
+    pairs: list[tuple[int, int]] = []
+    unmatched: list[int] = []
+    for gi in range(len(g_scores)):
+        candidates = [int(j) for j in ok[gi].nonzero().flatten() if int(j) not in used]
+        if not candidates:
+            unmatched.append(gi)
+            continue
+        best = min(candidates, key=lambda j: float(box_diff[gi, j]))
+        used.add(best)
+        pairs.append((gi, best))
+    if unmatched:
+        cutoff = float(g_scores.min()) if len(g_scores) else 0.0
+        far = [gi for gi in unmatched if float(g_scores[gi]) > cutoff + 10 * score_tol]
+        detail = [(gi, g_classes[gi].item(), g_scores[gi].item(), g_boxes[gi].tolist()) for gi in unmatched[:5]]
+        assert len(unmatched) <= max_unmatched and not far, f"unmatched golden instances: {detail}"
+    if "pred_masks" in golden and "pred_masks" in fields:
+        for gi, oi in pairs:
+            g, o = golden["pred_masks"][gi].bool(), fields["pred_masks"][oi].bool()
+            union = (g | o).sum().item()
+            iou = (g & o).sum().item() / union if union else 1.0
+            assert iou >= mask_iou, f"mask IoU {iou:.4f} < {mask_iou} for golden instance {gi}"
+    if "pred_keypoints" in golden and "pred_keypoints" in fields:
+        for gi, oi in pairs:
+            diff = (golden["pred_keypoints"][gi, :, :2] - fields["pred_keypoints"][oi, :, :2]).abs().max().item()
+            assert diff <= keypoint_tol, f"keypoints differ by {diff:.3f} px for golden instance {gi}"
+    return pairs
+
+
+@pytest.fixture(scope="session")
+def assert_matches_golden():
+    """The instance matcher `match_golden_instances(ours, golden_image_dict, **tolerances)`."""
+    return match_golden_instances
