@@ -16,6 +16,7 @@ from det.structures.boxes import (
 )
 from det.structures.image_list import ImageList
 from det.structures.instances import Instances
+from det.structures.rotated_boxes import RotatedBoxes, pairwise_iou_rotated
 from det.structures.version import __version__
 
 __all__ = [
@@ -23,10 +24,12 @@ __all__ = [
     "Boxes",
     "ImageList",
     "Instances",
+    "RotatedBoxes",
     "__version__",
     "matched_boxlist_iou",
     "pairwise_intersection",
     "pairwise_ioa",
     "pairwise_iou",
+    "pairwise_iou_rotated",
     "pairwise_point_box_distance",
 ]

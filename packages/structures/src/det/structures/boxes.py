@@ -278,6 +278,8 @@ class Boxes:
 def _check_boxes(boxes: Any, name: str, fn: str) -> None:
     if not isinstance(boxes, Boxes):
         raise TypeError(f"{fn}: {name} must be Boxes, got {type(boxes).__name__}")
+    if boxes.tensor.shape[-1] != 4:
+        raise TypeError(f"{fn}: {name} holds rotated boxes ({type(boxes).__name__}); use pairwise_iou_rotated")
 
 
 def pairwise_intersection(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:

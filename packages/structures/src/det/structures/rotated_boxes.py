@@ -1,0 +1,300 @@
+"""Rotated boxes (xc, yc, w, h, angle in degrees ccw) and their pairwise IoU, in pure torch."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+
+from det.structures.boxes import Boxes, _as_float_box_tensor
+
+__all__ = ["RotatedBoxes", "pairwise_iou", "pairwise_iou_rotated", "rotated_box_vertices"]
+
+
+class RotatedBoxes(Boxes):
+    """N rotated boxes as one float32 (N, 5) tensor of (x_center, y_center, width, height, angle).
+
+    Invariant: ``tensor`` is float32 with shape (N, 5); the angle is in degrees, counter-clockwise
+    in image space (a box of angle 90 has its width along the image's y axis)::
+
+        boxes = RotatedBoxes(torch.tensor([[50.0, 50.0, 20.0, 10.0, 30.0]]))
+        boxes.area()                                   # tensor([200.])
+        pairwise_iou_rotated(boxes, boxes)             # tensor([[1.]])
+    """
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = _as_float_box_tensor(tensor, 5, "RotatedBoxes")
+
+    def clone(self) -> RotatedBoxes:
+        return RotatedBoxes(self.tensor.clone())
+
+    def to(self, device: torch.device | str) -> RotatedBoxes:
+        return RotatedBoxes(self.tensor.to(device=device))
+
+    def area(self) -> torch.Tensor:
+        """(N,) areas ``w * h``."""
+        box = self.tensor
+        return box[:, 2] * box[:, 3]
+
+    def normalize_angles(self) -> None:
+        """Bring every angle into [-180, 180) in place."""
+        self.tensor[:, 4] = (self.tensor[:, 4] + 180.0) % 360.0 - 180.0
+
+    def clip(self, box_size: tuple[int, int], clip_angle_threshold: float = 1.0) -> None:
+        """Clip in place the boxes that are nearly horizontal to the image (height, width).
+
+        Only boxes with ``|angle| <= clip_angle_threshold`` (degrees, after normalising angles)
+        are clipped, as if they were horizontal: clipping a truly rotated box is not a rotated
+        box any more, so detectron2 leaves those alone. Widths and heights never grow.
+        """
+        h, w = box_size
+        self.normalize_angles()
+        idx = torch.where(torch.abs(self.tensor[:, 4]) <= clip_angle_threshold)[0]
+        t = self.tensor
+        x1 = (t[idx, 0] - t[idx, 2] / 2.0).clamp(min=0, max=w)
+        y1 = (t[idx, 1] - t[idx, 3] / 2.0).clamp(min=0, max=h)
+        x2 = (t[idx, 0] + t[idx, 2] / 2.0).clamp(min=0, max=w)
+        y2 = (t[idx, 1] + t[idx, 3] / 2.0).clamp(min=0, max=h)
+        t[idx, 0] = (x1 + x2) / 2.0
+        t[idx, 1] = (y1 + y2) / 2.0
+        # min() so that rounding in the round trip cannot make a box larger.
+        t[idx, 2] = torch.min(t[idx, 2], x2 - x1)
+        t[idx, 3] = torch.min(t[idx, 3], y2 - y1)
+
+    def nonempty(self, threshold: float = 0.0) -> torch.Tensor:
+        """(N,) bool: True where width and height are both larger than ``threshold``."""
+        box = self.tensor
+        return (box[:, 2] > threshold) & (box[:, 3] > threshold)
+
+    def __getitem__(self, item: int | slice | torch.Tensor | Sequence[int]) -> RotatedBoxes:
+        if isinstance(item, int):
+            return RotatedBoxes(self.tensor[item].view(1, -1))
+        b = self.tensor[item]
+        if b.dim() != 2:
+            raise IndexError(f"Indexing RotatedBoxes with {item!r} did not return a (K, 5) matrix")
+        return RotatedBoxes(b)
+
+    def __repr__(self) -> str:
+        return "RotatedBoxes(" + str(self.tensor) + ")"
+
+    def inside_box(self, box_size: tuple[int, int], boundary_threshold: int = 0) -> torch.Tensor:
+        """(N,) bool: the axis-aligned hull of each box lies inside (height, width), with slack."""
+        height, width = box_size
+        cnt_x, cnt_y = self.tensor[..., 0], self.tensor[..., 1]
+        half_w, half_h = self.tensor[..., 2] / 2.0, self.tensor[..., 3] / 2.0
+        a = self.tensor[..., 4]
+        c = torch.abs(torch.cos(a * math.pi / 180.0))
+        s = torch.abs(torch.sin(a * math.pi / 180.0))
+        max_rect_dx = c * half_w + s * half_h
+        max_rect_dy = c * half_h + s * half_w
+        return (
+            (cnt_x - max_rect_dx >= -boundary_threshold)
+            & (cnt_y - max_rect_dy >= -boundary_threshold)
+            & (cnt_x + max_rect_dx < width + boundary_threshold)
+            & (cnt_y + max_rect_dy < height + boundary_threshold)
+        )
+
+    def get_centers(self) -> torch.Tensor:
+        """(N, 2) centers (x, y)."""
+        return self.tensor[:, :2]
+
+    def scale(self, scale_x: float, scale_y: float) -> None:
+        """Scale in place by (scale_x, scale_y) in image space, keeping boxes rectangles.
+
+        The center scales directly. For the box's own axes: its width runs along the image
+        direction (cos a, -sin a) and its height along (sin a, cos a) (y points down), so after
+        scaling their lengths grow by ``sqrt((sx cos a)^2 + (sy sin a)^2)`` and
+        ``sqrt((sx sin a)^2 + (sy cos a)^2)``, and the new angle is ``atan2(sx sin a, sy cos a)``.
+        For an anisotropic scale this is detectron2's approximation (the image of a rotated
+        rectangle is a parallelogram).
+        """
+        self.tensor[:, 0] *= scale_x
+        self.tensor[:, 1] *= scale_y
+        theta = self.tensor[:, 4] * math.pi / 180.0
+        c = torch.cos(theta)
+        s = torch.sin(theta)
+        self.tensor[:, 2] *= torch.sqrt((scale_x * c) ** 2 + (scale_y * s) ** 2)
+        self.tensor[:, 3] *= torch.sqrt((scale_x * s) ** 2 + (scale_y * c) ** 2)
+        self.tensor[:, 4] = torch.atan2(scale_x * s, scale_y * c) * 180 / math.pi
+
+    @classmethod
+    def cat(cls, boxes_list: Sequence[RotatedBoxes]) -> RotatedBoxes:
+        """Concatenate a list of RotatedBoxes; the result never shares storage with the inputs."""
+        if not isinstance(boxes_list, (list, tuple)):
+            raise TypeError(f"RotatedBoxes.cat expects a list or tuple, got {type(boxes_list).__name__}")
+        if len(boxes_list) == 0:
+            return cls(torch.empty(0))
+        if not all(isinstance(box, RotatedBoxes) for box in boxes_list):
+            kinds = sorted({type(b).__name__ for b in boxes_list})
+            raise TypeError(f"RotatedBoxes.cat expects only RotatedBoxes, got {kinds}")
+        return cls(torch.cat([b.tensor for b in boxes_list], dim=0))
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        """Yield one (5,) tensor per box."""
+        yield from self.tensor
+
+
+def rotated_box_vertices(boxes: torch.Tensor) -> torch.Tensor:
+    """(..., 4, 2) corners of (..., 5) rotated boxes, in order around the box.
+
+    The width axis is (cos a, -sin a) and the height axis (sin a, cos a) in image coordinates
+    (y down), which makes a positive angle counter-clockwise on screen.
+    """
+    theta = boxes[..., 4] * (math.pi / 180.0)
+    cos_half = torch.cos(theta) * 0.5
+    sin_half = torch.sin(theta) * 0.5
+    xc, yc, w, h = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
+    p0 = torch.stack([xc + sin_half * h + cos_half * w, yc + cos_half * h - sin_half * w], dim=-1)
+    p1 = torch.stack([xc - sin_half * h + cos_half * w, yc - cos_half * h - sin_half * w], dim=-1)
+    center = torch.stack([xc, yc], dim=-1)
+    p2 = 2 * center - p0
+    p3 = 2 * center - p1
+    return torch.stack([p0, p1, p2, p3], dim=-2)
+
+
+def _cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+
+
+def _points_in_rect(points: torch.Tensor, rect: torch.Tensor, eps: float) -> torch.Tensor:
+    """(P, K) bool: which of the K points (P, K, 2) lie in the rectangle (P, 4, 2), with tolerance.
+
+    A point is inside iff its projections on two adjacent edges fall within those edges.
+    """
+    a = rect[:, None, 0]
+    ab = rect[:, None, 1] - a
+    ad = rect[:, None, 3] - a
+    ap = points - a
+    ap_ab = (ap * ab).sum(-1)
+    ap_ad = (ap * ad).sum(-1)
+    ab_ab = (ab * ab).sum(-1)
+    ad_ad = (ad * ad).sum(-1)
+    return (ap_ab >= -eps) & (ap_ad >= -eps) & (ap_ab <= ab_ab + eps) & (ap_ad <= ad_ad + eps)
+
+
+def _intersection_area_normalized(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
+    """(P,) intersection areas of P pairs of float64 rectangles given as corners (P, 4, 2).
+
+    The intersection of two rectangles is convex, and every candidate point — an edge/edge
+    crossing or a corner of one rectangle inside the other — lies on its boundary. So sorting
+    the valid candidates by angle around their mean (an interior point) walks the boundary,
+    and the shoelace formula gives the area; duplicates and points along an edge add nothing.
+    Coordinates are expected to be O(1) (the caller normalises), so the tolerances are absolute.
+    """
+    eps = 1e-9
+    num = r1.shape[0]
+    e1 = torch.roll(r1, -1, dims=1) - r1  # (P, 4, 2) edges of r1
+    e2 = torch.roll(r2, -1, dims=1) - r2
+
+    # Every edge i of r1 against every edge j of r2: solve r1_i + t1 e1_i = r2_j + t2 e2_j.
+    p1 = r1[:, :, None, :]
+    d1 = e1[:, :, None, :]
+    p2 = r2[:, None, :, :]
+    d2 = e2[:, None, :, :]
+    det = _cross(d2, d1)  # (P, 4, 4)
+    parallel = det.abs() <= 1e-14
+    safe_det = torch.where(parallel, torch.ones_like(det), det)
+    v12 = p2 - p1
+    t1 = _cross(d2, v12) / safe_det
+    t2 = _cross(d1, v12) / safe_det
+    cross_ok = (~parallel) & (t1 >= -eps) & (t1 <= 1 + eps) & (t2 >= -eps) & (t2 <= 1 + eps)
+    cross_pts = (p1 + d1 * t1[..., None]).reshape(num, 16, 2)
+    cross_ok = cross_ok.reshape(num, 16)
+
+    in2 = _points_in_rect(r1, r2, eps)  # corners of r1 inside r2
+    in1 = _points_in_rect(r2, r1, eps)
+
+    pts = torch.cat([cross_pts, r1, r2], dim=1)  # (P, 24, 2)
+    valid = torch.cat([cross_ok, in2, in1], dim=1)  # (P, 24)
+    count = valid.sum(dim=1)
+
+    weights = valid.to(pts.dtype)[..., None]
+    center = (pts * weights).sum(dim=1) / count.clamp(min=1)[:, None].to(pts.dtype)
+    rel = torch.where(valid[..., None], pts - center[:, None, :], torch.zeros_like(pts))
+    angle = torch.atan2(rel[..., 1], rel[..., 0])
+    # Invalid points sort last (angles are within [-pi, pi]) ...
+    angle = torch.where(valid, angle, torch.full_like(angle, 10.0))
+    order = angle.argsort(dim=1)
+    rel = torch.gather(rel, 1, order[..., None].expand(-1, -1, 2))
+    valid_sorted = torch.gather(valid, 1, order)
+    # ... and are replaced by the first point, so the polygon closes through zero-length edges.
+    rel = torch.where(valid_sorted[..., None], rel, rel[:, :1, :].expand_as(rel))
+    nxt = torch.roll(rel, -1, dims=1)
+    area = 0.5 * _cross(rel, nxt).sum(dim=1).abs()
+    return torch.where(count >= 3, area, torch.zeros_like(area))
+
+
+def _as_rotated_tensor(boxes: Any, name: str) -> torch.Tensor:
+    if isinstance(boxes, RotatedBoxes):
+        return boxes.tensor
+    if isinstance(boxes, Boxes):
+        raise TypeError(f"pairwise_iou_rotated: {name} is axis-aligned Boxes; use pairwise_iou or RotatedBoxes")
+    if not isinstance(boxes, torch.Tensor):
+        raise TypeError(f"pairwise_iou_rotated: {name} must be RotatedBoxes or an (N, 5) tensor, got {type(boxes).__name__}")
+    if boxes.numel() == 0:
+        boxes = boxes.reshape(0, 5)
+    if boxes.dim() != 2 or boxes.shape[-1] != 5:
+        raise ValueError(
+            f"pairwise_iou_rotated: {name} must have shape (N, 5) of (xc, yc, w, h, angle), got {tuple(boxes.shape)}"
+        )
+    if not boxes.is_floating_point():
+        raise TypeError(f"pairwise_iou_rotated: {name} must be a floating point tensor, got {boxes.dtype}")
+    return boxes
+
+
+def pairwise_iou_rotated(boxes1: RotatedBoxes | torch.Tensor, boxes2: RotatedBoxes | torch.Tensor) -> torch.Tensor:
+    """(N, M) IoU of every pair of rotated boxes, given as RotatedBoxes or (N, 5)/(M, 5) tensors.
+
+    Pure torch, vectorised over pairs and exact up to float64 rounding (the result has the dtype of
+    ``boxes1``). A box with area below 1e-14 has IoU 0 with everything, as in detectron2's kernel.
+    This is the reference ``box_iou_rotated`` of det-core's op dispatch.
+    """
+    t1 = _as_rotated_tensor(boxes1, "boxes1")
+    t2 = _as_rotated_tensor(boxes2, "boxes2")
+    out_dtype = t1.dtype
+    n, m = t1.shape[0], t2.shape[0]
+    device = t1.device
+    if n == 0 or m == 0:
+        return torch.zeros((n, m), dtype=out_dtype, device=device)
+    a = t1.to(torch.float64)
+    b = t2.to(device=device, dtype=torch.float64)
+    # Two boxes can only overlap if their circumscribed circles do: most pairs in a real image
+    # are rejected here, and only the rest pay for the polygon intersection.
+    radius_a = torch.hypot(a[:, 2], a[:, 3]) / 2
+    radius_b = torch.hypot(b[:, 2], b[:, 3]) / 2
+    dist = torch.cdist(a[:, :2], b[:, :2])
+    candidates = (dist <= (radius_a[:, None] + radius_b[None, :]) * (1 + 1e-6)).nonzero()
+    ious = torch.zeros((n, m), dtype=torch.float64, device=device)
+    # Bound the (pairs, 24, 2) temporaries to a few tens of MB.
+    chunk = 16384
+    for start in range(0, candidates.shape[0], chunk):
+        rows, cols = candidates[start : start + chunk].unbind(dim=1)
+        ious[rows, cols] = _iou_pairs(a[rows], b[cols])
+    return ious.to(out_dtype)
+
+
+def _iou_pairs(ba: torch.Tensor, bb: torch.Tensor) -> torch.Tensor:
+    """(P,) IoU of P pairs of float64 (P, 5) rotated boxes."""
+    area1 = ba[:, 2] * ba[:, 3]
+    area2 = bb[:, 2] * bb[:, 3]
+    # IoU is invariant to translation and scale: centre each pair on its mid-point (as detectron2
+    # does, for precision) and divide by its largest side, so tolerances mean the same for boxes
+    # of size 1e-3 and 1e4.
+    shift = (ba[:, :2] + bb[:, :2]) / 2
+    scale = torch.stack([ba[:, 2].abs(), ba[:, 3].abs(), bb[:, 2].abs(), bb[:, 3].abs()], dim=1).amax(dim=1)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))[:, None]
+    na = torch.cat([(ba[:, :2] - shift) / scale, ba[:, 2:4] / scale, ba[:, 4:]], dim=1)
+    nb = torch.cat([(bb[:, :2] - shift) / scale, bb[:, 2:4] / scale, bb[:, 4:]], dim=1)
+    inter = _intersection_area_normalized(rotated_box_vertices(na), rotated_box_vertices(nb))
+    union = na[:, 2] * na[:, 3] + nb[:, 2] * nb[:, 3] - inter
+    positive = union > 0
+    iou = torch.where(positive, inter / torch.where(positive, union, torch.ones_like(union)), torch.zeros_like(inter))
+    degenerate = (area1 < 1e-14) | (area2 < 1e-14)
+    return torch.where(degenerate, torch.zeros_like(iou), iou)
+
+
+def pairwise_iou(boxes1: RotatedBoxes, boxes2: RotatedBoxes) -> torch.Tensor:
+    """detectron2's ``rotated_boxes.pairwise_iou``: (N, M) IoU of two RotatedBoxes."""
+    return pairwise_iou_rotated(boxes1, boxes2)
