@@ -1,5 +1,78 @@
-"""ResNet/ResNeXt and FPN backbones for det, detectron2-compatible."""
+"""det-backbones: detectron2's ResNet/ResNeXt and FPN backbones, plus a torchvision adapter.
+
+Importing ``det.backbones`` is cheap (the plugin module ``det.backbones._plugin`` lives in it);
+every public name below is imported on first use::
+
+    from det.backbones import FPN, LastLevelMaxPool, ResNet, BasicStem
+    resnet = ResNet(BasicStem(), ResNet.make_default_stages(50), out_features=["res4", "res5"])
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from det.backbones.version import __version__
 
-__all__ = ["__version__"]
+_LAZY = {
+    "ResNetBlockBase": "det.backbones.resnet",
+    "BasicBlock": "det.backbones.resnet",
+    "BottleneckBlock": "det.backbones.resnet",
+    "DeformBottleneckBlock": "det.backbones.resnet",
+    "BasicStem": "det.backbones.resnet",
+    "ResNet": "det.backbones.resnet",
+    "make_stage": "det.backbones.resnet",
+    "build_resnet_backbone": "det.backbones.resnet",
+    "FPN": "det.backbones.fpn",
+    "LastLevelMaxPool": "det.backbones.fpn",
+    "LastLevelP6P7": "det.backbones.fpn",
+    "build_resnet_fpn_backbone": "det.backbones.fpn",
+    "build_retinanet_resnet_fpn_backbone": "det.backbones.fpn",
+    "TorchvisionBackbone": "det.backbones.torchvision_backbone",
+    "build_torchvision_backbone": "det.backbones.torchvision_backbone",
+    "build_torchvision_fpn_backbone": "det.backbones.torchvision_backbone",
+    "add_torchvision_backbone_config": "det.backbones.config",
+    "convert_torchvision_resnet_checkpoint": "det.backbones.convert",
+}
+
+if TYPE_CHECKING:
+    from det.backbones.config import add_torchvision_backbone_config
+    from det.backbones.convert import convert_torchvision_resnet_checkpoint
+    from det.backbones.fpn import (
+        FPN,
+        LastLevelMaxPool,
+        LastLevelP6P7,
+        build_resnet_fpn_backbone,
+        build_retinanet_resnet_fpn_backbone,
+    )
+    from det.backbones.resnet import (
+        BasicBlock,
+        BasicStem,
+        BottleneckBlock,
+        DeformBottleneckBlock,
+        ResNet,
+        ResNetBlockBase,
+        build_resnet_backbone,
+        make_stage,
+    )
+    from det.backbones.torchvision_backbone import (
+        TorchvisionBackbone,
+        build_torchvision_backbone,
+        build_torchvision_fpn_backbone,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'det.backbones' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = ["__version__", *_LAZY]
