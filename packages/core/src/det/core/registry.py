@@ -1,0 +1,389 @@
+"""The component registry: detectron2's registries, filled lazily from plugin declarations.
+
+A component is found by (kind, name). Plugins declare it as ``(kind, name, "module:attribute")``
+and its module is imported only when :func:`get_component` asks for it; user code can also
+register objects in-process, detectron2-style::
+
+    from det.core.registry import BACKBONE_REGISTRY, get_component
+
+    @BACKBONE_REGISTRY.register()
+    def build_toy_backbone(cfg, input_shape): ...
+
+    get_component("ROI_HEADS", "StandardROIHeads")   # imports det.heads.roi only now
+
+Two providers of one (kind, name) are an error that names both, unless one is chosen with
+:func:`prefer` or ``DET_PREFER="ROI_HEADS:StandardROIHeads=det-heads-roi[,KIND:Name=dist...]"``.
+Code registered in-process counts as the provider ``"in-process"``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from det.core import plugins
+from det.core.plugins import STANDARD_KINDS, normalize_name
+
+PREFER_ENV = "DET_PREFER"
+IN_PROCESS = "in-process"
+
+# Which distribution provides each of detectron2's standard component names: used to tell a user
+# what to install when a name is missing.
+STANDARD_PROVIDERS: dict[tuple[str, str], str] = {
+    ("META_ARCH", "GeneralizedRCNN"): "det-core",
+    ("META_ARCH", "ProposalNetwork"): "det-core",
+    ("META_ARCH", "SemanticSegmentor"): "det-heads-semseg",
+    ("META_ARCH", "PanopticFPN"): "det-heads-semseg",
+    ("META_ARCH", "RetinaNet"): "det-heads-retinanet",
+    ("BACKBONE", "build_resnet_backbone"): "det-backbones",
+    ("BACKBONE", "build_resnet_fpn_backbone"): "det-backbones",
+    ("BACKBONE", "build_retinanet_resnet_fpn_backbone"): "det-backbones",
+    ("PROPOSAL_GENERATOR", "RPN"): "det-heads-rpn",
+    ("PROPOSAL_GENERATOR", "RRPN"): "det-heads-rpn",
+    ("RPN_HEAD", "StandardRPNHead"): "det-heads-rpn",
+    ("ANCHOR_GENERATOR", "DefaultAnchorGenerator"): "det-core",
+    ("ANCHOR_GENERATOR", "RotatedAnchorGenerator"): "det-core",
+    ("ROI_HEADS", "StandardROIHeads"): "det-heads-roi",
+    ("ROI_HEADS", "Res5ROIHeads"): "det-heads-roi",
+    ("ROI_HEADS", "CascadeROIHeads"): "det-heads-roi",
+    ("ROI_HEADS", "RROIHeads"): "det-heads-roi",
+    ("ROI_BOX_HEAD", "FastRCNNConvFCHead"): "det-heads-roi",
+    ("ROI_MASK_HEAD", "MaskRCNNConvUpsampleHead"): "det-heads-mask",
+    ("ROI_KEYPOINT_HEAD", "KRCNNConvDeconvUpsampleHead"): "det-heads-keypoint",
+    ("SEM_SEG_HEADS", "SemSegFPNHead"): "det-heads-semseg",
+}
+
+
+class ComponentNotFoundError(KeyError, LookupError):
+    """No installed component has this (kind, name). A KeyError, as detectron2's Registry.get
+    raises; the message lists what is installed and, for a standard name, what to pip install."""
+
+    def __init__(self, message: str, kind: str, name: str, distribution: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.name = name
+        self.distribution = distribution
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ComponentConflictError(LookupError):
+    """Two or more distributions provide the same (kind, name) and none was chosen."""
+
+    def __init__(self, message: str, kind: str, name: str, distributions: list[str]) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.name = name
+        self.distributions = distributions
+
+
+@dataclass(frozen=True)
+class ComponentInfo:
+    """One provider of a component: ``target`` is "module:attribute"; nothing is imported."""
+
+    kind: str
+    name: str
+    target: str
+    distribution: str
+
+
+# in-process registrations: kind -> name -> object
+_in_process: dict[str, dict[str, Any]] = {}
+_lock = threading.RLock()
+# (kind, name, distribution, target) -> imported object
+_imported: dict[tuple[str, str, str, str], Any] = {}
+
+
+def _target_of(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', getattr(obj, '__name__', repr(obj)))}"
+
+
+def _providers(kind: str, name: str) -> list[tuple[ComponentInfo, Any]]:
+    """(info, in-process object or None) of every provider of (kind, name); a plugin declaring the
+    very object that was also registered in-process counts once."""
+    found: list[tuple[ComponentInfo, Any]] = []
+    targets: set[str] = set()
+    obj = _in_process.get(kind, {}).get(name)
+    if obj is not None:
+        target = _target_of(obj)
+        found.append((ComponentInfo(kind, name, target, IN_PROCESS), obj))
+        targets.add(target)
+    seen: set[tuple[str, str]] = set()
+    for decl in plugins.component_declarations():
+        if decl.kind != kind or decl.name != name:
+            continue
+        key = (normalize_name(decl.distribution), decl.target)
+        if decl.target in targets or key in seen:
+            continue
+        seen.add(key)
+        found.append((ComponentInfo(kind, name, decl.target, decl.distribution), None))
+    return found
+
+
+def known_kinds() -> list[str]:
+    """Standard kinds, then any other kind a plugin declares or user code registers."""
+    kinds = list(STANDARD_KINDS)
+    for kind in [*_in_process, *(d.kind for d in plugins.component_declarations())]:
+        if kind not in kinds:
+            kinds.append(kind)
+    return kinds
+
+
+def _check_kind(kind: Any) -> None:
+    if not isinstance(kind, str):
+        raise TypeError(f"A component kind is a string like 'BACKBONE', got {kind!r}")
+    kinds = known_kinds()
+    if kind not in kinds:
+        close = difflib.get_close_matches(kind, kinds, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"Unknown component kind {kind!r}.{hint} Known kinds: {', '.join(kinds)}")
+
+
+def _preferences() -> dict[tuple[str, str], str]:
+    """Choices from ``DET_PREFER`` overlaid with those of :func:`prefer` (which win)."""
+    chosen: dict[tuple[str, str], str] = {}
+    text = os.environ.get(PREFER_ENV, "")
+    for item in (part.strip() for part in text.replace(";", ",").split(",")):
+        if not item:
+            continue
+        head, sep, dist = item.partition("=")
+        kind, sep2, name = head.partition(":")
+        if not (sep and sep2 and kind.strip() and name.strip() and dist.strip()):
+            raise ValueError(f"{PREFER_ENV} entry {item!r} is malformed; expected KIND:Name=distribution, e.g. "
+                             f"{PREFER_ENV}=ROI_HEADS:StandardROIHeads=det-heads-roi (comma-separated)")
+        chosen[(kind.strip(), name.strip())] = dist.strip()
+    chosen.update(plugins._preferences)
+    return chosen
+
+
+def prefer(kind: str, name: str, distribution: str) -> None:
+    """Choose which distribution's (kind, name) is used when several provide it (``"in-process"``
+    for an object registered by user code). Cleared by :func:`det.core.plugins.reset`.
+
+        prefer("ROI_HEADS", "StandardROIHeads", "det-heads-roi")
+    """
+    for label, value in (("kind", kind), ("name", name), ("distribution", distribution)):
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"prefer() needs a non-empty string {label}, got {value!r}")
+    with _lock:
+        plugins._preferences[(kind, name)] = distribution
+
+
+def _hint_for_missing(kind: str, name: str) -> tuple[str, str | None]:
+    """Advice on how to get (kind, name), and the distribution that provides it if standard."""
+    dist = STANDARD_PROVIDERS.get((kind, name))
+    if dist is None:
+        return "", None
+    wanted = normalize_name(dist)
+    for plugin in plugins.list_plugins():
+        if normalize_name(plugin.distribution) != wanted:
+            continue
+        if plugin.status == "disabled":
+            return (f" It is provided by {dist}, which is installed but disabled (check {plugins.DISABLE_ENV} "
+                    "and det.core.plugins.disable())."), dist
+        if plugin.status == "failed":
+            return f" It is provided by {dist}, which is installed but failed to load: {plugin.error}", dist
+    return f" It is provided by the distribution {dist}; install it with: pip install {dist}", dist
+
+
+def get_component(kind: str, name: str) -> Any:
+    """The object registered as (kind, name), importing its module now if it was declared by a
+    plugin. Raises ComponentNotFoundError (with what is installed and what to install),
+    ComponentConflictError (several providers, none chosen) or ImportError (it failed to import,
+    naming its distribution).
+
+        build = get_component("BACKBONE", "build_resnet_fpn_backbone")
+    """
+    _check_kind(kind)
+    if not isinstance(name, str):
+        raise TypeError(f"A component name is a string, got {name!r}")
+    providers = _providers(kind, name)
+    if not providers:
+        installed = sorted({info.name for info in list_components(kind)})
+        advice, dist = _hint_for_missing(kind, name)
+        if dist is None:
+            close = difflib.get_close_matches(name, installed, n=1)
+            if close:
+                advice = f" Did you mean {close[0]!r}?"
+            else:
+                elsewhere = sorted({info.kind for info in list_components() if info.name == name}
+                                   | {k for (k, n) in STANDARD_PROVIDERS if n == name})
+                if elsewhere:
+                    advice = f" {name!r} is a {' / '.join(elsewhere)} component, not {kind}."
+        listing = ", ".join(installed) if installed else "(none)"
+        raise ComponentNotFoundError(
+            f"No {kind} component named {name!r} is installed. Installed {kind} components: {listing}.{advice}",
+            kind, name, dist)
+    if len(providers) > 1:
+        dists = [info.distribution for info, _ in providers]
+        wanted = _preferences().get((kind, name))
+        chosen = [p for p in providers if wanted is not None and normalize_name(p[0].distribution) == normalize_name(wanted)]
+        if not chosen:
+            listing = ", ".join(f"{info.distribution} ({info.target})" for info, _ in providers)
+            why = (f"The preferred distribution {wanted!r} is not one of them. " if wanted else "")
+            raise ComponentConflictError(
+                f"{kind} component {name!r} is provided by several distributions: {listing}. {why}Choose one with "
+                f"det.core.registry.prefer({kind!r}, {name!r}, {dists[0]!r}) or the environment variable "
+                f"{PREFER_ENV}={kind}:{name}={dists[0]}, or uninstall/disable the others "
+                f"({plugins.DISABLE_ENV}).", kind, name, dists)
+        providers = chosen[:1]
+    info, obj = providers[0]
+    if obj is not None:
+        return obj
+    key = (kind, name, info.distribution, info.target)
+    if key not in _imported:
+        # Converters are handed to det.checkpoint here: building a component means torch is in use.
+        plugins.register_checkpoint_converters()
+        _imported[key] = plugins.load_target(info.target, info.distribution, what=f"{kind} component {name!r}")
+    return _imported[key]
+
+
+def list_components(kind: str | None = None, pattern: str | None = None) -> list[ComponentInfo]:
+    """Every provider of every component (of ``kind``; names matching the glob ``pattern``),
+    sorted by kind and name; nothing is imported.
+
+        [c.name for c in list_components("BACKBONE")]
+    """
+    if kind is not None:
+        _check_kind(kind)
+    found: list[ComponentInfo] = []
+    for k, objs in _in_process.items():
+        for n, obj in objs.items():
+            found.append(ComponentInfo(k, n, _target_of(obj), IN_PROCESS))
+    targets = {(i.kind, i.name, i.target) for i in found}
+    for decl in plugins.component_declarations():
+        if (decl.kind, decl.name, decl.target) in targets:
+            continue
+        targets.add((decl.kind, decl.name, decl.target))
+        found.append(ComponentInfo(decl.kind, decl.name, decl.target, decl.distribution))
+    if kind is not None:
+        found = [i for i in found if i.kind == kind]
+    if pattern is not None:
+        found = [i for i in found if fnmatch.fnmatchcase(i.name, pattern)]
+    order = {k: i for i, k in enumerate(known_kinds())}
+    return sorted(found, key=lambda i: (order.get(i.kind, len(order)), i.kind, i.name, i.distribution))
+
+
+class Registry:
+    """A view of one kind of component, with detectron2's Registry interface.
+
+    Invariant: ``get(name)`` returns what ``get_component(kind, name)`` returns; ``register()``
+    adds an object in-process (no plugin needed), refusing a name already registered in-process.
+
+        MY_REGISTRY = Registry("BACKBONE")
+        @MY_REGISTRY.register()
+        def build_toy(cfg, input_shape): ...
+    """
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"A Registry is named by its kind (e.g. 'BACKBONE'), got {name!r}")
+        self._name = name
+        with _lock:
+            _in_process.setdefault(name, {})
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def _do_register(self, name: str, obj: Any) -> None:
+        with _lock:
+            objs = _in_process.setdefault(self._name, {})
+            if name in objs and objs[name] is not obj:
+                raise ValueError(f"An object named {name!r} was already registered in the {self._name} "
+                                 f"registry ({_target_of(objs[name])})")
+            objs[name] = obj
+
+    def register(self, obj: Any = None, *, name: str | None = None) -> Any:
+        """Register ``obj`` under its ``__name__`` (or ``name``); without ``obj``, a decorator."""
+        if obj is None:
+            def deco(func_or_class: Any) -> Any:
+                self._do_register(name or func_or_class.__name__, func_or_class)
+                return func_or_class
+
+            return deco
+        self._do_register(name or obj.__name__, obj)
+        return obj
+
+    def get(self, name: str) -> Any:
+        return get_component(self._name, name)
+
+    def names(self) -> list[str]:
+        """Names available for this kind (declared or registered), without importing anything."""
+        return sorted({info.name for info in list_components(self._name)})
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self.names()
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        """(name, object) pairs, as detectron2's Registry; this imports every component."""
+        return iter([(n, self.get(n)) for n in self.names()])
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+    def __repr__(self) -> str:
+        rows = "".join(f"\n  {i.name}: {i.target} [{i.distribution}]" for i in list_components(self._name))
+        return f"Registry of {self._name}:{rows}"
+
+    __str__ = __repr__
+
+
+META_ARCH_REGISTRY = Registry("META_ARCH")
+META_ARCH_REGISTRY.__doc__ = """Meta-architectures (the whole model): called with ``cfg``, returns an nn.Module."""
+BACKBONE_REGISTRY = Registry("BACKBONE")
+BACKBONE_REGISTRY.__doc__ = """Backbones: called with ``(cfg, input_shape)``, returns a Backbone."""
+PROPOSAL_GENERATOR_REGISTRY = Registry("PROPOSAL_GENERATOR")
+PROPOSAL_GENERATOR_REGISTRY.__doc__ = """Proposal generators: called with ``(cfg, input_shape)``."""
+RPN_HEAD_REGISTRY = Registry("RPN_HEAD")
+RPN_HEAD_REGISTRY.__doc__ = """RPN heads: called with ``(cfg, input_shape)``."""
+ANCHOR_GENERATOR_REGISTRY = Registry("ANCHOR_GENERATOR")
+ANCHOR_GENERATOR_REGISTRY.__doc__ = """Anchor generators: called with ``(cfg, input_shape)``."""
+ROI_HEADS_REGISTRY = Registry("ROI_HEADS")
+ROI_HEADS_REGISTRY.__doc__ = """ROI heads: called with ``(cfg, input_shape)``."""
+ROI_BOX_HEAD_REGISTRY = Registry("ROI_BOX_HEAD")
+ROI_BOX_HEAD_REGISTRY.__doc__ = """Box heads: called with ``(cfg, input_shape)``."""
+ROI_MASK_HEAD_REGISTRY = Registry("ROI_MASK_HEAD")
+ROI_MASK_HEAD_REGISTRY.__doc__ = """Mask heads: called with ``(cfg, input_shape)``."""
+ROI_KEYPOINT_HEAD_REGISTRY = Registry("ROI_KEYPOINT_HEAD")
+ROI_KEYPOINT_HEAD_REGISTRY.__doc__ = """Keypoint heads: called with ``(cfg, input_shape)``."""
+SEM_SEG_HEADS_REGISTRY = Registry("SEM_SEG_HEADS")
+SEM_SEG_HEADS_REGISTRY.__doc__ = """Semantic segmentation heads: called with ``(cfg, input_shape)``."""
+
+
+def _forget_imports() -> None:
+    _imported.clear()
+
+
+plugins.on_reset(_forget_imports)
+
+
+__all__ = [
+    "PREFER_ENV",
+    "IN_PROCESS",
+    "STANDARD_PROVIDERS",
+    "ComponentNotFoundError",
+    "ComponentConflictError",
+    "ComponentInfo",
+    "Registry",
+    "get_component",
+    "list_components",
+    "known_kinds",
+    "prefer",
+    "META_ARCH_REGISTRY",
+    "BACKBONE_REGISTRY",
+    "PROPOSAL_GENERATOR_REGISTRY",
+    "RPN_HEAD_REGISTRY",
+    "ANCHOR_GENERATOR_REGISTRY",
+    "ROI_HEADS_REGISTRY",
+    "ROI_BOX_HEAD_REGISTRY",
+    "ROI_MASK_HEAD_REGISTRY",
+    "ROI_KEYPOINT_HEAD_REGISTRY",
+    "SEM_SEG_HEADS_REGISTRY",
+]
