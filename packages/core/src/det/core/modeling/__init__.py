@@ -1,0 +1,79 @@
+"""det.core.modeling: detectron2's ``detectron2.modeling`` core (everything but backbones and heads).
+
+Names are imported on first use, so ``import det.core.modeling`` stays cheap::
+
+    from det.core.modeling import build_model, Box2BoxTransform, ROIPooler
+    model = build_model(cfg)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "Backbone": "det.core.modeling.backbone",
+    "Box2BoxTransform": "det.core.modeling.box_regression",
+    "Box2BoxTransformRotated": "det.core.modeling.box_regression",
+    "Box2BoxTransformLinear": "det.core.modeling.box_regression",
+    "_dense_box_regression_loss": "det.core.modeling.box_regression",
+    "Matcher": "det.core.modeling.matcher",
+    "subsample_labels": "det.core.modeling.sampling",
+    "DefaultAnchorGenerator": "det.core.modeling.anchor_generator",
+    "RotatedAnchorGenerator": "det.core.modeling.anchor_generator",
+    "build_anchor_generator": "det.core.modeling.anchor_generator",
+    "ROIPooler": "det.core.modeling.poolers",
+    "assign_boxes_to_levels": "det.core.modeling.poolers",
+    "convert_boxes_to_pooler_format": "det.core.modeling.poolers",
+    "detector_postprocess": "det.core.modeling.postprocessing",
+    "sem_seg_postprocess": "det.core.modeling.postprocessing",
+    "GeneralizedRCNN": "det.core.modeling.meta_arch",
+    "ProposalNetwork": "det.core.modeling.meta_arch",
+    "build_model": "det.core.modeling.build",
+    "build_backbone": "det.core.modeling.build",
+    "build_proposal_generator": "det.core.modeling.build",
+    "build_roi_heads": "det.core.modeling.build",
+    "build_sem_seg_head": "det.core.modeling.build",
+}
+
+if TYPE_CHECKING:
+    from det.core.modeling.anchor_generator import (
+        DefaultAnchorGenerator,
+        RotatedAnchorGenerator,
+        build_anchor_generator,
+    )
+    from det.core.modeling.backbone import Backbone
+    from det.core.modeling.box_regression import (
+        Box2BoxTransform,
+        Box2BoxTransformLinear,
+        Box2BoxTransformRotated,
+        _dense_box_regression_loss,
+    )
+    from det.core.modeling.build import (
+        build_backbone,
+        build_model,
+        build_proposal_generator,
+        build_roi_heads,
+        build_sem_seg_head,
+    )
+    from det.core.modeling.matcher import Matcher
+    from det.core.modeling.meta_arch import GeneralizedRCNN, ProposalNetwork
+    from det.core.modeling.poolers import ROIPooler, assign_boxes_to_levels, convert_boxes_to_pooler_format
+    from det.core.modeling.postprocessing import detector_postprocess, sem_seg_postprocess
+    from det.core.modeling.sampling import subsample_labels
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'det.core.modeling' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = list(_LAZY)

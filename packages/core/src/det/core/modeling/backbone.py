@@ -1,0 +1,60 @@
+"""The abstract base every det backbone derives from."""
+
+from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
+
+from torch import nn
+
+__all__ = ["Backbone"]
+
+
+class Backbone(nn.Module, metaclass=ABCMeta):
+    """Base class of backbones: an image batch in, named feature maps out.
+
+    Invariant: ``forward(x)`` returns ``dict[str, Tensor]`` keyed by the names in
+    ``_out_features``, and ``output_shape()`` gives a ShapeSpec (channels, stride) for each.
+    Subclasses fill ``_out_features``, ``_out_feature_channels`` and ``_out_feature_strides``.
+
+        backbone = build_backbone(cfg)
+        features = backbone(images.tensor)          # {"res4": (N, 1024, H/16, W/16)}
+        backbone.output_shape()["res4"].stride      # 16
+    """
+
+    def __init__(self):
+        super().__init__()
+
+    @abstractmethod
+    def forward(self, x):
+        """Compute features of the (N, C, H, W) batch ``x``.
+
+        Returns:
+            dict[str, Tensor]: feature name (e.g. "res2") -> feature map.
+        """
+
+    @property
+    def size_divisibility(self) -> int:
+        """Input height and width must be a multiple of this (0: no constraint).
+
+        Networks that add a top-down path to a bottom-up one (FPN) need it so that feature maps
+        of neighbouring levels line up exactly.
+        """
+        return 0
+
+    @property
+    def padding_constraints(self) -> dict[str, int]:
+        """Generalises :attr:`size_divisibility`: optional ``{"size_divisibility": int,
+        "square_size": int}`` (``square_size`` 0 = no padding to a square)."""
+        return {}
+
+    def output_shape(self):
+        """Returns ``dict[str, ShapeSpec]``: channels and stride of every output feature."""
+        # imported here so that defining a backbone does not import the layers package eagerly
+        from det.core.layers import ShapeSpec
+
+        return {
+            name: ShapeSpec(
+                channels=self._out_feature_channels[name], stride=self._out_feature_strides[name]
+            )
+            for name in self._out_features
+        }
