@@ -29,6 +29,8 @@ _LAZY = {
     "get_event_storage": "det.core.events",
     "DefaultPredictor": "det.core.predictor",
     "get_plugin_manager": "det.core.plugins",
+    "get_component": "det.core.registry",
+    "list_components": "det.core.registry",
 }
 
 if TYPE_CHECKING:
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
         build_sem_seg_head,
     )
     from det.core.plugins import get_plugin_manager
+    from det.core.registry import get_component, list_components
     from det.core.predictor import DefaultPredictor
 
 

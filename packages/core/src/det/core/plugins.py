@@ -203,7 +203,8 @@ def _entry_points() -> list[metadata.EntryPoint]:
             continue
         seen.add(key)
         found.append(ep)
-    return found
+    # Sorted, so listings and hook order do not depend on the file system's order.
+    return sorted(found, key=lambda ep: (normalize_name(_dist_name(ep)), ep.name))
 
 
 def _dist_name(ep: metadata.EntryPoint) -> str:
