@@ -16,20 +16,37 @@ from det.structures.boxes import (
 )
 from det.structures.image_list import ImageList
 from det.structures.instances import Instances
+from det.structures.keypoints import Keypoints, heatmaps_to_keypoints
+from det.structures.masks import (
+    BitMasks,
+    PolygonMasks,
+    ROIMasks,
+    polygon_area,
+    polygons_to_bitmask,
+    rasterize_polygons_within_box,
+)
 from det.structures.rotated_boxes import RotatedBoxes, pairwise_iou_rotated
 from det.structures.version import __version__
 
 __all__ = [
+    "BitMasks",
     "BoxMode",
     "Boxes",
     "ImageList",
     "Instances",
+    "Keypoints",
+    "PolygonMasks",
+    "ROIMasks",
     "RotatedBoxes",
     "__version__",
+    "heatmaps_to_keypoints",
     "matched_boxlist_iou",
     "pairwise_intersection",
     "pairwise_ioa",
     "pairwise_iou",
     "pairwise_iou_rotated",
     "pairwise_point_box_distance",
+    "polygon_area",
+    "polygons_to_bitmask",
+    "rasterize_polygons_within_box",
 ]
