@@ -1,36 +1,82 @@
 """GeneralizedRCNN and ProposalNetwork built from explicit toy parts, and build_model."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from det.core import EventStorage
-from det.core.modeling import GeneralizedRCNN, ProposalNetwork
+from det.core.events import get_event_storage
+from det.core.modeling import Backbone, GeneralizedRCNN, ProposalNetwork
 from det.structures import Boxes, Instances
 
+# Tiny stand-ins for the real parts: enough to drive the meta-architectures.
 
-def _load_toy():
-    name = "det_core_tests_toy_parts"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_toy_parts.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
+class ToyBackbone(Backbone):
+    def __init__(self, in_channels=3, size_divisibility=8):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 4, 3, stride=4, padding=1)
+        self._size_divisibility = size_divisibility
+        self._out_features = ["toy"]
+        self._out_feature_channels = {"toy": 4}
+        self._out_feature_strides = {"toy": 4}
+
+    @property
+    def size_divisibility(self):
+        return self._size_divisibility
+
+    def forward(self, x):
+        return {"toy": self.conv(x)}
 
 
-toy = _load_toy()
+class ToyProposalGenerator(nn.Module):
+    """One proposal per image: the left half of the (unpadded) image."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, images, features, gt_instances=None):
+        self.seen.append((images, gt_instances))
+        proposals = []
+        for h, w in images.image_sizes:
+            p = Instances((h, w))
+            p.proposal_boxes = Boxes(torch.tensor([[0.0, 0.0, w / 2, float(h)]]))
+            p.objectness_logits = torch.tensor([1.5])
+            proposals.append(p)
+        losses = {"loss_rpn_cls": features["toy"].mean() * 0 + 0.25} if self.training else {}
+        return proposals, losses
+
+
+class ToyROIHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.score = nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, images, features, proposals, targets=None):
+        if self.training:
+            get_event_storage().put_scalar("roi_head/num_fg_samples", 1)
+            return [], {"loss_cls": self.score * 2}
+        results = []
+        for p in proposals:
+            r = Instances(p.image_size)
+            r.pred_boxes = p.proposal_boxes.clone()
+            r.scores = self.score.detach().expand(len(p))
+            r.pred_classes = torch.zeros(len(p), dtype=torch.int64)
+            results.append(r)
+        return results, {}
+
+    def forward_with_given_boxes(self, features, instances):
+        for x in instances:
+            x.pred_masks_seen = torch.ones(len(x))
+        return instances
 
 
 def make_model(**kw):
     args = dict(
-        backbone=toy.ToyBackbone(),
-        proposal_generator=toy.ToyProposalGenerator(),
-        roi_heads=toy.ToyROIHeads(),
+        backbone=ToyBackbone(),
+        proposal_generator=ToyProposalGenerator(),
+        roi_heads=ToyROIHeads(),
         pixel_mean=[100.0, 110.0, 120.0],
         pixel_std=[2.0, 2.0, 2.0],
         input_format="BGR",
@@ -162,7 +208,7 @@ def test_vis_period_puts_an_image():
 
 
 def test_proposal_network_train_and_inference():
-    model = ProposalNetwork(backbone=toy.ToyBackbone(), proposal_generator=toy.ToyProposalGenerator(),
+    model = ProposalNetwork(backbone=ToyBackbone(), proposal_generator=ToyProposalGenerator(),
                             pixel_mean=[0.0, 0.0, 0.0], pixel_std=[1.0, 1.0, 1.0])
     with EventStorage(0):
         assert set(model.train()([_input()])) == {"loss_rpn_cls"}
@@ -179,11 +225,11 @@ def test_build_model_from_config_with_registered_parts():
     from det.core import build_model, get_cfg
     from det.core.registry import BACKBONE_REGISTRY, PROPOSAL_GENERATOR_REGISTRY, ROI_HEADS_REGISTRY
 
-    BACKBONE_REGISTRY.register(lambda cfg, input_shape: toy.ToyBackbone(input_shape.channels),
+    BACKBONE_REGISTRY.register(lambda cfg, input_shape: ToyBackbone(input_shape.channels),
                                name="_test_meta_arch_backbone")
-    PROPOSAL_GENERATOR_REGISTRY.register(lambda cfg, shape: toy.ToyProposalGenerator(),
+    PROPOSAL_GENERATOR_REGISTRY.register(lambda cfg, shape: ToyProposalGenerator(),
                                          name="_test_meta_arch_rpn")
-    ROI_HEADS_REGISTRY.register(lambda cfg, shape: toy.ToyROIHeads(), name="_test_meta_arch_roi")
+    ROI_HEADS_REGISTRY.register(lambda cfg, shape: ToyROIHeads(), name="_test_meta_arch_roi")
     cfg = get_cfg()
     cfg.MODEL.BACKBONE.NAME = "_test_meta_arch_backbone"
     cfg.MODEL.PROPOSAL_GENERATOR.NAME = "_test_meta_arch_rpn"
@@ -192,7 +238,7 @@ def test_build_model_from_config_with_registered_parts():
     model = build_model(cfg)
     assert isinstance(model, GeneralizedRCNN) and model.training
     assert model.pixel_mean.flatten().tolist() == pytest.approx(list(cfg.MODEL.PIXEL_MEAN))
-    assert model.input_format == "BGR" and isinstance(model.roi_heads, toy.ToyROIHeads)
+    assert model.input_format == "BGR" and isinstance(model.roi_heads, ToyROIHeads)
 
     cfg.MODEL.PROPOSAL_GENERATOR.NAME = "PrecomputedProposals"
     assert build_model(cfg).proposal_generator is None
