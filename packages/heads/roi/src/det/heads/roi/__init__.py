@@ -1,5 +1,75 @@
-"""ROI heads (standard, C4, cascade) and box heads for det."""
+"""ROI heads for det: ``StandardROIHeads``, ``Res5ROIHeads`` (C4), ``CascadeROIHeads``,
+``RROIHeads`` (rotated), the ``FastRCNNConvFCHead`` box head and ``FastRCNNOutputLayers``.
+
+Importing this package is cheap (``det plugins`` imports its ``_plugin`` module); the public
+names below are imported on first use::
+
+    from det.heads.roi import StandardROIHeads, FastRCNNOutputLayers, fast_rcnn_inference
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from det.heads.roi.version import __version__
 
-__all__ = ["__version__"]
+_LAZY = {
+    "ROIHeads": "det.heads.roi.roi_heads",
+    "StandardROIHeads": "det.heads.roi.roi_heads",
+    "Res5ROIHeads": "det.heads.roi.roi_heads",
+    "select_foreground_proposals": "det.heads.roi.roi_heads",
+    "select_proposals_with_visible_keypoints": "det.heads.roi.roi_heads",
+    "build_mask_head": "det.heads.roi.roi_heads",
+    "build_keypoint_head": "det.heads.roi.roi_heads",
+    "CascadeROIHeads": "det.heads.roi.cascade_rcnn",
+    "RROIHeads": "det.heads.roi.rotated_fast_rcnn",
+    "RotatedFastRCNNOutputLayers": "det.heads.roi.rotated_fast_rcnn",
+    "fast_rcnn_inference_rotated": "det.heads.roi.rotated_fast_rcnn",
+    "FastRCNNConvFCHead": "det.heads.roi.box_head",
+    "build_box_head": "det.heads.roi.box_head",
+    "FastRCNNOutputLayers": "det.heads.roi.fast_rcnn",
+    "fast_rcnn_inference": "det.heads.roi.fast_rcnn",
+    "fast_rcnn_inference_single_image": "det.heads.roi.fast_rcnn",
+    "add_ground_truth_to_proposals": "det.heads.roi.proposal_utils",
+}
+
+if TYPE_CHECKING:
+    from det.heads.roi.box_head import FastRCNNConvFCHead, build_box_head
+    from det.heads.roi.cascade_rcnn import CascadeROIHeads
+    from det.heads.roi.fast_rcnn import (
+        FastRCNNOutputLayers,
+        fast_rcnn_inference,
+        fast_rcnn_inference_single_image,
+    )
+    from det.heads.roi.proposal_utils import add_ground_truth_to_proposals
+    from det.heads.roi.roi_heads import (
+        ROIHeads,
+        Res5ROIHeads,
+        StandardROIHeads,
+        build_keypoint_head,
+        build_mask_head,
+        select_foreground_proposals,
+        select_proposals_with_visible_keypoints,
+    )
+    from det.heads.roi.rotated_fast_rcnn import (
+        RotatedFastRCNNOutputLayers,
+        RROIHeads,
+        fast_rcnn_inference_rotated,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'det.heads.roi' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = ["__version__", *_LAZY]

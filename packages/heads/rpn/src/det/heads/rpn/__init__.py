@@ -1,5 +1,44 @@
-"""Region proposal networks for det."""
+"""Region proposal networks for det: ``RPN`` with ``StandardRPNHead``, and ``RRPN`` (rotated).
+
+Importing this package is cheap (``det plugins`` imports its ``_plugin`` module); the public
+names below are imported on first use::
+
+    from det.heads.rpn import RPN, StandardRPNHead, find_top_rpn_proposals
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from det.heads.rpn.version import __version__
 
-__all__ = ["__version__"]
+_LAZY = {
+    "RPN": "det.heads.rpn.rpn",
+    "StandardRPNHead": "det.heads.rpn.rpn",
+    "build_rpn_head": "det.heads.rpn.rpn",
+    "find_top_rpn_proposals": "det.heads.rpn.proposal_utils",
+    "RRPN": "det.heads.rpn.rrpn",
+    "find_top_rrpn_proposals": "det.heads.rpn.rrpn",
+}
+
+if TYPE_CHECKING:
+    from det.heads.rpn.proposal_utils import find_top_rpn_proposals
+    from det.heads.rpn.rpn import RPN, StandardRPNHead, build_rpn_head
+    from det.heads.rpn.rrpn import RRPN, find_top_rrpn_proposals
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'det.heads.rpn' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = ["__version__", *_LAZY]

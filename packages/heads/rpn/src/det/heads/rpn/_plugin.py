@@ -7,4 +7,8 @@ DET_PLUGIN_API_VERSION = 1
 
 @hookimpl
 def det_components():
-    return []
+    return [
+        ("PROPOSAL_GENERATOR", "RPN", "det.heads.rpn.rpn:RPN"),
+        ("PROPOSAL_GENERATOR", "RRPN", "det.heads.rpn.rrpn:RRPN"),
+        ("RPN_HEAD", "StandardRPNHead", "det.heads.rpn.rpn:StandardRPNHead"),
+    ]

@@ -1,0 +1,193 @@
+"""Rotated Fast R-CNN: ROI heads for ``RotatedBoxes`` (``RROIHeads``), the partner of ``RRPN``."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from det.core.config import configurable
+from det.core.events import get_event_storage
+from det.core.layers import ShapeSpec, batched_nms_rotated
+from det.core.modeling import Box2BoxTransformRotated, ROIPooler
+from det.heads.roi.box_head import build_box_head
+from det.heads.roi.fast_rcnn import FastRCNNOutputLayers
+from det.heads.roi.proposal_utils import add_ground_truth_to_proposals
+from det.heads.roi.roi_heads import StandardROIHeads
+from det.structures import Instances, RotatedBoxes, pairwise_iou_rotated
+
+__all__ = [
+    "RROIHeads",
+    "RotatedFastRCNNOutputLayers",
+    "fast_rcnn_inference_rotated",
+    "fast_rcnn_inference_single_image_rotated",
+]
+
+
+def fast_rcnn_inference_rotated(
+    boxes: list[torch.Tensor],
+    scores: list[torch.Tensor],
+    image_shapes: list[tuple[int, int]],
+    score_thresh: float,
+    nms_thresh: float,
+    topk_per_image: int,
+):
+    """:func:`fast_rcnn_inference` for rotated boxes: ``boxes`` are (Ri, K*5) or (Ri, 5) per image
+    and NMS is rotated. Returns per-image ``Instances`` (``pred_boxes`` as RotatedBoxes) and the
+    indices of the regions kept."""
+    result_per_image = [
+        fast_rcnn_inference_single_image_rotated(
+            boxes_per_image, scores_per_image, image_shape, score_thresh, nms_thresh, topk_per_image
+        )
+        for scores_per_image, boxes_per_image, image_shape in zip(scores, boxes, image_shapes)
+    ]
+    return [x[0] for x in result_per_image], [x[1] for x in result_per_image]
+
+
+def fast_rcnn_inference_single_image_rotated(boxes, scores, image_shape, score_thresh, nms_thresh, topk_per_image):
+    """:func:`fast_rcnn_inference_rotated` for one image."""
+    valid_mask = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores).all(dim=1)
+    if not valid_mask.all():
+        boxes = boxes[valid_mask]
+        scores = scores[valid_mask]
+
+    B = 5  # (cx, cy, w, h, angle)
+    scores = scores[:, :-1]
+    num_bbox_reg_classes = boxes.shape[1] // B
+    boxes = RotatedBoxes(boxes.reshape(-1, B))
+    boxes.clip(image_shape)
+    boxes = boxes.tensor.view(-1, num_bbox_reg_classes, B)  # R x C x B
+
+    filter_mask = scores > score_thresh  # R x K
+    filter_inds = filter_mask.nonzero()
+    if num_bbox_reg_classes == 1:
+        boxes = boxes[filter_inds[:, 0], 0]
+    else:
+        boxes = boxes[filter_mask]
+    scores = scores[filter_mask]
+
+    keep = batched_nms_rotated(boxes, scores, filter_inds[:, 1], nms_thresh)
+    if topk_per_image >= 0:
+        keep = keep[:topk_per_image]
+    boxes, scores, filter_inds = boxes[keep], scores[keep], filter_inds[keep]
+
+    result = Instances(image_shape)
+    result.pred_boxes = RotatedBoxes(boxes)
+    result.scores = scores
+    result.pred_classes = filter_inds[:, 1]
+    return result, filter_inds[:, 0]
+
+
+class RotatedFastRCNNOutputLayers(FastRCNNOutputLayers):
+    """``FastRCNNOutputLayers`` for rotated boxes: 5 deltas per class, rotated inference.
+
+    Invariant: ``box2box_transform`` is a ``Box2BoxTransformRotated`` (5 weights)::
+
+        predictor = RotatedFastRCNNOutputLayers(ShapeSpec(channels=64), num_classes=3,
+                                                box2box_transform=Box2BoxTransformRotated((10, 10, 5, 5, 1)))
+        scores, deltas = predictor(torch.rand(8, 64))   # (8, 4), (8, 15)
+    """
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        args = super().from_config(cfg, input_shape)
+        args["box2box_transform"] = Box2BoxTransformRotated(weights=cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS)
+        return args
+
+    def inference(self, predictions, proposals):
+        boxes = self.predict_boxes(predictions, proposals)
+        scores = self.predict_probs(predictions, proposals)
+        image_shapes = [x.image_size for x in proposals]
+        return fast_rcnn_inference_rotated(
+            boxes,
+            scores,
+            image_shapes,
+            self.test_score_thresh,
+            self.test_nms_thresh,
+            self.test_topk_per_image,
+        )
+
+
+class RROIHeads(StandardROIHeads):
+    """ROI heads for rotated proposals (from ``RRPN``): rotated IoU matching, ``ROIAlignRotated``
+    pooling and a rotated box predictor. Boxes only: no mask or keypoint head.
+
+    Invariant: proposals and ground truth are ``RotatedBoxes``; detections are RotatedBoxes::
+
+        cfg.MODEL.ROI_HEADS.NAME = "RROIHeads"
+        cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE = "ROIAlignRotated"
+        heads = RROIHeads(cfg, backbone.output_shape())
+    """
+
+    @configurable
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        if self.mask_on or self.keypoint_on:
+            raise ValueError("Mask/Keypoints not supported in Rotated ROIHeads (RROIHeads).")
+        if self.train_on_pred_boxes:
+            raise ValueError("train_on_pred_boxes not implemented for RROIHeads!")
+
+    @classmethod
+    def _init_box_head(cls, cfg, input_shape):
+        in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
+        pooler_resolution = cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION
+        pooler_scales = tuple(1.0 / input_shape[k].stride for k in in_features)
+        sampling_ratio = cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO
+        pooler_type = cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE
+        if pooler_type not in ("ROIAlignRotated",):
+            raise ValueError(
+                f"RROIHeads pools rotated boxes: MODEL.ROI_BOX_HEAD.POOLER_TYPE must be ROIAlignRotated, got {pooler_type!r}"
+            )
+        in_channels = [input_shape[f].channels for f in in_features][0]
+
+        box_pooler = ROIPooler(
+            output_size=pooler_resolution,
+            scales=pooler_scales,
+            sampling_ratio=sampling_ratio,
+            pooler_type=pooler_type,
+        )
+        box_head = build_box_head(
+            cfg, ShapeSpec(channels=in_channels, height=pooler_resolution, width=pooler_resolution)
+        )
+        box_predictor = RotatedFastRCNNOutputLayers(cfg, box_head.output_shape)
+        return {
+            "box_in_features": in_features,
+            "box_pooler": box_pooler,
+            "box_head": box_head,
+            "box_predictor": box_predictor,
+        }
+
+    @torch.no_grad()
+    def label_and_sample_proposals(self, proposals, targets):
+        """As :meth:`ROIHeads.label_and_sample_proposals` with rotated IoU; only ``gt_boxes``
+        (and ``gt_classes``) are attached."""
+        if self.proposal_append_gt:
+            proposals = add_ground_truth_to_proposals(targets, proposals)
+
+        proposals_with_gt = []
+        num_fg_samples = []
+        num_bg_samples = []
+        for proposals_per_image, targets_per_image in zip(proposals, targets):
+            has_gt = len(targets_per_image) > 0
+            match_quality_matrix = pairwise_iou_rotated(
+                targets_per_image.gt_boxes, proposals_per_image.proposal_boxes
+            )
+            matched_idxs, matched_labels = self.proposal_matcher(match_quality_matrix)
+            sampled_idxs, gt_classes = self._sample_proposals(
+                matched_idxs, matched_labels, targets_per_image.gt_classes
+            )
+
+            proposals_per_image = proposals_per_image[sampled_idxs]
+            proposals_per_image.gt_classes = gt_classes
+
+            if has_gt:
+                sampled_targets = matched_idxs[sampled_idxs]
+                proposals_per_image.gt_boxes = targets_per_image.gt_boxes[sampled_targets]
+
+            num_bg_samples.append((gt_classes == self.num_classes).sum().item())
+            num_fg_samples.append(gt_classes.numel() - num_bg_samples[-1])
+            proposals_with_gt.append(proposals_per_image)
+
+        storage = get_event_storage()
+        storage.put_scalar("roi_head/num_fg_samples", np.mean(num_fg_samples))
+        storage.put_scalar("roi_head/num_bg_samples", np.mean(num_bg_samples))
+        return proposals_with_gt

@@ -1,0 +1,162 @@
+"""Rotated Region Proposal Network (:paper:`RRPN`): ``RRPN`` proposes ``RotatedBoxes``.
+
+It is ``RPN`` with rotated anchors (``RotatedAnchorGenerator``, box_dim 5), rotated IoU for
+matching, ``Box2BoxTransformRotated`` and rotated NMS.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from det.core.config import configurable
+from det.core.layers import batched_nms_rotated, cat
+from det.core.modeling import Box2BoxTransformRotated
+from det.heads.rpn.rpn import RPN
+from det.structures import Instances, RotatedBoxes, pairwise_iou_rotated
+
+__all__ = ["RRPN", "find_top_rrpn_proposals"]
+
+
+def find_top_rrpn_proposals(
+    proposals: list[torch.Tensor],
+    pred_objectness_logits: list[torch.Tensor],
+    image_sizes: list[tuple[int, int]],
+    nms_thresh: float,
+    pre_nms_topk: int,
+    post_nms_topk: int,
+    min_box_size: float,
+    training: bool,
+) -> list[Instances]:
+    """The rotated counterpart of :func:`find_top_rpn_proposals`: per-level top-k, clip (boxes
+    that are nearly horizontal), drop small boxes, per-level rotated NMS, top-k per image.
+
+    Args:
+        proposals: L tensors (N, Hi*Wi*A, 5) of (cx, cy, w, h, angle) boxes.
+        pred_objectness_logits: L tensors (N, Hi*Wi*A).
+        other arguments: as in :func:`find_top_rpn_proposals`.
+
+    Returns:
+        N ``Instances`` with ``proposal_boxes`` (RotatedBoxes) and ``objectness_logits``.
+    """
+    num_images = len(image_sizes)
+    device = proposals[0].device
+
+    topk_scores = []
+    topk_proposals = []
+    level_ids = []
+    batch_idx = torch.arange(num_images, device=device)
+    for level_id, (proposals_i, logits_i) in enumerate(zip(proposals, pred_objectness_logits)):
+        Hi_Wi_A = logits_i.shape[1]
+        num_proposals_i = min(pre_nms_topk, Hi_Wi_A)
+        # detectron2 sorts here (rather than topk); ties then come out in the same order
+        logits_i, idx = logits_i.sort(descending=True, dim=1)
+        topk_scores_i = logits_i[batch_idx, :num_proposals_i]
+        topk_idx = idx[batch_idx, :num_proposals_i]
+        topk_proposals.append(proposals_i[batch_idx[:, None], topk_idx])
+        topk_scores.append(topk_scores_i)
+        level_ids.append(torch.full((num_proposals_i,), level_id, dtype=torch.int64, device=device))
+
+    topk_scores = cat(topk_scores, dim=1)
+    topk_proposals = cat(topk_proposals, dim=1)
+    level_ids = cat(level_ids, dim=0)
+
+    results = []
+    for n, image_size in enumerate(image_sizes):
+        boxes = RotatedBoxes(topk_proposals[n])
+        scores_per_img = topk_scores[n]
+        lvl = level_ids
+        valid_mask = torch.isfinite(boxes.tensor).all(dim=1) & torch.isfinite(scores_per_img)
+        if not valid_mask.all():
+            if training:
+                raise FloatingPointError(
+                    "Predicted boxes or scores contain Inf/NaN. Training has diverged."
+                )
+            boxes = boxes[valid_mask]
+            scores_per_img = scores_per_img[valid_mask]
+            lvl = lvl[valid_mask]
+        boxes.clip(image_size)
+
+        keep = boxes.nonempty(threshold=min_box_size)
+        if keep.sum().item() != len(boxes):
+            boxes, scores_per_img, lvl = boxes[keep], scores_per_img[keep], lvl[keep]
+
+        keep = batched_nms_rotated(boxes.tensor, scores_per_img, lvl, nms_thresh)
+        keep = keep[:post_nms_topk]
+
+        res = Instances(image_size)
+        res.proposal_boxes = boxes[keep]
+        res.objectness_logits = scores_per_img[keep]
+        results.append(res)
+    return results
+
+
+class RRPN(RPN):
+    """Rotated RPN: ``RPN`` whose anchors, ground truth and proposals are ``RotatedBoxes``.
+
+    Invariant: proposals are ``RotatedBoxes`` (N, 5) as (cx, cy, w, h, angle in degrees); the
+    anchor generator must have ``box_dim == 5``::
+
+        cfg.MODEL.PROPOSAL_GENERATOR.NAME = "RRPN"
+        cfg.MODEL.ANCHOR_GENERATOR.NAME = "RotatedAnchorGenerator"
+        rrpn = RRPN(cfg, backbone.output_shape())
+    """
+
+    @configurable
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.anchor_boundary_thresh >= 0:
+            raise NotImplementedError(
+                "RRPN: anchor_boundary_thresh (MODEL.RPN.BOUNDARY_THRESH) is a legacy option that RRPN "
+                "does not implement; set it to -1"
+            )
+        if getattr(self.anchor_generator, "box_dim", 5) != 5:
+            raise ValueError(
+                "RRPN needs rotated anchors (box_dim 5, e.g. RotatedAnchorGenerator); the anchor "
+                f"generator {type(self.anchor_generator).__name__} has box_dim {self.anchor_generator.box_dim}"
+            )
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        ret = super().from_config(cfg, input_shape)
+        ret["box2box_transform"] = Box2BoxTransformRotated(weights=cfg.MODEL.RPN.BBOX_REG_WEIGHTS)
+        return ret
+
+    @torch.no_grad()
+    def label_and_sample_anchors(self, anchors: list[RotatedBoxes], gt_instances: list[Instances]):
+        """As :meth:`RPN.label_and_sample_anchors`, with rotated IoU; matched boxes are (R, 5)."""
+        anchors = RotatedBoxes.cat(anchors)
+
+        gt_boxes = [x.gt_boxes for x in gt_instances]
+        del gt_instances
+
+        gt_labels = []
+        matched_gt_boxes = []
+        for gt_boxes_i in gt_boxes:
+            match_quality_matrix = pairwise_iou_rotated(gt_boxes_i, anchors)
+            matched_idxs, gt_labels_i = self.anchor_matcher(match_quality_matrix)
+            gt_labels_i = gt_labels_i.to(device=gt_boxes_i.device)
+
+            gt_labels_i = self._subsample_labels(gt_labels_i)
+
+            if len(gt_boxes_i) == 0:
+                matched_gt_boxes_i = torch.zeros_like(anchors.tensor)
+            else:
+                matched_gt_boxes_i = gt_boxes_i[matched_idxs].tensor
+
+            gt_labels.append(gt_labels_i)
+            matched_gt_boxes.append(matched_gt_boxes_i)
+        return gt_labels, matched_gt_boxes
+
+    @torch.no_grad()
+    def predict_proposals(self, anchors, pred_objectness_logits, pred_anchor_deltas, image_sizes):
+        pred_proposals = self._decode_proposals(anchors, pred_anchor_deltas)
+        return find_top_rrpn_proposals(
+            pred_proposals,
+            pred_objectness_logits,
+            image_sizes,
+            self.nms_thresh,
+            self.pre_nms_topk[self.training],
+            self.post_nms_topk[self.training],
+            self.min_box_size,
+            self.training,
+        )
