@@ -10,6 +10,22 @@ faster ones per device type. Importing this package imports torch but not torchv
 
 from det.core.layers.batch_norm import FrozenBatchNorm2d, LayerNorm, NaiveSyncBatchNorm, get_norm
 from det.core.layers.blocks import CNNBlockBase
+from det.core.layers.deform_conv import DeformConv, ModulatedDeformConv
+from det.core.layers.losses import (
+    ciou_loss,
+    diou_loss,
+    giou_loss,
+    sigmoid_focal_loss,
+    sigmoid_focal_loss_jit,
+    sigmoid_focal_loss_star,
+    sigmoid_focal_loss_star_jit,
+    smooth_l1_loss,
+)
+from det.core.layers.mask_ops import paste_masks, paste_masks_in_image
+from det.core.layers.nms import batched_nms, batched_nms_rotated, nms, nms_rotated
+from det.core.layers.roi_align import ROIAlign, roi_align
+from det.core.layers.roi_align_rotated import ROIAlignRotated, roi_align_rotated
+from det.core.layers.rotated_boxes import box_iou_rotated
 from det.core.layers.shape_spec import ShapeSpec
 from det.core.layers.weight_init import c2_msra_fill, c2_xavier_fill
 from det.core.layers.wrappers import (
@@ -31,19 +47,40 @@ __all__ = [
     "CNNBlockBase",
     "Conv2d",
     "ConvTranspose2d",
+    "DeformConv",
     "FrozenBatchNorm2d",
     "LayerNorm",
     "Linear",
+    "ModulatedDeformConv",
     "NaiveSyncBatchNorm",
+    "ROIAlign",
+    "ROIAlignRotated",
     "ShapeSpec",
+    "batched_nms",
+    "batched_nms_rotated",
+    "box_iou_rotated",
     "c2_msra_fill",
     "c2_xavier_fill",
     "cat",
+    "ciou_loss",
     "cross_entropy",
+    "diou_loss",
     "empty_input_loss_func_wrapper",
     "get_norm",
+    "giou_loss",
     "interpolate",
     "move_device_like",
+    "nms",
+    "nms_rotated",
     "nonzero_tuple",
+    "paste_masks",
+    "paste_masks_in_image",
+    "roi_align",
+    "roi_align_rotated",
     "shapes_to_tensor",
+    "sigmoid_focal_loss",
+    "sigmoid_focal_loss_jit",
+    "sigmoid_focal_loss_star",
+    "sigmoid_focal_loss_star_jit",
+    "smooth_l1_loss",
 ]
