@@ -1,5 +1,65 @@
-"""Data pipeline, training loop, evaluation, visualization and commands for det."""
+"""Data pipeline, training loop, evaluation, visualization and commands for det.
+
+Public names are imported on first use (PEP 562), so ``import det.engine`` stays cheap::
+
+    from det.engine import DatasetCatalog, DatasetMapper, COCOEvaluator, Visualizer
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from det.engine.version import __version__
 
-__all__ = ["__version__"]
+# name -> module that defines it. Each engineer adds the names of their modules here.
+_LAZY = {
+    # data pipeline
+    "DatasetCatalog": "det.engine.data.catalog",
+    "MetadataCatalog": "det.engine.data.catalog",
+    "Metadata": "det.engine.data.catalog",
+    "DatasetMapper": "det.engine.data.dataset_mapper",
+    "build_detection_train_loader": "det.engine.data.build",
+    "build_detection_test_loader": "det.engine.data.build",
+    "get_detection_dataset_dicts": "det.engine.data.build",
+    "TrainingSampler": "det.engine.data.samplers",
+    "InferenceSampler": "det.engine.data.samplers",
+    "RepeatFactorTrainingSampler": "det.engine.data.samplers",
+    "load_coco_json": "det.engine.data.datasets.coco",
+    "load_sem_seg": "det.engine.data.datasets.coco",
+    "register_coco_instances": "det.engine.data.datasets.coco",
+    "ShapesConfig": "det.engine.data.shapes",
+    "register_shapes": "det.engine.data.shapes",
+    "prepare_shapes": "det.engine.data.shapes",
+    # evaluation
+    "DatasetEvaluator": "det.engine.evaluation.evaluator",
+    "DatasetEvaluators": "det.engine.evaluation.evaluator",
+    "inference_on_dataset": "det.engine.evaluation.evaluator",
+    "inference_context": "det.engine.evaluation.evaluator",
+    "COCOEvaluator": "det.engine.evaluation.coco_evaluation",
+    "SemSegEvaluator": "det.engine.evaluation.sem_seg_evaluation",
+    "COCOPanopticEvaluator": "det.engine.evaluation.panoptic_evaluation",
+    "print_csv_format": "det.engine.evaluation.testing",
+    # visualization
+    "Visualizer": "det.engine.visualizer",
+    "ColorMode": "det.engine.visualizer",
+    "VisImage": "det.engine.visualizer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'det.engine' has no attribute {name!r}")
+    if module.startswith("det.engine.data"):
+        importlib.import_module("det.engine.data")  # registers the built-in datasets
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = ["__version__", *sorted(_LAZY)]

@@ -1,0 +1,72 @@
+"""Data pipeline (detectron2's ``detectron2.data``): catalog, COCO loading, augmentations,
+DatasetMapper, loaders, samplers and the built-in synthetic shapes dataset.
+
+Importing registers the built-in datasets ``shapes_train`` / ``shapes_val`` (generated lazily,
+on first ``DatasetCatalog.get``). Other names are imported on first use::
+
+    from det.engine.data import DatasetCatalog, DatasetMapper, build_detection_train_loader
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from det.engine.data.catalog import DatasetCatalog, Metadata, MetadataCatalog
+
+_LAZY = {
+    "transforms": "det.engine.data.transforms",
+    "detection_utils": "det.engine.data.detection_utils",
+    "datasets": "det.engine.data.datasets",
+    "samplers": "det.engine.data.samplers",
+    "shapes": "det.engine.data.shapes",
+    "DatasetMapper": "det.engine.data.dataset_mapper",
+    "build_batch_data_loader": "det.engine.data.build",
+    "build_detection_test_loader": "det.engine.data.build",
+    "build_detection_train_loader": "det.engine.data.build",
+    "get_detection_dataset_dicts": "det.engine.data.build",
+    "print_instances_class_histogram": "det.engine.data.build",
+    "DatasetFromList": "det.engine.data.common",
+    "MapDataset": "det.engine.data.common",
+    "AspectRatioGroupedDataset": "det.engine.data.common",
+    "ToIterableDataset": "det.engine.data.common",
+    "TrainingSampler": "det.engine.data.samplers",
+    "InferenceSampler": "det.engine.data.samplers",
+    "RepeatFactorTrainingSampler": "det.engine.data.samplers",
+    "load_coco_json": "det.engine.data.datasets.coco",
+    "load_sem_seg": "det.engine.data.datasets.coco",
+    "register_coco_instances": "det.engine.data.datasets.coco",
+    "convert_to_coco_dict": "det.engine.data.datasets.coco",
+    "convert_to_coco_json": "det.engine.data.datasets.coco",
+    "ShapesConfig": "det.engine.data.shapes",
+    "prepare_shapes": "det.engine.data.shapes",
+    "register_shapes": "det.engine.data.shapes",
+}
+
+_SUBMODULES = {"transforms", "detection_utils", "datasets", "samplers", "shapes"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'det.engine.data' has no attribute {name!r}")
+    mod = importlib.import_module(module)
+    value = mod if name in _SUBMODULES else getattr(mod, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+def _register_builtin() -> None:
+    from det.engine.data.shapes import register_shapes
+
+    if "shapes_train" not in DatasetCatalog:
+        register_shapes()
+
+
+_register_builtin()
+
+__all__ = ["DatasetCatalog", "Metadata", "MetadataCatalog", *sorted(_LAZY)]

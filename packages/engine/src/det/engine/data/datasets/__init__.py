@@ -1,0 +1,17 @@
+"""Dataset loaders in detectron2's standard format (COCO json, semantic-segmentation folders)."""
+
+from det.engine.data.datasets.coco import (
+    convert_to_coco_dict,
+    convert_to_coco_json,
+    load_coco_json,
+    load_sem_seg,
+    register_coco_instances,
+)
+
+__all__ = [
+    "convert_to_coco_dict",
+    "convert_to_coco_json",
+    "load_coco_json",
+    "load_sem_seg",
+    "register_coco_instances",
+]

@@ -1,0 +1,418 @@
+"""Deterministic transforms (flip, crop, pad, blend, lists of them) over det.core's ``Transform``.
+
+A transform is an already-decided operation: it maps an image and everything geometric in it
+(coordinates, boxes, polygons, masks) consistently. Random choices live in augmentations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from det.core.transforms import NoOpTransform, ResizeTransform, Transform
+
+__all__ = [
+    "BlendTransform",
+    "CropTransform",
+    "HFlipTransform",
+    "NoOpTransform",
+    "PadTransform",
+    "ResizeTransform",
+    "Transform",
+    "TransformList",
+    "VFlipTransform",
+    "apply_box",
+    "apply_polygons",
+    "apply_segmentation",
+]
+
+
+# -- generic fallbacks, so any Transform (even a minimal one) maps boxes, polygons and masks ----
+
+
+def apply_box(tfm: Any, box: np.ndarray) -> np.ndarray:
+    """Boxes (N,4) XYXY_ABS through ``tfm``: its own ``apply_box`` when it has one, else the box
+    enclosing the 4 transformed corners."""
+    if hasattr(tfm, "apply_box"):
+        return tfm.apply_box(box)
+    box = np.asarray(box)
+    box = box.astype(np.float64 if box.dtype == np.float64 else np.float32).reshape(-1, 4)
+    idxs = np.array([(0, 1), (2, 1), (0, 3), (2, 3)]).flatten()
+    coords = box[:, idxs].reshape(-1, 2)
+    coords = tfm.apply_coords(coords).reshape((-1, 4, 2))
+    return np.concatenate((coords.min(axis=1), coords.max(axis=1)), axis=1)
+
+
+def apply_polygons(tfm: Any, polygons: list[np.ndarray]) -> list[np.ndarray]:
+    """Polygons (each (K,2) xy) through ``tfm``."""
+    if hasattr(tfm, "apply_polygons"):
+        return tfm.apply_polygons(polygons)
+    return [tfm.apply_coords(np.asarray(p, dtype=np.float64).reshape(-1, 2)) for p in polygons]
+
+
+def apply_segmentation(tfm: Any, segmentation: np.ndarray) -> np.ndarray:
+    """A label map or mask through ``tfm`` (nearest-neighbour for resizes)."""
+    if hasattr(tfm, "apply_segmentation"):
+        return tfm.apply_segmentation(segmentation)
+    return tfm.apply_image(segmentation)
+
+
+class TransformList(Transform):
+    """A sequence of transforms applied in order; nested lists are flattened, so
+    ``transforms`` holds only leaf transforms.
+
+        tfms = TransformList([HFlipTransform(100), CropTransform(10, 0, 50, 50)])
+        tfms.apply_coords(np.array([[20.0, 5.0]]))  # [[70., 5.]]
+    """
+
+    def __init__(self, transforms: list[Any]) -> None:
+        tfms_flatten: list[Any] = []
+        for t in transforms:
+            if isinstance(t, TransformList):
+                tfms_flatten.extend(t.transforms)
+            elif isinstance(t, Transform) or (hasattr(t, "apply_image") and hasattr(t, "apply_coords")):
+                tfms_flatten.append(t)
+            else:
+                raise TypeError(f"TransformList takes Transform objects, got {type(t).__name__}")
+        self.transforms = tfms_flatten
+
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        for t in self.transforms:
+            img = t.apply_image(img)
+        return img
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        for t in self.transforms:
+            coords = t.apply_coords(coords)
+        return coords
+
+    def apply_box(self, box: np.ndarray) -> np.ndarray:
+        for t in self.transforms:
+            box = apply_box(t, box)
+        return box
+
+    def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
+        for t in self.transforms:
+            polygons = apply_polygons(t, polygons)
+        return polygons
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        for t in self.transforms:
+            segmentation = apply_segmentation(t, segmentation)
+        return segmentation
+
+    def __add__(self, other: Any) -> TransformList:
+        others = other.transforms if isinstance(other, TransformList) else [other]
+        return TransformList(self.transforms + others)
+
+    def __iadd__(self, other: Any) -> TransformList:
+        others = other.transforms if isinstance(other, TransformList) else [other]
+        self.transforms.extend(others)
+        return self
+
+    def __radd__(self, other: Any) -> TransformList:
+        others = other.transforms if isinstance(other, TransformList) else [other]
+        return TransformList(others + self.transforms)
+
+    def __len__(self) -> int:
+        return len(self.transforms)
+
+    def __getitem__(self, idx: int) -> Any:
+        return self.transforms[idx]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.transforms)
+
+    def inverse(self) -> TransformList:
+        return TransformList([t.inverse() for t in self.transforms[::-1]])
+
+    def __repr__(self) -> str:
+        return "TransformList[{}]".format(", ".join(repr(t) for t in self.transforms))
+
+    __str__ = __repr__
+
+
+def _check_image(img: Any, owner: str) -> np.ndarray:
+    if not isinstance(img, np.ndarray):
+        raise TypeError(f"{owner}.apply_image needs a numpy array (H,W) or (H,W,C), got {type(img).__name__}")
+    return img
+
+
+class HFlipTransform(Transform):
+    """Mirror left-right in an image of width ``width``: x -> width - x (continuous coordinates,
+    so the pixel covering [0, 1) moves to [width-1, width)).
+
+        HFlipTransform(100).apply_coords(np.array([[10.0, 7.0]]))  # [[90., 7.]]
+    """
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        img = _check_image(img, "HFlipTransform")
+        # (H,W) / (H,W,C) images flip axis 1; (N,H,W,C) batches flip axis -2.
+        return np.flip(img, axis=1) if img.ndim <= 3 else np.flip(img, axis=-2)
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        coords = np.array(coords, dtype=np.float64 if np.asarray(coords).dtype == np.float64 else np.float32)
+        coords[:, 0] = self.width - coords[:, 0]
+        return coords
+
+    def apply_box(self, box: np.ndarray) -> np.ndarray:
+        return apply_box(_CoordsOnly(self), box)
+
+    def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
+        return [self.apply_coords(np.asarray(p).reshape(-1, 2)) for p in polygons]
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return self.apply_image(segmentation)
+
+    def inverse(self) -> HFlipTransform:
+        return self
+
+    def __repr__(self) -> str:
+        return f"HFlipTransform(width={self.width})"
+
+
+class VFlipTransform(Transform):
+    """Mirror top-bottom in an image of height ``height``: y -> height - y.
+
+        VFlipTransform(50).apply_coords(np.array([[10.0, 7.0]]))  # [[10., 43.]]
+    """
+
+    def __init__(self, height: int) -> None:
+        self.height = height
+
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        img = _check_image(img, "VFlipTransform")
+        return np.flip(img, axis=0) if img.ndim <= 3 else np.flip(img, axis=-3)
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        coords = np.array(coords, dtype=np.float64 if np.asarray(coords).dtype == np.float64 else np.float32)
+        coords[:, 1] = self.height - coords[:, 1]
+        return coords
+
+    def apply_box(self, box: np.ndarray) -> np.ndarray:
+        return apply_box(_CoordsOnly(self), box)
+
+    def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
+        return [self.apply_coords(np.asarray(p).reshape(-1, 2)) for p in polygons]
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return self.apply_image(segmentation)
+
+    def inverse(self) -> VFlipTransform:
+        return self
+
+    def __repr__(self) -> str:
+        return f"VFlipTransform(height={self.height})"
+
+
+class _CoordsOnly:
+    """Adapter exposing only apply_coords, to reuse the generic corner-based box mapping."""
+
+    def __init__(self, tfm: Any) -> None:
+        self.apply_coords = tfm.apply_coords
+
+
+def _clip_polygon_to_box(poly: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    """Sutherland-Hodgman clipping of a polygon (K,2) to the rectangle [x0,x1]x[y0,y1].
+
+    A concave polygon that the window splits in several parts comes back as one polygon whose
+    parts are joined by zero-area slivers along the window edge: same area and same rasterized
+    mask, which is all masks need (detectron2 uses shapely here; det avoids the dependency).
+    """
+
+    def clip(points: list[tuple[float, float]], inside: Any, intersect: Any) -> list[tuple[float, float]]:
+        out: list[tuple[float, float]] = []
+        n = len(points)
+        for i in range(n):
+            cur, prev = points[i], points[i - 1]
+            cur_in, prev_in = inside(cur), inside(prev)
+            if cur_in:
+                if not prev_in:
+                    out.append(intersect(prev, cur))
+                out.append(cur)
+            elif prev_in:
+                out.append(intersect(prev, cur))
+        return out
+
+    def x_cut(xc: float) -> Any:
+        def f(p: tuple[float, float], q: tuple[float, float]) -> tuple[float, float]:
+            t = (xc - p[0]) / (q[0] - p[0])
+            return (xc, p[1] + t * (q[1] - p[1]))
+
+        return f
+
+    def y_cut(yc: float) -> Any:
+        def f(p: tuple[float, float], q: tuple[float, float]) -> tuple[float, float]:
+            t = (yc - p[1]) / (q[1] - p[1])
+            return (p[0] + t * (q[0] - p[0]), yc)
+
+        return f
+
+    pts = [(float(x), float(y)) for x, y in np.asarray(poly, dtype=np.float64).reshape(-1, 2)]
+    for inside, cut in (
+        (lambda p: p[0] >= x0, x_cut(x0)),
+        (lambda p: p[0] <= x1, x_cut(x1)),
+        (lambda p: p[1] >= y0, y_cut(y0)),
+        (lambda p: p[1] <= y1, y_cut(y1)),
+    ):
+        if not pts:
+            break
+        pts = clip(pts, inside, cut)
+    # Drop consecutive duplicates that clipping creates at corners.
+    dedup: list[tuple[float, float]] = []
+    for p in pts:
+        if not dedup or abs(p[0] - dedup[-1][0]) > 1e-9 or abs(p[1] - dedup[-1][1]) > 1e-9:
+            dedup.append(p)
+    if len(dedup) > 1 and abs(dedup[0][0] - dedup[-1][0]) <= 1e-9 and abs(dedup[0][1] - dedup[-1][1]) <= 1e-9:
+        dedup.pop()
+    return np.asarray(dedup, dtype=np.float64).reshape(-1, 2)
+
+
+def _polygon_area(poly: np.ndarray) -> float:
+    x, y = poly[:, 0], poly[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+
+
+class CropTransform(Transform):
+    """Keep the window ``[x0, x0+w) x [y0, y0+h)``: coordinates shift by (-x0, -y0); polygons are
+    clipped to the window (parts outside disappear, fully outside polygons are dropped).
+
+        t = CropTransform(x0=10, y0=20, w=30, h=40)
+        t.apply_coords(np.array([[15.0, 25.0]]))  # [[5., 5.]]
+    """
+
+    def __init__(self, x0: int, y0: int, w: int, h: int, orig_w: int | None = None, orig_h: int | None = None) -> None:
+        for name, v in (("x0", x0), ("y0", y0), ("w", w), ("h", h)):
+            if int(v) != v or v < 0:
+                raise ValueError(f"CropTransform: {name} must be a non-negative integer, got {v!r}")
+        self.x0, self.y0, self.w, self.h = int(x0), int(y0), int(w), int(h)
+        self.orig_w, self.orig_h = orig_w, orig_h
+
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        img = _check_image(img, "CropTransform")
+        if img.ndim <= 3:
+            return img[self.y0 : self.y0 + self.h, self.x0 : self.x0 + self.w]
+        return img[..., self.y0 : self.y0 + self.h, self.x0 : self.x0 + self.w, :]
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        coords = np.array(coords, dtype=np.float64 if np.asarray(coords).dtype == np.float64 else np.float32)
+        coords[:, 0] -= self.x0
+        coords[:, 1] -= self.y0
+        return coords
+
+    def apply_box(self, box: np.ndarray) -> np.ndarray:
+        return apply_box(_CoordsOnly(self), box)
+
+    def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
+        x0, y0, x1, y1 = self.x0, self.y0, self.x0 + self.w, self.y0 + self.h
+        cropped = []
+        for polygon in polygons:
+            clipped = _clip_polygon_to_box(np.asarray(polygon).reshape(-1, 2), x0, y0, x1, y1)
+            if len(clipped) < 3 or _polygon_area(clipped) <= 0:
+                continue
+            cropped.append(self.apply_coords(clipped))
+        return cropped
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return self.apply_image(segmentation)
+
+    def inverse(self) -> PadTransform:
+        if self.orig_w is None or self.orig_h is None:
+            raise NotImplementedError("CropTransform.inverse() needs orig_w and orig_h (the size before cropping)")
+        pad_x1 = self.orig_w - self.x0 - self.w
+        pad_y1 = self.orig_h - self.y0 - self.h
+        return PadTransform(self.x0, self.y0, pad_x1, pad_y1, orig_w=self.w, orig_h=self.h)
+
+    def __repr__(self) -> str:
+        return f"CropTransform(x0={self.x0}, y0={self.y0}, w={self.w}, h={self.h})"
+
+
+class PadTransform(Transform):
+    """Pad ``x0``/``y0`` pixels before and ``x1``/``y1`` after; coordinates shift by (x0, y0).
+
+        PadTransform(2, 3, 0, 0).apply_coords(np.array([[1.0, 1.0]]))  # [[3., 4.]]
+    """
+
+    def __init__(
+        self, x0: int, y0: int, x1: int, y1: int, orig_w: int | None = None, orig_h: int | None = None,
+        pad_value: float = 0, seg_pad_value: int = 0,
+    ) -> None:
+        self.x0, self.y0, self.x1, self.y1 = int(x0), int(y0), int(x1), int(y1)
+        self.orig_w, self.orig_h = orig_w, orig_h
+        self.pad_value, self.seg_pad_value = pad_value, seg_pad_value
+
+    def _pad(self, img: np.ndarray, value: float) -> np.ndarray:
+        img = _check_image(img, "PadTransform")
+        padding = [(self.y0, self.y1), (self.x0, self.x1)] + [(0, 0)] * (img.ndim - 2)
+        return np.pad(img, padding, mode="constant", constant_values=value)
+
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        return self._pad(img, self.pad_value)
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return self._pad(segmentation, self.seg_pad_value)
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        coords = np.array(coords, dtype=np.float64 if np.asarray(coords).dtype == np.float64 else np.float32)
+        coords[:, 0] += self.x0
+        coords[:, 1] += self.y0
+        return coords
+
+    def apply_box(self, box: np.ndarray) -> np.ndarray:
+        return apply_box(_CoordsOnly(self), box)
+
+    def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
+        return [self.apply_coords(np.asarray(p).reshape(-1, 2)) for p in polygons]
+
+    def inverse(self) -> CropTransform:
+        if self.orig_w is None or self.orig_h is None:
+            raise NotImplementedError("PadTransform.inverse() needs orig_w and orig_h (the size before padding)")
+        neww = self.orig_w + self.x0 + self.x1
+        newh = self.orig_h + self.y0 + self.y1
+        return CropTransform(self.x0, self.y0, self.orig_w, self.orig_h, orig_w=neww, orig_h=newh)
+
+    def __repr__(self) -> str:
+        return f"PadTransform(x0={self.x0}, y0={self.y0}, x1={self.x1}, y1={self.y1})"
+
+
+class BlendTransform(Transform):
+    """``src_weight * src_image + dst_weight * image`` (uint8 images are clipped to [0, 255]);
+    geometry is untouched. Brightness, contrast and saturation are blends.
+
+        BlendTransform(src_image=0.0, src_weight=0.5, dst_weight=0.5).apply_image(img)  # half as bright
+    """
+
+    def __init__(self, src_image: np.ndarray | float, src_weight: float, dst_weight: float) -> None:
+        self.src_image = src_image
+        self.src_weight = src_weight
+        self.dst_weight = dst_weight
+
+    def apply_image(self, img: np.ndarray, interp: Any = None) -> np.ndarray:
+        img = _check_image(img, "BlendTransform")
+        if img.dtype == np.uint8:
+            out = self.src_weight * self.src_image + self.dst_weight * img.astype(np.float32)
+            return np.clip(out, 0, 255).astype(np.uint8)
+        return self.src_weight * self.src_image + self.dst_weight * img
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        return coords
+
+    def apply_box(self, box: np.ndarray) -> np.ndarray:
+        return box
+
+    def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
+        return polygons
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return segmentation
+
+    def inverse(self) -> NoOpTransform:
+        return NoOpTransform()
+
+    def __repr__(self) -> str:
+        return f"BlendTransform(src_weight={self.src_weight}, dst_weight={self.dst_weight})"
