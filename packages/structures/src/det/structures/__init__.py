@@ -25,6 +25,15 @@ from det.structures.masks import (
     polygons_to_bitmask,
     rasterize_polygons_within_box,
 )
+from det.structures.rle import (
+    mask_to_polygons,
+    mask_to_rle,
+    polygons_to_rle,
+    rle_area,
+    rle_to_bbox,
+    rle_to_mask,
+    rle_to_polygons,
+)
 from det.structures.rotated_boxes import RotatedBoxes, pairwise_iou_rotated
 from det.structures.version import __version__
 
@@ -40,6 +49,8 @@ __all__ = [
     "RotatedBoxes",
     "__version__",
     "heatmaps_to_keypoints",
+    "mask_to_polygons",
+    "mask_to_rle",
     "matched_boxlist_iou",
     "pairwise_intersection",
     "pairwise_ioa",
@@ -48,5 +59,10 @@ __all__ = [
     "pairwise_point_box_distance",
     "polygon_area",
     "polygons_to_bitmask",
+    "polygons_to_rle",
     "rasterize_polygons_within_box",
+    "rle_area",
+    "rle_to_bbox",
+    "rle_to_mask",
+    "rle_to_polygons",
 ]
