@@ -143,7 +143,9 @@ def test_frozen_bn_equals_eval_bn_and_identity_when_fresh():
     xg = x.clone().requires_grad_(True)
     torch.testing.assert_close(frozen(xg), bn(x))
     frozen(xg).sum().backward()
-    torch.testing.assert_close(xg.grad, (bn.weight / torch.sqrt(bn.running_var + 1e-5))[None, :, None, None].expand_as(x).detach())
+    torch.testing.assert_close(
+        xg.grad, (bn.weight / torch.sqrt(bn.running_var + 1e-5))[None, :, None, None].expand_as(x).detach()
+    )
     assert sorted(dict(frozen.named_buffers())) == ["bias", "running_mean", "running_var", "weight"]
     assert list(frozen.parameters()) == []
     assert repr(frozen) == "FrozenBatchNorm2d(num_features=5, eps=1e-05)"
@@ -205,7 +207,7 @@ def test_get_norm_none_empty_callable_and_errors():
     assert get_norm(None, 8) is None
     assert get_norm("", 8) is None
     assert isinstance(get_norm(lambda c: nn.GroupNorm(2, c), 8), nn.GroupNorm)
-    with pytest.raises(ValueError, match="Unknown norm 'BatchNorm'.*'FrozenBN'"):
+    with pytest.raises(ValueError, match=r"Unknown norm 'BatchNorm'.*'FrozenBN'"):
         get_norm("BatchNorm", 8)
     with pytest.raises(TypeError, match="got int"):
         get_norm(3, 8)

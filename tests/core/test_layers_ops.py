@@ -54,8 +54,10 @@ def test_roi_align_bins_and_samples_hand_computed():
         ly, lx = y - y0, xx - x0
         v = lambda a, b: float(a * b)  # noqa: E731
         return (
-            (1 - ly) * (1 - lx) * v(y0, x0) + (1 - ly) * lx * v(y0, x0 + 1)
-            + ly * (1 - lx) * v(y0 + 1, x0) + ly * lx * v(y0 + 1, x0 + 1)
+            (1 - ly) * (1 - lx) * v(y0, x0)
+            + (1 - ly) * lx * v(y0, x0 + 1)
+            + ly * (1 - lx) * v(y0 + 1, x0)
+            + ly * lx * v(y0 + 1, x0 + 1)
         )
 
     x_start, y_start, bw, bh = 0.0, 0.5, 2.0, 1.0
@@ -132,7 +134,7 @@ def _rotated_kernel_loop(input, rois, output_size, spatial_scale, sampling_ratio
                         else:
                             xh = xl + 1
                         ly, lx = y - yl, x - xl
-                        for (yi, xi, wt) in (
+                        for yi, xi, wt in (
                             (yl, xl, (1 - ly) * (1 - lx)),
                             (yl, xh, (1 - ly) * lx),
                             (yh, xl, ly * (1 - lx)),
@@ -180,7 +182,9 @@ def test_roi_align_rotated_matches_kernel_forward_and_backward(sampling_ratio, s
 def test_roi_align_rotated_at_angle_zero_equals_aligned_roi_align():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, 4, 16, 20, generator=gen)
-    boxes = torch.tensor([[1.0, 2.0, 9.0, 7.0], [0.0, 0.0, 20.0, 16.0], [-3.0, 4.0, 5.5, 18.0], [4.2, 3.3, 4.9, 3.8]])
+    boxes = torch.tensor(
+        [[1.0, 2.0, 9.0, 7.0], [0.0, 0.0, 20.0, 16.0], [-3.0, 4.0, 5.5, 18.0], [4.2, 3.3, 4.9, 3.8]]
+    )
     batch = torch.tensor([[0.0], [1.0], [1.0], [0.0]])
     rois = torch.cat([batch, boxes], dim=1)
     centers = (boxes[:, :2] + boxes[:, 2:]) / 2
@@ -278,7 +282,9 @@ def test_batched_nms_matches_per_class_brute_force():
 
 def test_nms_empty_and_errors():
     assert nms(torch.zeros(0, 4), torch.zeros(0), 0.5).shape == (0,)
-    assert batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5).shape == (0,)
+    assert batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5).shape == (
+        0,
+    )
     with pytest.raises(ValueError, match=r"boxes must have shape \(N, 4\), got \(3, 5\)"):
         nms(torch.zeros(3, 5), torch.zeros(3), 0.5)
     with pytest.raises(ValueError, match=r"scores must have shape \(N,\) = \(3,\), got \(2,\)"):
@@ -318,7 +324,9 @@ def test_nms_rotated_equals_nms_for_upright_boxes_and_ignores_orientation():
 
 
 def test_batched_nms_rotated_separates_classes_incl_negative_coordinates():
-    boxes = torch.tensor([[-50, -50, 10, 10, 0.0], [-50, -50, 10, 10, 0.0], [-49, -50, 10, 10, 0.0], [30, 30, 4, 4, 0.0]])
+    boxes = torch.tensor(
+        [[-50, -50, 10, 10, 0.0], [-50, -50, 10, 10, 0.0], [-49, -50, 10, 10, 0.0], [30, 30, 4, 4, 0.0]]
+    )
     scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
     idxs = torch.tensor([0, 1, 0, 1])
     assert batched_nms_rotated(boxes, scores, idxs, 0.5).tolist() == [0, 1, 3]
@@ -359,7 +367,9 @@ def test_paste_masks_soft_values_and_uint8_mode():
 def test_paste_masks_region_path_equals_full_image_path():
     gen = torch.Generator().manual_seed(6)
     masks = torch.rand(5, 14, 14, generator=gen)
-    boxes = torch.tensor([[3.2, 4.1, 20.7, 30.3], [0, 0, 40, 30], [-5, -5, 8, 9], [35, 25, 60, 50], [10.5, 2, 11.2, 29]])
+    boxes = torch.tensor(
+        [[3.2, 4.1, 20.7, 30.3], [0, 0, 40, 30], [-5, -5, 8, 9], [35, 25, 60, 50], [10.5, 2, 11.2, 29]]
+    )
     pasted = paste_masks(masks, boxes, (30, 40))
     full, _ = _do_paste_mask(masks[:, None], boxes, 30, 40, skip_empty=False)
     assert torch.equal(pasted, full >= 0.5)
@@ -369,7 +379,9 @@ def test_paste_masks_region_path_equals_full_image_path():
 def test_paste_masks_empty_and_errors():
     out = paste_masks(torch.zeros(0, 28, 28), torch.zeros(0, 4), (7, 9))
     assert out.shape == (0, 7, 9) and out.dtype == torch.uint8
-    with pytest.raises(ValueError, match=r"masks must be an \(N, M, M\) tensor \(square masks\), got \(2, 28, 14\)"):
+    with pytest.raises(
+        ValueError, match=r"masks must be an \(N, M, M\) tensor \(square masks\), got \(2, 28, 14\)"
+    ):
         paste_masks(torch.zeros(2, 28, 14), torch.zeros(2, 4), (7, 9))
     with pytest.raises(ValueError, match=r"boxes must be an \(2, 4\) XYXY tensor, got \(3, 4\)"):
         paste_masks(torch.zeros(2, 28, 28), torch.zeros(3, 4), (7, 9))
@@ -383,7 +395,9 @@ def test_deform_conv_zero_offset_is_plain_conv():
     conv = DeformConv(4, 6, 3, padding=1, norm=None, activation=F.relu)
     x = torch.randn(2, 4, 7, 8)
     offset = torch.zeros(2, 18, 7, 8)
-    torch.testing.assert_close(conv(x, offset), F.relu(F.conv2d(x, conv.weight, padding=1)), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        conv(x, offset), F.relu(F.conv2d(x, conv.weight, padding=1)), rtol=1e-4, atol=1e-5
+    )
     assert [n for n, _ in conv.named_parameters()] == ["weight"] and conv.bias is None
     assert conv.weight.shape == (6, 4, 3, 3)
 
@@ -417,7 +431,12 @@ def test_deform_conv_empty_input_and_errors():
     conv = DeformConv(4, 6, 3, stride=2, padding=1)
     assert conv(torch.zeros(0, 4, 9, 9), torch.zeros(0, 18, 5, 5)).shape == (0, 6, 5, 5)
     mconv = ModulatedDeformConv(4, 6, 3, stride=2, padding=1)
-    assert mconv(torch.zeros(0, 4, 9, 9), torch.zeros(0, 18, 5, 5), torch.zeros(0, 9, 5, 5)).shape == (0, 6, 5, 5)
+    assert mconv(torch.zeros(0, 4, 9, 9), torch.zeros(0, 18, 5, 5), torch.zeros(0, 9, 5, 5)).shape == (
+        0,
+        6,
+        5,
+        5,
+    )
     with pytest.raises(ValueError, match=r"offset must be .* = \(1, 18, H_out, W_out\), got \(1, 9, 5, 5\)"):
         conv(torch.zeros(1, 4, 9, 9), torch.zeros(1, 9, 5, 5))
     with pytest.raises(ValueError, match=r"mask must be"):

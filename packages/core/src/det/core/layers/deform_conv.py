@@ -34,7 +34,11 @@ def _check_deform_args(name: str, module: nn.Module, x, offset, mask=None) -> No
     kh, kw = module.kernel_size
     per_group = kh * kw
     expected = 2 * module.deformable_groups * per_group
-    if not isinstance(offset, torch.Tensor) or offset.dim() != 4 or offset.shape[:2] != (x.shape[0], expected):
+    if (
+        not isinstance(offset, torch.Tensor)
+        or offset.dim() != 4
+        or offset.shape[:2] != (x.shape[0], expected)
+    ):
         shape = tuple(offset.shape) if isinstance(offset, torch.Tensor) else type(offset).__name__
         raise ValueError(
             f"{name}: offset must be (N, 2 * deformable_groups * kh * kw, H_out, W_out) = "
@@ -42,7 +46,11 @@ def _check_deform_args(name: str, module: nn.Module, x, offset, mask=None) -> No
         )
     if mask is not None:
         expected_m = module.deformable_groups * per_group
-        if not isinstance(mask, torch.Tensor) or mask.dim() != 4 or mask.shape[:2] != (x.shape[0], expected_m):
+        if (
+            not isinstance(mask, torch.Tensor)
+            or mask.dim() != 4
+            or mask.shape[:2] != (x.shape[0], expected_m)
+        ):
             shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
             raise ValueError(
                 f"{name}: mask must be (N, deformable_groups * kh * kw, H_out, W_out) = "
@@ -173,7 +181,14 @@ class ModulatedDeformConv(nn.Module):
             return _empty_output(x, self)
         _check_deform_args("ModulatedDeformConv", self, x, offset, mask)
         x = dispatch("deform_conv", x, offset, mask)(
-            x, offset, self.weight, self.bias, _pair(self.stride), _pair(self.padding), _pair(self.dilation), mask
+            x,
+            offset,
+            self.weight,
+            self.bias,
+            _pair(self.stride),
+            _pair(self.padding),
+            _pair(self.dilation),
+            mask,
         )
         if self.norm is not None:
             x = self.norm(x)
@@ -201,7 +216,9 @@ def _deform_conv_reference(
 ) -> torch.Tensor:
     from torchvision.ops import deform_conv2d
 
-    return deform_conv2d(input, offset, weight, bias, stride=stride, padding=padding, dilation=dilation, mask=mask)
+    return deform_conv2d(
+        input, offset, weight, bias, stride=stride, padding=padding, dilation=dilation, mask=mask
+    )
 
 
 __all__ = ["DeformConv", "ModulatedDeformConv"]

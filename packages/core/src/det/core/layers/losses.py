@@ -40,7 +40,9 @@ def _unbind_xyxy(fn: str, boxes1: torch.Tensor, boxes2: torch.Tensor):
     return x1, y1, x2, y2, x1g, y1g, x2g, y2g
 
 
-def smooth_l1_loss(input: torch.Tensor, target: torch.Tensor, beta: float, reduction: str = "none") -> torch.Tensor:
+def smooth_l1_loss(
+    input: torch.Tensor, target: torch.Tensor, beta: float, reduction: str = "none"
+) -> torch.Tensor:
     """Smooth L1 (Huber / beta): 0.5 x^2 / beta for |x| < beta, else |x| - 0.5 beta.
 
     ``beta < 1e-5`` is exactly L1 (avoids dividing by ~0; torch's smooth_l1 differs there). Mean of
@@ -55,7 +57,9 @@ def smooth_l1_loss(input: torch.Tensor, target: torch.Tensor, beta: float, reduc
     return _reduce(loss, reduction)
 
 
-def giou_loss(boxes1: torch.Tensor, boxes2: torch.Tensor, reduction: str = "none", eps: float = 1e-7) -> torch.Tensor:
+def giou_loss(
+    boxes1: torch.Tensor, boxes2: torch.Tensor, reduction: str = "none", eps: float = 1e-7
+) -> torch.Tensor:
     """Generalized IoU loss, 1 - GIoU, of matched XYXY boxes (boxes1 predicted, boxes2 target)."""
     _check_reduction("giou_loss", reduction)
     x1, y1, x2, y2, x1g, y1g, x2g, y2g = _unbind_xyxy("giou_loss", boxes1, boxes2)
@@ -90,14 +94,18 @@ def _iou_and_center_distance(fn, boxes1, boxes2, eps):
     return iou, distance / diag_len, (x2 - x1, y2 - y1, x2g - x1g, y2g - y1g)
 
 
-def diou_loss(boxes1: torch.Tensor, boxes2: torch.Tensor, reduction: str = "none", eps: float = 1e-7) -> torch.Tensor:
+def diou_loss(
+    boxes1: torch.Tensor, boxes2: torch.Tensor, reduction: str = "none", eps: float = 1e-7
+) -> torch.Tensor:
     """Distance-IoU loss (Zheng et al. 2019): 1 - IoU + centre distance^2 / enclosing diagonal^2."""
     _check_reduction("diou_loss", reduction)
     iou, dist, _ = _iou_and_center_distance("diou_loss", boxes1, boxes2, eps)
     return _reduce(1 - iou + dist, reduction)
 
 
-def ciou_loss(boxes1: torch.Tensor, boxes2: torch.Tensor, reduction: str = "none", eps: float = 1e-7) -> torch.Tensor:
+def ciou_loss(
+    boxes1: torch.Tensor, boxes2: torch.Tensor, reduction: str = "none", eps: float = 1e-7
+) -> torch.Tensor:
     """Complete-IoU loss: DIoU loss + alpha * v, v measuring aspect-ratio disagreement."""
     _check_reduction("ciou_loss", reduction)
     iou, dist, (w_pred, h_pred, w_gt, h_gt) = _iou_and_center_distance("ciou_loss", boxes1, boxes2, eps)
@@ -147,7 +155,9 @@ def sigmoid_focal_loss_star(
 ) -> torch.Tensor:
     """FL* of the focal-loss paper's appendix: -log(sigmoid(gamma * x * (2y - 1))) / gamma."""
     if reduction not in ["none", "mean", "sum"]:
-        raise ValueError("sigmoid_focal_loss_star: reduction must be 'none', 'mean' or 'sum', got " + reduction)
+        raise ValueError(
+            "sigmoid_focal_loss_star: reduction must be 'none', 'mean' or 'sum', got " + reduction
+        )
     inputs = inputs.float()
     targets = targets.float()
     shifted_inputs = gamma * (inputs * (2 * targets - 1))

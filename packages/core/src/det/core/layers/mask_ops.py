@@ -53,7 +53,9 @@ def _do_paste_mask(masks: torch.Tensor, boxes: torch.Tensor, img_h: int, img_w: 
     """
     device = masks.device
     if skip_empty:
-        x0_int, y0_int = torch.clamp(boxes.min(dim=0).values.floor()[:2] - 1, min=0).to(dtype=torch.int32).tolist()
+        x0_int, y0_int = (
+            torch.clamp(boxes.min(dim=0).values.floor()[:2] - 1, min=0).to(dtype=torch.int32).tolist()
+        )
         x1_int = int(torch.clamp(boxes[:, 2].max().ceil() + 1, max=img_w).item())
         y1_int = int(torch.clamp(boxes[:, 3].max().ceil() + 1, max=img_h).item())
     else:
@@ -91,7 +93,7 @@ def _paste_masks_reference(
         # one mask at a time over its own bounding region does the fewest operations on CPU
         num_chunks = n
     else:
-        num_chunks = int(math.ceil(n * img_h * img_w * BYTES_PER_FLOAT / GPU_MEM_LIMIT))
+        num_chunks = math.ceil(n * img_h * img_w * BYTES_PER_FLOAT / GPU_MEM_LIMIT)
         if num_chunks > n:
             raise ValueError(f"paste_masks: GPU_MEM_LIMIT ({GPU_MEM_LIMIT} bytes) is too small for one mask")
     chunks = torch.chunk(torch.arange(n, device=device), num_chunks)

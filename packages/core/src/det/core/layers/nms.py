@@ -10,11 +10,15 @@ from det.core.layers.ops import dispatch
 
 def _check_nms_args(fn: str, boxes: torch.Tensor, scores: torch.Tensor, width: int, idxs=None) -> None:
     if not isinstance(boxes, torch.Tensor) or not isinstance(scores, torch.Tensor):
-        raise TypeError(f"{fn}: boxes and scores must be tensors, got {type(boxes).__name__}, {type(scores).__name__}")
+        raise TypeError(
+            f"{fn}: boxes and scores must be tensors, got {type(boxes).__name__}, {type(scores).__name__}"
+        )
     if boxes.dim() != 2 or boxes.shape[1] != width:
         raise ValueError(f"{fn}: boxes must have shape (N, {width}), got {tuple(boxes.shape)}")
     if scores.dim() != 1 or scores.shape[0] != boxes.shape[0]:
-        raise ValueError(f"{fn}: scores must have shape (N,) = ({boxes.shape[0]},), got {tuple(scores.shape)}")
+        raise ValueError(
+            f"{fn}: scores must have shape (N,) = ({boxes.shape[0]},), got {tuple(scores.shape)}"
+        )
     if idxs is not None and (not isinstance(idxs, torch.Tensor) or idxs.shape != scores.shape):
         shape = tuple(idxs.shape) if isinstance(idxs, torch.Tensor) else type(idxs).__name__
         raise ValueError(f"{fn}: idxs must be a tensor of shape ({boxes.shape[0]},), got {shape}")

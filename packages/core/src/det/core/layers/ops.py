@@ -94,7 +94,9 @@ class _Provider:
 
 
 _table: dict[tuple[str, str], _Provider] | None = None
-_reference: dict[str, _Provider] = {op: _Provider(target, REFERENCE_PROVIDER) for op, target in REFERENCE_OPS.items()}
+_reference: dict[str, _Provider] = {
+    op: _Provider(target, REFERENCE_PROVIDER) for op, target in REFERENCE_OPS.items()
+}
 _in_process: dict[tuple[str, str], _Provider] = {}
 
 
@@ -224,7 +226,9 @@ def register_op(op: str, device: str, impl: Callable | str, provider: str = "<in
     if not isinstance(device, str) or not device or device == REFERENCE_DEVICE:
         raise ValueError(f"register_op: device must be a device type such as 'cuda', got {device!r}")
     if not (callable(impl) or isinstance(impl, str)):
-        raise TypeError(f"register_op: impl must be a callable or 'module:attribute', got {type(impl).__name__}")
+        raise TypeError(
+            f"register_op: impl must be a callable or 'module:attribute', got {type(impl).__name__}"
+        )
     _in_process[(op, device)] = _Provider(impl, provider)
 
 

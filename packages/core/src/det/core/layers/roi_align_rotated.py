@@ -59,7 +59,9 @@ class ROIAlignRotated(nn.Module):
         if orig_dtype == torch.float16:
             input = input.float()
             rois = rois.float()
-        out = roi_align_rotated(input, rois.to(input.dtype), self.output_size, self.spatial_scale, self.sampling_ratio)
+        out = roi_align_rotated(
+            input, rois.to(input.dtype), self.output_size, self.spatial_scale, self.sampling_ratio
+        )
         return out.to(dtype=orig_dtype)
 
     def __repr__(self) -> str:
@@ -124,15 +126,43 @@ def _roi_align_rotated_reference(
         chunk = max(1, _MAX_GATHER_ELEMENTS // max(per_roi, 1))
         for sel in members.split(chunk):
             out[sel] = _pool_group(
-                flat, height, width, batch_idx[sel], center_h[sel], center_w[sel], roi_h[sel], roi_w[sel],
-                bin_h[sel], bin_w[sel], cos_t[sel], sin_t[sel], pooled_h, pooled_w, gh, gw,
+                flat,
+                height,
+                width,
+                batch_idx[sel],
+                center_h[sel],
+                center_w[sel],
+                roi_h[sel],
+                roi_w[sel],
+                bin_h[sel],
+                bin_w[sel],
+                cos_t[sel],
+                sin_t[sel],
+                pooled_h,
+                pooled_w,
+                gh,
+                gw,
             )
     return out
 
 
 def _pool_group(
-    flat, height, width, batch_idx, center_h, center_w, roi_h, roi_w, bin_h, bin_w, cos_t, sin_t,
-    pooled_h, pooled_w, gh, gw,
+    flat,
+    height,
+    width,
+    batch_idx,
+    center_h,
+    center_w,
+    roi_h,
+    roi_w,
+    bin_h,
+    bin_w,
+    cos_t,
+    sin_t,
+    pooled_h,
+    pooled_w,
+    gh,
+    gw,
 ) -> torch.Tensor:
     """Pooled values (R, C, pooled_h, pooled_w) for ROIs sharing a (gh, gw) sampling grid."""
     device, dtype = flat.device, flat.dtype

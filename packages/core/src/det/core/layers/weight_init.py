@@ -30,7 +30,9 @@ def c2_msra_fill(module: nn.Module) -> None:
 
 def _check_has_weight(module: object, fn: str) -> None:
     if getattr(module, "weight", None) is None:
-        raise TypeError(f"{fn} expects a module with a `weight` parameter (e.g. nn.Conv2d), got {type(module).__name__}")
+        raise TypeError(
+            f"{fn} expects a module with a `weight` parameter (e.g. nn.Conv2d), got {type(module).__name__}"
+        )
 
 
 __all__ = ["c2_msra_fill", "c2_xavier_fill"]
