@@ -29,7 +29,7 @@ def test_cell_anchors_size_32_ratios_half_one_two():
             [-8 * R, -16 * R, 8 * R, 16 * R],
         ]
     )
-    torch.testing.assert_close(list(gen.cell_anchors)[0], expected)
+    torch.testing.assert_close(next(iter(gen.cell_anchors)), expected)
     assert gen.num_anchors == [3] and gen.num_cell_anchors == [3]
 
 
@@ -73,7 +73,7 @@ def test_anchor_generator_from_config():
 
 def test_rotated_anchors():
     gen = RotatedAnchorGenerator(sizes=[[32]], aspect_ratios=[[1.0, 4.0]], strides=[16], angles=[[0, 90]])
-    assert list(gen.cell_anchors)[0].tolist() == [
+    assert next(iter(gen.cell_anchors)).tolist() == [
         [0, 0, 32, 32, 0],
         [0, 0, 32, 32, 90],
         [0, 0, 16, 64, 0],
@@ -86,7 +86,9 @@ def test_rotated_anchors():
 def test_assign_boxes_to_levels_fpn_equation():
     sizes = [224, 112, 448, 56, 10, 1000]
     boxes = Boxes(torch.tensor([[0.0, 0.0, s, s] for s in sizes]))
-    levels = assign_boxes_to_levels([boxes], min_level=2, max_level=5, canonical_box_size=224, canonical_level=4)
+    levels = assign_boxes_to_levels(
+        [boxes], min_level=2, max_level=5, canonical_box_size=224, canonical_level=4
+    )
     assert levels.tolist() == [2, 1, 3, 0, 0, 3]
 
 
@@ -101,7 +103,14 @@ def test_convert_boxes_to_pooler_format():
 
 
 def test_roipooler_multilevel_puts_each_box_from_its_level():
-    pooler = ROIPooler(2, scales=(1 / 4, 1 / 8), sampling_ratio=0, pooler_type="ROIPool", canonical_box_size=16, canonical_level=3)
+    pooler = ROIPooler(
+        2,
+        scales=(1 / 4, 1 / 8),
+        sampling_ratio=0,
+        pooler_type="ROIPool",
+        canonical_box_size=16,
+        canonical_level=3,
+    )
     assert (pooler.min_level, pooler.max_level) == (2, 3)
     x = [torch.full((1, 3, 16, 16), 1.0), torch.full((1, 3, 8, 8), 2.0)]
     boxes = [Boxes(torch.tensor([[0.0, 0.0, 4.0, 4.0], [0.0, 0.0, 40.0, 40.0], [8.0, 8.0, 12.0, 12.0]]))]
@@ -126,7 +135,9 @@ def test_roipooler_errors():
 
 def test_detector_postprocess_scales_clips_and_drops_empty():
     r = Instances((100, 200))
-    r.pred_boxes = Boxes(torch.tensor([[10.0, 20.0, 50.0, 60.0], [190.0, 90.0, 210.0, 110.0], [0.0, 0.0, 0.0, 10.0]]))
+    r.pred_boxes = Boxes(
+        torch.tensor([[10.0, 20.0, 50.0, 60.0], [190.0, 90.0, 210.0, 110.0], [0.0, 0.0, 0.0, 10.0]])
+    )
     r.scores = torch.tensor([0.9, 0.8, 0.7])
     r.pred_keypoints = torch.tensor([[[10.0, 20.0, 1.0]], [[100.0, 50.0, 0.5]], [[0.0, 0.0, 0.1]]])
     out = detector_postprocess(r, 50, 100)
@@ -139,7 +150,11 @@ def test_detector_postprocess_scales_clips_and_drops_empty():
 
 
 def test_detector_postprocess_proposals():
-    r = Instances((10, 10), proposal_boxes=Boxes(torch.tensor([[1.0, 1.0, 4.0, 4.0]])), objectness_logits=torch.tensor([2.0]))
+    r = Instances(
+        (10, 10),
+        proposal_boxes=Boxes(torch.tensor([[1.0, 1.0, 4.0, 4.0]])),
+        objectness_logits=torch.tensor([2.0]),
+    )
     out = detector_postprocess(r, 20, 30)
     assert out.proposal_boxes.tensor.tolist() == [[3.0, 2.0, 12.0, 8.0]]
 

@@ -49,7 +49,7 @@ def test_box2box_bad_input():
     t = Box2BoxTransform(weights=(1.0, 1.0, 1.0, 1.0))
     with pytest.raises(ValueError, match=r"\(N, 4\)"):
         t.get_deltas(torch.zeros(3, 5), torch.zeros(3, 4))
-    with pytest.raises(TypeError, match="torch.Tensor"):
+    with pytest.raises(TypeError, match=r"torch\.Tensor"):
         t.get_deltas([[0, 0, 1, 1]], torch.zeros(1, 4))
     with pytest.raises(ValueError, match="not valid"):
         t.get_deltas(torch.tensor([[5.0, 0, 5, 1]]), torch.tensor([[0.0, 0, 1, 1]]))

@@ -28,7 +28,10 @@ def test_float_resize_uses_interpolate_and_keeps_shape():
     assert out.dtype == np.float32 and out.shape == (4, 4)
     assert out[0].tolist() == [0.0, 0.25, 0.75, 1.0]  # bilinear, align_corners=False
     seg = np.array([[1, 2], [3, 4]], dtype=np.uint8)
-    assert ResizeTransform(2, 2, 4, 4).apply_segmentation(seg).tolist() == np.repeat(np.repeat(seg, 2, 0), 2, 1).tolist()
+    assert (
+        ResizeTransform(2, 2, 4, 4).apply_segmentation(seg).tolist()
+        == np.repeat(np.repeat(seg, 2, 0), 2, 1).tolist()
+    )
 
 
 def test_coords_boxes_polygons_and_inverse():

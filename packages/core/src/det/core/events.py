@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["EventStorage", "get_event_storage", "HistoryBuffer"]
+__all__ = ["EventStorage", "HistoryBuffer", "get_event_storage"]
 
 _CURRENT_STORAGE_STACK: list[EventStorage] = []
 

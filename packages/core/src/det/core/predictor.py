@@ -30,7 +30,9 @@ class DefaultPredictor:
         self.cfg = cfg.clone()  # building may change the config; keep the caller's intact
         self.input_format = cfg.INPUT.FORMAT
         if self.input_format not in ("RGB", "BGR"):
-            raise ValueError(f"DefaultPredictor supports cfg.INPUT.FORMAT 'RGB' or 'BGR', got {self.input_format!r}")
+            raise ValueError(
+                f"DefaultPredictor supports cfg.INPUT.FORMAT 'RGB' or 'BGR', got {self.input_format!r}"
+            )
         self.model = build_model(self.cfg)
         self.model.eval()
 
@@ -47,7 +49,11 @@ class DefaultPredictor:
             raise TypeError(
                 "DefaultPredictor expects an (H, W, 3) uint8 BGR numpy array, got "
                 f"{type(original_image).__name__}"
-                + (" (convert a torch tensor with .permute(1, 2, 0).numpy())" if isinstance(original_image, torch.Tensor) else "")
+                + (
+                    " (convert a torch tensor with .permute(1, 2, 0).numpy())"
+                    if isinstance(original_image, torch.Tensor)
+                    else ""
+                )
             )
         if original_image.dtype != np.uint8:
             raise TypeError(

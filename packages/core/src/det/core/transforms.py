@@ -16,11 +16,11 @@ from PIL import Image
 from torch.nn import functional as F
 
 __all__ = [
-    "Transform",
-    "NoOpTransform",
-    "ResizeTransform",
     "Augmentation",
+    "NoOpTransform",
     "ResizeShortestEdge",
+    "ResizeTransform",
+    "Transform",
 ]
 
 
@@ -83,8 +83,8 @@ class Transform:
 class NoOpTransform(Transform):
     """The identity: every ``apply_*`` returns its input.
 
-        t = NoOpTransform()
-        t.apply_image(img) is img      # True
+    t = NoOpTransform()
+    t.apply_image(img) is img      # True
     """
 
     def apply_image(self, img: np.ndarray) -> np.ndarray:
@@ -127,13 +127,17 @@ class ResizeTransform(Transform):
 
     def apply_image(self, img: np.ndarray, interp=None) -> np.ndarray:
         if not isinstance(img, np.ndarray):
-            raise TypeError(f"ResizeTransform.apply_image expects a numpy array (H, W[, C]), got {type(img).__name__}")
+            raise TypeError(
+                f"ResizeTransform.apply_image expects a numpy array (H, W[, C]), got {type(img).__name__}"
+            )
         if img.shape[:2] != (self.h, self.w):
             raise ValueError(
                 f"ResizeTransform was made for images of (h, w) = {(self.h, self.w)}, got {img.shape[:2]}"
             )
         if len(img.shape) > 4:
-            raise ValueError(f"ResizeTransform.apply_image expects at most 4 dimensions, got shape {img.shape}")
+            raise ValueError(
+                f"ResizeTransform.apply_image expects at most 4 dimensions, got shape {img.shape}"
+            )
         interp_method = interp if interp is not None else self.interp
 
         if img.dtype == np.uint8:
@@ -214,7 +218,9 @@ class Augmentation:
             )
         tfm = self.get_transform(*[getattr(aug_input, n) for n in names])
         if not isinstance(tfm, Transform):
-            raise TypeError(f"{type(self).__name__}.get_transform must return a Transform, got {type(tfm).__name__}")
+            raise TypeError(
+                f"{type(self).__name__}.get_transform must return a Transform, got {type(tfm).__name__}"
+            )
         aug_input.transform(tfm)
         return tfm
 
@@ -247,7 +253,13 @@ class ResizeShortestEdge(Augmentation):
         tfm = aug.get_transform(img)                               # a ResizeTransform
     """
 
-    def __init__(self, short_edge_length, max_size: int = sys.maxsize, sample_style: str = "range", interp=Image.BILINEAR):
+    def __init__(
+        self,
+        short_edge_length,
+        max_size: int = sys.maxsize,
+        sample_style: str = "range",
+        interp=Image.BILINEAR,
+    ):
         """
         Args:
             short_edge_length (int or list[int]): with "range", a (min, max) range to sample the
@@ -264,8 +276,7 @@ class ResizeShortestEdge(Augmentation):
             short_edge_length = (short_edge_length, short_edge_length)
         if self.is_range and len(short_edge_length) != 2:
             raise ValueError(
-                "short_edge_length must be two values using 'range' sample style."
-                f" Got {short_edge_length}!"
+                f"short_edge_length must be two values using 'range' sample style. Got {short_edge_length}!"
             )
         self._init(locals())
 

@@ -76,4 +76,27 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY])
 
 
-__all__ = list(_LAZY)
+__all__ = [
+    "Backbone",
+    "Box2BoxTransform",
+    "Box2BoxTransformLinear",
+    "Box2BoxTransformRotated",
+    "DefaultAnchorGenerator",
+    "GeneralizedRCNN",
+    "Matcher",
+    "ProposalNetwork",
+    "ROIPooler",
+    "RotatedAnchorGenerator",
+    "_dense_box_regression_loss",
+    "assign_boxes_to_levels",
+    "build_anchor_generator",
+    "build_backbone",
+    "build_model",
+    "build_proposal_generator",
+    "build_roi_heads",
+    "build_sem_seg_head",
+    "convert_boxes_to_pooler_format",
+    "detector_postprocess",
+    "sem_seg_postprocess",
+    "subsample_labels",
+]

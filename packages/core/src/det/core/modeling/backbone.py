@@ -53,8 +53,6 @@ class Backbone(nn.Module, metaclass=ABCMeta):
         from det.core.layers import ShapeSpec
 
         return {
-            name: ShapeSpec(
-                channels=self._out_feature_channels[name], stride=self._out_feature_strides[name]
-            )
+            name: ShapeSpec(channels=self._out_feature_channels[name], stride=self._out_feature_strides[name])
             for name in self._out_features
         }

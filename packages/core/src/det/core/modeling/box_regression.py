@@ -13,8 +13,8 @@ from torch.nn import functional as F
 
 __all__ = [
     "Box2BoxTransform",
-    "Box2BoxTransformRotated",
     "Box2BoxTransformLinear",
+    "Box2BoxTransformRotated",
     "_dense_box_regression_loss",
 ]
 
@@ -272,10 +272,8 @@ def _dense_box_regression_loss(
     """
     from det.core.layers import cat, ciou_loss, diou_loss, giou_loss, smooth_l1_loss
 
-    if hasattr(anchors[0], "tensor"):
-        anchors = type(anchors[0]).cat(anchors).tensor  # (R, 4)
-    else:
-        anchors = cat(anchors)
+    # Boxes (or RotatedBoxes) per level, or plain (R_i, 4) tensors
+    anchors = type(anchors[0]).cat(anchors).tensor if hasattr(anchors[0], "tensor") else cat(anchors)
     if box_reg_loss_type == "smooth_l1":
         gt_anchor_deltas = [box2box_transform.get_deltas(anchors, k) for k in gt_boxes]
         gt_anchor_deltas = torch.stack(gt_anchor_deltas)  # (N, R, 4)
@@ -288,7 +286,9 @@ def _dense_box_regression_loss(
     elif box_reg_loss_type in ("giou", "diou", "ciou"):
         loss_fn = {"giou": giou_loss, "diou": diou_loss, "ciou": ciou_loss}[box_reg_loss_type]
         pred_boxes = [box2box_transform.apply_deltas(k, anchors) for k in cat(pred_anchor_deltas, dim=1)]
-        loss_box_reg = loss_fn(torch.stack(pred_boxes)[fg_mask], torch.stack(gt_boxes)[fg_mask], reduction="sum")
+        loss_box_reg = loss_fn(
+            torch.stack(pred_boxes)[fg_mask], torch.stack(gt_boxes)[fg_mask], reduction="sum"
+        )
     else:
         raise ValueError(
             f"Invalid dense box regression loss type '{box_reg_loss_type}'; "

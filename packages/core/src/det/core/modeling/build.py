@@ -7,8 +7,8 @@ import torch
 from det.core.registry import get_component
 
 __all__ = [
-    "build_model",
     "build_backbone",
+    "build_model",
     "build_proposal_generator",
     "build_roi_heads",
     "build_sem_seg_head",

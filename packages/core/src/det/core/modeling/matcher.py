@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 
 __all__ = ["Matcher"]
@@ -32,7 +34,7 @@ class Matcher:
             raise ValueError(f"Matcher thresholds must be a non-empty list of IoUs >= 0, got {thresholds}")
         thresholds.insert(0, -float("inf"))
         thresholds.append(float("inf"))
-        if not all(low <= high for (low, high) in zip(thresholds[:-1], thresholds[1:])):
+        if not all(low <= high for (low, high) in pairwise(thresholds)):
             raise ValueError(f"Matcher thresholds must be increasing, got {thresholds[1:-1]}")
         if not all(label in (-1, 0, 1) for label in labels):
             raise ValueError(f"Matcher labels must each be -1, 0 or 1, got {labels}")
@@ -84,7 +86,9 @@ class Matcher:
 
         return matches, match_labels
 
-    def set_low_quality_matches_(self, match_labels: torch.Tensor, match_quality_matrix: torch.Tensor) -> None:
+    def set_low_quality_matches_(
+        self, match_labels: torch.Tensor, match_quality_matrix: torch.Tensor
+    ) -> None:
         """Label 1 every prediction that has the highest quality with some ground truth.
 
         ``matches`` is left as it is: such a prediction keeps its own best ground truth, which

@@ -184,7 +184,9 @@ class GeneralizedRCNN(nn.Module):
             img = _to_rgb_uint8(input["image"], self.input_format)
             anno_img = _draw_boxes(img, input["instances"].gt_boxes.tensor.cpu().numpy(), (0, 255, 0))
             box_size = min(len(prop.proposal_boxes), max_vis_prop)
-            prop_img = _draw_boxes(img, prop.proposal_boxes[0:box_size].tensor.detach().cpu().numpy(), (255, 0, 0))
+            prop_img = _draw_boxes(
+                img, prop.proposal_boxes[0:box_size].tensor.detach().cpu().numpy(), (255, 0, 0)
+            )
             vis_img = np.concatenate((anno_img, prop_img), axis=1)
             vis_img = vis_img.transpose(2, 0, 1)
             vis_name = "Left: GT bounding boxes;  Right: Predicted proposals"
@@ -220,9 +222,8 @@ class GeneralizedRCNN(nn.Module):
             proposal_losses = {}
 
         _, detector_losses = self.roi_heads(images, features, proposals, gt_instances)
-        if self.vis_period > 0:
-            if storage.iter % self.vis_period == 0:
-                self.visualize_training(batched_inputs, proposals)
+        if self.vis_period > 0 and storage.iter % self.vis_period == 0:
+            self.visualize_training(batched_inputs, proposals)
 
         losses = {}
         losses.update(detector_losses)
@@ -379,7 +380,9 @@ class ProposalNetwork(nn.Module):
             return proposal_losses
 
         processed_results = []
-        for results_per_image, input_per_image, image_size in zip(proposals, batched_inputs, images.image_sizes):
+        for results_per_image, input_per_image, image_size in zip(
+            proposals, batched_inputs, images.image_sizes
+        ):
             height = input_per_image.get("height", image_size[0])
             width = input_per_image.get("width", image_size[1])
             r = detector_postprocess(results_per_image, height, width)

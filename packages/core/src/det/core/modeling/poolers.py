@@ -40,9 +40,7 @@ def assign_boxes_to_levels(
 
 def _convert_boxes_to_pooler_format(boxes: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
     sizes = sizes.to(device=boxes.device)
-    indices = torch.repeat_interleave(
-        torch.arange(len(sizes), dtype=boxes.dtype, device=boxes.device), sizes
-    )
+    indices = torch.repeat_interleave(torch.arange(len(sizes), dtype=boxes.dtype, device=boxes.device), sizes)
     return cat([indices[:, None], boxes], dim=1)
 
 
@@ -165,7 +163,9 @@ class ROIPooler(nn.Module):
         num_level_assignments = len(self.level_poolers)
 
         if not isinstance(x, list) or not isinstance(box_lists, list):
-            raise TypeError("Arguments to pooler must be lists: x (list of Tensors) and box_lists (list of Boxes)")
+            raise TypeError(
+                "Arguments to pooler must be lists: x (list of Tensors) and box_lists (list of Boxes)"
+            )
         if len(x) != num_level_assignments:
             raise ValueError(
                 f"unequal value, num_level_assignments={num_level_assignments}, "

@@ -45,7 +45,9 @@ def detector_postprocess(
     else:
         output_boxes = None
     if output_boxes is None:
-        raise ValueError("detector_postprocess: predictions must contain boxes (pred_boxes or proposal_boxes)!")
+        raise ValueError(
+            "detector_postprocess: predictions must contain boxes (pred_boxes or proposal_boxes)!"
+        )
 
     output_boxes.scale(scale_x, scale_y)
     output_boxes.clip(results.image_size)
@@ -71,7 +73,9 @@ def detector_postprocess(
     return results
 
 
-def sem_seg_postprocess(result: torch.Tensor, img_size: tuple[int, int], output_height: int, output_width: int):
+def sem_seg_postprocess(
+    result: torch.Tensor, img_size: tuple[int, int], output_height: int, output_width: int
+):
     """Crop the padding off semantic segmentation logits and resize them to the output size.
 
     Args:
@@ -82,5 +86,7 @@ def sem_seg_postprocess(result: torch.Tensor, img_size: tuple[int, int], output_
         Tensor: (C, output_height, output_width) logits (bilinear, align_corners=False).
     """
     result = result[:, : img_size[0], : img_size[1]].expand(1, -1, -1, -1)
-    result = F.interpolate(result, size=(output_height, output_width), mode="bilinear", align_corners=False)[0]
+    result = F.interpolate(result, size=(output_height, output_width), mode="bilinear", align_corners=False)[
+        0
+    ]
     return result
