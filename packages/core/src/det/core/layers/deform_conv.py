@@ -8,6 +8,7 @@ position, and the modulation mask (N, deformable_groups * kh * kw, H_out, W_out)
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,7 +17,7 @@ from torch.nn.modules.utils import _pair
 from det.core.layers.ops import dispatch
 
 
-def _empty_output(x: torch.Tensor, module: nn.Module) -> torch.Tensor:
+def _empty_output(x: torch.Tensor, module: Any) -> torch.Tensor:
     """An empty batch's output, of the shape the convolution would give, still tied to ``x``."""
     kernel = module.kernel_size
     stride, padding, dilation = _pair(module.stride), _pair(module.padding), _pair(module.dilation)
@@ -27,7 +28,7 @@ def _empty_output(x: torch.Tensor, module: nn.Module) -> torch.Tensor:
     return x.new_zeros([x.shape[0], module.weight.shape[0], *spatial]) + x.sum() * 0
 
 
-def _check_deform_args(name: str, module: nn.Module, x, offset, mask=None) -> None:
+def _check_deform_args(name: str, module: Any, x: Any, offset: Any, mask: Any = None) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != module.in_channels:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"{name}: x must be (N, {module.in_channels}, H, W), got {shape}")
@@ -168,10 +169,7 @@ class ModulatedDeformConv(nn.Module):
         self.norm = norm
         self.activation = activation
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
-        if bias:
-            self.bias = nn.Parameter(torch.empty(out_channels))
-        else:
-            self.bias = None
+        self.bias: nn.Parameter | None = nn.Parameter(torch.empty(out_channels)) if bias else None
         nn.init.kaiming_uniform_(self.weight, nonlinearity="relu")
         if self.bias is not None:
             nn.init.constant_(self.bias, 0)

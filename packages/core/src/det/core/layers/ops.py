@@ -81,7 +81,7 @@ class _Provider:
     def load(self) -> Callable | None:
         if self.impl is None and not self.failed:
             try:
-                self.impl = _import_target(self.target)
+                self.impl = _import_target(str(self.target))
             except Exception as e:  # a broken plugin must not break the reference path
                 self.failed = True
                 warnings.warn(

@@ -207,10 +207,11 @@ def _pool_group(
         base + y_high * width + x_high,
     ]
     shape = y.shape  # (R, ph, gh, pw, gw)
-    total = None
-    for w, pos in zip(weights, positions):
-        term = flat.index_select(0, pos.reshape(-1)).view(*shape, -1) * w.unsqueeze(-1)
-        total = term if total is None else total + term
+    terms = [
+        flat.index_select(0, pos.reshape(-1)).view(*shape, -1) * w.unsqueeze(-1)
+        for w, pos in zip(weights, positions)
+    ]
+    total = terms[0] + terms[1] + terms[2] + terms[3]  # the kernel's w1*v1 + w2*v2 + w3*v3 + w4*v4
     pooled = total.sum(dim=(2, 4)) / float(gh * gw)  # (R, ph, pw, C)
     return pooled.permute(0, 3, 1, 2)
 

@@ -6,10 +6,12 @@ the detectron2 model it re-implements.
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 
-def c2_xavier_fill(module: nn.Module) -> None:
+def c2_xavier_fill(module: Any) -> None:
     """Caffe2's "XavierFill" on ``module.weight`` (uniform, ``a=1`` Kaiming) and zero bias.
 
     Caffe2's XavierFill is PyTorch's Kaiming uniform with ``a=1`` (fan_in), not PyTorch's xavier.
@@ -20,7 +22,7 @@ def c2_xavier_fill(module: nn.Module) -> None:
         nn.init.constant_(module.bias, 0)
 
 
-def c2_msra_fill(module: nn.Module) -> None:
+def c2_msra_fill(module: Any) -> None:
     """Caffe2's "MSRAFill" on ``module.weight`` (normal, fan_out, ReLU gain) and zero bias."""
     _check_has_weight(module, "c2_msra_fill")
     nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
