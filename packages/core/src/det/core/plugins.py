@@ -421,6 +421,16 @@ class _LazyConverter:
             self._fn = load_target(self.target, self.distribution, what=f"checkpoint converter {self.name!r}")
         return self._fn(*args, **kwargs)
 
+    # Equal declarations are one converter: registering again after reset() is then a no-op for
+    # det.checkpoint, which refuses a *different* function under a taken name.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _LazyConverter):
+            return NotImplemented
+        return (self.name, self.target, self.distribution) == (other.name, other.target, other.distribution)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.target, self.distribution))
+
     def __repr__(self) -> str:
         return f"<lazy checkpoint converter {self.name} = {self.target} from {self.distribution}>"
 
