@@ -445,3 +445,28 @@ def test_deform_conv_empty_input_and_errors():
         DeformConv(4, 6, 3, bias=True)
     with pytest.raises(ValueError, match="in_channels 4 is not divisible by groups 3"):
         DeformConv(4, 6, 3, groups=3)
+
+
+@pytest.mark.parametrize("num", [300, 1500])  # coordinate trick (<= 4000 numbers) and per-class loop
+def test_batched_nms_is_torchvisions_on_both_paths_and_uses_the_dispatched_nms(num):
+    from torchvision.ops import batched_nms as tv_batched_nms
+
+    from det.core.layers import ops
+
+    gen = torch.Generator().manual_seed(num)
+    boxes = _random_boxes(gen, num, size=200.0)
+    scores = torch.rand(num, generator=gen)
+    idxs = torch.randint(0, 7, (num,), generator=gen)
+    expected = tv_batched_nms(boxes, scores, idxs, 0.6)
+    calls = []
+
+    def counting_nms(b, s, t):
+        calls.append(b.shape[0])
+        return ops._reference["nms"].load()(b, s, t)
+
+    ops.register_op("nms", "cpu", counting_nms)
+    try:
+        assert batched_nms(boxes, scores, idxs, 0.6).tolist() == expected.tolist()
+    finally:
+        ops.unregister_op("nms", "cpu")
+    assert len(calls) == (1 if num * 4 <= 4000 else 7)

@@ -88,11 +88,28 @@ def _nms_reference(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: flo
 def _batched_nms_reference(
     boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
 ) -> torch.Tensor:
-    # torchvision picks between the coordinate-offset trick and a per-class loop; detectron2 calls
-    # it the same way, so the kept set and its order are detectron2's.
-    from torchvision.ops import boxes as box_ops
+    """torchvision's ``batched_nms`` strategy (which detectron2 calls), over the dispatched ``nms``.
 
-    return box_ops.batched_nms(boxes.float(), scores, idxs, iou_threshold)
+    Small inputs use the coordinate-offset trick (one NMS over boxes shifted apart per category);
+    large ones, where the offsets would cost precision and speed, one NMS per category. The
+    threshold is torchvision's, so kept sets and order are detectron2's; a plugin's ``nms`` for the
+    device serves both paths.
+    """
+    if boxes.numel() == 0:
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    boxes = boxes.float()  # fp16 lacks the range for the offsets
+    nms_impl = dispatch("nms", boxes, scores)
+    limit = 4000 if boxes.device.type == "cpu" else 100_000
+    if boxes.numel() > limit and not torch.jit.is_tracing():
+        keep_mask = torch.zeros_like(scores, dtype=torch.bool)
+        for class_id in torch.unique(idxs):
+            members = torch.where(idxs == class_id)[0]
+            keep_mask[members[nms_impl(boxes[members], scores[members], iou_threshold)]] = True
+        kept = torch.where(keep_mask)[0]
+        return kept[scores[kept].sort(descending=True)[1]]
+    max_coordinate = boxes.max()
+    offsets = idxs.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))
+    return nms_impl(boxes + offsets[:, None], scores, iou_threshold)
 
 
 def _nms_rotated_reference(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
