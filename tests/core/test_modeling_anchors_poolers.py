@@ -165,3 +165,50 @@ def test_sem_seg_postprocess_crops_padding_then_resizes():
     out = sem_seg_postprocess(logits, (6, 4), 12, 8)
     assert out.shape == (2, 12, 8)
     assert torch.all(out == 3.0)
+
+
+def test_roipooler_roialignv2_matches_torchvision_per_level():
+    from torchvision.ops import roi_align
+
+    g = torch.Generator().manual_seed(0)
+    x = [torch.randn(2, 3, 32, 32, generator=g), torch.randn(2, 3, 16, 16, generator=g)]
+    boxes = [
+        Boxes(torch.tensor([[1.0, 2.0, 9.0, 12.0], [0.0, 0.0, 100.0, 90.0]])),
+        Boxes(torch.tensor([[4.0, 4.0, 20.0, 30.0]])),
+    ]
+    pooler = ROIPooler(
+        (3, 3),
+        scales=(1 / 4, 1 / 8),
+        sampling_ratio=2,
+        pooler_type="ROIAlignV2",
+        canonical_box_size=32,
+        canonical_level=3,
+    )
+    out = pooler(x, boxes)
+    # sizes 9.0, 94.9, 20.4 -> levels floor(3 + log2(s / 32)) clamped to [2, 3]: 2, 3, 2
+    rois = convert_boxes_to_pooler_format(boxes)
+    lvl2 = roi_align(x[0], rois[[0, 2]], (3, 3), spatial_scale=1 / 4, sampling_ratio=2, aligned=True)
+    lvl3 = roi_align(x[1], rois[[1]], (3, 3), spatial_scale=1 / 8, sampling_ratio=2, aligned=True)
+    torch.testing.assert_close(out[[0, 2]], lvl2)
+    torch.testing.assert_close(out[[1]], lvl3)
+
+
+def test_detector_postprocess_pastes_masks_at_output_size():
+    r = Instances((20, 20))
+    r.pred_boxes = Boxes(torch.tensor([[0.0, 0.0, 10.0, 10.0]]))
+    r.scores = torch.tensor([0.9])
+    r.pred_masks = torch.ones(1, 1, 28, 28)
+    out = detector_postprocess(r, 40, 40)
+    assert out.pred_masks.shape == (1, 40, 40) and out.pred_masks.dtype == torch.bool
+    # the box scales to (0, 0, 20, 20): the mask fills exactly that square
+    assert out.pred_masks[0, :20, :20].all() and not out.pred_masks[0, 20:, :].any()
+    assert not out.pred_masks[0, :, 20:].any()
+
+
+def test_modeling_reexports_every_name():
+    import det.core.modeling as modeling
+
+    for name in modeling.__all__:
+        assert getattr(modeling, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        modeling.Nope  # noqa: B018
