@@ -125,6 +125,7 @@ def test_converter_maps_torchvision_resnet_onto_det_resnet(depth):
     extra = {} if depth < 50 else {"stride_in_1x1": False}
     net = ResNet(BasicStem(norm="BN"), ResNet.make_default_stages(depth, norm="BN", **extra),
                  num_classes=1000, out_features=["linear"]).eval()
+    # strict: torch's BatchNorm fills the dropped num_batches_tracked itself
     assert net.load_state_dict(converted["model"], strict=True)
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
@@ -146,7 +147,7 @@ def test_converter_names():
     }
     for old, new in renames.items():
         assert torch.equal(model[new], tv[old])
-    assert len(model) == len(tv)
+    assert len(model) == len([k for k in tv if not k.endswith("num_batches_tracked")])
 
 
 def test_converter_ignores_other_checkpoints(golden_dir):

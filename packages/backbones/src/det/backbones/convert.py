@@ -44,9 +44,9 @@ def convert_torchvision_resnet_checkpoint(checkpoint: Mapping[str, Any]) -> dict
             break
     if not _is_torchvision_resnet(state):
         return None
-    converted = {}
-    for name, value in state.items():
-        converted[_rename(name)] = value
+    # num_batches_tracked only counts BN updates; det's FrozenBN has no such buffer and a trainable
+    # BN keeps its own, so carrying it would only add "unused key" noise to every load.
+    converted = {_rename(name): value for name, value in state.items() if not name.endswith(".num_batches_tracked")}
     return {"model": converted, "__author__": "torchvision", "matching_heuristics": True}
 
 
