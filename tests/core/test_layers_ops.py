@@ -22,7 +22,6 @@ from det.core.layers import (
     paste_masks_in_image,
     roi_align,
 )
-from det.core.layers.mask_ops import _do_paste_mask
 
 # --- ROIAlign ----------------------------------------------------------------------------------
 
@@ -364,15 +363,25 @@ def test_paste_masks_soft_values_and_uint8_mode():
     assert soft[0, 1, 2].item() == int((0.75 * 0.75 + 0.25 * 0.25) * 255)
 
 
-def test_paste_masks_region_path_equals_full_image_path():
+def _paste_full_image(masks, boxes, h, w):
+    """Every image pixel centre mapped into each box's [-1, 1] frame, sampled in one grid_sample."""
+    ys = torch.arange(h, dtype=torch.float32) + 0.5
+    xs = torch.arange(w, dtype=torch.float32) + 0.5
+    x0, y0, x1, y1 = boxes.unbind(1)
+    gy = (ys[None] - y0[:, None]) / (y1 - y0)[:, None] * 2 - 1  # (N, h)
+    gx = (xs[None] - x0[:, None]) / (x1 - x0)[:, None] * 2 - 1  # (N, w)
+    grid = torch.stack([gx[:, None, :].expand(-1, h, -1), gy[:, :, None].expand(-1, -1, w)], dim=3)
+    return F.grid_sample(masks[:, None], grid, align_corners=False)[:, 0]
+
+
+def test_paste_masks_per_box_regions_equal_full_image_sampling():
     gen = torch.Generator().manual_seed(6)
     masks = torch.rand(5, 14, 14, generator=gen)
     boxes = torch.tensor(
         [[3.2, 4.1, 20.7, 30.3], [0, 0, 40, 30], [-5, -5, 8, 9], [35, 25, 60, 50], [10.5, 2, 11.2, 29]]
     )
     pasted = paste_masks(masks, boxes, (30, 40))
-    full, _ = _do_paste_mask(masks[:, None], boxes, 30, 40, skip_empty=False)
-    assert torch.equal(pasted, full >= 0.5)
+    assert torch.equal(pasted, _paste_full_image(masks, boxes, 30, 40) >= 0.5)
     assert torch.equal(paste_masks_in_image(masks, type("B", (), {"tensor": boxes})(), (30, 40)), pasted)
 
 
