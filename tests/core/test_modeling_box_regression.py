@@ -131,3 +131,24 @@ def test_subsample_labels_makes_detectron2s_randperm_calls():
     negative = torch.tensor([1, 2, 5, 7, 8, 9])
     assert pos.tolist() == positive[torch.randperm(5)[:3]].tolist()
     assert neg.tolist() == negative[torch.randperm(6)[:3]].tolist()
+
+
+def test_dense_box_regression_loss_smooth_l1_and_giou():
+    from det.core.modeling import _dense_box_regression_loss
+    from det.structures import Boxes
+
+    t = Box2BoxTransform(weights=(1.0, 1.0, 1.0, 1.0))
+    anchors = [Boxes(torch.tensor([[0.0, 0.0, 10.0, 10.0]])), Boxes(torch.tensor([[0.0, 0.0, 20.0, 20.0]]))]
+    gt = [torch.tensor([[1.0, 0.0, 11.0, 10.0], [0.0, 0.0, 20.0, 20.0]])]  # image 0: per-anchor targets
+    pred = [torch.zeros(1, 1, 4), torch.zeros(1, 1, 4)]  # per level (N, R_i, 4)
+    fg = torch.tensor([[True, True]])
+    # anchor 0 needs dx = 0.1, anchor 1 is already right: L1 sum = 0.1
+    loss = _dense_box_regression_loss(anchors, t, pred, gt, fg, "smooth_l1", 0.0)
+    assert loss.item() == pytest.approx(0.1)
+    only_second = _dense_box_regression_loss(anchors, t, pred, gt, torch.tensor([[False, True]]))
+    assert only_second.item() == 0.0
+    # GIoU of [0,0,10,10] vs [1,0,11,10]: IoU 90/110, hull = union -> loss 1 - 9/11
+    giou = _dense_box_regression_loss([a.tensor for a in anchors], t, pred, gt, fg, "giou")
+    assert giou.item() == pytest.approx(1 - 9 / 11)
+    with pytest.raises(ValueError, match="Invalid dense box regression loss type 'l2'"):
+        _dense_box_regression_loss(anchors, t, pred, gt, fg, "l2")

@@ -6,6 +6,8 @@ from abc import ABCMeta, abstractmethod
 
 from torch import nn
 
+from det.core.layers import ShapeSpec
+
 __all__ = ["Backbone"]
 
 
@@ -49,9 +51,6 @@ class Backbone(nn.Module, metaclass=ABCMeta):
 
     def output_shape(self):
         """Returns ``dict[str, ShapeSpec]``: channels and stride of every output feature."""
-        # imported here so that defining a backbone does not import the layers package eagerly
-        from det.core.layers import ShapeSpec
-
         return {
             name: ShapeSpec(channels=self._out_feature_channels[name], stride=self._out_feature_strides[name])
             for name in self._out_features

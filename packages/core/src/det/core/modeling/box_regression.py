@@ -11,6 +11,8 @@ import math
 import torch
 from torch.nn import functional as F
 
+from det.core.layers import cat, ciou_loss, diou_loss, giou_loss, smooth_l1_loss
+
 __all__ = [
     "Box2BoxTransform",
     "Box2BoxTransformLinear",
@@ -270,8 +272,6 @@ def _dense_box_regression_loss(
         box_reg_loss_type: "smooth_l1", "giou", "diou" or "ciou".
         smooth_l1_beta: beta of the smooth L1 loss (0 = L1).
     """
-    from det.core.layers import cat, ciou_loss, diou_loss, giou_loss, smooth_l1_loss
-
     # Boxes (or RotatedBoxes) per level, or plain (R_i, 4) tensors
     anchors = type(anchors[0]).cat(anchors).tensor if hasattr(anchors[0], "tensor") else cat(anchors)
     if box_reg_loss_type == "smooth_l1":

@@ -7,7 +7,15 @@ import math
 import torch
 from torch import nn
 
-from det.core.layers import cat, nonzero_tuple, shapes_to_tensor
+from det.core.layers import ROIAlign, ROIAlignRotated, cat, nonzero_tuple, shapes_to_tensor
+
+
+def _roi_pool(output_size, spatial_scale):
+    # torchvision is imported when an ROIPool pooler is built, not when det.core.modeling is
+    from torchvision.ops import RoIPool
+
+    return RoIPool(output_size, spatial_scale=spatial_scale)
+
 
 __all__ = ["ROIPooler", "assign_boxes_to_levels", "convert_boxes_to_pooler_format"]
 
@@ -103,26 +111,20 @@ class ROIPooler(nn.Module):
         self.output_size = output_size
 
         if pooler_type == "ROIAlign":
-            from det.core.layers import ROIAlign
-
             self.level_poolers = nn.ModuleList(
                 ROIAlign(output_size, spatial_scale=scale, sampling_ratio=sampling_ratio, aligned=False)
                 for scale in scales
             )
         elif pooler_type == "ROIAlignV2":
-            from det.core.layers import ROIAlign
-
             self.level_poolers = nn.ModuleList(
                 ROIAlign(output_size, spatial_scale=scale, sampling_ratio=sampling_ratio, aligned=True)
                 for scale in scales
             )
         elif pooler_type == "ROIPool":
-            from torchvision.ops import RoIPool
-
-            self.level_poolers = nn.ModuleList(RoIPool(output_size, spatial_scale=scale) for scale in scales)
+            self.level_poolers = nn.ModuleList(
+                _roi_pool(output_size, spatial_scale=scale) for scale in scales
+            )
         elif pooler_type == "ROIAlignRotated":
-            from det.core.layers import ROIAlignRotated
-
             self.level_poolers = nn.ModuleList(
                 ROIAlignRotated(output_size, spatial_scale=scale, sampling_ratio=sampling_ratio)
                 for scale in scales
