@@ -1,0 +1,42 @@
+"""det-heads-rpn's plugin declarations: names, lazy targets, a torch-free plugin module."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from det.core.registry import get_component, list_components
+
+
+def test_declared_components_resolve_to_the_classes():
+    from det.heads.rpn import RPN, RRPN, StandardRPNHead
+
+    assert get_component("PROPOSAL_GENERATOR", "RPN") is RPN
+    assert get_component("PROPOSAL_GENERATOR", "RRPN") is RRPN
+    assert get_component("RPN_HEAD", "StandardRPNHead") is StandardRPNHead
+    ours = {(c.kind, c.name, c.target) for c in list_components() if c.distribution == "det-heads-rpn"}
+    assert ours == {
+        ("PROPOSAL_GENERATOR", "RPN", "det.heads.rpn.rpn:RPN"),
+        ("PROPOSAL_GENERATOR", "RRPN", "det.heads.rpn.rrpn:RRPN"),
+        ("RPN_HEAD", "StandardRPNHead", "det.heads.rpn.rpn:StandardRPNHead"),
+    }
+
+
+def test_plugin_module_and_package_import_without_torch():
+    code = (
+        "import sys, det.heads.rpn, det.heads.rpn._plugin as p\n"
+        "assert p.DET_PLUGIN_API_VERSION == 1\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "print(len(p.det_components()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "3"
+
+
+def test_public_names_are_lazy_and_complete():
+    import det.heads.rpn as pkg
+
+    assert set(pkg.__all__) >= {"RPN", "StandardRPNHead", "RRPN", "find_top_rpn_proposals", "build_rpn_head"}
+    for name in pkg.__all__:
+        assert getattr(pkg, name) is not None
