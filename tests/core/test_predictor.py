@@ -22,7 +22,10 @@ class _RecordingModel(nn.Module):
         return [{"input": x, "weight": self.weight.detach().clone()}]
 
 
-META_ARCH_REGISTRY.register(_RecordingModel, name="_TestPredictorRecorder")
+@pytest.fixture(autouse=True)
+def _registered():
+    # registering the same object again is allowed: this survives other tests resetting plugins
+    META_ARCH_REGISTRY.register(_RecordingModel, name="_TestPredictorRecorder")
 
 
 def _cfg(tmp_path, fmt="BGR"):
