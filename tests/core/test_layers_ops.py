@@ -317,6 +317,14 @@ def test_nms_rotated_equals_nms_for_upright_boxes_and_ignores_orientation():
     boxes = _random_boxes(gen, 50)
     scores = torch.rand(50, generator=gen)
     assert nms_rotated(_xyxy_to_rotated(boxes), scores, 0.5).tolist() == nms(boxes, scores, 0.5).tolist()
+    # IoU exactly 0.5 (overlap 2, union 4): rotated NMS suppresses at >=, axis-aligned at >
+    half = torch.tensor([[1.5, 0.5, 3.0, 1.0, 0.0], [2.5, 0.5, 3.0, 1.0, 0.0]])
+    assert box_iou_rotated(half, half)[0, 1].item() == 0.5
+    assert nms_rotated(half, torch.tensor([0.9, 0.8]), 0.5).tolist() == [0]
+    assert nms(torch.tensor([[0, 0, 3, 1.0], [1, 0, 4, 1.0]]), torch.tensor([0.9, 0.8]), 0.5).tolist() == [
+        0,
+        1,
+    ]
     same_region = torch.tensor([[5, 3, 4, 2, -90.0], [5, 3, 4, 2, 90.0]])
     assert nms_rotated(same_region, torch.tensor([0.4, 0.6]), 0.5).tolist() == [1]
     assert nms_rotated(torch.zeros(0, 5), torch.zeros(0), 0.5).shape == (0,)

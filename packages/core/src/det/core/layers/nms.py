@@ -48,6 +48,9 @@ def batched_nms(
 def nms_rotated(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """Greedy NMS of (N, 5) rotated boxes (cx, cy, w, h, angle in degrees), by IoU only.
 
+    A box is removed when its IoU with a higher-scoring kept box is >= ``iou_threshold``
+    (detectron2's rotated kernel; axis-aligned :func:`nms` uses >).
+
     The angle matters only through the covered region: (5, 3, 4, 2, -90) and (5, 3, 4, 2, 90) have
     IoU 1, so only one survives, as in detectron2.
     """
@@ -120,7 +123,8 @@ def _nms_rotated_reference(boxes: torch.Tensor, scores: torch.Tensor, iou_thresh
 
     order = scores.argsort(descending=True, stable=True)
     # Only higher-scoring boxes suppress lower ones: the strict upper triangle in score order.
-    above = (box_iou_rotated(boxes[order], boxes[order]) > iou_threshold).triu(1).cpu().numpy()
+    # >=, not > as in axis-aligned nms: detectron2's rotated kernel suppresses at equality
+    above = (box_iou_rotated(boxes[order], boxes[order]) >= iou_threshold).triu(1).cpu().numpy()
     suppressed = np.zeros(order.shape[0], dtype=bool)
     keep = []
     for i in range(order.shape[0]):

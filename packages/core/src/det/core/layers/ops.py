@@ -27,7 +27,8 @@ Signatures every implementation of an op must accept (and results it must give),
   degrees], output_size: (h, w), spatial_scale: float, sampling_ratio: int) -> (R, C, h, w)``;
   differentiable in ``input``. Same numbers as detectron2's ROIAlignRotated kernel.
 - ``nms_rotated(boxes: (N, 5) [cx, cy, w, h, angle in degrees], scores: (N,), iou_threshold: float)
-  -> (K,) int64`` kept indices by decreasing score.
+  -> (K,) int64`` kept indices by decreasing score; suppresses at IoU >= threshold (detectron2's
+  rotated kernel; ``nms`` suppresses at IoU > threshold, as torchvision).
 - ``box_iou_rotated(boxes1: (N, 5), boxes2: (M, 5)) -> (N, M)`` IoU of rotated boxes.
 - ``paste_masks(masks: (N, M, M), boxes: (N, 4) XYXY, image_shape: (h, w), threshold: float = 0.5)
   -> (N, h, w)`` bool (uint8 scaled by 255 when threshold < 0), as detectron2's
