@@ -238,17 +238,30 @@ def test_proposal_network_train_and_inference():
     assert p.objectness_logits.tolist() == [1.5]
 
 
+# module-level builders: registering the same object twice is allowed, a new lambda is not
+def _build_toy_backbone(cfg, input_shape):
+    return ToyBackbone(input_shape.channels)
+
+
+def _build_toy_rpn(cfg, input_shape):
+    return ToyProposalGenerator()
+
+
+def _build_toy_roi_heads(cfg, input_shape):
+    return ToyROIHeads()
+
+
+def _build_identity(cfg, input_shape):
+    return torch.nn.Identity()
+
+
 def test_build_model_from_config_with_registered_parts():
     from det.core import build_model, get_cfg
     from det.core.registry import BACKBONE_REGISTRY, PROPOSAL_GENERATOR_REGISTRY, ROI_HEADS_REGISTRY
 
-    BACKBONE_REGISTRY.register(
-        lambda cfg, input_shape: ToyBackbone(input_shape.channels), name="_test_meta_arch_backbone"
-    )
-    PROPOSAL_GENERATOR_REGISTRY.register(
-        lambda cfg, shape: ToyProposalGenerator(), name="_test_meta_arch_rpn"
-    )
-    ROI_HEADS_REGISTRY.register(lambda cfg, shape: ToyROIHeads(), name="_test_meta_arch_roi")
+    BACKBONE_REGISTRY.register(_build_toy_backbone, name="_test_meta_arch_backbone")
+    PROPOSAL_GENERATOR_REGISTRY.register(_build_toy_rpn, name="_test_meta_arch_rpn")
+    ROI_HEADS_REGISTRY.register(_build_toy_roi_heads, name="_test_meta_arch_roi")
     cfg = get_cfg()
     cfg.MODEL.BACKBONE.NAME = "_test_meta_arch_backbone"
     cfg.MODEL.PROPOSAL_GENERATOR.NAME = "_test_meta_arch_rpn"
@@ -271,7 +284,7 @@ def test_build_backbone_rejects_non_backbone():
     from det.core import build_backbone, get_cfg
     from det.core.registry import BACKBONE_REGISTRY
 
-    BACKBONE_REGISTRY.register(lambda cfg, input_shape: torch.nn.Identity(), name="_test_not_a_backbone")
+    BACKBONE_REGISTRY.register(_build_identity, name="_test_not_a_backbone")
     cfg = get_cfg()
     cfg.MODEL.BACKBONE.NAME = "_test_not_a_backbone"
     with pytest.raises(TypeError, match=r"must be an instance of det\.core\.modeling\.Backbone"):
