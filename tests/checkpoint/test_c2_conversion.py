@@ -217,7 +217,7 @@ def test_detectron1_style_trained_model(case, tmp_path, golden_state, helpers):
 
 def test_ambiguous_suffix_match_raises():
     model = {"a.conv.weight": torch.zeros(2), "b.conv.weight": torch.zeros(2)}
-    with pytest.raises(ValueError, match="Ambiguity found for 'conv.weight'"):
+    with pytest.raises(ValueError, match=r"Ambiguity found for 'conv\.weight'"):
         align_and_update_state_dicts(model, {"conv.weight": torch.ones(2)}, c2_conversion=False)
 
 

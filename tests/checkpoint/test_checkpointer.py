@@ -107,9 +107,9 @@ def test_empty_path_loads_nothing():
 
 
 def test_bad_arguments_are_clear(tmp_path):
-    with pytest.raises(TypeError, match="torch.nn.Module"):
+    with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
         Checkpointer({"w": 1})
-    with pytest.raises(TypeError, match="checkpointable 'scheduler'.*state_dict"):
+    with pytest.raises(TypeError, match=r"checkpointable 'scheduler'.*state_dict"):
         Checkpointer(Net(), scheduler=object())
     with pytest.raises(ValueError, match="save_format must be one of"):
         Checkpointer(Net(), save_format="npz")

@@ -364,7 +364,7 @@ def _group_checkpoint_keys(keys: Iterable[str]) -> dict[str, list[str]]:
         if pos >= 0:
             groups[key[:pos]].append(key[pos + 1 :])
         else:
-            groups[key]  # noqa: B018 (creates the empty group)
+            groups.setdefault(key, [])
     return groups
 
 
