@@ -264,3 +264,48 @@ def test_c2_fills():
     c2_msra_fill(conv_nb)
     with pytest.raises(TypeError, match="weight"):
         c2_msra_fill(nn.ReLU())
+
+
+def test_contract_names_are_exported():
+    import det.core.layers as layers
+    from det.core.layers import weight_init
+
+    contract = [
+        "Conv2d",
+        "ConvTranspose2d",
+        "cat",
+        "nonzero_tuple",
+        "shapes_to_tensor",
+        "move_device_like",
+        "ShapeSpec",
+        "FrozenBatchNorm2d",
+        "get_norm",
+        "NaiveSyncBatchNorm",
+        "CNNBlockBase",
+        "DeformConv",
+        "ModulatedDeformConv",
+        "ROIAlign",
+        "ROIAlignRotated",
+        "nms",
+        "batched_nms",
+        "nms_rotated",
+        "batched_nms_rotated",
+        "box_iou_rotated",
+        "paste_masks",
+        "smooth_l1_loss",
+        "giou_loss",
+        "diou_loss",
+        "ciou_loss",
+        "sigmoid_focal_loss",
+        "sigmoid_focal_loss_jit",
+        "sigmoid_focal_loss_star",
+        "sigmoid_focal_loss_star_jit",
+        "c2_xavier_fill",
+        "c2_msra_fill",
+    ]
+    missing = [name for name in contract if not hasattr(layers, name)]
+    assert missing == []
+    assert sorted(layers.__all__) == sorted(set(layers.__all__))
+    assert all(hasattr(layers, name) for name in layers.__all__)
+    assert weight_init.c2_msra_fill is c2_msra_fill
+    assert FrozenBatchNorm2d.convert_frozen_batchnorm.__self__ is FrozenBatchNorm2d
