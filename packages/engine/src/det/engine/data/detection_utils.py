@@ -299,8 +299,10 @@ def annotations_to_instances(annos: list[dict], image_size: tuple[int, int], mas
         target.gt_masks = masks
 
     if len(annos) and "keypoints" in annos[0]:
-        kpts = [obj.get("keypoints", []) for obj in annos]
-        target.gt_keypoints = Keypoints(kpts)
+        kpts = [np.asarray(obj.get("keypoints", []), dtype=np.float32).reshape(-1, 3) for obj in annos]
+        if len({k.shape for k in kpts}) != 1:
+            raise ValueError(f"every annotation needs the same number of keypoints, got shapes {[k.shape for k in kpts]}")
+        target.gt_keypoints = Keypoints(np.stack(kpts))
 
     return target
 

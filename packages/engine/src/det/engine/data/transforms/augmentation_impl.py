@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,17 @@ def _image_hw(image: Any, owner: str) -> tuple[int, int]:
     return int(image.shape[0]), int(image.shape[1])
 
 
+def _input_args_of(aug: Any) -> tuple[str, ...]:
+    """The input attributes ``aug.get_transform`` reads (declared, else its positional parameters)."""
+    declared = getattr(aug, "input_args", None)
+    if declared is not None:
+        return tuple(declared)
+    if not hasattr(aug, "get_transform"):
+        return ()
+    params = inspect.signature(aug.get_transform).parameters.values()
+    return tuple(p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
 class RandomApply(Augmentation):
     """Apply ``tfm_or_aug`` with probability ``prob``, else do nothing.
 
@@ -49,7 +61,7 @@ class RandomApply(Augmentation):
             raise TypeError(f"RandomApply wraps an Augmentation or Transform, got {type(tfm_or_aug).__name__}")
         self.aug = tfm_or_aug
         self.prob = prob
-        self.input_args = getattr(tfm_or_aug, "input_args", ("image",))
+        self.input_args = _input_args_of(tfm_or_aug)
 
     def get_transform(self, *args: Any) -> Any:
         do = np.random.uniform() < self.prob

@@ -1,0 +1,25 @@
+"""Evaluation (detectron2's ``detectron2.evaluation``): COCO AP through pycocotools, semantic
+segmentation mIoU, panoptic quality, and the inference loop.
+
+    from det.engine.evaluation import COCOEvaluator, inference_on_dataset
+"""
+
+from det.engine.evaluation.coco_evaluation import COCOEvaluator, instances_to_coco_json
+from det.engine.evaluation.evaluator import DatasetEvaluator, DatasetEvaluators, inference_context, inference_on_dataset
+from det.engine.evaluation.panoptic_evaluation import COCOPanopticEvaluator
+from det.engine.evaluation.sem_seg_evaluation import SemSegEvaluator
+from det.engine.evaluation.testing import flatten_results_dict, print_csv_format, verify_results
+
+__all__ = [
+    "COCOEvaluator",
+    "COCOPanopticEvaluator",
+    "DatasetEvaluator",
+    "DatasetEvaluators",
+    "SemSegEvaluator",
+    "flatten_results_dict",
+    "inference_context",
+    "inference_on_dataset",
+    "instances_to_coco_json",
+    "print_csv_format",
+    "verify_results",
+]
