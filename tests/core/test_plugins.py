@@ -62,7 +62,7 @@ def test_load_target_variants():
     import os.path
 
     assert plugins.load_target("os:path.join") is os.path.join
-    with pytest.raises(ValueError, match="target must be 'module:attribute', got 'os.path'"):
+    with pytest.raises(ValueError, match=r"target must be 'module:attribute', got 'os\.path'"):
         plugins.load_target("os.path")
     with pytest.raises(ImportError, match="module 'os' has no attribute 'nope'"):
         plugins.load_target("os:nope", "det-x")
@@ -74,7 +74,7 @@ def test_lazy_converter_imports_on_first_call():
     assert conv('{"a": 1}') == {"a": 1}
     assert conv == plugins._LazyConverter("c", "json:loads", "det-x") != plugins._LazyConverter("c", "json:dumps", "det-x")
     broken = plugins._LazyConverter("c", "json:nothing", "det-x")
-    with pytest.raises(ImportError, match="checkpoint converter 'c' 'json:nothing' \\(declared by det-x\\)"):
+    with pytest.raises(ImportError, match=r"checkpoint converter 'c' 'json:nothing' \(declared by det-x\)"):
         broken({})
 
 
@@ -105,8 +105,10 @@ def test_extend_config_is_called_by_get_cfg(monkeypatch):
 
 
 def test_hookspecs_names():
-    assert [n for n in hookspecs.__all__ if n.startswith("det_")] == [
-        "det_components", "det_ops", "det_checkpoint_converters", "det_extend_config", "det_cli_commands"]
+    assert hookspecs.HOOK_NAMES == (
+        "det_components", "det_ops", "det_checkpoint_converters", "det_extend_config", "det_cli_commands")
+    assert all(callable(getattr(hookspecs, name)) for name in hookspecs.HOOK_NAMES)
+    assert sorted(n for n in hookspecs.__all__ if n.startswith("det_")) == sorted(hookspecs.HOOK_NAMES)
 
 
 def test_importing_det_core_and_declarations_does_not_import_torch():

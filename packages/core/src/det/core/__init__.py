@@ -44,8 +44,8 @@ if TYPE_CHECKING:
         build_sem_seg_head,
     )
     from det.core.plugins import get_plugin_manager
-    from det.core.registry import get_component, list_components
     from det.core.predictor import DefaultPredictor
+    from det.core.registry import get_component, list_components
 
 
 def __getattr__(name: str) -> Any:
@@ -61,4 +61,23 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY])
 
 
-__all__ = ["PLUGIN_API_VERSION", "__version__", "hookimpl", *_LAZY]
+__all__ = [  # noqa: RUF022 - grouped as _LAZY
+    "PLUGIN_API_VERSION",
+    "__version__",
+    "hookimpl",
+    "get_cfg",
+    "CfgNode",
+    "configurable",
+    "build_model",
+    "build_backbone",
+    "build_proposal_generator",
+    "build_roi_heads",
+    "build_sem_seg_head",
+    "EventStorage",
+    "get_event_storage",
+    "DefaultPredictor",
+    "get_plugin_manager",
+    "get_component",
+    "list_components",
+]
+assert set(__all__) == {"PLUGIN_API_VERSION", "__version__", "hookimpl", *_LAZY}

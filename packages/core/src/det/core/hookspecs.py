@@ -35,6 +35,9 @@ PLUGIN_API_VERSION = 1
 """Bumped when a hook changes incompatibly. A plugin module declares the version it was written for
 as ``DET_PLUGIN_API_VERSION``; a plugin declaring another one is refused (and reported by name)."""
 
+HOOK_NAMES = ("det_components", "det_ops", "det_checkpoint_converters", "det_extend_config", "det_cli_commands")
+"""Every hook of this module, in the order the plugin manager collects them."""
+
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
@@ -77,9 +80,13 @@ def det_ops() -> Iterable[OpDecl]:
 
 @hookspec
 def det_checkpoint_converters() -> Iterable[ConverterDecl]:
-    """Declare checkpoint converters: ``"module:attribute"`` of a callable
-    ``(state: dict[str, Any]) -> dict[str, Any] | None`` that returns the checkpoint with det names
-    when it recognises the file, else None. Tried in order when a checkpoint is loaded."""
+    """Declare checkpoint converters: (name, ``"module:attribute"``) of a callable
+    ``(checkpoint: dict[str, Any]) -> dict[str, Any] | None`` that returns the checkpoint with det
+    names when it recognises the file, else None. Tried in order when a checkpoint is loaded.
+
+    det-core hands them to ``det.checkpoint.register_converter`` on the first component lookup,
+    wrapped so that the module is imported only when the converter first runs.
+    """
     raise NotImplementedError
 
 
@@ -105,17 +112,18 @@ def det_cli_commands() -> Iterable[CommandDecl]:
 
 
 __all__ = [
+    "HOOK_NAMES",
     "PLUGIN_API_VERSION",
     "PROJECT_NAME",
-    "ComponentDecl",
-    "OpDecl",
-    "ConverterDecl",
     "CommandDecl",
-    "hookspec",
-    "hookimpl",
-    "det_components",
-    "det_ops",
+    "ComponentDecl",
+    "ConverterDecl",
+    "OpDecl",
     "det_checkpoint_converters",
-    "det_extend_config",
     "det_cli_commands",
+    "det_components",
+    "det_extend_config",
+    "det_ops",
+    "hookimpl",
+    "hookspec",
 ]

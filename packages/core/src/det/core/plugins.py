@@ -234,7 +234,7 @@ def _load() -> _State:
             continue
         try:
             module = ep.load()
-        except BaseException as e:  # noqa: BLE001 - any failure of a third-party import is reported
+        except BaseException as e:
             if isinstance(e, KeyboardInterrupt):
                 raise
             message = f"failed to import {ep.value}: {type(e).__name__}: {e}"
@@ -276,7 +276,7 @@ def _check_unknown_hooks(state: _State) -> None:
             continue
         for impl in caller.get_hookimpls():
             plugin = state.by_name[impl.plugin_name]
-            known = ", ".join(hookspecs.__all__[hookspecs.__all__.index("det_components"):])
+            known = ", ".join(hookspecs.HOOK_NAMES)
             state.errors.append(PluginError(plugin.name, plugin.distribution,
                                             f"implements unknown hook {hook_name!r} (det's hooks: {known})"))
 
@@ -291,7 +291,7 @@ def _call_each(state: _State, hook_name: str) -> Iterable[tuple[PluginInfo, list
         try:
             result = impl.function()
             items = [] if result is None else list(result)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             state.errors.append(PluginError(plugin.name, plugin.distribution,
                                             f"{hook_name}() raised {type(e).__name__}: {e}"))
             continue
@@ -456,7 +456,7 @@ def register_checkpoint_converters() -> None:
         for decl in state.converters:
             try:
                 register_converter(decl.name, _LazyConverter(decl.name, decl.target, decl.distribution))
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 state.errors.append(PluginError(decl.plugin, decl.distribution,
                                                 f"registering checkpoint converter {decl.name!r} failed: {e}"))
 
@@ -490,7 +490,7 @@ def extend_config(cfg: Any) -> None:
         problem = None
         try:
             impl.function(cfg=cfg)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             problem = f"det_extend_config() raised {type(e).__name__}: {e}"
         else:
             flat_after = _flatten(cfg)
@@ -509,28 +509,28 @@ def extend_config(cfg: Any) -> None:
 
 
 __all__ = [
-    "ENTRY_POINT_GROUP",
     "DISABLE_ENV",
+    "ENTRY_POINT_GROUP",
     "STANDARD_KINDS",
-    "PluginInfo",
-    "PluginError",
-    "ComponentDeclaration",
-    "OpDeclaration",
-    "ConverterDeclaration",
     "CommandDeclaration",
-    "normalize_name",
+    "ComponentDeclaration",
+    "ConverterDeclaration",
+    "OpDeclaration",
+    "PluginError",
+    "PluginInfo",
+    "command_declarations",
+    "component_declarations",
+    "converter_declarations",
     "disable",
     "disabled_names",
-    "reset",
-    "on_reset",
+    "extend_config",
     "get_plugin_manager",
     "list_plugins",
-    "plugin_errors",
-    "component_declarations",
-    "op_declarations",
-    "converter_declarations",
-    "command_declarations",
     "load_target",
+    "normalize_name",
+    "on_reset",
+    "op_declarations",
+    "plugin_errors",
     "register_checkpoint_converters",
-    "extend_config",
+    "reset",
 ]

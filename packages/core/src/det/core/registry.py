@@ -22,7 +22,7 @@ import difflib
 import fnmatch
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -365,25 +365,25 @@ plugins.on_reset(_forget_imports)
 
 
 __all__ = [
-    "PREFER_ENV",
+    "ANCHOR_GENERATOR_REGISTRY",
+    "BACKBONE_REGISTRY",
     "IN_PROCESS",
+    "META_ARCH_REGISTRY",
+    "PREFER_ENV",
+    "PROPOSAL_GENERATOR_REGISTRY",
+    "ROI_BOX_HEAD_REGISTRY",
+    "ROI_HEADS_REGISTRY",
+    "ROI_KEYPOINT_HEAD_REGISTRY",
+    "ROI_MASK_HEAD_REGISTRY",
+    "RPN_HEAD_REGISTRY",
+    "SEM_SEG_HEADS_REGISTRY",
     "STANDARD_PROVIDERS",
-    "ComponentNotFoundError",
     "ComponentConflictError",
     "ComponentInfo",
+    "ComponentNotFoundError",
     "Registry",
     "get_component",
-    "list_components",
     "known_kinds",
+    "list_components",
     "prefer",
-    "META_ARCH_REGISTRY",
-    "BACKBONE_REGISTRY",
-    "PROPOSAL_GENERATOR_REGISTRY",
-    "RPN_HEAD_REGISTRY",
-    "ANCHOR_GENERATOR_REGISTRY",
-    "ROI_HEADS_REGISTRY",
-    "ROI_BOX_HEAD_REGISTRY",
-    "ROI_MASK_HEAD_REGISTRY",
-    "ROI_KEYPOINT_HEAD_REGISTRY",
-    "SEM_SEG_HEADS_REGISTRY",
 ]

@@ -8,7 +8,7 @@ import functools
 import inspect
 import os
 from ast import literal_eval
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -41,7 +41,7 @@ def _suggest(full_key: str, node: _YacsCfgNode, prefix: list[str]) -> str | None
     """The closest existing key to ``full_key`` among the keys of ``node`` (a sibling), or in the
     whole tree below the root when no sibling is close."""
     leaf = full_key.split(".")[-1]
-    siblings = [k for k in node.keys()]
+    siblings = list(node)
     close = difflib.get_close_matches(leaf, siblings, n=1, cutoff=0.6)
     if close:
         return ".".join([*prefix, close[0]])
