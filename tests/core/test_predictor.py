@@ -93,3 +93,26 @@ def test_predictor_rejects_bad_images(tmp_path, image, exc, match):
 def test_predictor_rejects_unsupported_format(tmp_path):
     with pytest.raises(ValueError, match="'RGB' or 'BGR', got 'L'"):
         DefaultPredictor(_cfg(tmp_path, fmt="L"))
+
+
+@pytest.mark.slow
+def test_predictor_on_golden_faster_rcnn_equals_the_model_on_that_image(golden_case):
+    case = golden_case("faster_rcnn_R_50_C4")
+    cfg = get_cfg()
+    cfg.merge_from_file(str(case.config_file))
+    cfg.MODEL.WEIGHTS = str(case.pth)
+    # inputs[0] is already 480x640: a 480 short side makes the resize an identity. (Its golden
+    # output came from a padded two-image batch, so the reference is the model on this image alone.)
+    cfg.INPUT.MIN_SIZE_TEST = 480
+    predictor = DefaultPredictor(cfg)
+    weights = case.load("model_final.pth")["model"]
+    for name, value in predictor.model.state_dict().items():
+        assert torch.equal(value, weights[name]), name
+    image = case.inputs[0]["image"]
+    out = predictor(image.permute(1, 2, 0).numpy())["instances"]
+    with torch.no_grad():
+        ref = predictor.model([{"image": image}])[0]["instances"]
+    assert out.image_size == ref.image_size == (480, 640) and len(out) == len(ref) == 100
+    torch.testing.assert_close(out.pred_boxes.tensor, ref.pred_boxes.tensor)
+    torch.testing.assert_close(out.scores, ref.scores)
+    assert out.pred_classes.tolist() == ref.pred_classes.tolist()
