@@ -334,3 +334,39 @@ def test_periodic_checkpointer_keeps_final_and_prefix(tmp_path):
         PeriodicCheckpointer(checkpointer, period=0)
     with pytest.raises(ValueError, match="max_to_keep"):
         PeriodicCheckpointer(checkpointer, period=1, max_to_keep=0)
+
+
+def test_fvcore_style_subclass_overriding_load_model(tmp_path):
+    calls = []
+
+    class Mine(DetectionCheckpointer):
+        def _load_model(self, checkpoint):
+            calls.append(sorted(checkpoint["model"])[:1])
+            return super()._load_model(checkpoint)
+
+    torch.save({"model": Net(3).state_dict()}, tmp_path / "m.pth")
+    model = Net(0)
+    Mine(model).load(str(tmp_path / "m.pth"), strict=True)
+    assert calls == [["backbone.0.bias"]] and states_equal(model, Net(3))
+
+
+def test_strict_refuses_heuristic_shape_mismatch(tmp_path):
+    import pickle
+
+    state = {k: v.numpy() for k, v in Net(3).state_dict().items()}
+    state["head.weight"] = state["head.weight"][:1]
+    with open(tmp_path / "zoo.pkl", "wb") as f:
+        pickle.dump({"model": state, "__author__": "t", "matching_heuristics": True}, f)
+    model = Net(0)
+    with pytest.raises(IncompatibleCheckpointError, match=r"head\.weight: \(1, 4\) in the checkpoint but \(2, 4\)"):
+        DetectionCheckpointer(model).load(str(tmp_path / "zoo.pkl"), strict=True)
+    assert states_equal(model, Net(0))
+
+
+def test_plain_checkpointer_points_pkl_users_to_detection_checkpointer(tmp_path):
+    import pickle
+
+    with open(tmp_path / "zoo.pkl", "wb") as f:
+        pickle.dump({"model": {}, "__author__": "t"}, f)
+    with pytest.raises(ValueError, match="read by DetectionCheckpointer"):
+        Checkpointer(Net(0)).load(str(tmp_path / "zoo.pkl"))

@@ -99,6 +99,8 @@ class Checkpointer:
         self.save_to_disk = save_to_disk
         self.strict = strict
         self.save_format = save_format
+        self._strict_load: bool | None = None
+        self._skipped_shapes: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
 
     # --- saving -------------------------------------------------------------------------------
 
@@ -191,7 +193,14 @@ class Checkpointer:
             if unknown:
                 raise ValueError(f"unknown checkpointables {unknown}; this checkpointer has {sorted(self.checkpointables)}")
 
-        incompatible = self._load_model(checkpoint, strict=self.strict if strict is None else strict)
+        # Passed through attributes rather than arguments so that subclasses overriding
+        # _load_model(self, checkpoint) the fvcore way keep working.
+        self._strict_load = self.strict if strict is None else strict
+        try:
+            incompatible = self._load_model(checkpoint)
+        finally:
+            self._strict_load = None
+            self._skipped_shapes = []
         if incompatible is not None:
             self._log_incompatible_keys(incompatible)
 
@@ -216,19 +225,26 @@ class Checkpointer:
         """
         if f.endswith(".safetensors"):
             return load_safetensors_file(f)
-        loaded = load_torch_file(f)
+        try:
+            loaded = load_torch_file(f)
+        except CheckpointLoadError as e:
+            if f.endswith(".pkl"):
+                raise type(e)(f"{e}\n(model-zoo and Caffe2 .pkl files are read by DetectionCheckpointer)") from e
+            raise
         if not isinstance(loaded, dict):
             raise CheckpointLoadError(f"Checkpoint {f} holds a {type(loaded).__name__}, expected a dict")
         if "model" not in loaded:
             loaded = {"model": loaded}
         return loaded
 
-    def _load_model(self, checkpoint: dict[str, Any], *, strict: bool = False,
-                    skipped_shapes: Iterable[tuple[str, tuple[int, ...], tuple[int, ...]]] = ()) -> _IncompatibleKeys:
+    def _load_model(self, checkpoint: dict[str, Any]) -> _IncompatibleKeys:
         """Load ``checkpoint.pop("model")`` into the model; return what did not fit.
 
-        ``skipped_shapes`` are shape mismatches a subclass already dropped while renaming keys.
+        Reads two attributes set around the call: ``_strict_load`` (this load's strictness) and
+        ``_skipped_shapes`` (shape mismatches a subclass already dropped while renaming keys).
         """
+        strict = self.strict if getattr(self, "_strict_load", None) is None else self._strict_load
+        skipped_shapes = getattr(self, "_skipped_shapes", None) or []
         state_dict = _copy_state_dict(checkpoint.pop("model"))
         self._convert_ndarray_to_tensor(state_dict)
         # A model saved while wrapped in (Distributed)DataParallel has every key under "module.".

@@ -88,17 +88,17 @@ class DetectionCheckpointer(Checkpointer):
             self.logger.info("Checkpoint %s converted by %r", filename, converter)
         return checkpoint
 
-    def _load_model(self, checkpoint: dict[str, Any], *, strict: bool = False, skipped_shapes: Any = ()
-                    ) -> _IncompatibleKeys:
-        skipped = list(skipped_shapes)
+    def _load_model(self, checkpoint: dict[str, Any]) -> _IncompatibleKeys:
         if checkpoint.get("matching_heuristics", False):
             state_dict = dict(checkpoint["model"])
             self._convert_ndarray_to_tensor(state_dict)
             state_dict, mismatched = _align(self.model.state_dict(), state_dict,
                                             c2_conversion=checkpoint.get("__author__") == "Caffe2")
             checkpoint["model"] = state_dict
-            skipped += [(key_model, shape_ckpt, shape_model) for key_model, _, shape_ckpt, shape_model in mismatched]
-        return super()._load_model(checkpoint, strict=strict, skipped_shapes=skipped)
+            # Reported (and refused in strict mode) by the base class with its own mismatches.
+            self._skipped_shapes = [(key_model, shape_ckpt, shape_model)
+                                    for key_model, _, shape_ckpt, shape_model in mismatched]
+        return super()._load_model(checkpoint)
 
     def _filter_incompatible(self, incompatible: _IncompatibleKeys) -> _IncompatibleKeys:
         # pixel_mean/std are set from the config, and old checkpoints may lack them; cell anchors

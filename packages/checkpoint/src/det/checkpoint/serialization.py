@@ -23,6 +23,7 @@ import json
 import os
 import pickle
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
@@ -138,7 +139,10 @@ def load_pickle_file(path: str) -> Any:
 def load_torch_file(path: str) -> Any:
     """``torch.load(path, map_location="cpu", weights_only=True)`` with errors that name the file."""
     try:
-        return torch.load(path, map_location=torch.device("cpu"), weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about any pickle protocol but 2 before failing or succeeding on its own.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=torch.device("cpu"), weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights only" in str(e).lower() or "weights_only" in str(e):
             raise UnsafeCheckpointError(
