@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from det.structures import Instances
+from det.structures import Instances, ROIMasks
 
 __all__ = ["detector_postprocess", "sem_seg_postprocess"]
 
@@ -55,8 +55,6 @@ def detector_postprocess(
     results = results[output_boxes.nonempty()]
 
     if results.has("pred_masks"):
-        from det.structures import ROIMasks
-
         if isinstance(results.pred_masks, ROIMasks):
             roi_masks = results.pred_masks
         else:
