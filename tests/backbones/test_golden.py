@@ -9,13 +9,9 @@ import pytest
 import torch
 
 from det.backbones import BottleneckBlock, ResNet
-from det.backbones.fpn import build_resnet_fpn_backbone, build_retinanet_resnet_fpn_backbone
-from det.backbones.resnet import build_resnet_backbone
-from det.core import get_cfg
-from det.core.layers import ShapeSpec
+from det.core import build_backbone, get_cfg
 
 CASES = ["mask_rcnn_R_50_FPN", "faster_rcnn_R_50_C4", "keypoint_rcnn_R_50_FPN", "retinanet_R_50_FPN"]
-BUILDERS = {f.__name__: f for f in (build_resnet_backbone, build_resnet_fpn_backbone, build_retinanet_resnet_fpn_backbone)}
 
 
 def golden_cfg(case_dir):
@@ -25,8 +21,7 @@ def golden_cfg(case_dir):
 
 
 def build_golden_backbone(case_dir):
-    cfg = golden_cfg(case_dir)
-    return BUILDERS[cfg.MODEL.BACKBONE.NAME](cfg, ShapeSpec(channels=len(cfg.MODEL.PIXEL_MEAN)))
+    return build_backbone(golden_cfg(case_dir))  # by the config's name, through the registry
 
 
 def golden_state(case_dir, prefix):
