@@ -190,9 +190,9 @@ class Boxes:
     def clone(self) -> Boxes:
         return Boxes(self.tensor.clone())
 
-    def to(self, device: torch.device | str) -> Boxes:
-        # Boxes are float32 by contract: only the device may change.
-        return Boxes(self.tensor.to(device=device))
+    def to(self, *args: Any, **kwargs: Any) -> Boxes:
+        """Move to a device (``boxes.to("cuda")``); a dtype is accepted but boxes stay float32."""
+        return Boxes(self.tensor.to(*args, **kwargs))
 
     def area(self) -> torch.Tensor:
         """(N,) areas ``(x2 - x1) * (y2 - y1)`` (negative for inverted boxes, as in detectron2)."""

@@ -30,8 +30,9 @@ class RotatedBoxes(Boxes):
     def clone(self) -> RotatedBoxes:
         return RotatedBoxes(self.tensor.clone())
 
-    def to(self, device: torch.device | str) -> RotatedBoxes:
-        return RotatedBoxes(self.tensor.to(device=device))
+    def to(self, *args: Any, **kwargs: Any) -> RotatedBoxes:
+        """Move to a device; a dtype is accepted but rotated boxes stay float32."""
+        return RotatedBoxes(self.tensor.to(*args, **kwargs))
 
     def area(self) -> torch.Tensor:
         """(N,) areas ``w * h``."""
