@@ -233,6 +233,9 @@ def _render_image(rng: np.random.Generator, config: ShapesConfig) -> tuple[np.nd
             cx = float(rng.uniform(radius + 1, width - radius - 1))
             cy = float(rng.uniform(radius + 1, height - radius - 1))
             angle = float(rng.uniform(0, 2 * math.pi))
+            if kind == "circle":
+                # Vertices at the 4 extreme points, so the polygon's box is the circle's box.
+                angle = 0.0
             polygon = _shape_polygon(kind, cx, cy, size, angle)
             mask = _rasterize(polygon, height, width)
             # A later shape hides earlier ones: reject placements that hide too much of any.

@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 def load_image_into_numpy_array(filename: str, copy: bool = False, dtype: Any = None) -> np.ndarray:
     """A label image as a numpy array (PIL mode kept)."""
     with open(filename, "rb") as f:
-        array = np.array(Image.open(f), copy=copy, dtype=dtype)
+        # Always a writable copy: evaluators relabel ignored pixels in place.
+        array = np.array(Image.open(f), dtype=dtype)
     return array
 
 
@@ -93,7 +94,7 @@ class SemSegEvaluator(DatasetEvaluator):
                 raise ValueError(
                     f"SemSegEvaluator: sem_seg must be ({self._num_classes},H,W) scores, got {tuple(pred_scores.shape)}"
                 )
-            pred = np.array(pred_scores.argmax(dim=0).to(self._cpu_device), dtype=int)
+            pred = pred_scores.argmax(dim=0).to(self._cpu_device).numpy().astype(int)
             gt_filename = self.input_file_to_gt_file[input["file_name"]]
             gt = self.sem_seg_loading_fn(gt_filename, dtype=int)
             if gt.shape != pred.shape:
