@@ -80,6 +80,7 @@ def test_plugin_command_clashing_with_a_builtin_or_another_is_reported(capsys):
         plugins.CommandDeclaration("twice", "a", "json:loads", "det-a", "a"),
         plugins.CommandDeclaration("twice", "b", "json:dumps", "det-b", "b"),
         plugins.CommandDeclaration("gone", "c", "det_nowhere:register", "det-c", "c"),
+        plugins.CommandDeclaration("crash", "d", "json:loads", "det-d", "d"),
     ]
     report = cli.plugins_report()
     messages = [e["message"] for e in report["errors"]]
@@ -89,6 +90,9 @@ def test_plugin_command_clashing_with_a_builtin_or_another_is_reported(capsys):
     assert "the command 'twice' is declared by several distributions" in capsys.readouterr().err
     assert cli.main(["gone"]) == 2
     assert ("det: error: Cannot import det command 'gone' 'det_nowhere:register' (declared by det-c)"
+            in capsys.readouterr().err)
+    assert cli.main(["crash"]) == 2  # json.loads(parser) raises TypeError while setting up
+    assert ("det: error: setting up 'det crash' (json:loads, from det-d) failed: TypeError"
             in capsys.readouterr().err)
     assert cli.main(["plugins", "--json"]) == 0  # the built-in still runs
     json.loads(capsys.readouterr().out)

@@ -11,6 +11,9 @@ import textwrap
 
 import pytest
 
+# fresh virtual environments: end-to-end by the repository's definition
+pytestmark = pytest.mark.slow
+
 PRELUDE = """
 import json, sys, warnings
 from det.core import plugins, registry
@@ -215,9 +218,16 @@ def test_broken_plugins_are_reported_by_distribution_and_the_rest_works(venv_wit
     out = probe(venv, """
         warnings.simplefilter("always")
         with warnings.catch_warnings(record=True) as caught:
+            plugins.list_plugins()
+        out["discovery_warnings"] = sorted(str(w.message) for w in caught if "det-toy" in str(w.message))
+        with warnings.catch_warnings(record=True) as caught:
             from det.core.config import get_cfg
             cfg = get_cfg()
         out["warnings"] = [str(w.message) for w in caught]
+        try:
+            get_component("BACKBONE", "build_future_backbone")
+        except ComponentNotFoundError as e:
+            out["not_found"] = str(e)
         out["base_lr"] = cfg.SOLVER.BASE_LR
         out["rude_key"] = "RUDE_KEY" in cfg
         out["toy_depth"] = cfg.MODEL.TOY.DEPTH
@@ -256,6 +266,12 @@ def test_broken_plugins_are_reported_by_distribution_and_the_rest_works(venv_wit
     assert out["warnings"] == ["det plugin det-toy-rude: det_extend_config() changed existing config keys "
                                "SOLVER.BASE_LR; a plugin may only add keys; its config keys are ignored"]
     assert out["alpha_works"] == ["toy backbone", 1, 2]
+    assert len(out["discovery_warnings"]) == 6  # 3 failed imports, 3 rude hook problems
+    assert out["discovery_warnings"][0] == ("det plugin det-toy-broken (entry point 'toy-broken'): failed to import "
+                                            "toy_broken._plugin: RuntimeError: boom from toy-broken; ignored "
+                                            "(see `det plugins`)")
+    assert out["not_found"].endswith("Plugins that failed to load (see `det plugins`): det-toy-broken, "
+                                     "det-toy-future, det-toy-noversion.")
     assert out["future_listed"] == []
     assert out["rude_ops"] == [["roi_align", "rudedev", "toy_rude.ops:roi_align", "det-toy-rude"]]
     assert out["missing_attr"] == ("Cannot import ROI_HEADS component 'ToyMissingAttr' "

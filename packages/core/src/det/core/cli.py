@@ -162,7 +162,11 @@ def _attach(decls: list[plugins.CommandDeclaration], subparser: argparse.Argumen
         register = plugins.load_target(decl.target, decl.distribution, what=f"det command {decl.name!r}")
     except ImportError as e:
         raise _CommandError(str(e)) from e
-    run = register(subparser)
+    try:
+        run = register(subparser)
+    except Exception as e:
+        raise _CommandError(f"setting up 'det {decl.name}' ({decl.target}, from {decl.distribution}) failed: "
+                            f"{type(e).__name__}: {e}") from e
     if not callable(run):
         raise _CommandError(f"{decl.target} (from {decl.distribution}) must return the function that runs "
                             f"'det {decl.name}', got {run!r}")

@@ -265,6 +265,10 @@ def _load() -> _State:
         state.by_name[registration] = plugin
     _check_unknown_hooks(state)
     _collect(state)
+    # Said once, at discovery: a broken plugin should not go unnoticed just because nothing
+    # asked for its components yet.
+    for error in state.errors:
+        warnings.warn(f"det plugin {error}; ignored (see `det plugins`)", RuntimeWarning, stacklevel=4)
     return state
 
 

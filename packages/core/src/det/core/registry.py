@@ -217,6 +217,9 @@ def get_component(kind: str, name: str) -> Any:
                 if elsewhere:
                     advice = f" {name!r} is a {' / '.join(elsewhere)} component, not {kind}."
         listing = ", ".join(installed) if installed else "(none)"
+        failed = sorted({p.distribution for p in plugins.list_plugins() if p.status == "failed"})
+        if failed and dist is None:
+            advice += f" Plugins that failed to load (see `det plugins`): {', '.join(failed)}."
         raise ComponentNotFoundError(
             f"No {kind} component named {name!r} is installed. Installed {kind} components: {listing}.{advice}",
             kind, name, dist)
