@@ -9,6 +9,8 @@ import re
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from det.checkpoint import (
     DetectionCheckpointer,
@@ -240,3 +242,31 @@ def test_shape_mismatch_is_skipped_with_one_grouped_warning(caplog):
     assert "Skipped 2 checkpoint weights" in warnings[0].getMessage()
     assert "x.cls.weight <- cls.weight: checkpoint (5, 2) vs model (3, 2)" in warnings[0].getMessage()
     assert sorted(result) == ["cls.bias", "cls.weight", "x.box.weight"]
+
+
+# --- The suffix search equals detectron2's all-pairs definition ---------------------------------
+
+_part = st.sampled_from(["a", "b", "conv1", "res2", "0", "1", "weight", "bias", "x_conv1"])
+_name = st.lists(_part, min_size=1, max_size=4).map(".".join)
+
+
+def brute_force_best(model_key, ckpt_keys):
+    """detectron2's definition: b matches a iff a == b or a.endswith("." + b); longest b wins."""
+    matches = [b for b in ckpt_keys if model_key == b or model_key.endswith("." + b)]
+    return max(matches, key=len) if matches else None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sets(_name, max_size=8), st.sets(_name, max_size=8))
+def test_suffix_matching_equals_the_all_pairs_definition(model_keys, ckpt_keys):
+    model = {k: torch.zeros(1) for k in model_keys}
+    ckpt = {k: torch.ones(1) for k in ckpt_keys}
+    best = {m: brute_force_best(m, ckpt_keys) for m in model_keys}
+    chosen = [b for b in best.values() if b is not None]
+    if len(chosen) != len(set(chosen)):
+        with pytest.raises(ValueError, match="Ambiguity"):
+            align_and_update_state_dicts(model, ckpt, c2_conversion=False)
+        return
+    result = align_and_update_state_dicts(model, ckpt, c2_conversion=False)
+    expected = {m for m, b in best.items() if b is not None} | (set(ckpt_keys) - set(chosen))
+    assert set(result) == expected
