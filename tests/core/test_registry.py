@@ -123,6 +123,17 @@ def test_missing_standard_name_names_its_distribution(fresh_plugins):
     # the never-installed case ("pip install det-heads-keypoint") runs in tests/integration/test_plugin_wheels.py
 
 
+def test_standard_name_missing_from_an_installed_provider_asks_for_an_upgrade():
+    from det.core import plugins
+
+    state = plugins._get_state()
+    state.components[:] = [d for d in state.components if d.name != "GeneralizedRCNN"]
+    with pytest.raises(ComponentNotFoundError) as info:
+        get_component("META_ARCH", "GeneralizedRCNN")
+    assert str(info.value).endswith("It is provided by det-core, but the installed version (0.1.0) does not "
+                                    "declare it; upgrade it with: pip install -U det-core")
+
+
 def test_name_of_another_kind_is_pointed_out():
     with pytest.raises(ComponentNotFoundError, match="'StandardRPNHead' is a RPN_HEAD component, not META_ARCH"):
         get_component("META_ARCH", "StandardRPNHead")

@@ -189,6 +189,9 @@ def _hint_for_missing(kind: str, name: str) -> tuple[str, str | None]:
                     "and det.core.plugins.disable())."), dist
         if plugin.status == "failed":
             return f" It is provided by {dist}, which is installed but failed to load: {plugin.error}", dist
+        if plugin.status == "loaded":
+            return (f" It is provided by {dist}, but the installed version ({plugin.version}) does not declare "
+                    f"it; upgrade it with: pip install -U {dist}"), dist
     return f" It is provided by the distribution {dist}; install it with: pip install {dist}", dist
 
 
