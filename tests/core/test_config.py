@@ -374,3 +374,12 @@ def test_configurable_misuse_errors():
 
     with pytest.raises(TypeError, match="from_config of @configurable must be a function"):
         configurable(from_config=3)
+
+
+def test_computed_attributes_are_write_once():
+    cfg = get_cfg()
+    cfg.COMPUTED_SCALE = 2
+    cfg.COMPUTED_SCALE = 2  # same value: fine
+    with pytest.raises(KeyError, match="COMPUTED_SCALE"):
+        cfg.COMPUTED_SCALE = 3
+    assert cfg.COMPUTED_SCALE == 2
