@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torchvision
 from torch import nn
 
 from det.checkpoint import DetectionCheckpointer
-from det.core import build_backbone, get_cfg
+from det.core import build_backbone, build_model, get_cfg
 
 GOLDEN = "mask_rcnn_R_50_FPN"
 
@@ -77,3 +78,24 @@ def test_torchvision_resnet_file_is_converted_by_the_plugin(tmp_path):
     with torch.no_grad():
         expected = tv.layer4(tv.layer3(tv.layer2(tv.layer1(tv.maxpool(tv.relu(tv.bn1(tv.conv1(x))))))))
         assert torch.allclose(bottom_up(x)["res5"], expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("filename", ["model_final.pth", "model_final.pkl"])
+def test_features_of_a_full_model_loaded_by_the_checkpointer(golden_dir, filename):
+    """build_model + DetectionCheckpointer, then the model's own preprocessing and backbone."""
+    cfg = get_cfg()
+    cfg.merge_from_file(str(golden_dir / GOLDEN / "config.yaml"))
+    cfg.MODEL.MASK_ON = False  # the mask head is det-heads-mask's; the backbone is what is checked here
+    torch.manual_seed(1)
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(str(golden_dir / GOLDEN / filename))
+    model.eval()
+    inputs = torch.load(golden_dir / GOLDEN / "inputs.pt", weights_only=True)
+    features = torch.load(golden_dir / GOLDEN / "features.pt", weights_only=True)
+    with torch.no_grad():
+        images = model.preprocess_image(inputs[:1])
+        assert torch.equal(images.tensor, features["input"])
+        out = model.backbone(images.tensor)
+    assert list(out) == ["p2", "p3", "p4", "p5", "p6"]
+    for name, value in out.items():
+        assert ((value - features[name]).abs().max() / features[name].abs().max()).item() <= 1e-4, name
