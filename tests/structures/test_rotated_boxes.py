@@ -248,3 +248,30 @@ def test_symmetric_and_shifted_copies(box, scale, dx, dy):
     b = torch.tensor([shifted], dtype=torch.float64)
     assert pairwise_iou_rotated(a, b).item() == pytest.approx(pairwise_iou_rotated(b, a).item(), abs=1e-12)
     assert pairwise_iou_rotated(a, b).item() == pytest.approx(reference_iou(box, shifted), abs=1e-9)
+
+
+def centered_reference_iou(b1, b2):
+    """reference_iou after moving both boxes' mid-point to the origin (IoU is translation invariant),
+    so that the plain-float clipper stays accurate for tiny boxes."""
+    cx, cy = (b1[0] + b2[0]) / 2, (b1[1] + b2[1]) / 2
+    return reference_iou([b1[0] - cx, b1[1] - cy, *b1[2:]], [b2[0] - cx, b2[1] - cy, *b2[2:]])
+
+
+log_side = st.floats(-4, 3).map(lambda e: 10.0**e)
+thin_box = st.tuples(st.floats(-5, 5), st.floats(-5, 5), log_side, log_side, st.floats(-180, 180))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    thin_box,
+    st.floats(-1, 1),
+    st.floats(-1, 1),
+    st.floats(0.5, 2),
+    st.sampled_from([0.0, 1e-6, 1e-3, 0.5, 90.0, 180.0, -1e-3]),
+)
+def test_thin_tiny_and_nearly_parallel_boxes(box, fx, fy, fw, dangle):
+    """Extreme aspect ratios (1e-4 x 1e3) and angle differences down to 1e-6 degrees."""
+    other = [box[0] + fx * box[2], box[1] + fy * box[3], box[2] * fw, box[3], box[4] + dangle]
+    got = pairwise_iou_rotated(torch.tensor([box], dtype=torch.float64), torch.tensor([other], dtype=torch.float64))
+    assert 0.0 <= got.item() <= 1.0
+    assert got.item() == pytest.approx(centered_reference_iou(list(box), other), abs=1e-7)

@@ -162,17 +162,17 @@ def _cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def _points_in_rect(points: torch.Tensor, rect: torch.Tensor, eps: float) -> torch.Tensor:
     """(P, K) bool: which of the K points (P, K, 2) lie in the rectangle (P, 4, 2), with tolerance.
 
-    A point is inside iff its projections on two adjacent edges fall within those edges.
+    A point is inside iff its projections on two adjacent edges fall within those edges. The
+    tolerance is relative to each edge's length, so it means the same for a box 1e-4 thin.
     """
     a = rect[:, None, 0]
     ab = rect[:, None, 1] - a
     ad = rect[:, None, 3] - a
     ap = points - a
-    ap_ab = (ap * ab).sum(-1)
-    ap_ad = (ap * ad).sum(-1)
-    ab_ab = (ab * ab).sum(-1)
-    ad_ad = (ad * ad).sum(-1)
-    return (ap_ab >= -eps) & (ap_ad >= -eps) & (ap_ab <= ab_ab + eps) & (ap_ad <= ad_ad + eps)
+    tiny = torch.finfo(points.dtype).tiny
+    u = (ap * ab).sum(-1) / (ab * ab).sum(-1).clamp(min=tiny)
+    v = (ap * ad).sum(-1) / (ad * ad).sum(-1).clamp(min=tiny)
+    return (u >= -eps) & (u <= 1 + eps) & (v >= -eps) & (v <= 1 + eps)
 
 
 def _intersection_area_normalized(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
@@ -195,7 +195,9 @@ def _intersection_area_normalized(r1: torch.Tensor, r2: torch.Tensor) -> torch.T
     p2 = r2[:, None, :, :]
     d2 = e2[:, None, :, :]
     det = _cross(d2, d1)  # (P, 4, 4)
-    parallel = det.abs() <= 1e-14
+    # Parallel relative to the edges' lengths: |sin(angle)| below 1e-12.
+    lengths = torch.linalg.vector_norm(d1, dim=-1) * torch.linalg.vector_norm(d2, dim=-1)
+    parallel = det.abs() <= 1e-12 * lengths
     safe_det = torch.where(parallel, torch.ones_like(det), det)
     v12 = p2 - p1
     t1 = _cross(d2, v12) / safe_det
