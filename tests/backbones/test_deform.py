@@ -63,5 +63,5 @@ def test_deform_on_per_stage_config_trains():
 
 
 def test_deform_num_groups_must_divide():
-    with pytest.raises(ValueError, match="deform_num_groups must be >= 1 and divide bottleneck_channels=8, got 3"):
+    with pytest.raises(ValueError, match=r"deform_num_groups must be >= 1 and divide bottleneck_channels=8, got 3"):
         DeformBottleneckBlock(8, 8, bottleneck_channels=8, deform_num_groups=3)

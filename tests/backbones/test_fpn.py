@@ -109,16 +109,16 @@ def test_norm_drops_conv_bias():
 def test_errors():
     with pytest.raises(ValueError, match=r"log2-contiguous strides \(each twice the previous\), got \[4, 16\]"):
         FPN(ToyBackbone(), ["res2", "res4"], 8)
-    with pytest.raises(ValueError, match="fuse_type must be 'sum' or 'avg', got 'max'"):
+    with pytest.raises(ValueError, match=r"fuse_type must be 'sum' or 'avg', got 'max'"):
         FPN(ToyBackbone(), ["res2"], 8, fuse_type="max")
     with pytest.raises(ValueError, match=r"in_features \['res6'\] are not outputs of the bottom-up network"):
         FPN(ToyBackbone(), ["res5", "res6"], 8)
-    with pytest.raises(TypeError, match="bottom_up must be a det Backbone, got Conv2d"):
+    with pytest.raises(TypeError, match=r"bottom_up must be a det Backbone, got Conv2d"):
         FPN(nn.Conv2d(3, 3, 1), ["res2"], 8)
-    with pytest.raises(ValueError, match="top_block reads 'p5', which is neither"):
+    with pytest.raises(ValueError, match=r"top_block reads 'p5', which is neither"):
         FPN(ToyBackbone(), ["res2", "res3"], 8, top_block=LastLevelMaxPool())
     fpn = FPN(ToyBackbone(), ["res2", "res3", "res4", "res5"], 8)
-    with pytest.raises(ValueError, match="must be multiples of 32 .* got 48x64"):
+    with pytest.raises(ValueError, match=r"must be multiples of 32 .* got 48x64"):
         fpn(torch.rand(1, 3, 48, 64))
 
 
@@ -152,5 +152,5 @@ def test_build_retinanet_resnet_fpn_backbone():
     assert list(fpn.output_shape()) == ["p3", "p4", "p5", "p6", "p7"]
     cfg.MODEL.RESNETS.OUT_FEATURES = ["res3", "res4"]
     cfg.MODEL.FPN.IN_FEATURES = ["res3", "res4"]
-    with pytest.raises(ValueError, match="needs res5 in MODEL.RESNETS.OUT_FEATURES"):
+    with pytest.raises(ValueError, match=r"needs res5 in MODEL.RESNETS.OUT_FEATURES"):
         build_retinanet_resnet_fpn_backbone(cfg, ShapeSpec(channels=3))

@@ -70,7 +70,7 @@ def test_bottleneck_groups_and_dilation_only_touch_the_3x3():
 
 
 def test_bottleneck_rejects_groups_that_do_not_divide():
-    with pytest.raises(ValueError, match="num_groups must be >= 1 and divide bottleneck_channels=8, got 3"):
+    with pytest.raises(ValueError, match=r"num_groups must be >= 1 and divide bottleneck_channels=8, got 3"):
         BottleneckBlock(16, 16, bottleneck_channels=8, num_groups=3)
 
 
@@ -87,9 +87,9 @@ def test_make_stage_per_block_arguments():
 
 
 def test_make_stage_errors():
-    with pytest.raises(ValueError, match="'stride_per_block' of make_stage should have the same length as num_blocks=3, got 2"):
+    with pytest.raises(ValueError, match=r"'stride_per_block' of make_stage should have the same length as num_blocks=3, got 2"):
         ResNet.make_stage(BasicBlock, 3, in_channels=4, out_channels=4, stride_per_block=[2, 1])
-    with pytest.raises(ValueError, match="both stride_per_block and stride"):
+    with pytest.raises(ValueError, match=r"both stride_per_block and stride"):
         ResNet.make_stage(BasicBlock, 2, in_channels=4, out_channels=4, stride_per_block=[2, 1], stride=1)
 
 
@@ -141,10 +141,10 @@ def test_resnet_bad_inputs():
         net(torch.rand(3, 32, 32))
     with pytest.raises(ValueError, match=r"expects 3 input channels, got input of shape \(1, 1, 32, 32\)"):
         net(torch.rand(1, 1, 32, 32))
-    with pytest.raises(ValueError, match="out_features has 'res5'; available: stem, res2"):
+    with pytest.raises(ValueError, match=r"out_features has 'res5'; available: stem, res2"):
         ResNet(BasicStem(3, 8), [ResNet.make_stage(BasicBlock, 1, in_channels=8, out_channels=8)],
                out_features=["res5"])
-    with pytest.raises(TypeError, match="CNNBlockBase"):
+    with pytest.raises(TypeError, match=r"CNNBlockBase"):
         ResNet(BasicStem(3, 8), [[nn.Identity()]])
 
 

@@ -85,13 +85,13 @@ def test_norm_and_freeze():
 
 
 def test_adapter_errors():
-    with pytest.raises(ValueError, match="'resnet7' is not a torchvision classification model; available: .*resnet18"):
+    with pytest.raises(ValueError, match=r"'resnet7' is not a torchvision classification model; available: .*resnet18"):
         TorchvisionBackbone("resnet7")
-    with pytest.raises(ValueError, match="channels-last models such as Swin are unsupported"):
+    with pytest.raises(ValueError, match=r"channels-last models such as Swin are unsupported"):
         TorchvisionBackbone("swin_t")
     with pytest.raises(ValueError, match=r"resnet18 has levels \['stem', 'res2', 'res3', 'res4', 'res5'\]; out_features \['p2'\]"):
         TorchvisionBackbone("resnet18", out_features=["p2"])
-    with pytest.raises(ValueError, match="take 3 input channels, got in_channels=1"):
+    with pytest.raises(ValueError, match=r"take 3 input channels, got in_channels=1"):
         TorchvisionBackbone("resnet18", in_channels=1)
     with pytest.raises(ValueError, match=r"shape \(N, 3, H, W\), got \(1, 1, 32, 32\)"):
         TorchvisionBackbone("resnet18")(torch.rand(1, 1, 32, 32))

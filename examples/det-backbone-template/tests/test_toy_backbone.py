@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from det_toy_backbone.toy import ToyBackbone
 
 from det.core import build_backbone, get_cfg
 from det.core.layers import ShapeSpec
-from det_toy_backbone.toy import ToyBackbone
 
 
 def test_plain_arguments():
@@ -32,5 +32,5 @@ def test_built_by_name():
 
 
 def test_bad_out_features():
-    with pytest.raises(ValueError, match="names toy2, toy3, ..., got \\['res5'\\]"):
+    with pytest.raises(ValueError, match=r"names toy2, toy3, ..., got \['res5'\]"):
         ToyBackbone(out_features=["res5"])

@@ -75,4 +75,25 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY])
 
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "FPN",
+    "BasicBlock",
+    "BasicStem",
+    "BottleneckBlock",
+    "DeformBottleneckBlock",
+    "LastLevelMaxPool",
+    "LastLevelP6P7",
+    "ResNet",
+    "ResNetBlockBase",
+    "TorchvisionBackbone",
+    "__version__",
+    "add_torchvision_backbone_config",
+    "build_resnet_backbone",
+    "build_resnet_fpn_backbone",
+    "build_retinanet_resnet_fpn_backbone",
+    "build_torchvision_backbone",
+    "build_torchvision_fpn_backbone",
+    "convert_torchvision_resnet_checkpoint",
+    "make_stage",
+]
+assert set(__all__) == {"__version__", *_LAZY}

@@ -9,10 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from det.backbones.resnet import build_resnet_backbone
 from det.core.layers import Conv2d, ShapeSpec, c2_xavier_fill, get_norm
 from det.core.modeling.backbone import Backbone
-
-from det.backbones.resnet import build_resnet_backbone
 
 __all__ = [
     "FPN",

@@ -18,14 +18,14 @@ from det.core.layers import CNNBlockBase, Conv2d, ShapeSpec, c2_msra_fill, get_n
 from det.core.modeling.backbone import Backbone
 
 __all__ = [
-    "ResNetBlockBase",
     "BasicBlock",
+    "BasicStem",
     "BottleneckBlock",
     "DeformBottleneckBlock",
-    "BasicStem",
     "ResNet",
-    "make_stage",
+    "ResNetBlockBase",
     "build_resnet_backbone",
+    "make_stage",
 ]
 
 logger = logging.getLogger(__name__)
@@ -327,9 +327,10 @@ class ResNet(Backbone):
         if not isinstance(x, torch.Tensor) or x.dim() != 4:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"ResNet takes an input of shape (N, C, H, W), got {got}")
-        if x.shape[1] != self.stem.in_channels:
+        expected_channels = getattr(self.stem, "in_channels", x.shape[1])
+        if x.shape[1] != expected_channels:
             raise ValueError(
-                f"ResNet expects {self.stem.in_channels} input channels, got input of shape {tuple(x.shape)}"
+                f"ResNet expects {expected_channels} input channels, got input of shape {tuple(x.shape)}"
             )
         outputs = {}
         x = self.stem(x)

@@ -12,10 +12,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from det.backbones.fpn import FPN, LastLevelMaxPool
 from det.core.layers import FrozenBatchNorm2d, ShapeSpec
 from det.core.modeling.backbone import Backbone
-
-from det.backbones.fpn import FPN, LastLevelMaxPool
 
 __all__ = ["TorchvisionBackbone", "build_torchvision_backbone", "build_torchvision_fpn_backbone"]
 
