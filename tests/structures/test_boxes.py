@@ -24,7 +24,12 @@ from det.structures import (
 
 def test_convert_xywh_to_xyxy_keeps_the_input_type():
     assert BoxMode.convert([10, 20, 5, 5], BoxMode.XYWH_ABS, BoxMode.XYXY_ABS) == [10, 20, 15, 25]
-    assert BoxMode.convert((10.0, 20.0, 5.0, 5.0), BoxMode.XYWH_ABS, BoxMode.XYXY_ABS) == (10.0, 20.0, 15.0, 25.0)
+    assert BoxMode.convert((10.0, 20.0, 5.0, 5.0), BoxMode.XYWH_ABS, BoxMode.XYXY_ABS) == (
+        10.0,
+        20.0,
+        15.0,
+        25.0,
+    )
     arr = np.array([[1.0, 2.0, 3.0, 4.0]])
     out = BoxMode.convert(arr, BoxMode.XYWH_ABS, BoxMode.XYXY_ABS)
     assert isinstance(out, np.ndarray)
@@ -45,7 +50,9 @@ def test_convert_same_mode_returns_the_object_itself():
 
 
 def test_convert_rotated_to_xyxy_gives_the_enclosing_box():
-    rot = torch.tensor([[10.0, 10.0, 4.0, 2.0, 0.0], [10.0, 10.0, 4.0, 2.0, 90.0], [0.0, 0.0, 2.0, 2.0, 45.0]])
+    rot = torch.tensor(
+        [[10.0, 10.0, 4.0, 2.0, 0.0], [10.0, 10.0, 4.0, 2.0, 90.0], [0.0, 0.0, 2.0, 2.0, 45.0]]
+    )
     out = BoxMode.convert(rot, BoxMode.XYWHA_ABS, BoxMode.XYXY_ABS)
     assert out.dtype == torch.float32
     r2 = 2**0.5
@@ -76,7 +83,7 @@ def test_convert_bad_inputs_raise_clear_errors():
         BoxMode.convert([0, 0, 1], BoxMode.XYWH_ABS, BoxMode.XYXY_ABS)
     with pytest.raises(ValueError, match="5 numbers"):
         BoxMode.convert(torch.zeros(3, 4), BoxMode.XYWHA_ABS, BoxMode.XYXY_ABS)
-    with pytest.raises(TypeError, match="list, tuple, numpy array or torch.Tensor"):
+    with pytest.raises(TypeError, match=r"list, tuple, numpy array or torch\.Tensor"):
         BoxMode.convert("0 0 1 1", BoxMode.XYWH_ABS, BoxMode.XYXY_ABS)
 
 
@@ -88,7 +95,9 @@ size = st.floats(0, 1e3, allow_nan=False, width=32)
 @given(st.lists(st.tuples(finite, finite, size, size), min_size=1, max_size=8))
 def test_convert_round_trip_xywh_xyxy(rows):
     t = torch.tensor(rows, dtype=torch.float64)
-    back = BoxMode.convert(BoxMode.convert(t, BoxMode.XYWH_ABS, BoxMode.XYXY_ABS), BoxMode.XYXY_ABS, BoxMode.XYWH_ABS)
+    back = BoxMode.convert(
+        BoxMode.convert(t, BoxMode.XYWH_ABS, BoxMode.XYXY_ABS), BoxMode.XYXY_ABS, BoxMode.XYWH_ABS
+    )
     torch.testing.assert_close(back, t, atol=1e-9, rtol=1e-12)
     rot = BoxMode.convert(t, BoxMode.XYWH_ABS, BoxMode.XYWHA_ABS)
     back = BoxMode.convert(rot, BoxMode.XYWHA_ABS, BoxMode.XYWH_ABS)
@@ -170,7 +179,9 @@ def test_boxes_cat_and_to():
 
 def test_pairwise_iou_and_ioa_values():
     b1 = Boxes(torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 15.0, 15.0]]))
-    b2 = Boxes(torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 5.0, 5.0], [20.0, 20.0, 30.0, 30.0], [3, 3, 3, 3]]))
+    b2 = Boxes(
+        torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 5.0, 5.0], [20.0, 20.0, 30.0, 30.0], [3, 3, 3, 3]])
+    )
     iou = pairwise_iou(b1, b2)
     torch.testing.assert_close(iou, torch.tensor([[1.0, 0.25, 0.0, 0.0], [25 / 175, 0.0, 0.0, 0.0]]))
     ioa = pairwise_ioa(b1, b2)
@@ -244,3 +255,12 @@ def test_pairwise_iou_ioa_match_brute_force(a, b):
     iou, ioa = _brute_iou_ioa(a, b)
     np.testing.assert_allclose(pairwise_iou(ta, tb).numpy(), iou, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(pairwise_ioa(ta, tb).numpy(), ioa, rtol=1e-6, atol=1e-7)
+
+
+def test_numpy_integer_indexes_like_int():
+    from det.structures import BitMasks, Keypoints
+
+    assert Boxes(torch.ones(3, 4))[np.int64(1)].tensor.shape == (1, 4)
+    assert RotatedBoxes(torch.ones(3, 5))[np.int32(2)].tensor.shape == (1, 5)
+    assert BitMasks(torch.ones(3, 2, 2))[np.int64(0)].tensor.shape == (1, 2, 2)
+    assert Keypoints(torch.ones(3, 4, 3))[np.int64(0)].tensor.shape == (1, 4, 3)

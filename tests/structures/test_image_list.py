@@ -24,7 +24,12 @@ def test_pads_to_the_largest_image_with_pad_value():
 def test_size_divisibility_rounds_up():
     images = ImageList.from_tensors([torch.zeros(3, 33, 64), torch.zeros(3, 10, 65)], size_divisibility=32)
     assert images.tensor.shape == (2, 3, 64, 96)
-    assert ImageList.from_tensors([torch.zeros(1, 32, 32)], size_divisibility=32).tensor.shape == (1, 1, 32, 32)
+    assert ImageList.from_tensors([torch.zeros(1, 32, 32)], size_divisibility=32).tensor.shape == (
+        1,
+        1,
+        32,
+        32,
+    )
     assert ImageList.from_tensors([torch.zeros(1, 3, 5)], size_divisibility=1).tensor.shape == (1, 1, 3, 5)
 
 
@@ -52,7 +57,9 @@ def test_padding_constraints_square_size_and_divisibility():
 
 
 def test_two_dimensional_images_and_dtype():
-    images = ImageList.from_tensors([torch.ones(4, 4, dtype=torch.uint8), torch.ones(2, 6, dtype=torch.uint8)])
+    images = ImageList.from_tensors(
+        [torch.ones(4, 4, dtype=torch.uint8), torch.ones(2, 6, dtype=torch.uint8)]
+    )
     assert images.tensor.shape == (2, 4, 6) and images.tensor.dtype == torch.uint8
     assert images[1].shape == (2, 6)
 

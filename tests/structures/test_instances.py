@@ -111,7 +111,9 @@ def test_cat():
     assert c.pred_boxes.tensor.shape == (5, 4)
     assert Instances.cat([a]) is a
     with pytest.raises(ValueError, match="image sizes differ"):
-        Instances.cat([a, Instances((1, 1), scores=torch.ones(1), pred_boxes=Boxes(torch.ones(1, 4)), names=["x"])])
+        Instances.cat(
+            [a, Instances((1, 1), scores=torch.ones(1), pred_boxes=Boxes(torch.ones(1, 4)), names=["x"])]
+        )
     with pytest.raises(ValueError, match="fields differ"):
         Instances.cat([a, Instances((30, 40), scores=torch.ones(1))])
     with pytest.raises(ValueError, match="non-empty"):
@@ -151,16 +153,24 @@ def test_to_moves_fields_that_have_to():
 def test_str_and_pickle():
     inst = make(1)
     text = str(inst)
-    assert text.startswith("Instances(num_instances=1, image_height=30, image_width=40, fields=[pred_boxes: Boxes(")
+    assert text.startswith(
+        "Instances(num_instances=1, image_height=30, image_width=40, fields=[pred_boxes: Boxes("
+    )
     back = pickle.loads(pickle.dumps(inst))
     assert back.names == ["obj0"] and back.image_size == (30, 40)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(0, 12).flatmap(lambda n: st.tuples(st.just(n), st.lists(st.booleans(), min_size=n, max_size=n))))
+@given(
+    st.integers(0, 12).flatmap(
+        lambda n: st.tuples(st.just(n), st.lists(st.booleans(), min_size=n, max_size=n))
+    )
+)
 def test_bool_and_index_selection_agree_with_python(data):
     n, mask = data
-    inst = Instances((5, 5), idx=torch.arange(n), names=[str(i) for i in range(n)], boxes=Boxes(torch.rand(n, 4)))
+    inst = Instances(
+        (5, 5), idx=torch.arange(n), names=[str(i) for i in range(n)], boxes=Boxes(torch.rand(n, 4))
+    )
     sub = inst[torch.tensor(mask, dtype=torch.bool)]
     expected = [i for i in range(n) if mask[i]]
     assert sub.idx.tolist() == expected

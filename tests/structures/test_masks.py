@@ -81,7 +81,9 @@ def test_rasterize_polygons_within_box():
 
 
 def test_polygon_masks_construction_and_validation():
-    pm = PolygonMasks([[SQUARE, TRIANGLE], [torch.tensor([0.0, 0.0, 1.0, 0.0, 1.0, 1.0])], [[0, 0, 2, 0, 0, 2]]])
+    pm = PolygonMasks(
+        [[SQUARE, TRIANGLE], [torch.tensor([0.0, 0.0, 1.0, 0.0, 1.0, 1.0])], [[0, 0, 2, 0, 0, 2]]]
+    )
     assert len(pm) == 3
     assert all(p.dtype == np.float64 for inst in pm for p in inst)
     assert pm.device.type == "cpu" and pm.to("cpu") is pm
@@ -130,7 +132,9 @@ def test_polygon_crop_and_resize():
     out = pm.crop_and_resize(boxes, 4)
     assert out.shape == (2, 4, 4) and out.dtype == torch.bool
     assert out[0].all()
-    expected = mask_util.decode(mask_util.frPyObjects([np.array([0.0, 0, 4, 0, 4, 4])], 4, 4)).astype(bool)[..., 0]
+    expected = mask_util.decode(mask_util.frPyObjects([np.array([0.0, 0, 4, 0, 4, 4])], 4, 4)).astype(bool)[
+        ..., 0
+    ]
     np.testing.assert_array_equal(out[1].numpy(), expected)
     assert pm.crop_and_resize(Boxes(boxes), 4).shape == (2, 4, 4)
     assert PolygonMasks([]).crop_and_resize(torch.zeros(0, 4), 7).shape == (0, 7, 7)
@@ -149,7 +153,11 @@ def test_bitmasks_basics():
     assert bm.tensor.dtype == torch.bool and bm.image_size == (10, 12)
     assert bm.nonempty().tolist() == [True, False, True]
     assert bm.area().tolist() == [18, 0, 1]
-    assert bm.get_bounding_boxes().tensor.tolist() == [[3.0, 2.0, 9.0, 5.0], [0.0, 0.0, 0.0, 0.0], [11.0, 9.0, 12.0, 10.0]]
+    assert bm.get_bounding_boxes().tensor.tolist() == [
+        [3.0, 2.0, 9.0, 5.0],
+        [0.0, 0.0, 0.0, 0.0],
+        [11.0, 9.0, 12.0, 10.0],
+    ]
     assert bm[0].tensor.shape == (1, 10, 12)
     assert len(bm[bm.nonempty()]) == 2
     assert len(bm[torch.tensor([2, 0])]) == 2

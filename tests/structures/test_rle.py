@@ -70,7 +70,9 @@ def test_polygons_to_rle():
     square = [0.0, 0.0, 4.0, 0.0, 4.0, 4.0, 0.0, 4.0]
     rle = polygons_to_rle([square, [6, 0, 8, 0, 8, 2, 6, 2]], 5, 10)
     assert rle_area(rle) == 16 + 4
-    np.testing.assert_array_equal(rle_to_mask(rle), polygons_to_bitmask([np.array(square), np.array([6.0, 0, 8, 0, 8, 2, 6, 2])], 5, 10))
+    np.testing.assert_array_equal(
+        rle_to_mask(rle), polygons_to_bitmask([np.array(square), np.array([6.0, 0, 8, 0, 8, 2, 6, 2])], 5, 10)
+    )
     assert rle_area(polygons_to_rle([], 3, 3)) == 0
     with pytest.raises(ValueError, match="at least 3 points"):
         polygons_to_rle([[0, 0, 1, 1]], 3, 3)
@@ -91,7 +93,10 @@ def test_mask_to_polygons_shapes():
     ring[2, 2] = False
     polygons, has_holes = mask_to_polygons(ring)
     assert has_holes
-    assert [p.tolist() for p in polygons] == [[0.0, 0.0, 5.0, 0.0, 5.0, 5.0, 0.0, 5.0], [2.0, 2.0, 2.0, 3.0, 3.0, 3.0, 3.0, 2.0]]
+    assert [p.tolist() for p in polygons] == [
+        [0.0, 0.0, 5.0, 0.0, 5.0, 5.0, 0.0, 5.0],
+        [2.0, 2.0, 2.0, 3.0, 3.0, 3.0, 3.0, 2.0],
+    ]
     with pytest.raises(ValueError, match="one"):
         mask_to_polygons(np.zeros((2, 3, 3), dtype=bool))
 

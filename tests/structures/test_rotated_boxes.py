@@ -107,7 +107,9 @@ def test_rotated_boxes_methods():
 
 
 def test_rotated_clip_only_touches_nearly_horizontal_boxes():
-    b = RotatedBoxes(torch.tensor([[5.0, 5.0, 20.0, 4.0, 0.5], [5.0, 5.0, 20.0, 4.0, 45.0], [5.0, 5.0, 4.0, 4.0, 360.0]]))
+    b = RotatedBoxes(
+        torch.tensor([[5.0, 5.0, 20.0, 4.0, 0.5], [5.0, 5.0, 20.0, 4.0, 45.0], [5.0, 5.0, 4.0, 4.0, 360.0]])
+    )
     b.clip((8, 10))
     t = b.tensor
     # Box 0: x range [-5, 15] clipped to [0, 10]; y range [3, 7] kept.
@@ -117,13 +119,17 @@ def test_rotated_clip_only_touches_nearly_horizontal_boxes():
 
 
 def test_rotated_inside_box_uses_the_enclosing_rectangle():
-    b = RotatedBoxes(torch.tensor([[10.0, 10.0, 4.0, 4.0, 0.0], [10.0, 10.0, 20.0, 2.0, 90.0], [10, 10, 20, 2, 0]]))
+    b = RotatedBoxes(
+        torch.tensor([[10.0, 10.0, 4.0, 4.0, 0.0], [10.0, 10.0, 20.0, 2.0, 90.0], [10, 10, 20, 2, 0]])
+    )
     assert b.inside_box((30, 30)).tolist() == [True, True, True]
     assert b.inside_box((19, 30)).tolist() == [True, False, True]
 
 
 def test_rotated_scale():
-    b = RotatedBoxes(torch.tensor([[10.0, 10.0, 4.0, 2.0, 0.0], [10.0, 10.0, 4.0, 2.0, 90.0], [1, 1, 2, 2, 30]]))
+    b = RotatedBoxes(
+        torch.tensor([[10.0, 10.0, 4.0, 2.0, 0.0], [10.0, 10.0, 4.0, 2.0, 90.0], [1, 1, 2, 2, 30]])
+    )
     b.scale(2.0, 3.0)
     torch.testing.assert_close(b.tensor[0], torch.tensor([20.0, 30.0, 8.0, 6.0, 0.0]))
     # At 90 degrees the width runs along y: it scales by 3, the height by 2.
@@ -138,7 +144,9 @@ def test_rotated_scale():
 
 
 def iou(a, b):
-    return pairwise_iou_rotated(torch.tensor([a], dtype=torch.float64), torch.tensor([b], dtype=torch.float64)).item()
+    return pairwise_iou_rotated(
+        torch.tensor([a], dtype=torch.float64), torch.tensor([b], dtype=torch.float64)
+    ).item()
 
 
 def test_identical_boxes():
@@ -207,7 +215,9 @@ def test_bad_inputs():
 
 def test_zero_angle_matches_axis_aligned_iou():
     g = torch.Generator().manual_seed(0)
-    xywh = torch.rand(30, 4, generator=g, dtype=torch.float64) * torch.tensor([50, 50, 20, 20]) + torch.tensor([0, 0, 1, 1])
+    xywh = torch.rand(30, 4, generator=g, dtype=torch.float64) * torch.tensor(
+        [50, 50, 20, 20]
+    ) + torch.tensor([0, 0, 1, 1])
     rot = BoxMode.convert(xywh, BoxMode.XYWH_ABS, BoxMode.XYWHA_ABS)
     xyxy = BoxMode.convert(xywh, BoxMode.XYWH_ABS, BoxMode.XYXY_ABS)
     expected = pairwise_iou(Boxes(xyxy), Boxes(xyxy)).double()
@@ -272,6 +282,8 @@ thin_box = st.tuples(st.floats(-5, 5), st.floats(-5, 5), log_side, log_side, st.
 def test_thin_tiny_and_nearly_parallel_boxes(box, fx, fy, fw, dangle):
     """Extreme aspect ratios (1e-4 x 1e3) and angle differences down to 1e-6 degrees."""
     other = [box[0] + fx * box[2], box[1] + fy * box[3], box[2] * fw, box[3], box[4] + dangle]
-    got = pairwise_iou_rotated(torch.tensor([box], dtype=torch.float64), torch.tensor([other], dtype=torch.float64))
+    got = pairwise_iou_rotated(
+        torch.tensor([box], dtype=torch.float64), torch.tensor([other], dtype=torch.float64)
+    )
     assert 0.0 <= got.item() <= 1.0
     assert got.item() == pytest.approx(centered_reference_iou(list(box), other), abs=1e-7)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from enum import IntEnum, unique
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ __all__ = [
     "pairwise_point_box_distance",
 ]
 
-_RawBoxType = Union[list[float], tuple[float, ...], torch.Tensor, np.ndarray]
+_RawBoxType = list[float] | tuple[float, ...] | torch.Tensor | np.ndarray
 
 
 def _as_float_box_tensor(tensor: Any, width: int, owner: str) -> torch.Tensor:
@@ -40,7 +40,9 @@ def _as_float_box_tensor(tensor: Any, width: int, owner: str) -> torch.Tensor:
         ):
             raise TypeError(f"{owner} expects numeric coordinates, got a numpy array of dtype {tensor.dtype}")
         if isinstance(tensor, np.ndarray) and np.iscomplexobj(tensor):
-            raise TypeError(f"{owner} expects real-valued coordinates, got a numpy array of dtype {tensor.dtype}")
+            raise TypeError(
+                f"{owner} expects real-valued coordinates, got a numpy array of dtype {tensor.dtype}"
+            )
     try:
         tensor = torch.as_tensor(tensor, dtype=torch.float32, device=device)
     except (TypeError, ValueError, RuntimeError) as e:
@@ -222,7 +224,7 @@ class Boxes:
 
         The result may share storage with this object, following torch indexing.
         """
-        if isinstance(item, int):
+        if isinstance(item, (int, np.integer)):
             return Boxes(self.tensor[item].view(1, -1))
         b = self.tensor[item]
         if b.dim() != 2:
@@ -279,7 +281,9 @@ def _check_boxes(boxes: Any, name: str, fn: str) -> None:
     if not isinstance(boxes, Boxes):
         raise TypeError(f"{fn}: {name} must be Boxes, got {type(boxes).__name__}")
     if boxes.tensor.shape[-1] != 4:
-        raise TypeError(f"{fn}: {name} holds rotated boxes ({type(boxes).__name__}); use pairwise_iou_rotated")
+        raise TypeError(
+            f"{fn}: {name} holds rotated boxes ({type(boxes).__name__}); use pairwise_iou_rotated"
+        )
 
 
 def pairwise_intersection(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:

@@ -60,12 +60,16 @@ class ImageList:
         All tensors must agree in every dimension but the last two.
         """
         if not isinstance(tensors, (list, tuple)):
-            raise TypeError(f"ImageList.from_tensors expects a list or tuple of tensors, got {type(tensors).__name__}")
+            raise TypeError(
+                f"ImageList.from_tensors expects a list or tuple of tensors, got {type(tensors).__name__}"
+            )
         if len(tensors) == 0:
             raise ValueError("ImageList.from_tensors expects at least one tensor, got an empty list")
         for i, t in enumerate(tensors):
             if not isinstance(t, torch.Tensor):
-                raise TypeError(f"ImageList.from_tensors: item {i} is a {type(t).__name__}, expected a torch.Tensor")
+                raise TypeError(
+                    f"ImageList.from_tensors: item {i} is a {type(t).__name__}, expected a torch.Tensor"
+                )
             if t.dim() < 2:
                 raise ValueError(
                     f"ImageList.from_tensors: item {i} has shape {tuple(t.shape)}, expected (..., H, W)"

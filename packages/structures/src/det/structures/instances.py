@@ -23,7 +23,9 @@ def _index_list(values: list[Any], item: Any) -> list[Any]:
     index = torch.as_tensor(np.asarray(item)) if not isinstance(item, torch.Tensor) else item
     if index.dtype == torch.bool:
         if index.numel() != len(values):
-            raise IndexError(f"boolean mask of length {index.numel()} does not match list field of length {len(values)}")
+            raise IndexError(
+                f"boolean mask of length {index.numel()} does not match list field of length {len(values)}"
+            )
         return [v for v, keep in zip(values, index.tolist()) if keep]
     return [values[i] for i in index.reshape(-1).tolist()]
 
@@ -74,12 +76,12 @@ class Instances:
                 f"Instances field '{name}' must have a length (tensor, Boxes, list, ...), "
                 f"got {type(value).__name__}"
             ) from None
-        if len(self._fields) and not (len(self._fields) == 1 and name in self._fields):
-            if len(self) != data_len:
-                raise ValueError(
-                    f"Adding a field '{name}' of length {data_len} to an Instances of length {len(self)}: "
-                    "every field of an Instances must have the same length"
-                )
+        replacing_only_field = len(self._fields) == 1 and name in self._fields
+        if self._fields and not replacing_only_field and len(self) != data_len:
+            raise ValueError(
+                f"Adding a field '{name}' of length {data_len} to an Instances of length {len(self)}: "
+                "every field of an Instances must have the same length"
+            )
         self._fields[name] = value
 
     def has(self, name: str) -> bool:
@@ -92,7 +94,9 @@ class Instances:
 
     def get(self, name: str) -> Any:
         if name not in self._fields:
-            raise KeyError(f"Cannot find field '{name}' in the given Instances (fields: {list(self._fields)})")
+            raise KeyError(
+                f"Cannot find field '{name}' in the given Instances (fields: {list(self._fields)})"
+            )
         return self._fields[name]
 
     def get_fields(self) -> dict[str, Any]:
@@ -116,11 +120,11 @@ class Instances:
                 raise IndexError(f"Instances index {item} out of range for {n} instances")
             # A slice (not an int) keeps every field's leading dimension.
             item = slice(int(item), None, n)
-        if isinstance(item, torch.Tensor) and item.dtype == torch.bool and len(self._fields):
-            if item.dim() != 1 or item.numel() != len(self):
-                raise IndexError(
-                    f"Instances indexed with a bool mask of shape {tuple(item.shape)}, expected ({len(self)},)"
-                )
+        is_mask = isinstance(item, torch.Tensor) and item.dtype == torch.bool
+        if is_mask and self._fields and (item.dim() != 1 or item.numel() != len(self)):
+            raise IndexError(
+                f"Instances indexed with a bool mask of shape {tuple(item.shape)}, expected ({len(self)},)"
+            )
         ret = Instances(self._image_size)
         for k, v in self._fields.items():
             if isinstance(v, list) and not isinstance(item, slice):
@@ -152,15 +156,11 @@ class Instances:
         if not isinstance(image_size, torch.Tensor):  # a tensor while tracing: cannot compare
             for i in instance_lists[1:]:
                 if i.image_size != image_size:
-                    raise ValueError(
-                        f"Instances.cat: image sizes differ ({image_size} vs {i.image_size})"
-                    )
+                    raise ValueError(f"Instances.cat: image sizes differ ({image_size} vs {i.image_size})")
         names = list(instance_lists[0]._fields.keys())
         for i in instance_lists[1:]:
             if set(i._fields) != set(names):
-                raise ValueError(
-                    f"Instances.cat: fields differ ({sorted(names)} vs {sorted(i._fields)})"
-                )
+                raise ValueError(f"Instances.cat: fields differ ({sorted(names)} vs {sorted(i._fields)})")
         ret = Instances(image_size)
         for k in names:
             values = [i.get(k) for i in instance_lists]

@@ -30,9 +30,13 @@ class Keypoints:
         try:
             keypoints = torch.as_tensor(keypoints, dtype=torch.float32, device=device)
         except (TypeError, ValueError, RuntimeError) as e:
-            raise TypeError(f"Keypoints expects an (N, K, 3) tensor, array or nested list of numbers: {e}") from None
+            raise TypeError(
+                f"Keypoints expects an (N, K, 3) tensor, array or nested list of numbers: {e}"
+            ) from None
         if keypoints.dim() != 3 or keypoints.shape[2] != 3:
-            raise ValueError(f"Keypoints expects shape (N, K, 3) of (x, y, visibility), got {tuple(keypoints.shape)}")
+            raise ValueError(
+                f"Keypoints expects shape (N, K, 3) of (x, y, visibility), got {tuple(keypoints.shape)}"
+            )
         self.tensor = keypoints
 
     def __len__(self) -> int:
@@ -60,7 +64,7 @@ class Keypoints:
 
     def __getitem__(self, item: int | slice | torch.Tensor | Sequence[int]) -> Keypoints:
         """``kpts[3]`` (one instance), ``kpts[2:10]``, ``kpts[bool_vector]`` or ``kpts[long_vector]``."""
-        if isinstance(item, int):
+        if isinstance(item, (int, np.integer)):
             return Keypoints(self.tensor[item].unsqueeze(0))
         return Keypoints(self.tensor[item])
 

@@ -83,7 +83,7 @@ def paste_masks_in_image(
         num_chunks = n
     else:
         # Elsewhere whole-image chunks are faster, within the memory budget.
-        num_chunks = int(math.ceil(n * img_h * img_w * BYTES_PER_FLOAT / GPU_MEM_LIMIT))
+        num_chunks = math.ceil(n * img_h * img_w * BYTES_PER_FLOAT / GPU_MEM_LIMIT)
         if num_chunks > n:
             raise RuntimeError("GPU_MEM_LIMIT in det.structures.mask_ops is too small for this image")
     chunks = torch.chunk(torch.arange(n, device=device), num_chunks)

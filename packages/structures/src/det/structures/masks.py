@@ -62,7 +62,9 @@ def polygons_to_bitmask(polygons: Sequence[np.ndarray], height: int, width: int)
     return mask_util.decode(rle).astype(bool)
 
 
-def rasterize_polygons_within_box(polygons: list[np.ndarray], box: np.ndarray, mask_size: int) -> torch.Tensor:
+def rasterize_polygons_within_box(
+    polygons: list[np.ndarray], box: np.ndarray, mask_size: int
+) -> torch.Tensor:
     """Rasterize an instance's polygons cropped to ``box`` (x0, y0, x1, y1) at (mask_size, mask_size).
 
     The polygons are shifted to the box's corner and scaled by ``mask_size / size`` (sizes below
@@ -129,11 +131,13 @@ class BitMasks:
 
     def __getitem__(self, item: int | slice | torch.Tensor | Sequence[int]) -> BitMasks:
         """``masks[3]`` (one mask), ``masks[2:10]``, ``masks[bool_vector]`` or ``masks[long_vector]``."""
-        if isinstance(item, int):
+        if isinstance(item, (int, np.integer)):
             return BitMasks(self.tensor[item].unsqueeze(0))
         m = self.tensor[item]
         if m.dim() != 3:
-            raise IndexError(f"Indexing on BitMasks with {item!r} returns a tensor with shape {tuple(m.shape)}!")
+            raise IndexError(
+                f"Indexing on BitMasks with {item!r} returns a tensor with shape {tuple(m.shape)}!"
+            )
         return BitMasks(m)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
@@ -208,7 +212,9 @@ class BitMasks:
         if not isinstance(bitmasks_list, (list, tuple)) or len(bitmasks_list) == 0:
             raise ValueError("BitMasks.cat expects a non-empty list of BitMasks")
         if not all(isinstance(bm, BitMasks) for bm in bitmasks_list):
-            raise TypeError(f"BitMasks.cat expects only BitMasks, got {sorted({type(b).__name__ for b in bitmasks_list})}")
+            raise TypeError(
+                f"BitMasks.cat expects only BitMasks, got {sorted({type(b).__name__ for b in bitmasks_list})}"
+            )
         sizes = {tuple(bm.image_size) for bm in bitmasks_list}
         if len(sizes) > 1:
             raise ValueError(f"BitMasks.cat: masks have different image sizes {sorted(sizes)}")
@@ -363,7 +369,9 @@ class PolygonMasks:
             raise TypeError(
                 f"PolygonMasks.cat expects only PolygonMasks, got {sorted({type(p).__name__ for p in polymasks_list})}"
             )
-        return type(polymasks_list[0])(list(itertools.chain.from_iterable(pm.polygons for pm in polymasks_list)))
+        return type(polymasks_list[0])(
+            list(itertools.chain.from_iterable(pm.polygons for pm in polymasks_list))
+        )
 
 
 class ROIMasks:
@@ -395,13 +403,17 @@ class ROIMasks:
     def __getitem__(self, item: int | slice | torch.Tensor) -> ROIMasks:
         t = self.tensor[item]
         if t.dim() != 3:
-            raise ValueError(f"Indexing on ROIMasks with {item} returns a tensor with shape {tuple(t.shape)}!")
+            raise ValueError(
+                f"Indexing on ROIMasks with {item} returns a tensor with shape {tuple(t.shape)}!"
+            )
         return ROIMasks(t)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(num_instances={len(self.tensor)})"
 
-    def to_bitmasks(self, boxes: Boxes | torch.Tensor, height: int, width: int, threshold: float = 0.5) -> BitMasks:
+    def to_bitmasks(
+        self, boxes: Boxes | torch.Tensor, height: int, width: int, threshold: float = 0.5
+    ) -> BitMasks:
         """Paste mask i into box i of a (height, width) image and threshold it (detectron2's paste)."""
         from det.structures.mask_ops import paste_masks_in_image
 

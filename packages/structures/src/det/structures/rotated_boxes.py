@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from det.structures.boxes import Boxes, _as_float_box_tensor
@@ -70,7 +71,7 @@ class RotatedBoxes(Boxes):
         return (box[:, 2] > threshold) & (box[:, 3] > threshold)
 
     def __getitem__(self, item: int | slice | torch.Tensor | Sequence[int]) -> RotatedBoxes:
-        if isinstance(item, int):
+        if isinstance(item, (int, np.integer)):
             return RotatedBoxes(self.tensor[item].view(1, -1))
         b = self.tensor[item]
         if b.dim() != 2:
@@ -233,9 +234,13 @@ def _as_rotated_tensor(boxes: Any, name: str) -> torch.Tensor:
     if isinstance(boxes, RotatedBoxes):
         return boxes.tensor
     if isinstance(boxes, Boxes):
-        raise TypeError(f"pairwise_iou_rotated: {name} is axis-aligned Boxes; use pairwise_iou or RotatedBoxes")
+        raise TypeError(
+            f"pairwise_iou_rotated: {name} is axis-aligned Boxes; use pairwise_iou or RotatedBoxes"
+        )
     if not isinstance(boxes, torch.Tensor):
-        raise TypeError(f"pairwise_iou_rotated: {name} must be RotatedBoxes or an (N, 5) tensor, got {type(boxes).__name__}")
+        raise TypeError(
+            f"pairwise_iou_rotated: {name} must be RotatedBoxes or an (N, 5) tensor, got {type(boxes).__name__}"
+        )
     if boxes.numel() == 0:
         boxes = boxes.reshape(0, 5)
     if boxes.dim() != 2 or boxes.shape[-1] != 5:
@@ -247,7 +252,9 @@ def _as_rotated_tensor(boxes: Any, name: str) -> torch.Tensor:
     return boxes
 
 
-def pairwise_iou_rotated(boxes1: RotatedBoxes | torch.Tensor, boxes2: RotatedBoxes | torch.Tensor) -> torch.Tensor:
+def pairwise_iou_rotated(
+    boxes1: RotatedBoxes | torch.Tensor, boxes2: RotatedBoxes | torch.Tensor
+) -> torch.Tensor:
     """(N, M) IoU of every pair of rotated boxes, given as RotatedBoxes or (N, 5)/(M, 5) tensors.
 
     Pure torch, vectorised over pairs and exact up to float64 rounding (the result has the dtype of
@@ -293,7 +300,9 @@ def _iou_pairs(ba: torch.Tensor, bb: torch.Tensor) -> torch.Tensor:
     inter = _intersection_area_normalized(rotated_box_vertices(na), rotated_box_vertices(nb))
     union = na[:, 2] * na[:, 3] + nb[:, 2] * nb[:, 3] - inter
     positive = union > 0
-    iou = torch.where(positive, inter / torch.where(positive, union, torch.ones_like(union)), torch.zeros_like(inter))
+    iou = torch.where(
+        positive, inter / torch.where(positive, union, torch.ones_like(union)), torch.zeros_like(inter)
+    )
     degenerate = (area1 < 1e-14) | (area2 < 1e-14)
     return torch.where(degenerate, torch.zeros_like(iou), iou)
 
