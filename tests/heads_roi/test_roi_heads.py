@@ -324,3 +324,15 @@ def test_res5_roi_heads_shares_res5_features_with_the_mask_head():
     cfg.MODEL.ROI_HEADS.IN_FEATURES = ["res4", "res3"]
     with pytest.raises(ValueError, match="one feature map"):
         Res5ROIHeads(cfg, {"res4": ShapeSpec(channels=32, stride=16)})
+
+
+def test_bad_inputs_are_clear_errors():
+    heads = StandardROIHeads(_fpn_cfg(mask=False), SHAPES).eval()
+    with pytest.raises(TypeError, match="list of Instances"):
+        heads(None, _features(), Boxes(torch.zeros(1, 4)))
+    bad = Instances((64, 64))
+    bad.pred_boxes = Boxes(torch.zeros(1, 4))
+    with pytest.raises(ValueError, match="proposal_boxes"):
+        heads(None, _features(), [bad])
+    with pytest.raises(KeyError, match="missing"):
+        heads(None, {"p2": _features()["p2"]}, [_proposals([[0, 0, 4, 4]])])

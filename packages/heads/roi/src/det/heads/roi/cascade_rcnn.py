@@ -12,7 +12,7 @@ from det.core.layers import ShapeSpec
 from det.core.modeling import Box2BoxTransform, Matcher, ROIPooler
 from det.heads.roi.box_head import build_box_head
 from det.heads.roi.fast_rcnn import FastRCNNOutputLayers, fast_rcnn_inference
-from det.heads.roi.roi_heads import StandardROIHeads, _require_targets
+from det.heads.roi.roi_heads import StandardROIHeads, _check_inputs, _require_targets
 from det.structures import Boxes, Instances, pairwise_iou
 
 __all__ = ["CascadeROIHeads"]
@@ -156,6 +156,7 @@ class CascadeROIHeads(StandardROIHeads):
         """See :meth:`ROIHeads.forward`; training losses are named ``loss_cls_stage{k}`` and
         ``loss_box_reg_stage{k}``."""
         del images
+        _check_inputs(features, proposals, self.box_in_features, "CascadeROIHeads")
         if self.training:
             _require_targets(targets, "CascadeROIHeads")
             proposals = self.label_and_sample_proposals(proposals, targets)

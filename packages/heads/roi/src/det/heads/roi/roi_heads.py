@@ -289,6 +289,21 @@ def _require_targets(targets, name: str) -> None:
         )
 
 
+def _check_inputs(features, proposals, in_features: list[str], name: str) -> None:
+    """Clear errors for the usual mistakes, before they become deep torch errors."""
+    if not isinstance(proposals, (list, tuple)) or not all(isinstance(p, Instances) for p in proposals):
+        got = type(proposals).__name__ if not isinstance(proposals, (list, tuple)) else [type(p).__name__ for p in proposals]
+        raise TypeError(f"{name}: proposals must be a list of Instances (one per image), got {got}")
+    for p in proposals:
+        if not p.has("proposal_boxes"):
+            raise ValueError(
+                f"{name}: each proposals Instances needs a 'proposal_boxes' field, got fields {sorted(p.get_fields())}"
+            )
+    missing = [f for f in in_features if f not in features]
+    if missing:
+        raise KeyError(f"{name} needs features {list(in_features)} but got {sorted(features)} (missing {missing})")
+
+
 class Res5ROIHeads(ROIHeads):
     """The ROI heads of the C4 models (:paper:`ResNet` Faster R-CNN): ROI pooling on one feature
     map, then ResNet's last stage ``res5`` shared by the box (and mask) predictor.
@@ -420,6 +435,7 @@ class Res5ROIHeads(ROIHeads):
     def forward(self, images, features, proposals, targets=None):
         """See :meth:`ROIHeads.forward`."""
         del images
+        _check_inputs(features, proposals, self.in_features, "Res5ROIHeads")
 
         if self.training:
             _require_targets(targets, "Res5ROIHeads")
@@ -649,6 +665,7 @@ class StandardROIHeads(ROIHeads):
     def forward(self, images, features, proposals, targets=None):
         """See :meth:`ROIHeads.forward`."""
         del images
+        _check_inputs(features, proposals, self.box_in_features, type(self).__name__)
         if self.training:
             _require_targets(targets, type(self).__name__)
             proposals = self.label_and_sample_proposals(proposals, targets)
