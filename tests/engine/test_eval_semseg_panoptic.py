@@ -112,3 +112,37 @@ def test_panoptic_evaluator_end_to_end(tmp_path):
         assert res["SQ_st"] == pytest.approx(100.0) and res["RQ"] == pytest.approx(100.0)
     finally:
         DatasetCatalog.remove(name)
+
+
+def test_coco_panoptic_json_to_evaluator(tmp_path):
+    import json
+
+    from det.engine.data.datasets import register_coco_panoptic
+
+    gt = np.array([[1, 1, 2, 2]] * 4)
+    rgb = np.stack([gt % 256, gt // 256 % 256, gt // 65536], axis=-1).astype(np.uint8)
+    (tmp_path / "pan").mkdir()
+    Image.fromarray(rgb).save(tmp_path / "pan" / "000001.png")
+    data = {"annotations": [{"image_id": 1, "file_name": "000001.png", "segments_info": [
+        {"id": 1, "category_id": 17, "iscrowd": 0}, {"id": 2, "category_id": 90, "iscrowd": 0}]}]}
+    (tmp_path / "pan.json").write_text(json.dumps(data))
+    meta = {"thing_dataset_id_to_contiguous_id": {17: 0}, "stuff_dataset_id_to_contiguous_id": {90: 0}}
+    name = f"cocopan_{uuid.uuid4().hex[:6]}"
+    register_coco_panoptic(name, meta, str(tmp_path / "img"), str(tmp_path / "pan"), str(tmp_path / "pan.json"))
+    try:
+        (d,) = DatasetCatalog.get(name)
+        assert d["file_name"] == str(tmp_path / "img" / "000001.jpg")
+        assert d["segments_info"] == [
+            {"id": 1, "category_id": 0, "iscrowd": 0, "isthing": True},
+            {"id": 2, "category_id": 0, "iscrowd": 0, "isthing": False},
+        ]
+        assert MetadataCatalog.get(name).evaluator_type == "coco_panoptic"
+        ev = COCOPanopticEvaluator(name, distributed=False)
+        ev.reset()
+        # Thing and stuff share contiguous id 0: isthing tells them apart. Swapped labels never match.
+        pred_info = [{"id": 1, "category_id": 0, "isthing": False}, {"id": 2, "category_id": 0, "isthing": True}]
+        ev.process([{"file_name": d["file_name"]}], [{"panoptic_seg": (torch.from_numpy(gt), pred_info)}])
+        res = ev.evaluate()["panoptic_seg"]
+        assert res["PQ"] == 0.0 and res["PQ_th"] == 0.0 and res["PQ_st"] == 0.0
+    finally:
+        DatasetCatalog.remove(name)

@@ -38,6 +38,8 @@ _LAZY = {
     "register_coco_instances": "det.engine.data.datasets.coco",
     "convert_to_coco_dict": "det.engine.data.datasets.coco",
     "convert_to_coco_json": "det.engine.data.datasets.coco",
+    "load_coco_panoptic_json": "det.engine.data.datasets.coco_panoptic",
+    "register_coco_panoptic": "det.engine.data.datasets.coco_panoptic",
     "ShapesConfig": "det.engine.data.shapes",
     "prepare_shapes": "det.engine.data.shapes",
     "register_shapes": "det.engine.data.shapes",

@@ -369,7 +369,8 @@ def check_metadata_consistency(key: str, dataset_names: list[str]) -> None:
     """Raise ValueError if the datasets disagree on metadata ``key``."""
     if len(dataset_names) == 0:
         return
-    entries_per_dataset = [MetadataCatalog.get(d).get(key) for d in dataset_names]
+    # getattr: a dataset without the key is an AttributeError, which callers may rely on.
+    entries_per_dataset = [getattr(MetadataCatalog.get(d), key) for d in dataset_names]
     for idx, entry in enumerate(entries_per_dataset):
         if entry != entries_per_dataset[0]:
             raise ValueError(

@@ -7,8 +7,11 @@ from det.engine.data.datasets.coco import (
     load_sem_seg,
     register_coco_instances,
 )
+from det.engine.data.datasets.coco_panoptic import load_coco_panoptic_json, register_coco_panoptic
 
 __all__ = [
+    "load_coco_panoptic_json",
+    "register_coco_panoptic",
     "convert_to_coco_dict",
     "convert_to_coco_json",
     "load_coco_json",
