@@ -60,9 +60,9 @@ def _is_torchvision_resnet(state: Mapping[str, Any]) -> bool:
 
 
 def _rename(name: str) -> str:
-    for prefix, replacement in _STEM.items():
+    for prefix, new_prefix in _STEM.items():
         if name.startswith(prefix):
-            return replacement + name[len(prefix):]
-    for pattern, replacement in _BLOCK_RULES:
-        name = pattern.sub(replacement, name)
+            return new_prefix + name[len(prefix):]
+    for pattern, repl in _BLOCK_RULES:
+        name = pattern.sub(repl, name)
     return name

@@ -273,7 +273,8 @@ class ResNet(Backbone):
         self._out_feature_strides = {"stem": current_stride}
         self._out_feature_channels = {"stem": stem.out_channels}
 
-        self.stage_names, self.stages = [], []
+        stage_names: list[str] = []
+        self.stages: list[nn.Sequential] = []
         if out_features is not None:
             # Don't build stages nobody reads: unused parameters waste memory and break DDP.
             # ("linear" reads the last stage, so it keeps them all)
@@ -289,12 +290,12 @@ class ResNet(Backbone):
             name = f"res{i + 2}"
             stage = nn.Sequential(*blocks)
             self.add_module(name, stage)
-            self.stage_names.append(name)
+            stage_names.append(name)
             self.stages.append(stage)
             current_stride = int(current_stride * math.prod(block.stride for block in blocks))
             self._out_feature_strides[name] = current_stride
             self._out_feature_channels[name] = blocks[-1].out_channels
-        self.stage_names = tuple(self.stage_names)
+        self.stage_names = tuple(stage_names)
 
         if num_classes is not None:
             self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
@@ -369,7 +370,7 @@ class ResNet(Backbone):
         for idx, stage in enumerate(self.stages, start=2):
             if freeze_at >= idx:
                 for block in stage.children():
-                    block.freeze()
+                    block.freeze()  # type: ignore[operator]
         return self
 
     @staticmethod
