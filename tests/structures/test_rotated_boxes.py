@@ -287,3 +287,28 @@ def test_thin_tiny_and_nearly_parallel_boxes(box, fx, fy, fw, dangle):
     )
     assert 0.0 <= got.item() <= 1.0
     assert got.item() == pytest.approx(centered_reference_iou(list(box), other), abs=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("box1", "box2", "expected"),
+    [
+        # Near-identical boxes from detectron2 issues #2154 and #2167 (float32 noise in every number).
+        (
+            [296.6620178222656, 458.73883056640625, 23.515729904174805, 47.677001953125, 0.08795166015625],
+            [296.66201, 458.73882000000003, 23.51573, 47.67702, 0.087951],
+            1.0,
+        ),
+        (
+            [2563.74462890625, 1436.7901611328125, 2174.703369140625, 214.09500122070312, 115.11834716796875],
+            [2563.74462890625, 1436.790283203125, 2174.702880859375, 214.09495544433594, 115.11835479736328],
+            1.0,
+        ),
+        ([565.0, 565.0, 10.0, 10.0, 0.0], [565.0, 565.0, 10.0, 8.3, 0.0], 0.83),
+        # Absurdly far apart: 0, never negative or NaN.
+        ([160.0, 153.0, 230.0, 23.0, -37.0], [-1.117407639806935e17, 1.3858420478349148e18, 1000.0, 1000.0, 1612.0], 0.0),
+    ],
+)
+def test_float32_precision_cases(box1, box2, expected):
+    out = pairwise_iou_rotated(torch.tensor([box1]), torch.tensor([box2]))
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, torch.tensor([[expected]]), atol=1e-6, rtol=1e-6)
