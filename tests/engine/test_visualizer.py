@@ -133,3 +133,16 @@ def test_bad_inputs():
         Visualizer(_image()).overlay_instances(boxes=np.zeros((2, 4)), labels=["a"])
     with pytest.raises(ValueError, match="scale"):
         VisImage(_image(), scale=0)
+
+
+def test_image_bw_mode_keeps_colour_only_inside_masks():
+    img = _image()
+    img[..., 0] = 200  # reddish background
+    v = Visualizer(img, Metadata(name="bw"), instance_mode=ColorMode.IMAGE_BW)
+    inst = _prediction()
+    inst.remove("pred_boxes")
+    out = v.draw_instance_predictions(inst).get_image()
+    gray = round((200 + GRAY + GRAY) / 3)
+    np.testing.assert_array_equal(out[5, 70], [gray] * 3)  # outside: grayscale
+    expected = np.round(0.7 * np.array([200, GRAY, GRAY]) + 0.3 * np.array(_PALETTE[0])).astype(np.uint8)
+    np.testing.assert_array_equal(out[33, 17], expected)  # inside: original colour, alpha 0.3
