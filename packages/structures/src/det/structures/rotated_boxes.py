@@ -268,21 +268,23 @@ def pairwise_iou_rotated(
     device = t1.device
     if n == 0 or m == 0:
         return torch.zeros((n, m), dtype=out_dtype, device=device)
-    a = t1.to(torch.float64)
-    b = t2.to(device=device, dtype=torch.float64)
+    # float64 throughout; devices without it (Apple's MPS) compute on the CPU.
+    work_device = torch.device("cpu") if device.type == "mps" else device
+    a = t1.to(device=work_device, dtype=torch.float64)
+    b = t2.to(device=work_device, dtype=torch.float64)
     # Two boxes can only overlap if their circumscribed circles do: most pairs in a real image
     # are rejected here, and only the rest pay for the polygon intersection.
     radius_a = torch.hypot(a[:, 2], a[:, 3]) / 2
     radius_b = torch.hypot(b[:, 2], b[:, 3]) / 2
-    dist = torch.cdist(a[:, :2], b[:, :2])
+    dist = torch.cdist(a[:, :2], b[:, :2], compute_mode="donot_use_mm_for_euclid_dist")
     candidates = (dist <= (radius_a[:, None] + radius_b[None, :]) * (1 + 1e-6)).nonzero()
-    ious = torch.zeros((n, m), dtype=torch.float64, device=device)
+    ious = torch.zeros((n, m), dtype=torch.float64, device=work_device)
     # Bound the (pairs, 24, 2) temporaries to a few tens of MB.
     chunk = 16384
     for start in range(0, candidates.shape[0], chunk):
         rows, cols = candidates[start : start + chunk].unbind(dim=1)
         ious[rows, cols] = _iou_pairs(a[rows], b[cols])
-    return ious.to(out_dtype)
+    return ious.to(device=device, dtype=out_dtype)
 
 
 def _iou_pairs(ba: torch.Tensor, bb: torch.Tensor) -> torch.Tensor:
