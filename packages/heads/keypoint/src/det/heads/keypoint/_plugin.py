@@ -7,4 +7,10 @@ DET_PLUGIN_API_VERSION = 1
 
 @hookimpl
 def det_components():
-    return []
+    return [
+        (
+            "ROI_KEYPOINT_HEAD",
+            "KRCNNConvDeconvUpsampleHead",
+            "det.heads.keypoint.keypoint_head:KRCNNConvDeconvUpsampleHead",
+        ),
+    ]

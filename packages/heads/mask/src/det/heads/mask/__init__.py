@@ -1,5 +1,41 @@
-"""Mask R-CNN mask heads for det."""
+"""Mask R-CNN mask heads for det (detectron2's ``modeling.roi_heads.mask_head``).
+
+Installing det-heads-mask makes ``MODEL.ROI_MASK_HEAD.NAME: MaskRCNNConvUpsampleHead`` buildable::
+
+    from det.heads.mask import MaskRCNNConvUpsampleHead, mask_rcnn_loss, mask_rcnn_inference
+
+Names are imported lazily, so ``import det.heads.mask`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from det.heads.mask.version import __version__
 
-__all__ = ["__version__"]
+_EXPORTS = {
+    "BaseMaskRCNNHead": "det.heads.mask.mask_head",
+    "MaskRCNNConvUpsampleHead": "det.heads.mask.mask_head",
+    "build_mask_head": "det.heads.mask.mask_head",
+    "mask_rcnn_inference": "det.heads.mask.mask_head",
+    "mask_rcnn_loss": "det.heads.mask.mask_head",
+    # pasting lives in det-core's op table (a plugin may replace it per device); re-exported here
+    "paste_masks_in_image": "det.core.layers",
+    "ROI_MASK_HEAD_REGISTRY": "det.core.registry",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'det.heads.mask' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

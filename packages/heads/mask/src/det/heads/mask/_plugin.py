@@ -7,4 +7,6 @@ DET_PLUGIN_API_VERSION = 1
 
 @hookimpl
 def det_components():
-    return []
+    return [
+        ("ROI_MASK_HEAD", "MaskRCNNConvUpsampleHead", "det.heads.mask.mask_head:MaskRCNNConvUpsampleHead"),
+    ]
