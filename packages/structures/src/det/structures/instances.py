@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import torch
@@ -12,7 +12,7 @@ import torch
 __all__ = ["Instances"]
 
 
-def _is_plain_int(item: Any) -> bool:
+def _is_plain_int(item: Any) -> TypeGuard[int | np.integer]:
     return isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_))
 
 
@@ -120,8 +120,12 @@ class Instances:
                 raise IndexError(f"Instances index {item} out of range for {n} instances")
             # A slice (not an int) keeps every field's leading dimension.
             item = slice(int(item), None, n)
-        is_mask = isinstance(item, torch.Tensor) and item.dtype == torch.bool
-        if is_mask and self._fields and (item.dim() != 1 or item.numel() != len(self)):
+        if (
+            isinstance(item, torch.Tensor)
+            and item.dtype == torch.bool
+            and self._fields
+            and (item.dim() != 1 or item.numel() != len(self))
+        ):
             raise IndexError(
                 f"Instances indexed with a bool mask of shape {tuple(item.shape)}, expected ({len(self)},)"
             )
@@ -163,7 +167,7 @@ class Instances:
                 raise ValueError(f"Instances.cat: fields differ ({sorted(names)} vs {sorted(i._fields)})")
         ret = Instances(image_size)
         for k in names:
-            values = [i.get(k) for i in instance_lists]
+            values: Any = [i.get(k) for i in instance_lists]
             v0 = values[0]
             if isinstance(v0, torch.Tensor):
                 values = torch.cat(values, dim=0)

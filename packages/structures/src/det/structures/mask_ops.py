@@ -29,10 +29,10 @@ def _do_paste_mask(
     """
     device = masks.device
     if skip_empty:
-        x0_int, y0_int = torch.clamp(boxes.min(dim=0).values.floor()[:2] - 1, min=0).to(dtype=torch.int32)
-        x1_int = torch.clamp(boxes[:, 2].max().ceil() + 1, max=img_w).to(dtype=torch.int32)
-        y1_int = torch.clamp(boxes[:, 3].max().ceil() + 1, max=img_h).to(dtype=torch.int32)
-        x0_int, y0_int, x1_int, y1_int = int(x0_int), int(y0_int), int(x1_int), int(y1_int)
+        x0_y0 = torch.clamp(boxes.min(dim=0).values.floor()[:2] - 1, min=0).to(dtype=torch.int32)
+        x0_int, y0_int = int(x0_y0[0]), int(x0_y0[1])
+        x1_int = int(torch.clamp(boxes[:, 2].max().ceil() + 1, max=img_w).to(dtype=torch.int32))
+        y1_int = int(torch.clamp(boxes[:, 3].max().ceil() + 1, max=img_h).to(dtype=torch.int32))
     else:
         x0_int, y0_int, x1_int, y1_int = 0, 0, img_w, img_h
     x0, y0, x1, y1 = torch.split(boxes, 1, dim=1)  # (N, 1) each
@@ -99,5 +99,5 @@ def paste_masks_in_image(
             masks_chunk = (masks_chunk >= threshold).to(dtype=torch.bool)
         else:
             masks_chunk = (masks_chunk * 255).to(dtype=torch.uint8)
-        img_masks[(inds, *spatial_inds)] = masks_chunk
+        img_masks[(inds, *spatial_inds)] = masks_chunk  # type: ignore[index]
     return img_masks

@@ -241,7 +241,7 @@ class PolygonMasks:
         BitMasks.from_polygon_masks(masks, 16, 16)
     """
 
-    def __init__(self, polygons: list[list[torch.Tensor | np.ndarray | list[float]]]) -> None:
+    def __init__(self, polygons: list[list[Any]]) -> None:
         if not isinstance(polygons, list):
             raise ValueError(
                 "Cannot create PolygonMasks: Expect a list of list of polygons per image. "

@@ -122,7 +122,7 @@ class RotatedBoxes(Boxes):
         self.tensor[:, 4] = torch.atan2(scale_x * s, scale_y * c) * 180 / math.pi
 
     @classmethod
-    def cat(cls, boxes_list: Sequence[RotatedBoxes]) -> RotatedBoxes:
+    def cat(cls, boxes_list: Sequence[RotatedBoxes]) -> RotatedBoxes:  # type: ignore[override]
         """Concatenate a list of RotatedBoxes; the result never shares storage with the inputs."""
         if not isinstance(boxes_list, (list, tuple)):
             raise TypeError(f"RotatedBoxes.cat expects a list or tuple, got {type(boxes_list).__name__}")
