@@ -1,5 +1,44 @@
-"""RetinaNet and one-stage dense detectors for det."""
+"""RetinaNet and one-stage dense detectors for det: ``RetinaNet``, ``RetinaNetHead`` and the
+``DenseDetector`` base other one-stage detectors can build on.
+
+Importing this package is cheap (``det plugins`` imports its ``_plugin`` module); the public
+names below are imported on first use::
+
+    from det.heads.retinanet import RetinaNet, RetinaNetHead, DenseDetector
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from det.heads.retinanet.version import __version__
 
-__all__ = ["__version__"]
+_LAZY = {
+    "RetinaNet": "det.heads.retinanet.retinanet",
+    "RetinaNetHead": "det.heads.retinanet.retinanet",
+    "DenseDetector": "det.heads.retinanet.dense_detector",
+    "permute_to_N_HWA_K": "det.heads.retinanet.dense_detector",
+    "CycleBatchNormList": "det.heads.retinanet.cycle_batch_norm",
+}
+
+if TYPE_CHECKING:
+    from det.heads.retinanet.cycle_batch_norm import CycleBatchNormList
+    from det.heads.retinanet.dense_detector import DenseDetector, permute_to_N_HWA_K
+    from det.heads.retinanet.retinanet import RetinaNet, RetinaNetHead
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'det.heads.retinanet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = ["__version__", *_LAZY]

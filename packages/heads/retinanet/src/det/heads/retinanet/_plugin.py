@@ -7,4 +7,6 @@ DET_PLUGIN_API_VERSION = 1
 
 @hookimpl
 def det_components():
-    return []
+    return [
+        ("META_ARCH", "RetinaNet", "det.heads.retinanet.retinanet:RetinaNet"),
+    ]
