@@ -46,7 +46,7 @@ def test_from_config_and_builder():
     assert [n for n, _ in head.named_children()][:4] == ["conv1", "conv2", "conv3", "conv4"]
     assert head.output_shape.channels == 12
     cfg.MODEL.ROI_BOX_HEAD.NAME = ""
-    with pytest.raises(ValueError, match="ROI_BOX_HEAD.NAME"):
+    with pytest.raises(ValueError, match=r"ROI_BOX_HEAD\.NAME"):
         build_box_head(cfg, SHAPE)
 
 

@@ -10,6 +10,8 @@ from det.core import EventStorage, build_model, get_cfg
 from det.core.registry import list_components
 from det.structures import Boxes, Instances
 
+pytestmark = pytest.mark.slow  # whole zoo-sized models: end-to-end
+
 SHRINK = [
     "MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.WIDTH_PER_GROUP", 4,
     "MODEL.RESNETS.RES2_OUT_CHANNELS", 16, "MODEL.FPN.OUT_CHANNELS", 16,
@@ -51,7 +53,7 @@ def _inputs(with_masks=False):
 
 
 def test_structure_follows_detectron2(cascade):
-    model, cfg = cascade
+    model, _cfg = cascade
     heads = model.roi_heads
     assert type(heads).__name__ == "CascadeROIHeads"
     assert heads.num_cascade_stages == 3
@@ -87,7 +89,7 @@ def test_trains_one_step_with_per_stage_losses_and_statistics(cascade):
 
 
 def test_inference_averages_stage_scores_and_uses_last_stage_boxes(cascade):
-    model, cfg = cascade
+    model, _cfg = cascade
     heads = model.roi_heads.eval()
     saved = {k: v.clone() for k, v in heads.state_dict().items()}
     try:
@@ -115,7 +117,7 @@ def test_inference_averages_stage_scores_and_uses_last_stage_boxes(cascade):
 
 
 def test_full_model_inference(cascade):
-    model, cfg = cascade
+    model, _cfg = cascade
     model.eval()
     with torch.no_grad():
         (out,) = model([{"image": _inputs()[0]["image"]}])

@@ -12,6 +12,8 @@ import torch
 
 from det.core import build_model, get_cfg
 
+pytestmark = pytest.mark.slow  # whole zoo-sized models: end-to-end
+
 CASE = "faster_rcnn_R_50_C4"
 
 

@@ -17,7 +17,7 @@ import torch
 
 from det.core import EventStorage, build_model, get_cfg
 from det.core.registry import list_components
-from det.structures import Boxes, Instances, PolygonMasks, Keypoints
+from det.structures import Boxes, Instances, Keypoints, PolygonMasks
 
 SUB_HEAD = {"mask_rcnn_R_50_FPN": ("MASK_ON", "ROI_MASK_HEAD", ("loss_mask", "mask_rcnn/")),
             "keypoint_rcnn_R_50_FPN": ("KEYPOINT_ON", "ROI_KEYPOINT_HEAD", ("loss_keypoint", "keypoint_head/"))}

@@ -22,7 +22,7 @@ from det.heads.roi import (
     select_foreground_proposals,
     select_proposals_with_visible_keypoints,
 )
-from det.structures import Boxes, ImageList, Instances, Keypoints
+from det.structures import Boxes, Instances, Keypoints
 
 CALLS: list[tuple[str, object, list[Instances]]] = []
 
@@ -212,11 +212,11 @@ def test_training_feeds_foreground_regions_to_mask_and_keypoint_heads():
     proposals, targets = _train_inputs()
     CALLS.clear()
     with EventStorage(0) as storage:
-        sampled, losses = heads(None, _features(), proposals, targets)
+        _sampled, losses = heads(None, _features(), proposals, targets)
         stats = storage.latest()
     assert sorted(losses) == ["loss_box_reg", "loss_cls", "loss_keypoint", "loss_mask"]
     assert {"roi_head/num_fg_samples", "fast_rcnn/cls_accuracy", "keypoint_head/num_fg_samples"} <= set(stats)
-    (mask_name, mask_features, mask_instances), (kp_name, kp_features, kp_instances) = CALLS
+    (mask_name, mask_features, mask_instances), (kp_name, _kp_features, kp_instances) = CALLS
     assert (mask_name, kp_name) == ("_TestMaskHead", "_TestKeypointHead")
     num_fg = int(stats["roi_head/num_fg_samples"][0])
     assert len(mask_instances[0]) == num_fg
@@ -270,7 +270,7 @@ def test_train_on_pred_boxes_moves_the_mask_regions():
     proposals, targets = _train_inputs()
     CALLS.clear()
     with EventStorage(0):
-        sampled, _ = heads(None, _features(), proposals, targets)
+        _sampled, _ = heads(None, _features(), proposals, targets)
     boxes = CALLS[0][2][0].proposal_boxes.tensor
     assert not any(tuple(b) in {(0.0, 0.0, 20.0, 20.0), (30.0, 30.0, 60.0, 60.0)} for b in boxes.tolist())
 
@@ -279,7 +279,7 @@ def test_without_sub_heads_and_errors():
     heads = StandardROIHeads(_fpn_cfg(mask=False), SHAPES)
     assert not heads.mask_on and not heads.keypoint_on
     assert not hasattr(heads, "mask_head")
-    proposals, targets = _train_inputs()
+    proposals, _ = _train_inputs()
     with EventStorage(0), pytest.raises(ValueError, match="targets"):
         heads.train()(None, _features(), proposals, None)
     cfg = _fpn_cfg(mask=False)

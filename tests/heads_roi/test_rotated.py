@@ -9,7 +9,7 @@ import torch
 from det.core import EventStorage, get_cfg
 from det.core.layers import ShapeSpec
 from det.core.modeling import Box2BoxTransformRotated
-from det.heads.roi import RROIHeads, RotatedFastRCNNOutputLayers, fast_rcnn_inference_rotated
+from det.heads.roi import RotatedFastRCNNOutputLayers, RROIHeads, fast_rcnn_inference_rotated
 from det.structures import Instances, RotatedBoxes
 
 SHAPES = {"p3": ShapeSpec(channels=4, stride=8)}

@@ -54,7 +54,7 @@ def test_min_box_size_and_topk_limits():
 def test_each_image_is_handled_separately():
     proposals, logits = _levels()
     proposals = [torch.cat([p, p.flip(1)]) for p in proposals]
-    logits = [torch.cat([l, l.flip(1)]) for l in logits]
+    logits = [torch.cat([lg, lg.flip(1)]) for lg in logits]
     res = find_top_rpn_proposals(proposals, logits, [(50, 60), (20, 20)], nms_thresh=0.7,
                                  pre_nms_topk=10, post_nms_topk=10, min_box_size=0.0, training=False)
     assert len(res) == 2

@@ -9,6 +9,8 @@ import torch
 from det.core import EventStorage, build_model, get_cfg
 from det.structures import Boxes, Instances
 
+pytestmark = pytest.mark.slow  # whole zoo-sized models: end-to-end
+
 SHRINK = [
     "MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.WIDTH_PER_GROUP", 4,
     "MODEL.RESNETS.RES2_OUT_CHANNELS", 16, "MODEL.FPN.OUT_CHANNELS", 16,
@@ -35,7 +37,7 @@ def rpn_model(configs_dir):
 
 
 def test_builds_detectron2_structure(rpn_model):
-    model, cfg = rpn_model
+    model, _cfg = rpn_model
     assert type(model).__name__ == "ProposalNetwork"
     rpn = model.proposal_generator
     assert type(rpn).__name__ == "RPN"

@@ -41,7 +41,7 @@ def test_several_convs_are_named_conv0_conv1_and_widths_follow_conv_dims():
     assert shapes["conv.conv1.weight"] == (16, 16, 3, 3)
     assert shapes["objectness_logits.weight"] == (2, 16, 1, 1)
     assert shapes["anchor_deltas.weight"] == (10, 16, 1, 1)
-    logits, deltas = head([torch.rand(1, 8, 4, 4)])
+    _logits, deltas = head([torch.rand(1, 8, 4, 4)])
     assert tuple(deltas[0].shape) == (1, 10, 4, 4)
 
 

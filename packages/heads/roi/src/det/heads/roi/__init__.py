@@ -34,25 +34,25 @@ _LAZY = {
     "add_ground_truth_to_proposals": "det.heads.roi.proposal_utils",
 }
 
-if TYPE_CHECKING:
-    from det.heads.roi.box_head import FastRCNNConvFCHead, build_box_head
-    from det.heads.roi.cascade_rcnn import CascadeROIHeads
-    from det.heads.roi.fast_rcnn import (
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
+    from det.heads.roi.box_head import FastRCNNConvFCHead, build_box_head  # noqa: F401
+    from det.heads.roi.cascade_rcnn import CascadeROIHeads  # noqa: F401
+    from det.heads.roi.fast_rcnn import (  # noqa: F401
         FastRCNNOutputLayers,
         fast_rcnn_inference,
         fast_rcnn_inference_single_image,
     )
-    from det.heads.roi.proposal_utils import add_ground_truth_to_proposals
-    from det.heads.roi.roi_heads import (
-        ROIHeads,
+    from det.heads.roi.proposal_utils import add_ground_truth_to_proposals  # noqa: F401
+    from det.heads.roi.roi_heads import (  # noqa: F401
         Res5ROIHeads,
+        ROIHeads,
         StandardROIHeads,
         build_keypoint_head,
         build_mask_head,
         select_foreground_proposals,
         select_proposals_with_visible_keypoints,
     )
-    from det.heads.roi.rotated_fast_rcnn import (
+    from det.heads.roi.rotated_fast_rcnn import (  # noqa: F401
         RotatedFastRCNNOutputLayers,
         RROIHeads,
         fast_rcnn_inference_rotated,

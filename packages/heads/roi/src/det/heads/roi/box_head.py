@@ -9,8 +9,7 @@ import torch
 from torch import nn
 
 from det.core.config import configurable
-from det.core.layers import Conv2d, ShapeSpec, get_norm
-from det.core.layers import weight_init
+from det.core.layers import Conv2d, ShapeSpec, get_norm, weight_init
 
 __all__ = ["FastRCNNConvFCHead", "build_box_head"]
 

@@ -19,9 +19,9 @@ from det.core.modeling import Box2BoxTransform, _dense_box_regression_loss
 from det.structures import Boxes, Instances
 
 __all__ = [
+    "FastRCNNOutputLayers",
     "fast_rcnn_inference",
     "fast_rcnn_inference_single_image",
-    "FastRCNNOutputLayers",
     "get_fed_loss_cls_weights",
 ]
 
@@ -117,10 +117,7 @@ def fast_rcnn_inference_single_image(
     filter_mask = scores > score_thresh  # R x K
     # (region index, class index) of each surviving score
     filter_inds = filter_mask.nonzero()
-    if num_bbox_reg_classes == 1:
-        boxes = boxes[filter_inds[:, 0], 0]
-    else:
-        boxes = boxes[filter_mask]
+    boxes = boxes[filter_inds[:, 0], 0] if num_bbox_reg_classes == 1 else boxes[filter_mask]
     scores = scores[filter_mask]
 
     keep = batched_nms(boxes, scores, filter_inds[:, 1], nms_thresh)
@@ -455,7 +452,7 @@ class FastRCNNOutputLayers(nn.Module):
         (training with TRAIN_ON_PRED_BOXES)."""
         if not len(proposals):
             return []
-        scores, proposal_deltas = predictions
+        _scores, proposal_deltas = predictions
         proposal_boxes = cat([p.proposal_boxes.tensor for p in proposals], dim=0)
         N, B = proposal_boxes.shape
         predict_boxes = self.box2box_transform.apply_deltas(proposal_deltas, proposal_boxes)  # Nx(KxB)
@@ -485,8 +482,5 @@ class FastRCNNOutputLayers(nn.Module):
         """Per image, the (Ri, K+1) class probabilities (softmax, or sigmoid with sigmoid CE)."""
         scores, _ = predictions
         num_inst_per_image = [len(p) for p in proposals]
-        if self.use_sigmoid_ce:
-            probs = scores.sigmoid()
-        else:
-            probs = F.softmax(scores, dim=-1)
+        probs = scores.sigmoid() if self.use_sigmoid_ce else F.softmax(scores, dim=-1)
         return probs.split(num_inst_per_image, dim=0)

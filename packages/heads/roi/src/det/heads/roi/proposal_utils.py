@@ -53,11 +53,11 @@ def add_ground_truth_to_proposals_single_image(gt: Instances | Boxes, proposals:
     gt_proposal.proposal_boxes = gt_boxes
     gt_proposal.objectness_logits = gt_logits
 
-    for key in proposals.get_fields().keys():
+    for key in proposals.get_fields():
         if not gt_proposal.has(key):
             raise ValueError(f"The attribute '{key}' in `proposals` does not exist in `gt`")
     # only the proposals' fields survive (the gt_* fields are attached later, after matching)
     gt_proposal = Instances(
-        proposals.image_size, **{k: gt_proposal.get(k) for k in proposals.get_fields().keys()}
+        proposals.image_size, **{k: gt_proposal.get(k) for k in proposals.get_fields()}
     )
     return Instances.cat([proposals, gt_proposal])

@@ -27,12 +27,12 @@ from det.structures import Boxes, ImageList, Instances, pairwise_iou
 
 __all__ = [
     "ROIHeads",
-    "StandardROIHeads",
     "Res5ROIHeads",
+    "StandardROIHeads",
+    "build_keypoint_head",
+    "build_mask_head",
     "select_foreground_proposals",
     "select_proposals_with_visible_keypoints",
-    "build_mask_head",
-    "build_keypoint_head",
 ]
 
 logger = logging.getLogger(__name__)
@@ -613,7 +613,7 @@ class StandardROIHeads(ROIHeads):
         pooler_scales = tuple(1.0 / input_shape[k].stride for k in in_features)
         sampling_ratio = cfg.MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO
         pooler_type = cfg.MODEL.ROI_MASK_HEAD.POOLER_TYPE
-        in_channels = [input_shape[f].channels for f in in_features][0]
+        in_channels = next(input_shape[f].channels for f in in_features)
 
         ret = {"mask_in_features": in_features}
         ret["mask_pooler"] = (
@@ -642,7 +642,7 @@ class StandardROIHeads(ROIHeads):
         pooler_scales = tuple(1.0 / input_shape[k].stride for k in in_features)
         sampling_ratio = cfg.MODEL.ROI_KEYPOINT_HEAD.POOLER_SAMPLING_RATIO
         pooler_type = cfg.MODEL.ROI_KEYPOINT_HEAD.POOLER_TYPE
-        in_channels = [input_shape[f].channels for f in in_features][0]
+        in_channels = next(input_shape[f].channels for f in in_features)
 
         ret = {"keypoint_in_features": in_features}
         ret["keypoint_pooler"] = (

@@ -59,10 +59,7 @@ def fast_rcnn_inference_single_image_rotated(boxes, scores, image_shape, score_t
 
     filter_mask = scores > score_thresh  # R x K
     filter_inds = filter_mask.nonzero()
-    if num_bbox_reg_classes == 1:
-        boxes = boxes[filter_inds[:, 0], 0]
-    else:
-        boxes = boxes[filter_mask]
+    boxes = boxes[filter_inds[:, 0], 0] if num_bbox_reg_classes == 1 else boxes[filter_mask]
     scores = scores[filter_mask]
 
     keep = batched_nms_rotated(boxes, scores, filter_inds[:, 1], nms_thresh)
@@ -137,7 +134,7 @@ class RROIHeads(StandardROIHeads):
             raise ValueError(
                 f"RROIHeads pools rotated boxes: MODEL.ROI_BOX_HEAD.POOLER_TYPE must be ROIAlignRotated, got {pooler_type!r}"
             )
-        in_channels = [input_shape[f].channels for f in in_features][0]
+        in_channels = next(input_shape[f].channels for f in in_features)
 
         box_pooler = ROIPooler(
             output_size=pooler_resolution,

@@ -22,10 +22,10 @@ _LAZY = {
     "find_top_rrpn_proposals": "det.heads.rpn.rrpn",
 }
 
-if TYPE_CHECKING:
-    from det.heads.rpn.proposal_utils import find_top_rpn_proposals
-    from det.heads.rpn.rpn import RPN, StandardRPNHead, build_rpn_head
-    from det.heads.rpn.rrpn import RRPN, find_top_rrpn_proposals
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
+    from det.heads.rpn.proposal_utils import find_top_rpn_proposals  # noqa: F401
+    from det.heads.rpn.rpn import RPN, StandardRPNHead, build_rpn_head  # noqa: F401
+    from det.heads.rpn.rrpn import RRPN, find_top_rrpn_proposals  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -25,7 +25,7 @@ from det.core.modeling import (
 from det.heads.rpn.proposal_utils import find_top_rpn_proposals
 from det.structures import Boxes, ImageList, Instances, pairwise_iou
 
-__all__ = ["StandardRPNHead", "RPN", "build_rpn_head"]
+__all__ = ["RPN", "StandardRPNHead", "build_rpn_head"]
 
 _BOX_REG_LOSS_TYPES = ("smooth_l1", "giou", "diou", "ciou")
 
