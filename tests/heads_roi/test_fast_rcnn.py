@@ -211,3 +211,26 @@ def test_bad_arguments(kwargs, error, message):
 def test_wrong_feature_size_is_a_clear_error():
     with pytest.raises(ValueError, match="expects 6 features"):
         _layers()(torch.rand(2, 5))
+
+
+def test_fed_loss_weights_come_from_dataset_metadata():
+    engine = pytest.importorskip("det.engine")
+    from det.heads.roi.fast_rcnn import get_fed_loss_cls_weights
+
+    engine.MetadataCatalog.get("_heads_roi_fed_a").set(
+        class_image_count=[{"id": 2, "image_count": 9}, {"id": 1, "image_count": 4}])
+    # sorted by category id, then count ** power
+    assert get_fed_loss_cls_weights("_heads_roi_fed_a", 0.5).tolist() == [2.0, 3.0]
+    engine.MetadataCatalog.get("_heads_roi_fed_b").set(class_image_count=[{"id": 1, "image_count": 1}])
+    with pytest.raises(ValueError, match="different 'class_image_count'"):
+        get_fed_loss_cls_weights(["_heads_roi_fed_a", "_heads_roi_fed_b"])
+    with pytest.raises(ValueError, match="class_image_count"):
+        get_fed_loss_cls_weights("_heads_roi_fed_missing")
+
+    cfg = get_cfg()
+    cfg.DATASETS.TRAIN = ("_heads_roi_fed_a",)
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 2
+    cfg.MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE = True
+    cfg.MODEL.ROI_BOX_HEAD.USE_FED_LOSS = True
+    layers = FastRCNNOutputLayers(cfg, ShapeSpec(channels=4))
+    assert layers.fed_loss_cls_weights.tolist() == [2.0, 3.0]
