@@ -204,9 +204,24 @@ def test_repeat_factor_sampler():
     assert list(itertools.islice(sampler, 6)) == [0, 0, 1, 0, 0, 1]
 
 
+def test_train_loader_with_worker_processes(dataset):
+    cfg = _cfg(dataset)
+    cfg.SOLVER.IMS_PER_BATCH = 2
+    cfg.DATALOADER.NUM_WORKERS = 2
+    loader = build_detection_train_loader(cfg, sampler=TrainingSampler(2, seed=0, shuffle=False))
+    batches = list(itertools.islice(iter(loader), 2))
+    assert all(len(b) == 2 and b[0]["image"].shape[0] == 3 for b in batches)
+
+
 def test_dataset_wrappers():
+    import pickle
+
     ds = DatasetFromList([{"a": 1}, {"a": 2}])
     assert len(ds) == 2 and ds[1] == {"a": 2}
     assert ds[0] is not ds[0]  # fresh copies: mappers may mutate them
     mapped = MapDataset(DatasetFromList([1, 2, 3], serialize=False), lambda x: None if x == 2 else x * 10)
     assert mapped[0] == 10 and mapped[1] in (10, 30)  # falls back to another item
+    plain = MapDataset(DatasetFromList([1, 2]), abs)
+    assert pickle.loads(pickle.dumps(plain))[1] == 2  # picklable for spawned workers
+    streamed = MapDataset(iter([1, -2]), abs)
+    assert list(streamed) == [1, 2]

@@ -68,10 +68,12 @@ class MapDataset(data.Dataset):
         self._rng = random.Random(42)
         self._fallback_candidates = set(range(len(dataset))) if hasattr(dataset, "__len__") else set()
 
-    def __new__(cls, dataset: Any, map_func: Callable[[Any], Any]):  # type: ignore[no-untyped-def]
-        if isinstance(dataset, data.IterableDataset) or (
+    def __new__(cls, dataset: Any = None, map_func: Callable[[Any], Any] | None = None):  # type: ignore[no-untyped-def]
+        # (arguments are optional so that pickle, which calls __new__(cls), can rebuild instances)
+        streaming = isinstance(dataset, data.IterableDataset) or (
             not hasattr(dataset, "__getitem__") and hasattr(dataset, "__iter__")
-        ):
+        )
+        if dataset is not None and map_func is not None and streaming:
             return _MapIterableDataset(dataset, map_func)
         return super().__new__(cls)
 
