@@ -139,3 +139,27 @@ def test_cascade_config_errors(configs_dir):
     cfg.MODEL.ROI_BOX_CASCADE_HEAD.IOUS = [0.5, 0.6]
     with pytest.raises(ValueError, match="one of each per stage"):
         build_model(cfg)
+
+
+def test_images_without_ground_truth_and_without_proposals(cascade):
+    model, cfg = cascade
+    gt = Instances((96, 128))
+    gt.gt_boxes = Boxes(torch.zeros(0, 4))
+    gt.gt_classes = torch.zeros(0, dtype=torch.int64)
+    if cfg.MODEL.MASK_ON:
+        from det.structures import PolygonMasks
+
+        gt.gt_masks = PolygonMasks([])
+    model.train()
+    with EventStorage(0):
+        losses = model([{"image": _inputs()[0]["image"], "instances": gt}])
+    assert all(losses[f"loss_box_reg_stage{i}"].item() == 0.0 for i in range(3))
+    assert all(torch.isfinite(v) for v in losses.values())
+    heads = model.roi_heads.eval()
+    none = Instances((96, 128))
+    none.proposal_boxes = Boxes(torch.zeros(0, 4))
+    none.objectness_logits = torch.zeros(0)
+    features = {f: torch.rand(1, 16, 96 // s, 128 // s) for f, s in zip(["p2", "p3", "p4", "p5"], [4, 8, 16, 32])}
+    with torch.no_grad():
+        (det,), _ = heads(None, features, [none])
+    assert len(det) == 0

@@ -336,3 +336,23 @@ def test_bad_inputs_are_clear_errors():
         heads(None, _features(), [bad])
     with pytest.raises(KeyError, match="missing"):
         heads(None, {"p2": _features()["p2"]}, [_proposals([[0, 0, 4, 4]])])
+
+
+def test_images_without_ground_truth_or_proposals():
+    heads = StandardROIHeads(_fpn_cfg(mask=True), SHAPES).train()
+    proposals, _ = _train_inputs()
+    empty_gt = _targets([], [])
+    CALLS.clear()
+    with EventStorage(0) as storage:
+        _, losses = heads(None, _features(), proposals, [empty_gt])
+        assert storage.latest()["roi_head/num_fg_samples"][0] == 0
+    # no foreground: zero (but connected) box and mask losses
+    assert losses["loss_box_reg"].item() == 0.0
+    assert len(CALLS[0][2][0]) == 0
+    sum(losses.values()).backward()
+
+    heads.eval()
+    none = _proposals([])
+    with torch.no_grad():
+        (det,), _ = heads(None, _features(), [none])
+    assert len(det) == 0 and det.has("pred_masks")
