@@ -1,5 +1,48 @@
-"""Semantic segmentation and Panoptic FPN for det."""
+"""Semantic segmentation and Panoptic FPN for det: ``SemSegFPNHead``, ``SemanticSegmentor``,
+``PanopticFPN`` and ``combine_semantic_and_instance_outputs``.
+
+Importing this package is cheap (``det plugins`` imports its ``_plugin`` module); the public
+names below are imported on first use. PanopticFPN builds an RPN, ROI heads and a mask head,
+which come with ``pip install 'det-heads-semseg[panoptic]'``::
+
+    from det.heads.semseg import SemanticSegmentor, SemSegFPNHead, PanopticFPN
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from det.heads.semseg.version import __version__
 
-__all__ = ["__version__"]
+_LAZY = {
+    "SemSegFPNHead": "det.heads.semseg.semantic_seg",
+    "SemanticSegmentor": "det.heads.semseg.semantic_seg",
+    "PanopticFPN": "det.heads.semseg.panoptic_fpn",
+    "combine_semantic_and_instance_outputs": "det.heads.semseg.panoptic_fpn",
+    "combine_panoptic_outputs": "det.heads.semseg.panoptic_fpn",
+}
+
+if TYPE_CHECKING:
+    from det.heads.semseg.panoptic_fpn import (
+        PanopticFPN,
+        combine_panoptic_outputs,
+        combine_semantic_and_instance_outputs,
+    )
+    from det.heads.semseg.semantic_seg import SemanticSegmentor, SemSegFPNHead
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'det.heads.semseg' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = ["__version__", *_LAZY]
