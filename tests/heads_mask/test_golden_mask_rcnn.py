@@ -1,0 +1,192 @@
+"""Mask R-CNN R50-FPN reproduces detectron2's golden outputs and training step.
+
+The case is ../shared/golden/mask_rcnn_R_50_FPN: detectron2's own config, weights (``.pth`` and
+model-zoo ``.pkl``), inputs, outputs, backbone features and one training step. Boxes must agree
+to 0.05 px, scores to 2e-3, classes exactly (near-tie swaps at the cut-off allowed by the shared
+matcher) and masks to IoU >= 0.99; training gives detectron2's losses and EventStorage names.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from det.checkpoint import DetectionCheckpointer
+from det.core import EventStorage, build_model, get_cfg
+from det.structures import BitMasks, Boxes, Instances, PolygonMasks
+
+CASE = "mask_rcnn_R_50_FPN"
+
+
+@pytest.fixture(scope="module")
+def case(golden_case):
+    return golden_case(CASE)
+
+
+def _build(case):
+    cfg = get_cfg()
+    cfg.merge_from_file(str(case.config_file))
+    torch.manual_seed(1)  # not detectron2's init: every weight must come from the checkpoint
+    return build_model(cfg).eval()
+
+
+def _load(case, path):
+    model = _build(case)
+    DetectionCheckpointer(model).load(str(path))
+    return model
+
+
+@pytest.fixture(scope="module")
+def pth_model(case):
+    return _load(case, case.pth)
+
+
+@pytest.fixture(scope="module")
+def pth_outputs(pth_model, case):
+    with torch.no_grad():
+        return pth_model(case.inputs)
+
+
+def _check(outputs, case, assert_matches_golden):
+    golden = case.outputs
+    assert len(outputs) == len(golden) == 2
+    for ours, theirs in zip(outputs, golden):
+        instances, theirs = ours["instances"], theirs["instances"]
+        assert len(instances) == 100
+        assert instances.pred_masks.dtype == torch.bool
+        assert tuple(instances.pred_masks.shape) == (100, *theirs["image_size"])
+        pairs = assert_matches_golden(instances, theirs, box_tol=0.05, score_tol=2e-3, mask_iou=0.99)
+        assert len(pairs) >= 98
+        # beyond the IoU bar: over all matched masks, at most 0.1% of the pixels may differ
+        g = theirs["pred_masks"][[p[0] for p in pairs]]
+        o = instances.pred_masks[[p[1] for p in pairs]]
+        assert (g ^ o).sum().item() <= 1e-3 * max(g.sum().item(), 1)
+
+
+def test_model_has_detectron2_structure_and_names(pth_model, case):
+    heads = pth_model.roi_heads
+    assert type(heads).__name__ == "StandardROIHeads"
+    assert heads.in_features == heads.mask_in_features == ["p2", "p3", "p4", "p5"]
+    assert type(heads.mask_head).__name__ == "MaskRCNNConvUpsampleHead"
+    assert [n for n, _ in heads.mask_head.named_children()] == [
+        "mask_fcn1", "mask_fcn2", "mask_fcn3", "mask_fcn4", "deconv", "deconv_relu", "predictor"]
+    assert heads.mask_head.predictor.out_channels == 80
+    assert heads.mask_pooler.output_size == (14, 14)
+    assert set(pth_model.state_dict()) == set(torch.load(case.pth, weights_only=True)["model"])
+
+
+def test_matches_golden_from_pth(pth_outputs, case, assert_matches_golden):
+    _check(pth_outputs, case, assert_matches_golden)
+
+
+def test_matches_golden_from_pkl(case, assert_matches_golden):
+    model = _load(case, case.pkl)
+    with torch.no_grad():
+        outputs = model(case.inputs)
+    _check(outputs, case, assert_matches_golden)
+
+
+def test_partial_execution_as_in_detectron2_docs(pth_model, case):
+    model = pth_model
+    inputs = case.inputs
+    with torch.no_grad():
+        # detectron2's "partially execute a model" example, verbatim
+        images = model.preprocess_image(inputs)
+        features = model.backbone(images.tensor)
+        proposals, _ = model.proposal_generator(images, features)
+        instances, _ = model.roi_heads(images, features, proposals)
+        mask_features = [features[f] for f in model.roi_heads.in_features]
+        mask_features = model.roi_heads.mask_pooler(mask_features, [x.pred_boxes for x in instances])
+
+    assert images.tensor.shape == (2, 3, 640, 640)  # 480x640 and 640x480, padded together
+    assert [len(x) for x in instances] == [100, 100]
+    assert mask_features.shape == (200, 16, 14, 14)
+    # before postprocessing masks are per-box probabilities of the predicted class
+    assert instances[0].pred_masks.shape == (100, 1, 28, 28)
+    assert 0 <= instances[0].pred_masks.min() and instances[0].pred_masks.max() <= 1
+
+
+def test_backbone_features_of_the_first_image_equal_detectron2s(pth_model, case):
+    # features.pt was made as model.backbone(model.preprocess_image(inputs[:1]).tensor)
+    golden_features = case.load("features.pt")
+    with torch.no_grad():
+        images = pth_model.preprocess_image(case.inputs[:1])
+        features = pth_model.backbone(images.tensor)
+    torch.testing.assert_close(images.tensor, golden_features["input"], rtol=0, atol=0)
+    assert sorted(features) == ["p2", "p3", "p4", "p5", "p6"]
+    for name in features:
+        torch.testing.assert_close(features[name], golden_features[name], rtol=1e-5, atol=1e-4)
+
+
+def test_forward_hook_on_the_mask_head_sees_its_input_and_output(pth_model, case):
+    seen = {}
+
+    def hook(module, args, output):
+        seen["module"], seen["args"], seen["output"] = module, args, output
+
+    handle = pth_model.roi_heads.mask_head.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            outputs = pth_model(case.inputs[:1])
+    finally:
+        handle.remove()
+    assert seen["module"] is pth_model.roi_heads.mask_head
+    features, instances = seen["args"]
+    assert features.shape == (100, 16, 14, 14)  # pooled region features of the 100 detections
+    assert isinstance(instances, list) and len(instances[0]) == 100
+    assert seen["output"] is instances and instances[0].pred_masks.shape == (100, 1, 28, 28)
+    assert outputs[0]["instances"].pred_masks.shape == (100, 480, 640)
+
+
+def _train_inputs(case, bitmasks: bool = False):
+    golden = case.load("train.pt")
+    raw = golden["inputs"][0]
+    gt = raw["instances"]
+    instances = Instances(tuple(gt["image_size"]))
+    instances.gt_boxes = Boxes(gt["gt_boxes"])
+    instances.gt_classes = gt["gt_classes"]
+    polygons = PolygonMasks([[np.asarray(p) for p in obj] for obj in gt["gt_masks"]])
+    instances.gt_masks = BitMasks.from_polygon_masks(polygons, *gt["image_size"]) if bitmasks else polygons
+    inputs = [{"image": raw["image"], "height": raw["height"], "width": raw["width"], "instances": instances}]
+    return golden, inputs
+
+
+def _train_step(case, inputs):
+    model = _load(case, case.pth).train()
+    with EventStorage(0) as storage:
+        torch.manual_seed(0)
+        losses = model(inputs)
+        scalars = {k: v[0] for k, v in storage.latest().items()}
+    return model, losses, scalars
+
+
+@pytest.mark.slow
+def test_training_step_gives_detectron2_losses_and_statistics(case):
+    golden, inputs = _train_inputs(case)
+    model, losses, scalars = _train_step(case, inputs)
+
+    assert sorted(losses) == sorted(golden["loss_values"])
+    assert sorted(scalars) == sorted(golden["storage_scalar_names"])
+    # the same random calls in the same order: equal to float rounding (bit-equal here)
+    for name, value in golden["loss_values"].items():
+        assert losses[name].item() == pytest.approx(value, rel=1e-5, abs=1e-7), name
+    for name, value in golden["storage_scalars"].items():
+        assert scalars[name] == pytest.approx(value, rel=1e-5, abs=1e-7), name
+    assert scalars["mask_rcnn/accuracy"] == pytest.approx(0.5622101113172542, rel=1e-6)
+
+    sum(losses.values()).backward()
+    for name in ("mask_fcn1", "deconv", "predictor"):
+        assert getattr(model.roi_heads.mask_head, name).weight.grad.abs().sum() > 0, name
+
+
+@pytest.mark.slow
+def test_training_step_with_bitmasks_gives_the_same_names_and_a_close_mask_loss(case):
+    # BitMasks targets come from ROIAlign of the full-image masks instead of rasterizing the
+    # polygons in the box: the same regions, slightly different boundary pixels.
+    golden, inputs = _train_inputs(case, bitmasks=True)
+    _, losses, scalars = _train_step(case, inputs)
+    assert sorted(losses) == sorted(golden["loss_values"])
+    assert sorted(scalars) == sorted(golden["storage_scalar_names"])
+    assert losses["loss_mask"].item() == pytest.approx(golden["loss_values"]["loss_mask"], rel=0.05)
+    assert losses["loss_cls"].item() == pytest.approx(golden["loss_values"]["loss_cls"], rel=1e-5)
