@@ -203,7 +203,7 @@ def test_bitmask_and_polygon_targets_agree_on_a_square():
     torch.testing.assert_close(pm.crop_and_resize(boxes, 6), bm.crop_and_resize(boxes, 6))
 
 
-def test_pure_torch_roi_align_matches_torchvision():
+def test_pure_torch_roi_align_is_bit_identical_to_torchvision():
     tv_ops = pytest.importorskip("torchvision.ops")
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, 20, 25, generator=g)
@@ -212,11 +212,29 @@ def test_pure_torch_roi_align_matches_torchvision():
     rois = torch.cat([torch.randint(0, 2, (40, 1), generator=g).float(), rois], dim=1)
     for aligned in (True, False):
         for sampling_ratio in (0, 2):
-            for scale in (1.0, 0.5):
+            for scale in (1.0, 0.5, 0.0625):
                 expected = tv_ops.roi_align(x, rois, (7, 5), scale, sampling_ratio, aligned)
                 got = torch_roi_align(x, rois, (7, 5), scale, sampling_ratio, aligned)
-                torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+                assert torch.equal(got, expected), (aligned, sampling_ratio, scale)
+    expected = tv_ops.roi_align(x.double(), rois.double(), 4, 0.5, 0, True)
+    assert torch.equal(torch_roi_align(x.double(), rois.double(), 4, 0.5, 0, True), expected)
     assert torch_roi_align(x, torch.zeros(0, 5), 3).shape == (0, 3, 3, 3)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.booleans())
+def test_mask_targets_match_torchvision_exactly(seed, integer_boxes):
+    """Thresholding at 0.5 exposes any last-bit difference; there must be none."""
+    tv_ops = pytest.importorskip("torchvision.ops")
+    g = torch.Generator().manual_seed(seed)
+    masks = (torch.rand(5, 1, 24, 30, generator=g) > 0.5).float()
+    xy = torch.rand(5, 2, generator=g) * 24
+    boxes = torch.cat([xy, xy + 0.5 + torch.rand(5, 2, generator=g) * 20], dim=1)
+    if integer_boxes:
+        boxes = boxes.round()
+    rois = torch.cat([torch.arange(5.0)[:, None], boxes], dim=1)
+    expected = tv_ops.roi_align(masks, rois, (14, 14), 1.0, 0, True)
+    assert torch.equal(torch_roi_align(masks, rois, (14, 14), 1.0, 0, True), expected)
 
 
 def test_bitmask_crop_and_resize_without_torchvision(monkeypatch):
