@@ -11,7 +11,12 @@ from PIL import Image
 
 from det.engine.data import DatasetCatalog, MetadataCatalog
 from det.engine.data.catalog import Metadata
-from det.engine.data.datasets import convert_to_coco_dict, load_coco_json, load_sem_seg, register_coco_instances
+from det.engine.data.datasets import (
+    convert_to_coco_dict,
+    load_coco_json,
+    load_sem_seg,
+    register_coco_instances,
+)
 from det.structures import BoxMode
 
 
@@ -31,14 +36,43 @@ def coco_json(tmp_path):
         ],
         "categories": [{"id": 9, "name": "square"}, {"id": 5, "name": "circle"}],
         "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 9, "bbox": [2, 3, 10, 8], "area": 80, "iscrowd": 0,
-             "segmentation": [[2, 3, 12, 3, 12, 11, 2, 11]], "keypoints": [4, 5, 2, 0, 0, 0]},
-            {"id": 2, "image_id": 1, "category_id": 5, "bbox": [20, 10, 5, 5], "area": 25, "iscrowd": 1,
-             "segmentation": {"size": [30, 40], "counts": [610, 5, 25, 5, 25, 5, 25, 5, 25, 5, 520]}},
-            {"id": 3, "image_id": 2, "category_id": 5, "bbox": [1, 1, 3, 3], "area": 9, "iscrowd": 0,
-             "segmentation": [[1, 1, 4, 1]]},
-            {"id": 4, "image_id": 2, "category_id": 5, "bbox": [5, 6, 7, 8], "area": 56, "iscrowd": 0,
-             "segmentation": [[5, 6, 12, 6, 12, 14]]},
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 9,
+                "bbox": [2, 3, 10, 8],
+                "area": 80,
+                "iscrowd": 0,
+                "segmentation": [[2, 3, 12, 3, 12, 11, 2, 11]],
+                "keypoints": [4, 5, 2, 0, 0, 0],
+            },
+            {
+                "id": 2,
+                "image_id": 1,
+                "category_id": 5,
+                "bbox": [20, 10, 5, 5],
+                "area": 25,
+                "iscrowd": 1,
+                "segmentation": {"size": [30, 40], "counts": [610, 5, 25, 5, 25, 5, 25, 5, 25, 5, 520]},
+            },
+            {
+                "id": 3,
+                "image_id": 2,
+                "category_id": 5,
+                "bbox": [1, 1, 3, 3],
+                "area": 9,
+                "iscrowd": 0,
+                "segmentation": [[1, 1, 4, 1]],
+            },
+            {
+                "id": 4,
+                "image_id": 2,
+                "category_id": 5,
+                "bbox": [5, 6, 7, 8],
+                "area": 56,
+                "iscrowd": 0,
+                "segmentation": [[5, 6, 12, 6, 12, 14]],
+            },
         ],
     }
     path = tmp_path / "ann.json"
@@ -99,7 +133,9 @@ def test_load_coco_json_rejects_unknown_category(tmp_path):
     data = {
         "images": [{"id": 1, "file_name": "a.png", "width": 4, "height": 4}],
         "categories": [{"id": 1, "name": "a"}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 2, "bbox": [0, 0, 1, 1], "area": 1, "iscrowd": 0}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 2, "bbox": [0, 0, 1, 1], "area": 1, "iscrowd": 0}
+        ],
     }
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(data))

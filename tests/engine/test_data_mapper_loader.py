@@ -46,12 +46,36 @@ def dataset(tmp_path):
         ],
         "categories": [{"id": 1, "name": "square"}, {"id": 2, "name": "circle"}],
         "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 2, "bbox": [4, 2, 10, 10], "area": 100, "iscrowd": 0,
-             "segmentation": [[4, 2, 14, 2, 14, 12, 4, 12]], "keypoints": [5, 3, 2, 12, 10, 2]},
-            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [20, 5, 5, 5], "area": 25, "iscrowd": 1,
-             "segmentation": [[20, 5, 25, 5, 25, 10, 20, 10]], "keypoints": [0, 0, 0, 0, 0, 0]},
-            {"id": 3, "image_id": 2, "category_id": 1, "bbox": [2, 20, 6, 8], "area": 48, "iscrowd": 0,
-             "segmentation": [[2, 20, 8, 20, 8, 28, 2, 28]], "keypoints": [3, 21, 2, 7, 27, 1]},
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 2,
+                "bbox": [4, 2, 10, 10],
+                "area": 100,
+                "iscrowd": 0,
+                "segmentation": [[4, 2, 14, 2, 14, 12, 4, 12]],
+                "keypoints": [5, 3, 2, 12, 10, 2],
+            },
+            {
+                "id": 2,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [20, 5, 5, 5],
+                "area": 25,
+                "iscrowd": 1,
+                "segmentation": [[20, 5, 25, 5, 25, 10, 20, 10]],
+                "keypoints": [0, 0, 0, 0, 0, 0],
+            },
+            {
+                "id": 3,
+                "image_id": 2,
+                "category_id": 1,
+                "bbox": [2, 20, 6, 8],
+                "area": 48,
+                "iscrowd": 0,
+                "segmentation": [[2, 20, 8, 20, 8, 28, 2, 28]],
+                "keypoints": [3, 21, 2, 7, 27, 1],
+            },
         ],
     }
     (tmp_path / "ann.json").write_text(json.dumps(data))
@@ -103,7 +127,9 @@ def test_bitmask_format_keypoints_and_flip(dataset):
     cfg.MODEL.KEYPOINT_ON = True
     mapper = DatasetMapper(cfg, is_train=True)
     assert mapper.keypoint_hflip_indices == [1, 0]
-    mapper.augmentations = T.AugmentationList([T.ResizeShortestEdge(40, 1000, "choice"), T.RandomFlip(prob=1.0)])
+    mapper.augmentations = T.AugmentationList(
+        [T.ResizeShortestEdge(40, 1000, "choice"), T.RandomFlip(prob=1.0)]
+    )
     inst = mapper(DatasetCatalog.get(dataset)[0])["instances"]
     assert isinstance(inst.gt_masks, BitMasks) and inst.gt_masks.tensor.shape == (1, 40, 80)
     # Flipped box: x -> 80 - x.
@@ -111,7 +137,9 @@ def test_bitmask_format_keypoints_and_flip(dataset):
     assert int(inst.gt_masks.tensor.sum()) == 400
     assert bool(inst.gt_masks.tensor[0, 10, 60]) and not bool(inst.gt_masks.tensor[0, 10, 20])
     # Keypoint (5.5, 3.5) -> (11, 7) -> flipped (69, 7); (12.5, 10.5) -> (25, 21) -> (55, 21); then a<->b swap.
-    torch.testing.assert_close(inst.gt_keypoints.tensor, torch.tensor([[[55.0, 21.0, 2.0], [69.0, 7.0, 2.0]]]))
+    torch.testing.assert_close(
+        inst.gt_keypoints.tensor, torch.tensor([[[55.0, 21.0, 2.0], [69.0, 7.0, 2.0]]])
+    )
 
 
 def test_test_mode_drops_annotations_and_reads_sem_seg(dataset, tmp_path):
@@ -158,7 +186,10 @@ def test_train_loader_from_cfg_groups_by_aspect_ratio(dataset):
 def test_train_loader_explicit_args_without_grouping(dataset):
     dicts = DatasetCatalog.get(dataset)
     loader = build_detection_train_loader(
-        dicts, mapper=lambda d: d["image_id"], total_batch_size=3, aspect_ratio_grouping=False,
+        dicts,
+        mapper=lambda d: d["image_id"],
+        total_batch_size=3,
+        aspect_ratio_grouping=False,
         sampler=TrainingSampler(len(dicts), shuffle=False),
     )
     assert next(iter(loader)) == [1, 2, 1]

@@ -3,7 +3,6 @@ GeneralizedRCNN training step, and test loader -> inference_on_dataset -> COCOEv
 
 from __future__ import annotations
 
-import itertools
 import math
 import uuid
 
@@ -84,6 +83,8 @@ def test_test_loader_and_coco_evaluator_on_model_outputs(tiny_setup):
     # An untrained model: the numbers are meaningless, the format is not.
     if results:
         assert set(results["bbox"]) >= {"AP", "AP50", "AP75", "APs", "APm", "APl"}
-    outputs = model.eval()(list(itertools.islice(iter(loader), 1))[0])
-    assert outputs[0]["instances"].image_size == (DatasetCatalog.get(names[1])[0]["height"],
-                                                  DatasetCatalog.get(names[1])[0]["width"])
+    outputs = model.eval()(next(iter(loader)))
+    assert outputs[0]["instances"].image_size == (
+        DatasetCatalog.get(names[1])[0]["height"],
+        DatasetCatalog.get(names[1])[0]["width"],
+    )

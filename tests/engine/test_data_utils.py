@@ -65,15 +65,25 @@ def test_check_image_size():
 
 def test_annotations_to_instances_polygon_and_bitmask():
     annos = [
-        {"bbox": [1, 1, 4, 3], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 2,
-         "segmentation": [[1.0, 1.0, 5.0, 1.0, 5.0, 4.0, 1.0, 4.0]]},
-        {"bbox": [0, 0, 2, 2], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0,
-         "segmentation": np.pad(np.ones((2, 2), dtype=np.uint8), ((0, 4), (0, 6)))},
+        {
+            "bbox": [1, 1, 4, 3],
+            "bbox_mode": BoxMode.XYWH_ABS,
+            "category_id": 2,
+            "segmentation": [[1.0, 1.0, 5.0, 1.0, 5.0, 4.0, 1.0, 4.0]],
+        },
+        {
+            "bbox": [0, 0, 2, 2],
+            "bbox_mode": BoxMode.XYXY_ABS,
+            "category_id": 0,
+            "segmentation": np.pad(np.ones((2, 2), dtype=np.uint8), ((0, 4), (0, 6))),
+        },
     ]
     with pytest.raises(ValueError, match="bitmask"):
         utils.annotations_to_instances(annos, (6, 8), mask_format="polygon")
     inst = utils.annotations_to_instances(annos, (6, 8), mask_format="bitmask")
-    torch.testing.assert_close(inst.gt_boxes.tensor, torch.tensor([[1.0, 1.0, 5.0, 4.0], [0.0, 0.0, 2.0, 2.0]]))
+    torch.testing.assert_close(
+        inst.gt_boxes.tensor, torch.tensor([[1.0, 1.0, 5.0, 4.0], [0.0, 0.0, 2.0, 2.0]])
+    )
     assert inst.gt_classes.tolist() == [2, 0] and inst.gt_classes.dtype == torch.int64
     assert isinstance(inst.gt_masks, BitMasks) and inst.gt_masks.tensor.sum(dim=(1, 2)).tolist() == [12, 4]
     poly = utils.annotations_to_instances(annos[:1], (6, 8))

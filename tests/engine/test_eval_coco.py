@@ -26,7 +26,9 @@ from det.structures import Boxes, BoxMode, Instances
 @pytest.fixture(scope="module")
 def shapes_val(tmp_path_factory):
     names = (f"ev_t_{uuid.uuid4().hex[:6]}", f"ev_v_{uuid.uuid4().hex[:6]}")
-    register_shapes(ShapesConfig(num_train=1, num_val=6, seed=11), tmp_path_factory.mktemp("evshapes"), names=names)
+    register_shapes(
+        ShapesConfig(num_train=1, num_val=6, seed=11), tmp_path_factory.mktemp("evshapes"), names=names
+    )
     yield names[1]
     for n in names:
         DatasetCatalog.remove(n)
@@ -38,7 +40,9 @@ def _gt_as_predictions(dicts, perturb=None):
     for d in dicts:
         h, w = d["height"], d["width"]
         annos = d["annotations"]
-        boxes = np.array([BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in annos], dtype=np.float32)
+        boxes = np.array(
+            [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in annos], dtype=np.float32
+        )
         masks = []
         for a in annos:
             segm = a["segmentation"]
@@ -49,7 +53,9 @@ def _gt_as_predictions(dicts, perturb=None):
         inst.scores = torch.ones(len(annos))
         inst.pred_classes = torch.tensor([a["category_id"] for a in annos])
         inst.pred_masks = torch.from_numpy(np.stack(masks))
-        inst.pred_keypoints = torch.tensor([a["keypoints"] for a in annos], dtype=torch.float32).reshape(len(annos), -1, 3)
+        inst.pred_keypoints = torch.tensor([a["keypoints"] for a in annos], dtype=torch.float32).reshape(
+            len(annos), -1, 3
+        )
         if perturb is not None:
             inst = perturb(inst)
         outputs.append({"instances": inst})
@@ -67,7 +73,17 @@ def test_ground_truth_as_predictions_gives_ap_100(shapes_val):
     dicts = DatasetCatalog.get(shapes_val)
     results = _run(COCOEvaluator(shapes_val, distributed=False), dicts, _gt_as_predictions(dicts))
     assert sorted(results) == ["bbox", "keypoints", "segm"]
-    assert set(results["bbox"]) >= {"AP", "AP50", "AP75", "APs", "APm", "APl", "AP-circle", "AP-square", "AP-triangle"}
+    assert set(results["bbox"]) >= {
+        "AP",
+        "AP50",
+        "AP75",
+        "APs",
+        "APm",
+        "APl",
+        "AP-circle",
+        "AP-square",
+        "AP-triangle",
+    }
     assert set(results["keypoints"]) >= {"AP", "AP50", "AP75", "APm", "APl"}
     for task in ("bbox", "segm", "keypoints"):
         assert results[task]["AP"] == pytest.approx(100.0), task
@@ -111,7 +127,16 @@ def one_box(tmp_path):
     data = {
         "images": [{"id": 7, "file_name": "a.png", "width": 200, "height": 200}],
         "categories": [{"id": 3, "name": "thing"}],
-        "annotations": [{"id": 1, "image_id": 7, "category_id": 3, "bbox": [10, 10, 100, 100], "area": 10000, "iscrowd": 0}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 7,
+                "category_id": 3,
+                "bbox": [10, 10, 100, 100],
+                "area": 10000,
+                "iscrowd": 0,
+            }
+        ],
     }
     (tmp_path / "one.json").write_text(json.dumps(data))
     name = f"one_{uuid.uuid4().hex[:6]}"
@@ -182,8 +207,15 @@ def test_dataset_without_json_is_converted(tmp_path):
     name = f"nojson_{uuid.uuid4().hex[:6]}"
     DatasetCatalog.register(
         name,
-        lambda: [{"file_name": "x.png", "image_id": 1, "height": 50, "width": 50, "annotations": [
-            {"bbox": [5, 5, 20, 20], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0}]}],
+        lambda: [
+            {
+                "file_name": "x.png",
+                "image_id": 1,
+                "height": 50,
+                "width": 50,
+                "annotations": [{"bbox": [5, 5, 20, 20], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0}],
+            }
+        ],
     )
     MetadataCatalog.get(name).thing_classes = ["only"]
     try:
@@ -236,5 +268,7 @@ def test_inference_on_dataset_runs_model_in_eval_mode_and_merges():
     assert results == {"a": {"n": 7}, "b": {"n": 7}}
     assert seen_modes == [(False, False)] * 7 and wrapped.training  # mode restored afterwards
     with pytest.raises(ValueError, match="same key"):
-        inference_on_dataset(wrapped, loader, DatasetEvaluators([_Counter("a"), _Counter("a")]), progress=False)
+        inference_on_dataset(
+            wrapped, loader, DatasetEvaluators([_Counter("a"), _Counter("a")]), progress=False
+        )
     assert inference_on_dataset(lambda x: x, loader, None) == {}

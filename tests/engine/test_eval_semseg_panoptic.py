@@ -23,7 +23,9 @@ def semseg_dataset(tmp_path):
     gt = np.array([[0, 0, 1, 1], [0, 255, 1, 1]], dtype=np.uint8)
     Image.fromarray(gt).save(tmp_path / "gt.png")
     name = f"semseg_{uuid.uuid4().hex[:6]}"
-    DatasetCatalog.register(name, lambda: [{"file_name": "img.png", "sem_seg_file_name": str(tmp_path / "gt.png")}])
+    DatasetCatalog.register(
+        name, lambda: [{"file_name": "img.png", "sem_seg_file_name": str(tmp_path / "gt.png")}]
+    )
     MetadataCatalog.get(name).set(stuff_classes=["sky", "road"], ignore_label=255)
     yield name
     DatasetCatalog.remove(name)
@@ -61,7 +63,10 @@ def test_pq_thing_match_stuff_miss():
     gt = [[1, 1, 2, 2]] * 4  # segment 1: thing class 0, segment 2: stuff class 1 (8 px each)
     pred = [[10, 10, 10, 20]] * 4  # 10 covers 12 px (IoU 8/12 with 1); 20 covers 4 px (IoU 4/8 with 2)
     gt_info = [{"id": 1, "category_id": 0, "isthing": True}, {"id": 2, "category_id": 1, "isthing": False}]
-    pred_info = [{"id": 10, "category_id": 0, "isthing": True}, {"id": 20, "category_id": 1, "isthing": False}]
+    pred_info = [
+        {"id": 10, "category_id": 0, "isthing": True},
+        {"id": 20, "category_id": 1, "isthing": False},
+    ]
     stat = _pq(gt, gt_info, pred, pred_info)
     assert stat[(True, 0)] == {"iou": pytest.approx(2 / 3), "tp": 1, "fp": 0, "fn": 0}
     # IoU exactly 0.5 is not a match: one false negative and one false positive.
@@ -70,7 +75,9 @@ def test_pq_thing_match_stuff_miss():
     all_, _ = stat.pq_average(categories, isthing=None)
     things, _ = stat.pq_average(categories, isthing=True)
     stuff, _ = stat.pq_average(categories, isthing=False)
-    assert things["pq"] == pytest.approx(2 / 3) and things["sq"] == pytest.approx(2 / 3) and things["rq"] == 1.0
+    assert (
+        things["pq"] == pytest.approx(2 / 3) and things["sq"] == pytest.approx(2 / 3) and things["rq"] == 1.0
+    )
     assert stuff == {"pq": 0.0, "sq": 0.0, "rq": 0.0, "n": 1}
     assert all_["pq"] == pytest.approx(1 / 3) and all_["rq"] == pytest.approx(0.5) and all_["n"] == 2
 
@@ -81,9 +88,14 @@ def test_pq_void_and_crowd():
     stat = _pq([[1, 1, 0, 0]] * 4, info, [[5, 5, 5, 0]] * 4, [{"id": 5, "category_id": 0, "isthing": True}])
     assert stat[(True, 0)]["tp"] == 1 and stat[(True, 0)]["iou"] == pytest.approx(1.0)
     # An unmatched prediction lying mostly on a crowd region of its class is not a false positive.
-    gt_info = [{"id": 1, "category_id": 0, "isthing": True}, {"id": 2, "category_id": 0, "isthing": True, "iscrowd": 1}]
+    gt_info = [
+        {"id": 1, "category_id": 0, "isthing": True},
+        {"id": 2, "category_id": 0, "isthing": True, "iscrowd": 1},
+    ]
     stat = _pq(
-        [[1, 1, 2, 2]] * 4, gt_info, [[5, 5, 6, 6]] * 4,
+        [[1, 1, 2, 2]] * 4,
+        gt_info,
+        [[5, 5, 6, 6]] * 4,
         [{"id": 5, "category_id": 0, "isthing": True}, {"id": 6, "category_id": 0, "isthing": True}],
     )
     assert stat[(True, 0)] == {"iou": pytest.approx(1.0), "tp": 1, "fp": 0, "fn": 0}
@@ -96,16 +108,25 @@ def test_panoptic_evaluator_end_to_end(tmp_path):
     rgb = np.stack([gt % 256, gt // 256 % 256, gt // 65536], axis=-1).astype(np.uint8)
     Image.fromarray(rgb).save(tmp_path / "pan.png")
     np.testing.assert_array_equal(rgb2id(np.asarray(Image.open(tmp_path / "pan.png"))), gt)
-    segments = [{"id": 1, "category_id": 0, "isthing": True, "iscrowd": 0}, {"id": 2, "category_id": 1, "isthing": False, "iscrowd": 0}]
+    segments = [
+        {"id": 1, "category_id": 0, "isthing": True, "iscrowd": 0},
+        {"id": 2, "category_id": 1, "isthing": False, "iscrowd": 0},
+    ]
     name = f"pan_{uuid.uuid4().hex[:6]}"
     DatasetCatalog.register(
-        name, lambda: [{"file_name": "a.png", "pan_seg_file_name": str(tmp_path / "pan.png"), "segments_info": segments}]
+        name,
+        lambda: [
+            {"file_name": "a.png", "pan_seg_file_name": str(tmp_path / "pan.png"), "segments_info": segments}
+        ],
     )
     try:
         ev = COCOPanopticEvaluator(name, distributed=False)
         ev.reset()
         pred = torch.tensor([[3, 3, 4, 4]] * 4)
-        pred_info = [{"id": 3, "category_id": 0, "isthing": True}, {"id": 4, "category_id": 1, "isthing": False}]
+        pred_info = [
+            {"id": 3, "category_id": 0, "isthing": True},
+            {"id": 4, "category_id": 1, "isthing": False},
+        ]
         ev.process([{"file_name": "a.png"}], [{"panoptic_seg": (pred, pred_info)}])
         res = ev.evaluate()["panoptic_seg"]
         assert res["PQ"] == pytest.approx(100.0) and res["PQ_th"] == pytest.approx(100.0)
@@ -123,12 +144,24 @@ def test_coco_panoptic_json_to_evaluator(tmp_path):
     rgb = np.stack([gt % 256, gt // 256 % 256, gt // 65536], axis=-1).astype(np.uint8)
     (tmp_path / "pan").mkdir()
     Image.fromarray(rgb).save(tmp_path / "pan" / "000001.png")
-    data = {"annotations": [{"image_id": 1, "file_name": "000001.png", "segments_info": [
-        {"id": 1, "category_id": 17, "iscrowd": 0}, {"id": 2, "category_id": 90, "iscrowd": 0}]}]}
+    data = {
+        "annotations": [
+            {
+                "image_id": 1,
+                "file_name": "000001.png",
+                "segments_info": [
+                    {"id": 1, "category_id": 17, "iscrowd": 0},
+                    {"id": 2, "category_id": 90, "iscrowd": 0},
+                ],
+            }
+        ]
+    }
     (tmp_path / "pan.json").write_text(json.dumps(data))
     meta = {"thing_dataset_id_to_contiguous_id": {17: 0}, "stuff_dataset_id_to_contiguous_id": {90: 0}}
     name = f"cocopan_{uuid.uuid4().hex[:6]}"
-    register_coco_panoptic(name, meta, str(tmp_path / "img"), str(tmp_path / "pan"), str(tmp_path / "pan.json"))
+    register_coco_panoptic(
+        name, meta, str(tmp_path / "img"), str(tmp_path / "pan"), str(tmp_path / "pan.json")
+    )
     try:
         (d,) = DatasetCatalog.get(name)
         assert d["file_name"] == str(tmp_path / "img" / "000001.jpg")
@@ -140,7 +173,10 @@ def test_coco_panoptic_json_to_evaluator(tmp_path):
         ev = COCOPanopticEvaluator(name, distributed=False)
         ev.reset()
         # Thing and stuff share contiguous id 0: isthing tells them apart. Swapped labels never match.
-        pred_info = [{"id": 1, "category_id": 0, "isthing": False}, {"id": 2, "category_id": 0, "isthing": True}]
+        pred_info = [
+            {"id": 1, "category_id": 0, "isthing": False},
+            {"id": 2, "category_id": 0, "isthing": True},
+        ]
         ev.process([{"file_name": d["file_name"]}], [{"panoptic_seg": (torch.from_numpy(gt), pred_info)}])
         res = ev.evaluate()["panoptic_seg"]
         assert res["PQ"] == 0.0 and res["PQ_th"] == 0.0 and res["PQ_st"] == 0.0

@@ -87,7 +87,9 @@ def test_masks_are_exactly_the_visible_pixels(small_shapes):
             assert len(np.unique(image[m].reshape(-1, 3), axis=0)) == 1
             x, y, bw, bh = a["bbox"]
             ys, xs = np.nonzero(m)
-            assert x - 1 <= xs.min() and xs.max() <= x + bw + 1 and y - 1 <= ys.min() and ys.max() <= y + bh + 1
+            assert (
+                x - 1 <= xs.min() and xs.max() <= x + bw + 1 and y - 1 <= ys.min() and ys.max() <= y + bh + 1
+            )
             union += m
         assert union.max() <= 1  # visible parts never overlap
     assert n_polygons > 0 and n_rle > 0  # unoccluded shapes as polygons, occluded ones as RLE

@@ -107,10 +107,20 @@ def test_draw_dataset_dict_with_polygons_rle_and_keypoints(tmp_path):
         "height": 64,
         "width": 80,
         "annotations": [
-            {"bbox": [5, 5, 30, 30], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0,
-             "segmentation": [[5, 5, 35, 5, 35, 35, 5, 35]], "keypoints": [20, 20, 2]},
-            {"bbox": [50, 40, 25, 20], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 1,
-             "segmentation": rle, "keypoints": [0, 0, 0]},
+            {
+                "bbox": [5, 5, 30, 30],
+                "bbox_mode": BoxMode.XYWH_ABS,
+                "category_id": 0,
+                "segmentation": [[5, 5, 35, 5, 35, 35, 5, 35]],
+                "keypoints": [20, 20, 2],
+            },
+            {
+                "bbox": [50, 40, 25, 20],
+                "bbox_mode": BoxMode.XYWH_ABS,
+                "category_id": 1,
+                "segmentation": rle,
+                "keypoints": [0, 0, 0],
+            },
         ],
     }
     meta = Metadata(name="dd").set(thing_classes=["circle", "square"])

@@ -54,7 +54,16 @@ def random_color(rgb: bool = True, maximum: int = 255, index: int | None = None)
 
 def _to_rgb(color: Any) -> tuple[int, int, int]:
     """Colour names ("g", "red", "#00ff00"), (r,g,b) floats in [0,1] or ints in [0,255]."""
-    short = {"g": "green", "r": "red", "b": "blue", "w": "white", "k": "black", "y": "yellow", "c": "cyan", "m": "magenta"}
+    short = {
+        "g": "green",
+        "r": "red",
+        "b": "blue",
+        "w": "white",
+        "k": "black",
+        "y": "yellow",
+        "c": "cyan",
+        "m": "magenta",
+    }
     if isinstance(color, str):
         rgb = ImageColor.getrgb(short.get(color, color))
         return (int(rgb[0]), int(rgb[1]), int(rgb[2]))
@@ -76,7 +85,7 @@ def _change_color_brightness(color: tuple[int, int, int], brightness_factor: flo
     modified = lightness + brightness_factor * lightness
     modified = 0.0 if modified < 0.0 else min(modified, 1.0)
     r, g, b = colorsys.hls_to_rgb(h, modified, s)
-    return (int(round(r * 255)), int(round(g * 255)), int(round(b * 255)))
+    return (round(r * 255), round(g * 255), round(b * 255))
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -109,7 +118,9 @@ def _masks_to_list(masks: Any, height: int, width: int) -> list[np.ndarray]:
         return []
     # det.structures masks: PolygonMasks carries .polygons, BitMasks/ROIMasks .tensor
     if hasattr(masks, "polygons"):
-        return [_segmentation_to_mask([np.asarray(p) for p in polys], height, width) for polys in masks.polygons]
+        return [
+            _segmentation_to_mask([np.asarray(p) for p in polys], height, width) for polys in masks.polygons
+        ]
     if hasattr(masks, "tensor"):
         masks = masks.tensor
     if isinstance(masks, (torch.Tensor, np.ndarray)):
@@ -123,14 +134,19 @@ def _masks_to_list(masks: Any, height: int, width: int) -> list[np.ndarray]:
 def _boundary(mask: np.ndarray) -> np.ndarray:
     """Pixels of ``mask`` with a 4-neighbour outside it."""
     padded = np.pad(mask, 1, mode="constant", constant_values=False)
-    interior = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    interior = (
+        padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    )
     return mask & ~interior
 
 
 def _create_text_labels(
-    classes: list[int] | None, scores: list[float] | None, class_names: list[str] | None, is_crowd: list[int] | None = None
+    classes: list[int] | None,
+    scores: list[float] | None,
+    class_names: list[str] | None,
+    is_crowd: list[int] | None = None,
 ) -> list[str] | None:
-    """"name score%" labels (detectron2's format); "|crowd" marks crowd annotations."""
+    """ "name score%" labels (detectron2's format); "|crowd" marks crowd annotations."""
     labels = None
     if classes is not None:
         if class_names is not None and len(class_names) > 0:
@@ -167,9 +183,9 @@ class ColorMode(Enum):
 class VisImage:
     """An RGB canvas of the image scaled by ``scale``; drawing happens on ``canvas``.
 
-        vis = VisImage(image_rgb, scale=2.0)
-        vis.get_image().shape  # (2H, 2W, 3) uint8
-        vis.save("out.png")
+    vis = VisImage(image_rgb, scale=2.0)
+    vis.get_image().shape  # (2H, 2W, 3) uint8
+    vis.save("out.png")
     """
 
     def __init__(self, img: np.ndarray, scale: float = 1.0) -> None:
@@ -210,7 +226,13 @@ class Visualizer:
         out.save("gt.png")
     """
 
-    def __init__(self, img_rgb: np.ndarray, metadata: Any = None, scale: float = 1.0, instance_mode: ColorMode = ColorMode.IMAGE) -> None:
+    def __init__(
+        self,
+        img_rgb: np.ndarray,
+        metadata: Any = None,
+        scale: float = 1.0,
+        instance_mode: ColorMode = ColorMode.IMAGE,
+    ) -> None:
         img = np.asarray(_to_numpy(img_rgb))
         if img.ndim == 2:
             img = np.stack([img] * 3, axis=-1)
@@ -225,7 +247,9 @@ class Visualizer:
         self.output = VisImage(self.img, scale=scale)
         self.cpu_device = torch.device("cpu")
         # Text stays readable on small images and does not dominate big ones.
-        self._default_font_size = max(int(math.sqrt(self.output.height * self.output.width) // 90), int(10 // scale), 8)
+        self._default_font_size = max(
+            int(math.sqrt(self.output.height * self.output.width) // 90), int(10 // scale), 8
+        )
         self._instance_mode = instance_mode
         self.keypoint_threshold = _KEYPOINT_THRESHOLD
 
@@ -242,13 +266,21 @@ class Visualizer:
 
         colors = None
         alpha = 0.5
-        if self._instance_mode == ColorMode.SEGMENTATION and self.metadata.get("thing_colors") and classes is not None:
+        if (
+            self._instance_mode == ColorMode.SEGMENTATION
+            and self.metadata.get("thing_colors")
+            and classes is not None
+        ):
             colors = [self._jitter(self.metadata.thing_colors[c]) for c in classes]
             alpha = 0.8
         if self._instance_mode == ColorMode.IMAGE_BW:
-            self.output.reset_image(self._create_grayscale_image(
-                _masks_to_list(masks, self.output.height, self.output.width) if masks is not None else None
-            ))
+            self.output.reset_image(
+                self._create_grayscale_image(
+                    _masks_to_list(masks, self.output.height, self.output.width)
+                    if masks is not None
+                    else None
+                )
+            )
             alpha = 0.3
         self.overlay_instances(
             masks=masks, boxes=boxes, labels=labels, keypoints=keypoints, assigned_colors=colors, alpha=alpha
@@ -275,13 +307,21 @@ class Visualizer:
             mask_color = _to_rgb(stuff_colors[label]) if stuff_colors else _PALETTE[label % len(_PALETTE)]
             text = stuff_classes[label] if stuff_classes is not None else str(label)
             self.draw_binary_mask(
-                sem_seg == label, color=mask_color, edge_color=_OFF_WHITE, text=text, alpha=alpha,
+                sem_seg == label,
+                color=mask_color,
+                edge_color=_OFF_WHITE,
+                text=text,
+                alpha=alpha,
                 area_threshold=area_threshold,
             )
         return self.output
 
     def draw_panoptic_seg(
-        self, panoptic_seg: Any, segments_info: list[dict] | None, area_threshold: int | None = None, alpha: float = 0.7
+        self,
+        panoptic_seg: Any,
+        segments_info: list[dict] | None,
+        area_threshold: int | None = None,
+        alpha: float = 0.7,
     ) -> VisImage:
         """Stuff segments like :meth:`draw_sem_seg`, thing segments as instance masks with labels."""
         pan = _to_numpy(panoptic_seg).astype(np.int64)
@@ -291,8 +331,13 @@ class Visualizer:
                 raise ValueError("draw_panoptic_seg without segments_info needs metadata 'label_divisor'")
             thing_ids = set(self.metadata.get("thing_dataset_id_to_contiguous_id", {}).values())
             segments_info = [
-                {"id": int(i), "category_id": int(i) // label_divisor, "isthing": int(i) // label_divisor in thing_ids}
-                for i in np.unique(pan) if i >= 0
+                {
+                    "id": int(i),
+                    "category_id": int(i) // label_divisor,
+                    "isthing": int(i) // label_divisor in thing_ids,
+                }
+                for i in np.unique(pan)
+                if i >= 0
             ]
         stuff_classes = self.metadata.get("stuff_classes", None)
         stuff_colors = self.metadata.get("stuff_colors", None)
@@ -307,13 +352,23 @@ class Visualizer:
             cat = int(info["category_id"])
             color = _to_rgb(stuff_colors[cat]) if stuff_colors else _PALETTE[cat % len(_PALETTE)]
             text = stuff_classes[cat] if stuff_classes and cat < len(stuff_classes) else str(cat)
-            self.draw_binary_mask(mask, color=color, edge_color=_OFF_WHITE, text=text, alpha=alpha, area_threshold=area_threshold)
+            self.draw_binary_mask(
+                mask,
+                color=color,
+                edge_color=_OFF_WHITE,
+                text=text,
+                alpha=alpha,
+                area_threshold=area_threshold,
+            )
         if things:
             masks = [m for m, _ in things]
             categories = [int(i["category_id"]) for _, i in things]
             scores = [i["score"] for _, i in things] if all("score" in i for _, i in things) else None
             labels = _create_text_labels(
-                categories, scores, self.metadata.get("thing_classes", None), [i.get("iscrowd", 0) for _, i in things]
+                categories,
+                scores,
+                self.metadata.get("thing_classes", None),
+                [i.get("iscrowd", 0) for _, i in things],
             )
             colors = None
             if self._instance_mode == ColorMode.SEGMENTATION and self.metadata.get("thing_colors"):
@@ -326,7 +381,7 @@ class Visualizer:
         keypoints), ``sem_seg``/``sem_seg_file_name`` and ``pan_seg``/``pan_seg_file_name``."""
         from det.structures import BoxMode
 
-        annos = dic.get("annotations", None)
+        annos = dic.get("annotations")
         if annos:
             masks = [x["segmentation"] for x in annos] if "segmentation" in annos[0] else None
             keypts = (
@@ -335,7 +390,9 @@ class Visualizer:
                 else None
             )
             boxes = [
-                BoxMode.convert(list(x["bbox"]), x["bbox_mode"], BoxMode.XYXY_ABS) if len(x["bbox"]) == 4 else x["bbox"]
+                BoxMode.convert(list(x["bbox"]), x["bbox_mode"], BoxMode.XYXY_ABS)
+                if len(x["bbox"]) == 4
+                else x["bbox"]
                 for x in annos
             ]
             category_ids = [x["category_id"] for x in annos]
@@ -343,18 +400,23 @@ class Visualizer:
             if self._instance_mode == ColorMode.SEGMENTATION and self.metadata.get("thing_colors"):
                 colors = [self._jitter(self.metadata.thing_colors[c]) for c in category_ids]
             labels = _create_text_labels(
-                category_ids, None, self.metadata.get("thing_classes", None), [x.get("iscrowd", 0) for x in annos]
+                category_ids,
+                None,
+                self.metadata.get("thing_classes", None),
+                [x.get("iscrowd", 0) for x in annos],
             )
-            self.overlay_instances(labels=labels, boxes=boxes, masks=masks, keypoints=keypts, assigned_colors=colors)
+            self.overlay_instances(
+                labels=labels, boxes=boxes, masks=masks, keypoints=keypts, assigned_colors=colors
+            )
 
-        sem_seg = dic.get("sem_seg", None)
+        sem_seg = dic.get("sem_seg")
         if sem_seg is None and "sem_seg_file_name" in dic:
             with Image.open(dic["sem_seg_file_name"]) as f:
                 sem_seg = np.asarray(f, dtype="uint8")
         if sem_seg is not None:
             self.draw_sem_seg(sem_seg, area_threshold=0, alpha=0.5)
 
-        pan_seg = dic.get("pan_seg", None)
+        pan_seg = dic.get("pan_seg")
         if pan_seg is None and "pan_seg_file_name" in dic:
             from det.engine.evaluation.panoptic_evaluation import rgb2id
 
@@ -383,12 +445,16 @@ class Visualizer:
         mask_list = _masks_to_list(masks, h, w) if masks is not None else None
         if keypoints is not None:
             keypoints = _to_numpy(keypoints.tensor if hasattr(keypoints, "tensor") else keypoints)
-            keypoints = keypoints.reshape(len(keypoints), -1, 3) if len(keypoints) else keypoints.reshape(0, 0, 3)
+            keypoints = (
+                keypoints.reshape(len(keypoints), -1, 3) if len(keypoints) else keypoints.reshape(0, 0, 3)
+            )
         num_instances = 0
         for x in (boxes, mask_list, keypoints, labels):
             if x is not None:
                 if num_instances and len(x) != num_instances:
-                    raise ValueError("boxes, masks, keypoints and labels must describe the same number of instances")
+                    raise ValueError(
+                        "boxes, masks, keypoints and labels must describe the same number of instances"
+                    )
                 num_instances = len(x)
         if num_instances == 0:
             return self.output
@@ -404,7 +470,9 @@ class Visualizer:
             areas = np.asarray([m.sum() for m in mask_list], dtype=np.float64)
         else:
             areas = None
-        order = np.argsort(-areas, kind="stable").tolist() if areas is not None else list(range(num_instances))
+        order = (
+            np.argsort(-areas, kind="stable").tolist() if areas is not None else list(range(num_instances))
+        )
 
         for i in order:
             color = colors[i]
@@ -414,7 +482,7 @@ class Visualizer:
                 self.draw_box(boxes[i], edge_color=color)
             if labels is not None:
                 if boxes is not None:
-                    x0, y0, x1, y1 = boxes[i]
+                    x0, y0, _, y1 = boxes[i]
                     text_pos = (x0, y0)
                     horiz_align = "left"
                 elif mask_list is not None and mask_list[i].any():
@@ -423,11 +491,18 @@ class Visualizer:
                     horiz_align = "center"
                 else:
                     continue
-                height_ratio = ((y1 - y0) if boxes is not None else math.sqrt(areas[i] if areas is not None else 1)) / math.sqrt(h * w)
-                font_size = int(np.clip((height_ratio - 0.02) / 0.08 + 1, 1.2, 2) * 0.5 * self._default_font_size)
+                height_ratio = (
+                    (y1 - y0) if boxes is not None else math.sqrt(areas[i] if areas is not None else 1)
+                ) / math.sqrt(h * w)
+                font_size = int(
+                    np.clip((height_ratio - 0.02) / 0.08 + 1, 1.2, 2) * 0.5 * self._default_font_size
+                )
                 self.draw_text(
-                    labels[i], text_pos, color=_change_color_brightness(color, 0.7),
-                    horizontal_alignment=horiz_align, font_size=max(font_size, 8),
+                    labels[i],
+                    text_pos,
+                    color=_change_color_brightness(color, 0.7),
+                    horizontal_alignment=horiz_align,
+                    font_size=max(font_size, 8),
                 )
         if keypoints is not None:
             for keypoints_per_instance in keypoints:
@@ -442,9 +517,8 @@ class Visualizer:
         keypoint_names = self.metadata.get("keypoint_names")
         rules = self.metadata.get("keypoint_connection_rules")
         for idx, (x, y, prob) in enumerate(keypoints):
-            if prob > self.keypoint_threshold:
-                if keypoint_names is not None and idx < len(keypoint_names):
-                    visible[keypoint_names[idx]] = (float(x), float(y))
+            if prob > self.keypoint_threshold and keypoint_names is not None and idx < len(keypoint_names):
+                visible[keypoint_names[idx]] = (float(x), float(y))
         if rules:
             for kp0, kp1, color in rules:
                 if kp0 in visible and kp1 in visible:
@@ -459,8 +533,14 @@ class Visualizer:
     # -- primitives -------------------------------------------------------------------------
 
     def draw_text(
-        self, text: str, position: tuple[float, float], *, font_size: int | None = None, color: Any = "g",
-        horizontal_alignment: str = "center", rotation: float = 0,
+        self,
+        text: str,
+        position: tuple[float, float],
+        *,
+        font_size: int | None = None,
+        color: Any = "g",
+        horizontal_alignment: str = "center",
+        rotation: float = 0,
     ) -> VisImage:
         """``text`` at ``position`` (x, y) on a dark translucent box; ``horizontal_alignment`` is
         "left", "center" or "right". ``rotation`` is accepted for detectron2 compatibility (text
@@ -484,12 +564,14 @@ class Visualizer:
         draw.text((x + 1 - left, y + 1 - top), text, fill=_to_rgb(color), font=font)
         return self.output
 
-    def draw_box(self, box_coord: Any, alpha: float = 0.5, edge_color: Any = "g", line_style: str = "-") -> VisImage:
+    def draw_box(
+        self, box_coord: Any, alpha: float = 0.5, edge_color: Any = "g", line_style: str = "-"
+    ) -> VisImage:
         """An opaque rectangle outline (XYXY), ``max(font_size / 4, 1)`` pixels wide at scale 1.
         ``alpha`` and ``line_style`` are accepted for detectron2 compatibility."""
         x0, y0, x1, y1 = (float(v) for v in _to_numpy(box_coord).reshape(-1)[:4])
         s = self.output.scale
-        linewidth = max(int(round(self._default_font_size / 4 * s)), 1)
+        linewidth = max(round(self._default_font_size / 4 * s), 1)
         draw = ImageDraw.Draw(self.output.canvas)
         draw.rectangle([x0 * s, y0 * s, x1 * s - 1, y1 * s - 1], outline=_to_rgb(edge_color), width=linewidth)
         return self.output
@@ -503,18 +585,33 @@ class Visualizer:
         return self.output
 
     def draw_line(
-        self, x_data: list[float], y_data: list[float], color: Any, linestyle: str = "-", linewidth: float | None = None
+        self,
+        x_data: list[float],
+        y_data: list[float],
+        color: Any,
+        linestyle: str = "-",
+        linewidth: float | None = None,
     ) -> VisImage:
         if linewidth is None:
             linewidth = self._default_font_size / 3
         s = self.output.scale
         draw = ImageDraw.Draw(self.output.canvas)
-        draw.line([(x * s, y * s) for x, y in zip(x_data, y_data)], fill=_to_rgb(color), width=max(int(round(linewidth * s)), 1))
+        draw.line(
+            [(x * s, y * s) for x, y in zip(x_data, y_data)],
+            fill=_to_rgb(color),
+            width=max(round(linewidth * s), 1),
+        )
         return self.output
 
     def draw_binary_mask(
-        self, binary_mask: Any, color: Any = None, *, edge_color: Any = None, text: str | None = None,
-        alpha: float = 0.5, area_threshold: int | None = 10,
+        self,
+        binary_mask: Any,
+        color: Any = None,
+        *,
+        edge_color: Any = None,
+        text: str | None = None,
+        alpha: float = 0.5,
+        area_threshold: int | None = 10,
     ) -> VisImage:
         """Blend ``color`` into the mask's pixels (``(1-alpha) * image + alpha * color``), outline
         it in ``edge_color`` (default: a darker ``color``) and optionally write ``text`` at its
@@ -530,14 +627,19 @@ class Visualizer:
         edge = _to_rgb(edge_color) if edge_color is not None else _change_color_brightness(color, -0.7)
         canvas = self.output.canvas
         if canvas.size != (mask.shape[1], mask.shape[0]):
-            mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(canvas.size, Image.NEAREST)) > 127
+            mask = (
+                np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(canvas.size, Image.NEAREST))
+                > 127
+            )
         arr = np.asarray(canvas).astype(np.float32)
         arr[mask] = (1 - alpha) * arr[mask] + alpha * np.asarray(color, dtype=np.float32)
         arr[_boundary(mask)] = np.asarray(edge, dtype=np.float32)
         self.output.canvas = Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), mode="RGB")
         if text is not None and mask.any():
             ys, xs = np.nonzero(_to_numpy(binary_mask).astype(bool))
-            self.draw_text(text, (float(np.median(xs)), float(np.median(ys))), color=_change_color_brightness(color, 0.7))
+            self.draw_text(
+                text, (float(np.median(xs)), float(np.median(ys))), color=_change_color_brightness(color, 0.7)
+            )
         return self.output
 
     def draw_polygon(self, segment: Any, color: Any, edge_color: Any = None, alpha: float = 0.5) -> VisImage:

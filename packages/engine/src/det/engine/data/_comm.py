@@ -58,4 +58,12 @@ def shared_random_seed() -> int:
     return int(all_gather(ints)[0])
 
 
-__all__ = ["all_gather", "gather", "get_rank", "get_world_size", "is_main_process", "shared_random_seed", "synchronize"]
+__all__ = [
+    "all_gather",
+    "gather",
+    "get_rank",
+    "get_world_size",
+    "is_main_process",
+    "shared_random_seed",
+    "synchronize",
+]

@@ -43,7 +43,11 @@ def filter_images_with_only_crowd_annotations(dataset_dicts: list[dict]) -> list
         return any(ann.get("iscrowd", 0) == 0 for ann in anns)
 
     dataset_dicts = [x for x in dataset_dicts if valid(x["annotations"])]
-    logger.info("Removed %d images with no usable annotations. %d images left.", num_before - len(dataset_dicts), len(dataset_dicts))
+    logger.info(
+        "Removed %d images with no usable annotations. %d images left.",
+        num_before - len(dataset_dicts),
+        len(dataset_dicts),
+    )
     return dataset_dicts
 
 
@@ -53,12 +57,14 @@ def filter_images_with_few_keypoints(dataset_dicts: list[dict], min_keypoints_pe
 
     def visible_keypoints_in_image(dic: dict) -> int:
         annotations = dic["annotations"]
-        return sum(
-            (np.array(ann["keypoints"][2::3]) > 0).sum() for ann in annotations if "keypoints" in ann
-        )
+        return sum((np.array(ann["keypoints"][2::3]) > 0).sum() for ann in annotations if "keypoints" in ann)
 
     dataset_dicts = [x for x in dataset_dicts if visible_keypoints_in_image(x) >= min_keypoints_per_image]
-    logger.info("Removed %d images with fewer than %d keypoints.", num_before - len(dataset_dicts), min_keypoints_per_image)
+    logger.info(
+        "Removed %d images with fewer than %d keypoints.",
+        num_before - len(dataset_dicts),
+        min_keypoints_per_image,
+    )
     return dataset_dicts
 
 
@@ -70,15 +76,19 @@ def print_instances_class_histogram(dataset_dicts: list[dict], class_names: list
     for entry in dataset_dicts:
         annos = entry.get("annotations", [])
         classes = np.asarray([x["category_id"] for x in annos if not x.get("iscrowd", 0)], dtype=int)
-        if len(classes):
-            if classes.min() < 0 or classes.max() >= num_classes:
-                raise ValueError(
-                    f"Got an invalid category_id={classes.min() if classes.min() < 0 else classes.max()} "
-                    f"for a dataset of {num_classes} classes"
-                )
+        if len(classes) and (classes.min() < 0 or classes.max() >= num_classes):
+            raise ValueError(
+                f"Got an invalid category_id={classes.min() if classes.min() < 0 else classes.max()} "
+                f"for a dataset of {num_classes} classes"
+            )
         histogram += np.histogram(classes, bins=hist_bins)[0]
     pairs = ", ".join(f"{name}: {int(v)}" for name, v in zip(class_names, histogram))
-    logger.info("Distribution of instances among all %d categories: %s (total %d)", num_classes, pairs, int(histogram.sum()))
+    logger.info(
+        "Distribution of instances among all %d categories: %s (total %d)",
+        num_classes,
+        pairs,
+        int(histogram.sum()),
+    )
 
 
 def get_detection_dataset_dicts(
@@ -95,7 +105,9 @@ def get_detection_dataset_dicts(
     if len(names) == 0:
         raise ValueError("get_detection_dataset_dicts: no dataset names given")
     if proposal_files:
-        raise NotImplementedError("det does not load precomputed proposal files yet (DATASETS.PROPOSAL_FILES_*)")
+        raise NotImplementedError(
+            "det does not load precomputed proposal files yet (DATASETS.PROPOSAL_FILES_*)"
+        )
     dataset_dicts_per_name = [DatasetCatalog.get(dataset_name) for dataset_name in names]
     for dataset_name, dicts in zip(names, dataset_dicts_per_name):
         if not len(dicts):
@@ -182,7 +194,9 @@ def build_batch_data_loader(
     )
 
 
-def _train_loader_from_config(cfg: Any, mapper: Any = None, *, dataset: Any = None, sampler: Any = None) -> dict:
+def _train_loader_from_config(
+    cfg: Any, mapper: Any = None, *, dataset: Any = None, sampler: Any = None
+) -> dict:
     if dataset is None:
         dataset = get_detection_dataset_dicts(
             cfg.DATASETS.TRAIN,

@@ -26,7 +26,9 @@ class _DatasetCatalog(UserDict):
                 f"DatasetCatalog.register({name!r}, ...) needs a callable returning list[dict], got {type(func).__name__}"
             )
         if name in self:
-            raise ValueError(f"Dataset {name!r} is already registered; call DatasetCatalog.remove({name!r}) first")
+            raise ValueError(
+                f"Dataset {name!r} is already registered; call DatasetCatalog.remove({name!r}) first"
+            )
         self[name] = func
 
     def get(self, name: str) -> list[dict]:  # type: ignore[override]
@@ -81,7 +83,9 @@ class Metadata(types.SimpleNamespace):
                 f"Attribute '{key}' does not exist in the metadata of dataset '{self.name}'. "
                 f"Available keys are {self.__dict__.keys()!s}."
             )
-        raise AttributeError(f"Attribute '{key}' does not exist in the metadata of dataset '{self.name}': metadata is empty.")
+        raise AttributeError(
+            f"Attribute '{key}' does not exist in the metadata of dataset '{self.name}': metadata is empty."
+        )
 
     def __setattr__(self, key: str, val: Any) -> None:
         if key in self._RENAMED:
@@ -125,7 +129,7 @@ def _equal(a: Any, b: Any) -> bool:
 class _MetadataCatalog(UserDict):
     """Maps a dataset name to its :class:`Metadata`, created empty on first access.
 
-        MetadataCatalog.get("shapes_train").thing_classes
+    MetadataCatalog.get("shapes_train").thing_classes
     """
 
     def get(self, name: str) -> Metadata:  # type: ignore[override]

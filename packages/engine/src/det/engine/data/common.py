@@ -91,7 +91,9 @@ class MapDataset(data.Dataset):
             retry_count += 1
             self._fallback_candidates.discard(cur_idx)
             if not self._fallback_candidates:
-                raise RuntimeError("MapDataset: map_func returned None for every item tried; nothing to fall back to")
+                raise RuntimeError(
+                    "MapDataset: map_func returned None for every item tried; nothing to fall back to"
+                )
             cur_idx = self._rng.sample(sorted(self._fallback_candidates), k=1)[0]
             if retry_count >= 3:
                 logger.warning("Failed to apply `_map_func` for idx: %d, retry count: %d", idx, retry_count)

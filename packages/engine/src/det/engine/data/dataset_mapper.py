@@ -45,9 +45,13 @@ class DatasetMapper:
         if recompute_boxes and not use_instance_mask:
             raise ValueError("recompute_boxes requires instance masks to be enabled (use_instance_mask=True)")
         if instance_mask_format not in ("polygon", "bitmask"):
-            raise ValueError(f"instance_mask_format must be 'polygon' or 'bitmask', got {instance_mask_format!r}")
+            raise ValueError(
+                f"instance_mask_format must be 'polygon' or 'bitmask', got {instance_mask_format!r}"
+            )
         if use_keypoint and is_train and keypoint_hflip_indices is None:
-            logger.warning("DatasetMapper: use_keypoint without keypoint_hflip_indices; horizontal flips will fail")
+            logger.warning(
+                "DatasetMapper: use_keypoint without keypoint_hflip_indices; horizontal flips will fail"
+            )
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format
@@ -82,11 +86,15 @@ class DatasetMapper:
             ret["keypoint_hflip_indices"] = utils.create_keypoint_hflip_indices(cfg.DATASETS.TRAIN)
         if cfg.MODEL.LOAD_PROPOSALS:
             ret["precomputed_proposal_topk"] = (
-                cfg.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TRAIN if is_train else cfg.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST
+                cfg.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TRAIN
+                if is_train
+                else cfg.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST
             )
         return ret
 
-    def _transform_annotations(self, dataset_dict: dict, transforms: Any, image_shape: tuple[int, int]) -> None:
+    def _transform_annotations(
+        self, dataset_dict: dict, transforms: Any, image_shape: tuple[int, int]
+    ) -> None:
         for anno in dataset_dict["annotations"]:
             if not self.use_instance_mask:
                 anno.pop("segmentation", None)

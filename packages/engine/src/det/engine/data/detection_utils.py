@@ -142,7 +142,12 @@ def check_image_size(dataset_dict: dict, image: np.ndarray) -> None:
 
 
 def transform_proposals(
-    dataset_dict: dict, image_shape: tuple[int, int], transforms: Any, *, proposal_topk: int, min_box_size: float = 0
+    dataset_dict: dict,
+    image_shape: tuple[int, int],
+    transforms: Any,
+    *,
+    proposal_topk: int,
+    min_box_size: float = 0,
 ) -> None:
     """Turn the dict's precomputed ``proposal_boxes``/``proposal_objectness_logits`` into an
     ``Instances`` under "proposals": transformed, clipped, tiny ones dropped, top-k kept."""
@@ -150,7 +155,9 @@ def transform_proposals(
 
     if "proposal_boxes" in dataset_dict:
         boxes = transforms.apply_box(
-            BoxMode.convert(dataset_dict.pop("proposal_boxes"), dataset_dict.pop("proposal_bbox_mode"), BoxMode.XYXY_ABS)
+            BoxMode.convert(
+                dataset_dict.pop("proposal_boxes"), dataset_dict.pop("proposal_bbox_mode"), BoxMode.XYXY_ABS
+            )
         )
         boxes = Boxes(torch.as_tensor(np.asarray(boxes), dtype=torch.float32))
         objectness_logits = torch.as_tensor(
@@ -198,7 +205,9 @@ def transform_instance_annotations(
             mask = mask_util.decode(segm)
             mask = transforms.apply_segmentation(mask)
             if tuple(mask.shape[:2]) != tuple(image_size):
-                raise ValueError(f"transformed RLE mask has shape {mask.shape[:2]}, expected image size {image_size}")
+                raise ValueError(
+                    f"transformed RLE mask has shape {mask.shape[:2]}, expected image size {image_size}"
+                )
             annotation["segmentation"] = mask
         elif isinstance(segm, np.ndarray):
             mask = transforms.apply_segmentation(segm)
@@ -237,9 +246,7 @@ def transform_keypoint_annotations(
             raise ValueError("Cannot flip keypoints without providing flip indices!")
         if len(keypoints) != len(keypoint_hflip_indices):
             raise ValueError(
-                "Keypoint data has {} points, but metadata contains {} points!".format(
-                    len(keypoints), len(keypoint_hflip_indices)
-                )
+                f"Keypoint data has {len(keypoints)} points, but metadata contains {len(keypoint_hflip_indices)} points!"
             )
         keypoints = keypoints[np.asarray(keypoint_hflip_indices, dtype=np.int32), :]
 
@@ -248,11 +255,21 @@ def transform_keypoint_annotations(
     return keypoints
 
 
-def annotations_to_instances(annos: list[dict], image_size: tuple[int, int], mask_format: str = "polygon") -> Any:
+def annotations_to_instances(
+    annos: list[dict], image_size: tuple[int, int], mask_format: str = "polygon"
+) -> Any:
     """Build the ground-truth ``Instances`` of one image from transformed annotations:
     ``gt_boxes`` (Boxes XYXY_ABS), ``gt_classes`` (int64), ``gt_masks`` (PolygonMasks for
     ``mask_format="polygon"``, BitMasks for "bitmask") and ``gt_keypoints`` when present."""
-    from det.structures import BitMasks, Boxes, BoxMode, Instances, Keypoints, PolygonMasks, polygons_to_bitmask
+    from det.structures import (
+        BitMasks,
+        Boxes,
+        BoxMode,
+        Instances,
+        Keypoints,
+        PolygonMasks,
+        polygons_to_bitmask,
+    )
 
     if mask_format not in ("polygon", "bitmask"):
         raise ValueError(f"mask_format must be 'polygon' or 'bitmask', got {mask_format!r}")
@@ -295,20 +312,27 @@ def annotations_to_instances(annos: list[dict], image_size: tuple[int, int], mas
                         " COCO-style RLE as a dict, or a binary segmentation mask "
                         " in a 2D numpy array of shape HxW."
                     )
-            masks = BitMasks(torch.stack([torch.from_numpy(np.ascontiguousarray(x)) for x in bitmasks]))
+            # np.array copies: decoded/transformed masks can be read-only or negatively strided views.
+            masks = BitMasks(torch.stack([torch.from_numpy(np.array(x)) for x in bitmasks]))
         target.gt_masks = masks
 
     if len(annos) and "keypoints" in annos[0]:
         kpts = [np.asarray(obj.get("keypoints", []), dtype=np.float32).reshape(-1, 3) for obj in annos]
         if len({k.shape for k in kpts}) != 1:
-            raise ValueError(f"every annotation needs the same number of keypoints, got shapes {[k.shape for k in kpts]}")
+            raise ValueError(
+                f"every annotation needs the same number of keypoints, got shapes {[k.shape for k in kpts]}"
+            )
         target.gt_keypoints = Keypoints(np.stack(kpts))
 
     return target
 
 
 def filter_empty_instances(
-    instances: Any, by_box: bool = True, by_mask: bool = True, box_threshold: float = 1e-5, return_mask: bool = False
+    instances: Any,
+    by_box: bool = True,
+    by_mask: bool = True,
+    box_threshold: float = 1e-5,
+    return_mask: bool = False,
 ) -> Any:
     """Drop instances whose box is (nearly) empty or whose mask is empty."""
     if not (by_box or by_mask):
@@ -339,14 +363,18 @@ def create_keypoint_hflip_indices(dataset_names: str | list[str]) -> list[int]:
     names = list(meta.keypoint_names)
     flip_map = dict(meta.keypoint_flip_map)
     flip_map.update({v: k for k, v in flip_map.items()})
-    flipped_names = [i if i not in flip_map else flip_map[i] for i in names]
+    flipped_names = [flip_map.get(i, i) for i in names]
     try:
         return [names.index(i) for i in flipped_names]
     except ValueError as e:
-        raise ValueError(f"keypoint_flip_map of {dataset_names[0]} names a keypoint not in keypoint_names: {e}") from e
+        raise ValueError(
+            f"keypoint_flip_map of {dataset_names[0]} names a keypoint not in keypoint_names: {e}"
+        ) from e
 
 
-def gen_crop_transform_with_instance(crop_size: Any, image_size: tuple[int, int], instance: dict) -> T.CropTransform:
+def gen_crop_transform_with_instance(
+    crop_size: Any, image_size: tuple[int, int], instance: dict
+) -> T.CropTransform:
     """A random crop of ``crop_size`` (h, w) that contains the centre of ``instance``'s box."""
     from det.structures import BoxMode
 
@@ -393,7 +421,9 @@ def build_augmentation(cfg: Any, is_train: bool) -> list[Any]:
     augmentation: list[Any] = [T.ResizeShortestEdge(min_size, max_size, sample_style)]
     if is_train and cfg.INPUT.RANDOM_FLIP != "none":
         if cfg.INPUT.RANDOM_FLIP not in ("horizontal", "vertical"):
-            raise ValueError(f"INPUT.RANDOM_FLIP must be 'none', 'horizontal' or 'vertical', got {cfg.INPUT.RANDOM_FLIP!r}")
+            raise ValueError(
+                f"INPUT.RANDOM_FLIP must be 'none', 'horizontal' or 'vertical', got {cfg.INPUT.RANDOM_FLIP!r}"
+            )
         augmentation.append(
             T.RandomFlip(
                 horizontal=cfg.INPUT.RANDOM_FLIP == "horizontal",

@@ -63,10 +63,14 @@ class RepeatFactorTrainingSampler(Sampler):
         sampler = RepeatFactorTrainingSampler(factors, seed=0)
     """
 
-    def __init__(self, repeat_factors: torch.Tensor, *, shuffle: bool = True, seed: int | None = None) -> None:
+    def __init__(
+        self, repeat_factors: torch.Tensor, *, shuffle: bool = True, seed: int | None = None
+    ) -> None:
         repeat_factors = torch.as_tensor(repeat_factors, dtype=torch.float32)
         if repeat_factors.ndim != 1 or len(repeat_factors) == 0:
-            raise ValueError(f"repeat_factors must be a non-empty 1-D tensor, got shape {tuple(repeat_factors.shape)}")
+            raise ValueError(
+                f"repeat_factors must be a non-empty 1-D tensor, got shape {tuple(repeat_factors.shape)}"
+            )
         self._shuffle = shuffle
         if seed is None:
             seed = comm.shared_random_seed()
@@ -77,7 +81,9 @@ class RepeatFactorTrainingSampler(Sampler):
         self._frac_part = repeat_factors - self._int_part
 
     @staticmethod
-    def repeat_factors_from_category_frequency(dataset_dicts: list[dict], repeat_thresh: float) -> torch.Tensor:
+    def repeat_factors_from_category_frequency(
+        dataset_dicts: list[dict], repeat_thresh: float
+    ) -> torch.Tensor:
         """Per-image repeat factor ``max(1, sqrt(t / f(c)))`` over the image's categories ``c``,
         where ``f(c)`` is the fraction of images containing ``c`` (LVIS paper, sec. 2)."""
         category_freq: dict[int, float] = defaultdict(int)
@@ -89,7 +95,8 @@ class RepeatFactorTrainingSampler(Sampler):
         for k, v in category_freq.items():
             category_freq[k] = v / num_images
         category_rep = {
-            cat_id: max(1.0, math.sqrt(repeat_thresh / cat_freq)) for cat_id, cat_freq in category_freq.items()
+            cat_id: max(1.0, math.sqrt(repeat_thresh / cat_freq))
+            for cat_id, cat_freq in category_freq.items()
         }
         rep_factors = []
         for dataset_dict in dataset_dicts:

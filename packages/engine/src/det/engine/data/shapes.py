@@ -97,7 +97,10 @@ class ShapesConfig:
             (16 <= self.min_image_size <= self.max_image_size, "need 16 <= min_image_size <= max_image_size"),
             (1 <= self.min_shapes <= self.max_shapes, "need 1 <= min_shapes <= max_shapes"),
             (4 <= self.min_shape_size <= self.max_shape_size, "need 4 <= min_shape_size <= max_shape_size"),
-            (self.min_shape_size * 1.5 < self.min_image_size, "min_shape_size must fit in the smallest image"),
+            (
+                self.min_shape_size * 1.5 < self.min_image_size,
+                "min_shape_size must fit in the smallest image",
+            ),
             (0.0 <= self.max_occlusion < 1.0, "max_occlusion must be in [0, 1)"),
         ]
         for ok, msg in checks:
@@ -189,7 +192,7 @@ def _extreme_points(kind: str, polygon: np.ndarray, cx: float, cy: float, size: 
 def _keypoint_visible(mask: np.ndarray, x: float, y: float) -> bool:
     """Whether a visible pixel of ``mask`` lies within 1 px of continuous point (x, y)."""
     h, w = mask.shape
-    xi, yi = int(math.floor(x)), int(math.floor(y))
+    xi, yi = math.floor(x), math.floor(y)
     y0, y1 = max(yi - 1, 0), min(yi + 2, h)
     x0, x1 = max(xi - 1, 0), min(xi + 2, w)
     return bool(mask[y0:y1, x0:x1].any())
@@ -251,7 +254,11 @@ def _render_image(rng: np.random.Generator, config: ShapesConfig) -> tuple[np.nd
         color = _random_color(rng, [bg] + [s["color"] for s in shapes], min_dist=110.0)
         shapes.append(
             {
-                "kind": kind, "polygon": polygon, "mask": mask, "visible": mask.copy(), "color": color,
+                "kind": kind,
+                "polygon": polygon,
+                "mask": mask,
+                "visible": mask.copy(),
+                "color": color,
                 "keypoints": _extreme_points(kind, polygon, cx, cy, size),
             }
         )
@@ -310,7 +317,9 @@ def generate_shapes_split(config: ShapesConfig, split: str, out_dir: str | os.Pa
         image, shapes = _render_image(rng, config)
         file_name = f"{image_id:06d}.png"
         Image.fromarray(image).save(image_root / file_name, optimize=False, compress_level=1)
-        images.append({"id": image_id, "file_name": file_name, "height": image.shape[0], "width": image.shape[1]})
+        images.append(
+            {"id": image_id, "file_name": file_name, "height": image.shape[0], "width": image.shape[1]}
+        )
         for shape in shapes:
             if not shape["visible"].any():
                 continue
@@ -392,7 +401,9 @@ def register_shapes(
     for split, name in zip(("train", "val"), names):
         if name in DatasetCatalog:
             if not replace:
-                raise ValueError(f"Dataset {name!r} is already registered; pass replace=True to re-register it")
+                raise ValueError(
+                    f"Dataset {name!r} is already registered; pass replace=True to re-register it"
+                )
             DatasetCatalog.remove(name)
             MetadataCatalog.remove(name)
 

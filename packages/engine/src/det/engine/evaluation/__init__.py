@@ -5,7 +5,12 @@ segmentation mIoU, panoptic quality, and the inference loop.
 """
 
 from det.engine.evaluation.coco_evaluation import COCOEvaluator, instances_to_coco_json
-from det.engine.evaluation.evaluator import DatasetEvaluator, DatasetEvaluators, inference_context, inference_on_dataset
+from det.engine.evaluation.evaluator import (
+    DatasetEvaluator,
+    DatasetEvaluators,
+    inference_context,
+    inference_on_dataset,
+)
 from det.engine.evaluation.panoptic_evaluation import COCOPanopticEvaluator
 from det.engine.evaluation.sem_seg_evaluation import SemSegEvaluator
 from det.engine.evaluation.testing import flatten_results_dict, print_csv_format, verify_results

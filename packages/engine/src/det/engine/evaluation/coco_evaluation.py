@@ -64,20 +64,20 @@ class COCOEvaluator(DatasetEvaluator):
             logger.debug("det has no C++ COCOeval; using pycocotools' COCOeval")
         self._use_fast_impl = False
 
-        if max_dets_per_image is None:
-            max_dets_per_image = [1, 10, 100]
-        else:
-            max_dets_per_image = [1, 10, max_dets_per_image]
-        self._max_dets_per_image = max_dets_per_image
+        self._max_dets_per_image = [1, 10, 100 if max_dets_per_image is None else max_dets_per_image]
 
         if tasks is not None and not isinstance(tasks, (list, tuple)):
             # detectron2 once took a CfgNode here: tasks are then inferred from predictions.
-            kpt_oks_sigmas = tuple(getattr(getattr(tasks, "TEST", None), "KEYPOINT_OKS_SIGMAS", kpt_oks_sigmas))
+            kpt_oks_sigmas = tuple(
+                getattr(getattr(tasks, "TEST", None), "KEYPOINT_OKS_SIGMAS", kpt_oks_sigmas)
+            )
             tasks = None
         if tasks is not None:
             unknown = [t for t in tasks if t not in _METRICS]
             if unknown:
-                raise ValueError(f"COCOEvaluator: unknown tasks {unknown}; expected a subset of {sorted(_METRICS)}")
+                raise ValueError(
+                    f"COCOEvaluator: unknown tasks {unknown}; expected a subset of {sorted(_METRICS)}"
+                )
         self._tasks = tuple(tasks) if tasks is not None else None
         self._cpu_device = torch.device("cpu")
 
@@ -238,7 +238,9 @@ class COCOEvaluator(DatasetEvaluator):
         # precision has dims (iou, recall, cls, area range, max dets)
         precisions = coco_eval.eval["precision"]
         if len(class_names) != precisions.shape[2]:
-            raise ValueError(f"{len(class_names)} class names but COCOeval has {precisions.shape[2]} categories")
+            raise ValueError(
+                f"{len(class_names)} class names but COCOeval has {precisions.shape[2]} categories"
+            )
         for idx, name in enumerate(class_names):
             precision = precisions[:, :, idx, 0, -1]
             precision = precision[precision > -1]
@@ -267,7 +269,11 @@ def instances_to_coco_json(instances: Any, img_id: int) -> list[dict]:
     if has_mask:
         rles = [
             mask_util.encode(np.array(mask[:, :, None], order="F", dtype="uint8"))[0]
-            for mask in np.asarray(instances.pred_masks.cpu().numpy() if torch.is_tensor(instances.pred_masks) else instances.pred_masks)
+            for mask in np.asarray(
+                instances.pred_masks.cpu().numpy()
+                if torch.is_tensor(instances.pred_masks)
+                else instances.pred_masks
+            )
         ]
         for rle in rles:
             # json cannot hold bytes
@@ -275,7 +281,11 @@ def instances_to_coco_json(instances: Any, img_id: int) -> list[dict]:
 
     has_keypoints = instances.has("pred_keypoints")
     if has_keypoints:
-        keypoints = instances.pred_keypoints.clone() if torch.is_tensor(instances.pred_keypoints) else np.array(instances.pred_keypoints)
+        keypoints = (
+            instances.pred_keypoints.clone()
+            if torch.is_tensor(instances.pred_keypoints)
+            else np.array(instances.pred_keypoints)
+        )
 
     results = []
     for k in range(num_instance):
@@ -296,15 +306,34 @@ def instances_to_coco_json(instances: Any, img_id: int) -> list[dict]:
 
 
 def _evaluate_box_proposals(
-    dataset_predictions: list[dict], coco_api: COCO, thresholds: Any = None, area: str = "all", limit: int | None = None
+    dataset_predictions: list[dict],
+    coco_api: COCO,
+    thresholds: Any = None,
+    area: str = "all",
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """Recall of proposals over IoU thresholds 0.5:0.95 (Fast R-CNN's protocol)."""
     from det.structures import Boxes, BoxMode, pairwise_iou
 
-    areas = {"all": 0, "small": 1, "medium": 2, "large": 3, "96-128": 4, "128-256": 5, "256-512": 6, "512-inf": 7}
+    areas = {
+        "all": 0,
+        "small": 1,
+        "medium": 2,
+        "large": 3,
+        "96-128": 4,
+        "128-256": 5,
+        "256-512": 6,
+        "512-inf": 7,
+    }
     area_ranges = [
-        [0**2, 1e5**2], [0**2, 32**2], [32**2, 96**2], [96**2, 1e5**2],
-        [96**2, 128**2], [128**2, 256**2], [256**2, 512**2], [512**2, 1e5**2],
+        [0**2, 1e5**2],
+        [0**2, 32**2],
+        [32**2, 96**2],
+        [96**2, 1e5**2],
+        [96**2, 128**2],
+        [128**2, 256**2],
+        [256**2, 512**2],
+        [512**2, 1e5**2],
     ]
     if area not in areas:
         raise ValueError(f"Unknown area range: {area}")
@@ -317,7 +346,11 @@ def _evaluate_box_proposals(
         predictions = predictions[inds]
         ann_ids = coco_api.getAnnIds(imgIds=prediction_dict["image_id"])
         anno = coco_api.loadAnns(ann_ids)
-        gt_boxes = [BoxMode.convert(obj["bbox"], BoxMode.XYWH_ABS, BoxMode.XYXY_ABS) for obj in anno if obj["iscrowd"] == 0]
+        gt_boxes = [
+            BoxMode.convert(obj["bbox"], BoxMode.XYWH_ABS, BoxMode.XYXY_ABS)
+            for obj in anno
+            if obj["iscrowd"] == 0
+        ]
         gt_boxes = torch.as_tensor(gt_boxes, dtype=torch.float32).reshape(-1, 4)
         gt_boxes = Boxes(gt_boxes)
         gt_areas = torch.as_tensor([obj["area"] for obj in anno if obj["iscrowd"] == 0])
@@ -335,13 +368,15 @@ def _evaluate_box_proposals(
         for j in range(min(len(predictions), len(gt_boxes))):
             # greedily match the best-covered gt box to its best proposal, then remove both
             max_overlaps, argmax_overlaps = overlaps.max(dim=0)
-            gt_ovr, gt_ind = max_overlaps.max(dim=0)
+            _, gt_ind = max_overlaps.max(dim=0)
             box_ind = argmax_overlaps[gt_ind]
             _gt_overlaps[j] = overlaps[box_ind, gt_ind]
             overlaps[box_ind, :] = -1
             overlaps[:, gt_ind] = -1
         gt_overlaps_list.append(_gt_overlaps)
-    gt_overlaps = torch.cat(gt_overlaps_list, dim=0) if gt_overlaps_list else torch.zeros(0, dtype=torch.float32)
+    gt_overlaps = (
+        torch.cat(gt_overlaps_list, dim=0) if gt_overlaps_list else torch.zeros(0, dtype=torch.float32)
+    )
     gt_overlaps, _ = torch.sort(gt_overlaps)
     if thresholds is None:
         step = 0.05
@@ -350,7 +385,13 @@ def _evaluate_box_proposals(
     for i, t in enumerate(thresholds):
         recalls[i] = (gt_overlaps >= t).float().sum() / float(max(num_pos, 1))
     ar = recalls.mean()
-    return {"ar": ar, "recalls": recalls, "thresholds": thresholds, "gt_overlaps": gt_overlaps, "num_pos": num_pos}
+    return {
+        "ar": ar,
+        "recalls": recalls,
+        "thresholds": thresholds,
+        "gt_overlaps": gt_overlaps,
+        "num_pos": num_pos,
+    }
 
 
 def _evaluate_predictions_on_coco(
@@ -411,7 +452,9 @@ class COCOevalMaxDets(COCOeval):
     """COCOeval whose summary uses the configured third max-detections limit instead of 100."""
 
     def summarize(self) -> None:
-        def _summarize(ap: int = 1, iouThr: float | None = None, areaRng: str = "all", maxDets: int = 100) -> float:
+        def _summarize(
+            ap: int = 1, iouThr: float | None = None, areaRng: str = "all", maxDets: int = 100
+        ) -> float:
             p = self.params
             aind = [i for i, aRng in enumerate(p.areaRngLbl) if aRng == areaRng]
             mind = [i for i, mDet in enumerate(p.maxDets) if mDet == maxDets]

@@ -119,7 +119,9 @@ def inference_on_dataset(
     if not isinstance(evaluator, DatasetEvaluator) and not all(
         hasattr(evaluator, m) for m in ("reset", "process", "evaluate")
     ):
-        raise TypeError(f"evaluator must be a DatasetEvaluator (or a list of them), got {type(evaluator).__name__}")
+        raise TypeError(
+            f"evaluator must be a DatasetEvaluator (or a list of them), got {type(evaluator).__name__}"
+        )
     evaluator.reset()
     callbacks = callbacks or {}
 
@@ -132,7 +134,13 @@ def inference_on_dataset(
             stack.enter_context(inference_context(model))
         stack.enter_context(torch.no_grad())
         bar = stack.enter_context(
-            tqdm(total=total, desc="inference", unit="batch", leave=False, disable=not (progress and comm.is_main_process()))
+            tqdm(
+                total=total,
+                desc="inference",
+                unit="batch",
+                leave=False,
+                disable=not (progress and comm.is_main_process()),
+            )
         )
         if "on_start" in callbacks:
             callbacks["on_start"]()
@@ -171,11 +179,15 @@ def inference_on_dataset(
     timed = max(num_batches - num_warmup, 1)
     logger.info(
         "Total inference time: %s (%.6f s / iter per device, on %d devices)",
-        str(datetime.timedelta(seconds=int(total_time))), total_time / timed, num_devices,
+        str(datetime.timedelta(seconds=int(total_time))),
+        total_time / timed,
+        num_devices,
     )
     logger.info(
         "Total inference pure compute time: %s (%.6f s / iter per device, on %d devices)",
-        str(datetime.timedelta(seconds=int(total_compute_time))), total_compute_time / timed, num_devices,
+        str(datetime.timedelta(seconds=int(total_compute_time))),
+        total_compute_time / timed,
+        num_devices,
     )
     results = evaluator.evaluate()
     # An evaluator returns None on non-main ranks; callers can always index the result.

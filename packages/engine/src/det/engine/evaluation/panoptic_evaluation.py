@@ -41,12 +41,14 @@ def rgb2id(color: np.ndarray) -> np.ndarray:
 class PQStat:
     """Per-category accumulators (summed IoU of matches, TP, FP, FN) and their PQ/SQ/RQ.
 
-        stat = PQStat(); stat += pq_compute_single_image(gt, gt_info, pred, pred_info)
-        stat.pq_average(categories, isthing=None)  # {"pq": ..., "sq": ..., "rq": ..., "n": ...}
+    stat = PQStat(); stat += pq_compute_single_image(gt, gt_info, pred, pred_info)
+    stat.pq_average(categories, isthing=None)  # {"pq": ..., "sq": ..., "rq": ..., "n": ...}
     """
 
     def __init__(self) -> None:
-        self.pq_per_cat: dict[Any, dict[str, float]] = defaultdict(lambda: {"iou": 0.0, "tp": 0, "fp": 0, "fn": 0})
+        self.pq_per_cat: dict[Any, dict[str, float]] = defaultdict(
+            lambda: {"iou": 0.0, "tp": 0, "fp": 0, "fn": 0}
+        )
 
     def __getitem__(self, i: Any) -> dict[str, float]:
         return self.pq_per_cat[i]
@@ -100,7 +102,9 @@ def pq_compute_single_image(
     pan_gt = np.asarray(pan_gt, dtype=np.int64)
     pan_pred = np.asarray(pan_pred, dtype=np.int64)
     if pan_gt.shape != pan_pred.shape:
-        raise ValueError(f"panoptic prediction shape {pan_pred.shape} differs from ground truth {pan_gt.shape}")
+        raise ValueError(
+            f"panoptic prediction shape {pan_pred.shape} differs from ground truth {pan_gt.shape}"
+        )
     stat = PQStat()
     gt_segms = {int(el["id"]): dict(el) for el in gt_segments}
     pred_segms = {int(el["id"]): dict(el) for el in pred_segments}
@@ -117,7 +121,9 @@ def pq_compute_single_image(
         if label == VOID:
             continue
         if label not in pred_segms:
-            raise KeyError(f"In the image, segment with ID {label} is presented in PNG and not presented in JSON.")
+            raise KeyError(
+                f"In the image, segment with ID {label} is presented in PNG and not presented in JSON."
+            )
         pred_segms[label]["area"] = int(count)
     # Segments listed but absent from the map have no pixels: they neither match nor count.
     gt_segms = {k: v for k, v in gt_segms.items() if v.get("area", 0) > 0}
@@ -215,7 +221,11 @@ class COCOPanopticEvaluator(DatasetEvaluator):
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
         for input, output in zip(inputs, outputs):
             panoptic_img, segments_info = output["panoptic_seg"]
-            panoptic_img = panoptic_img.cpu().numpy() if isinstance(panoptic_img, torch.Tensor) else np.asarray(panoptic_img)
+            panoptic_img = (
+                panoptic_img.cpu().numpy()
+                if isinstance(panoptic_img, torch.Tensor)
+                else np.asarray(panoptic_img)
+            )
             panoptic_img = panoptic_img.astype(np.int64)
             if segments_info is None:
                 # Ids are category_id * label_divisor + instance_id, -1 is void; shift so 0 is void.

@@ -98,7 +98,9 @@ class SemSegEvaluator(DatasetEvaluator):
             gt_filename = self.input_file_to_gt_file[input["file_name"]]
             gt = self.sem_seg_loading_fn(gt_filename, dtype=int)
             if gt.shape != pred.shape:
-                raise ValueError(f"prediction shape {pred.shape} differs from ground truth {gt.shape} ({gt_filename})")
+                raise ValueError(
+                    f"prediction shape {pred.shape} differs from ground truth {gt.shape} ({gt_filename})"
+                )
             gt[gt == self._ignore_label] = self._num_classes
             # Row = prediction, column = ground truth; the extra last row/column is "ignored".
             self._conf_matrix += np.bincount(
@@ -172,5 +174,7 @@ class SemSegEvaluator(DatasetEvaluator):
             mask = (sem_seg == label).astype(np.uint8)
             mask_rle = mask_util.encode(np.array(mask[:, :, None], order="F"))[0]
             mask_rle["counts"] = mask_rle["counts"].decode("utf-8")
-            json_list.append({"file_name": input_file_name, "category_id": dataset_id, "segmentation": mask_rle})
+            json_list.append(
+                {"file_name": input_file_name, "category_id": dataset_id, "segmentation": mask_rle}
+            )
         return json_list

@@ -16,7 +16,9 @@ logger = logging.getLogger(__name__)
 def print_csv_format(results: Mapping[str, Any]) -> str:
     """Log ``{task: {metric: value}}`` as copy-pastable CSV lines; returns the text."""
     if not isinstance(results, Mapping) or not len(results):
-        raise ValueError(f"print_csv_format needs a non-empty {{task: {{metric: value}}}} dict, got {results!r}")
+        raise ValueError(
+            f"print_csv_format needs a non-empty {{task: {{metric: value}}}} dict, got {results!r}"
+        )
     lines = []
     for task, res in results.items():
         if isinstance(res, Mapping):

@@ -10,11 +10,11 @@ from det.engine.data.datasets.coco import (
 from det.engine.data.datasets.coco_panoptic import load_coco_panoptic_json, register_coco_panoptic
 
 __all__ = [
-    "load_coco_panoptic_json",
-    "register_coco_panoptic",
     "convert_to_coco_dict",
     "convert_to_coco_json",
     "load_coco_json",
+    "load_coco_panoptic_json",
     "load_sem_seg",
     "register_coco_instances",
+    "register_coco_panoptic",
 ]

@@ -59,7 +59,11 @@ def load_coco_json(
         # Sorted by id: the contiguous id i is the i-th smallest dataset id.
         thing_classes = [c["name"] for c in sorted(cats, key=lambda x: x["id"])]
         meta.thing_classes = thing_classes
-        if cat_ids and not (min(cat_ids) == 1 and max(cat_ids) == len(cat_ids)) and "coco" not in dataset_name:
+        if (
+            cat_ids
+            and not (min(cat_ids) == 1 and max(cat_ids) == len(cat_ids))
+            and "coco" not in dataset_name
+        ):
             logger.warning(
                 "Category ids in annotations are not in [1, #categories]! We'll apply a mapping for you."
             )
@@ -74,7 +78,9 @@ def load_coco_json(
     if total_num_valid_anns < total_num_anns:
         logger.warning(
             "%s contains %d annotations, but only %d of them match to images in the file.",
-            json_file, total_num_anns, total_num_valid_anns,
+            json_file,
+            total_num_anns,
+            total_num_valid_anns,
         )
     ann_ids = [ann["id"] for anns_per_image in anns for ann in anns_per_image]
     if len(set(ann_ids)) != len(ann_ids):
@@ -94,7 +100,9 @@ def load_coco_json(
         objs = []
         for anno in anno_dict_list:
             if anno["image_id"] != image_id:
-                raise ValueError(f"annotation {anno.get('id')} is filed under image {image_id} but says {anno['image_id']}")
+                raise ValueError(
+                    f"annotation {anno.get('id')} is filed under image {image_id} but says {anno['image_id']}"
+                )
             if anno.get("ignore", 0) != 0:
                 raise ValueError('"ignore" in COCO json file is not supported.')
             obj = {key: anno[key] for key in ann_keys if key in anno}
@@ -150,7 +158,9 @@ def register_coco_instances(
         raise TypeError("register_coco_instances: json_file and image_root must be paths")
     json_file, image_root = os.fspath(json_file), os.fspath(image_root)
     DatasetCatalog.register(name, lambda: load_coco_json(json_file, image_root, name))
-    MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="coco", **metadata)
+    MetadataCatalog.get(name).set(
+        json_file=json_file, image_root=image_root, evaluator_type="coco", **metadata
+    )
 
 
 def load_sem_seg(gt_root: str, image_root: str, gt_ext: str = "png", image_ext: str = "jpg") -> list[dict]:
@@ -173,7 +183,11 @@ def load_sem_seg(gt_root: str, image_root: str, gt_ext: str = "png", image_ext: 
         raise ValueError(f"No annotations found in {gt_root}.")
     if len(input_files) != len(gt_files):
         logger.warning(
-            "Directory %s and %s has %d and %d files, respectively.", image_root, gt_root, len(input_files), len(gt_files)
+            "Directory %s and %s has %d and %d files, respectively.",
+            image_root,
+            gt_root,
+            len(input_files),
+            len(gt_files),
         )
         input_basenames = [file2id(image_root, f) for f in input_files]
         gt_basenames = [file2id(gt_root, f) for f in gt_files]
@@ -195,7 +209,9 @@ def convert_to_coco_dict(dataset_name: str) -> dict:
         reverse_id_mapper = lambda contiguous_id: reverse_id_mapping[contiguous_id]  # noqa: E731
     else:
         reverse_id_mapper = lambda contiguous_id: contiguous_id  # noqa: E731
-    categories = [{"id": reverse_id_mapper(id), "name": name} for id, name in enumerate(metadata.thing_classes)]
+    categories = [
+        {"id": reverse_id_mapper(id), "name": name} for id, name in enumerate(metadata.thing_classes)
+    ]
 
     coco_images, coco_annotations = [], []
     for image_id, image_dict in enumerate(dataset_dicts):

@@ -43,7 +43,12 @@ def load_coco_panoptic_json(json_file: str, image_dir: str, gt_dir: str, meta: d
         label_file = os.path.join(gt_dir, ann["file_name"])
         segments_info = [_convert_category_id(dict(x), meta) for x in ann["segments_info"]]
         ret.append(
-            {"file_name": image_file, "image_id": image_id, "pan_seg_file_name": label_file, "segments_info": segments_info}
+            {
+                "file_name": image_file,
+                "image_id": image_id,
+                "pan_seg_file_name": label_file,
+                "segments_info": segments_info,
+            }
         )
     if not ret:
         raise ValueError(f"No images found in {image_dir}!")
@@ -53,10 +58,17 @@ def load_coco_panoptic_json(json_file: str, image_dir: str, gt_dir: str, meta: d
 
 
 def register_coco_panoptic(
-    name: str, metadata: dict[str, Any], image_root: str, panoptic_root: str, panoptic_json: str, instances_json: str | None = None
+    name: str,
+    metadata: dict[str, Any],
+    image_root: str,
+    panoptic_root: str,
+    panoptic_json: str,
+    instances_json: str | None = None,
 ) -> None:
     """Register a COCO panoptic dataset (lazily loaded) with evaluator_type "coco_panoptic"."""
-    DatasetCatalog.register(name, lambda: load_coco_panoptic_json(panoptic_json, image_root, panoptic_root, metadata))
+    DatasetCatalog.register(
+        name, lambda: load_coco_panoptic_json(panoptic_json, image_root, panoptic_root, metadata)
+    )
     extra = {"json_file": instances_json} if instances_json is not None else {}
     MetadataCatalog.get(name).set(
         panoptic_root=panoptic_root,

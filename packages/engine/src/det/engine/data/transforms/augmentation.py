@@ -56,13 +56,17 @@ class AugInput:
         tfms = AugmentationList([RandomFlip()])(inp)  # inp.image, inp.sem_seg now flipped
     """
 
-    def __init__(self, image: np.ndarray, *, boxes: np.ndarray | None = None, sem_seg: np.ndarray | None = None) -> None:
+    def __init__(
+        self, image: np.ndarray, *, boxes: np.ndarray | None = None, sem_seg: np.ndarray | None = None
+    ) -> None:
         if not isinstance(image, np.ndarray):
             raise TypeError(f"AugInput: image must be a numpy array, got {type(image).__name__}")
         if image.ndim not in (2, 3):
             raise ValueError(f"AugInput: image must be (H,W) or (H,W,C), got shape {image.shape}")
         if sem_seg is not None and tuple(np.shape(sem_seg)[:2]) != tuple(image.shape[:2]):
-            raise ValueError(f"AugInput: sem_seg shape {np.shape(sem_seg)} does not match image shape {image.shape[:2]}")
+            raise ValueError(
+                f"AugInput: sem_seg shape {np.shape(sem_seg)} does not match image shape {image.shape[:2]}"
+            )
         self.image = image
         self.boxes = boxes
         self.sem_seg = sem_seg
@@ -112,7 +116,9 @@ def apply_augmentations(augmentations: list[Any], inputs: np.ndarray | AugInput)
     image_only = isinstance(inputs, np.ndarray)
     aug_input = AugInput(inputs) if image_only else inputs
     if not isinstance(aug_input, AugInput):
-        raise TypeError(f"apply_augmentations takes a numpy image or an AugInput, got {type(inputs).__name__}")
+        raise TypeError(
+            f"apply_augmentations takes a numpy image or an AugInput, got {type(inputs).__name__}"
+        )
     tfms = aug_input.apply_augmentations(augmentations)
     return (aug_input.image if image_only else aug_input), tfms
 

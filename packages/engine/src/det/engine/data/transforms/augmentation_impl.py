@@ -33,7 +33,9 @@ __all__ = [
 
 def _image_hw(image: Any, owner: str) -> tuple[int, int]:
     if not isinstance(image, np.ndarray) or image.ndim not in (2, 3):
-        raise TypeError(f"{owner} needs a numpy image (H,W) or (H,W,C), got {getattr(image, 'shape', type(image).__name__)}")
+        raise TypeError(
+            f"{owner} needs a numpy image (H,W) or (H,W,C), got {getattr(image, 'shape', type(image).__name__)}"
+        )
     return int(image.shape[0]), int(image.shape[1])
 
 
@@ -51,14 +53,16 @@ def _input_args_of(aug: Any) -> tuple[str, ...]:
 class RandomApply(Augmentation):
     """Apply ``tfm_or_aug`` with probability ``prob``, else do nothing.
 
-        RandomApply(RandomBrightness(0.8, 1.2), prob=0.3)
+    RandomApply(RandomBrightness(0.8, 1.2), prob=0.3)
     """
 
     def __init__(self, tfm_or_aug: Any, prob: float = 0.5) -> None:
         if not 0.0 <= prob <= 1.0:
             raise ValueError(f"RandomApply: probability must be between 0.0 and 1.0 (given: {prob})")
         if not (isinstance(tfm_or_aug, Augmentation) or hasattr(tfm_or_aug, "apply_image")):
-            raise TypeError(f"RandomApply wraps an Augmentation or Transform, got {type(tfm_or_aug).__name__}")
+            raise TypeError(
+                f"RandomApply wraps an Augmentation or Transform, got {type(tfm_or_aug).__name__}"
+            )
         self.aug = tfm_or_aug
         self.prob = prob
         self.input_args = _input_args_of(tfm_or_aug)
@@ -78,8 +82,8 @@ class RandomApply(Augmentation):
 class RandomFlip(Augmentation):
     """Flip horizontally (default) or vertically with probability ``prob``.
 
-        RandomFlip(prob=0.5)                                  # horizontal
-        RandomFlip(prob=1.0, horizontal=False, vertical=True)
+    RandomFlip(prob=0.5)                                  # horizontal
+    RandomFlip(prob=1.0, horizontal=False, vertical=True)
     """
 
     def __init__(self, prob: float = 0.5, *, horizontal: bool = True, vertical: bool = False) -> None:
@@ -109,7 +113,7 @@ class RandomFlip(Augmentation):
 class Resize(Augmentation):
     """Resize to a fixed ``shape`` (h, w), or a square when given an int.
 
-        Resize((480, 640))
+    Resize((480, 640))
     """
 
     def __init__(self, shape: int | tuple[int, int], interp: int = Image.BILINEAR) -> None:
@@ -152,7 +156,9 @@ class RandomCrop(Augmentation):
         if crop_type.startswith("relative") and not all(0 < c <= 1 for c in crop_size):
             raise ValueError(f"RandomCrop({crop_type!r}): crop_size must be in (0, 1], got {crop_size}")
         if crop_type == "absolute_range" and crop_size[0] > crop_size[1]:
-            raise ValueError(f"RandomCrop('absolute_range'): needs crop_size (min, max) with min <= max, got {crop_size}")
+            raise ValueError(
+                f"RandomCrop('absolute_range'): needs crop_size (min, max) with min <= max, got {crop_size}"
+            )
         self.crop_type = crop_type
         self.crop_size = crop_size
 
@@ -214,7 +220,7 @@ class RandomContrast(Augmentation):
 class RandomBrightness(Augmentation):
     """Scale intensities by a factor uniform in [intensity_min, intensity_max].
 
-        RandomBrightness(0.8, 1.2)
+    RandomBrightness(0.8, 1.2)
     """
 
     def __init__(self, intensity_min: float, intensity_max: float) -> None:
@@ -270,11 +276,13 @@ class RandomLighting(Augmentation):
 
     def get_transform(self, image: np.ndarray) -> Any:
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[-1] != 3:
-            raise ValueError(f"RandomLighting only works on RGB images (H,W,3), got shape {getattr(image, 'shape', None)}")
+            raise ValueError(
+                f"RandomLighting only works on RGB images (H,W,3), got shape {getattr(image, 'shape', None)}"
+            )
         weights = np.random.normal(scale=self.scale, size=3)
-        return BlendTransform(src_image=self.eigen_vecs.dot(weights * self.eigen_vals), src_weight=1.0, dst_weight=1.0)
+        return BlendTransform(
+            src_image=self.eigen_vecs.dot(weights * self.eigen_vals), src_weight=1.0, dst_weight=1.0
+        )
 
     def __repr__(self) -> str:
         return f"RandomLighting(scale={self.scale})"
-
-

@@ -179,7 +179,7 @@ class HFlipTransform(Transform):
 class VFlipTransform(Transform):
     """Mirror top-bottom in an image of height ``height``: y -> height - y.
 
-        VFlipTransform(50).apply_coords(np.array([[10.0, 7.0]]))  # [[10., 43.]]
+    VFlipTransform(50).apply_coords(np.array([[10.0, 7.0]]))  # [[10., 43.]]
     """
 
     def __init__(self, height: int) -> None:
@@ -286,7 +286,9 @@ class CropTransform(Transform):
         t.apply_coords(np.array([[15.0, 25.0]]))  # [[5., 5.]]
     """
 
-    def __init__(self, x0: int, y0: int, w: int, h: int, orig_w: int | None = None, orig_h: int | None = None) -> None:
+    def __init__(
+        self, x0: int, y0: int, w: int, h: int, orig_w: int | None = None, orig_h: int | None = None
+    ) -> None:
         for name, v in (("x0", x0), ("y0", y0), ("w", w), ("h", h)):
             if int(v) != v or v < 0:
                 raise ValueError(f"CropTransform: {name} must be a non-negative integer, got {v!r}")
@@ -323,7 +325,9 @@ class CropTransform(Transform):
 
     def inverse(self) -> PadTransform:
         if self.orig_w is None or self.orig_h is None:
-            raise NotImplementedError("CropTransform.inverse() needs orig_w and orig_h (the size before cropping)")
+            raise NotImplementedError(
+                "CropTransform.inverse() needs orig_w and orig_h (the size before cropping)"
+            )
         pad_x1 = self.orig_w - self.x0 - self.w
         pad_y1 = self.orig_h - self.y0 - self.h
         return PadTransform(self.x0, self.y0, pad_x1, pad_y1, orig_w=self.w, orig_h=self.h)
@@ -335,12 +339,19 @@ class CropTransform(Transform):
 class PadTransform(Transform):
     """Pad ``x0``/``y0`` pixels before and ``x1``/``y1`` after; coordinates shift by (x0, y0).
 
-        PadTransform(2, 3, 0, 0).apply_coords(np.array([[1.0, 1.0]]))  # [[3., 4.]]
+    PadTransform(2, 3, 0, 0).apply_coords(np.array([[1.0, 1.0]]))  # [[3., 4.]]
     """
 
     def __init__(
-        self, x0: int, y0: int, x1: int, y1: int, orig_w: int | None = None, orig_h: int | None = None,
-        pad_value: float = 0, seg_pad_value: int = 0,
+        self,
+        x0: int,
+        y0: int,
+        x1: int,
+        y1: int,
+        orig_w: int | None = None,
+        orig_h: int | None = None,
+        pad_value: float = 0,
+        seg_pad_value: int = 0,
     ) -> None:
         self.x0, self.y0, self.x1, self.y1 = int(x0), int(y0), int(x1), int(y1)
         self.orig_w, self.orig_h = orig_w, orig_h
@@ -371,7 +382,9 @@ class PadTransform(Transform):
 
     def inverse(self) -> CropTransform:
         if self.orig_w is None or self.orig_h is None:
-            raise NotImplementedError("PadTransform.inverse() needs orig_w and orig_h (the size before padding)")
+            raise NotImplementedError(
+                "PadTransform.inverse() needs orig_w and orig_h (the size before padding)"
+            )
         neww = self.orig_w + self.x0 + self.x1
         newh = self.orig_h + self.y0 + self.y1
         return CropTransform(self.x0, self.y0, self.orig_w, self.orig_h, orig_w=neww, orig_h=newh)
