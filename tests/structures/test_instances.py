@@ -79,6 +79,7 @@ def test_int_indexing_keeps_a_length_one_instances():
     assert one.names == ["obj2"]
     assert inst[-1].names == ["obj3"]
     assert inst[np.int64(1)].names == ["obj1"]
+    assert inst[torch.tensor(3)].names == ["obj3"]
     with pytest.raises(IndexError, match="out of range"):
         inst[4]
     with pytest.raises(IndexError, match="out of range"):

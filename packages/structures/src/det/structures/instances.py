@@ -114,6 +114,8 @@ class Instances:
 
     def __getitem__(self, item: int | slice | torch.Tensor | Sequence[int]) -> Instances:
         """Index every field: an int keeps a length-1 Instances; slices, bool or long tensors select."""
+        if isinstance(item, torch.Tensor) and item.dim() == 0 and item.dtype != torch.bool:
+            item = int(item)  # a 0-dim index tensor behaves like the int it holds
         if _is_plain_int(item):
             n = len(self)
             if item >= n or item < -n:
