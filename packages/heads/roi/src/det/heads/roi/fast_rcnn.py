@@ -6,6 +6,7 @@ background), B the box dimension (4, or 5 for rotated boxes).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -214,7 +215,7 @@ class FastRCNNOutputLayers(nn.Module):
             raise ValueError(
                 f"FastRCNNOutputLayers: input_shape must be a ShapeSpec with channels (or an int), got {input_shape!r}"
             )
-        if not isinstance(num_classes, int) or num_classes <= 0:
+        if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or num_classes <= 0:
             raise ValueError(f"FastRCNNOutputLayers: num_classes must be a positive int, got {num_classes!r}")
         if box_reg_loss_type not in _BOX_REG_LOSS_TYPES:
             raise ValueError(

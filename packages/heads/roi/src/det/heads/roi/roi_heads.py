@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import numbers
 
 import numpy as np
 import torch
@@ -148,7 +149,7 @@ class ROIHeads(nn.Module):
             proposal_append_gt: add the ground-truth boxes to the proposals before sampling.
         """
         super().__init__()
-        if not isinstance(num_classes, int) or num_classes <= 0:
+        if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or num_classes <= 0:
             raise ValueError(f"ROIHeads: num_classes must be a positive int, got {num_classes!r}")
         if not 0.0 <= positive_fraction <= 1.0:
             raise ValueError(f"ROIHeads: positive_fraction must be in [0, 1], got {positive_fraction!r}")
