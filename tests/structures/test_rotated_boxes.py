@@ -152,6 +152,8 @@ def iou(a, b):
 def test_identical_boxes():
     for box in ([0, 0, 2, 2, 0], [3, -4, 10, 1, 33.3], [1e4, 1e4, 1e3, 2e3, -170]):
         assert iou(box, box) == pytest.approx(1.0, abs=1e-12)
+    # Shifted by far less than the tolerances: still at most 1.
+    assert 1 - 1e-9 < iou([0, 0, 1, 1, 0], [0, 1e-12, 1, 1, 0]) <= 1.0
 
 
 def test_nested_boxes():

@@ -306,7 +306,8 @@ def _iou_pairs(ba: torch.Tensor, bb: torch.Tensor) -> torch.Tensor:
         positive, inter / torch.where(positive, union, torch.ones_like(union)), torch.zeros_like(inter)
     )
     degenerate = (area1 < 1e-14) | (area2 < 1e-14)
-    return torch.where(degenerate, torch.zeros_like(iou), iou)
+    # The tolerances can admit a point a rounding error outside: keep the IoU within [0, 1].
+    return torch.where(degenerate, torch.zeros_like(iou), iou.clamp(0.0, 1.0))
 
 
 def pairwise_iou(boxes1: RotatedBoxes, boxes2: RotatedBoxes) -> torch.Tensor:
