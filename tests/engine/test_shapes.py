@@ -142,3 +142,19 @@ def test_config_validation():
         ShapesConfig(min_shapes=3, max_shapes=2)
     with pytest.raises(ValueError, match="max_occlusion"):
         ShapesConfig(max_occlusion=1.0)
+
+
+def test_color_by_class_uses_one_hue_band_per_class(tmp_path):
+    import colorsys
+
+    cfg = ShapesConfig(num_train=6, num_val=1, seed=2, color_by_class=True)
+    json_file, image_root = prepare_shapes(cfg, tmp_path)["train"]
+    coco = json.loads(json_file.read_text())
+    images = {i["id"]: i for i in coco["images"]}
+    for a in coco["annotations"]:
+        info = images[a["image_id"]]
+        image = np.asarray(Image.open(image_root / info["file_name"]))
+        r, g, b = image[_decode(a["segmentation"], info["height"], info["width"])][0] / 255.0
+        hue = colorsys.rgb_to_hsv(r, g, b)[0]
+        centre = (a["category_id"] - 1) / 3
+        assert min(abs(hue - centre), 1 - abs(hue - centre)) <= 0.08, (a["category_id"], hue)

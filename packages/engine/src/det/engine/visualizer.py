@@ -204,7 +204,7 @@ class VisImage:
         canvas = Image.fromarray(img, mode="RGB")
         size = (max(int(self.width * self.scale + 0.5), 1), max(int(self.height * self.scale + 0.5), 1))
         if canvas.size != size:
-            canvas = canvas.resize(size, Image.BILINEAR)
+            canvas = canvas.resize(size, Image.Resampling.BILINEAR)
         self.canvas = canvas
 
     def save(self, filepath: str | os.PathLike) -> None:
@@ -628,7 +628,7 @@ class Visualizer:
         canvas = self.output.canvas
         if canvas.size != (mask.shape[1], mask.shape[0]):
             mask = (
-                np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(canvas.size, Image.NEAREST))
+                np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(canvas.size, Image.Resampling.NEAREST))
                 > 127
             )
         arr = np.asarray(canvas).astype(np.float32)

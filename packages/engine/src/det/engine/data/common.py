@@ -46,7 +46,7 @@ class DatasetFromList(data.Dataset):
         if self._serialize:
             start = 0 if idx == 0 else int(self._addr[idx - 1])
             end = int(self._addr[idx])
-            return pickle.loads(memoryview(self._lst[start:end]))  # type: ignore[call-overload]
+            return pickle.loads(memoryview(self._lst[start:end]))  # type: ignore[arg-type]
         if self._copy:
             return copy.deepcopy(self._lst[idx])
         return self._lst[idx]

@@ -288,7 +288,7 @@ def annotations_to_instances(
         segms = [obj["segmentation"] for obj in annos]
         if mask_format == "polygon":
             try:
-                masks = PolygonMasks(segms)
+                masks: Any = PolygonMasks(segms)
             except (ValueError, TypeError, AssertionError) as e:
                 raise ValueError(
                     "Failed to use mask_format=='polygon' from the given annotations! "

@@ -61,6 +61,7 @@ class SemSegEvaluator(DatasetEvaluator):
             for dataset_record in DatasetCatalog.get(dataset_name)
         }
         meta = MetadataCatalog.get(dataset_name)
+        self._contiguous_id_to_dataset_id: dict[int, int] | None
         try:
             c2d = meta.stuff_dataset_id_to_contiguous_id
             self._contiguous_id_to_dataset_id = {v: k for k, v in c2d.items()}

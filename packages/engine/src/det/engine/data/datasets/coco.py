@@ -213,7 +213,8 @@ def convert_to_coco_dict(dataset_name: str) -> dict:
         {"id": reverse_id_mapper(id), "name": name} for id, name in enumerate(metadata.thing_classes)
     ]
 
-    coco_images, coco_annotations = [], []
+    coco_images: list[dict] = []
+    coco_annotations: list[dict] = []
     for image_id, image_dict in enumerate(dataset_dicts):
         coco_image = {
             "id": image_dict.get("image_id", image_id),

@@ -35,7 +35,7 @@ def load_coco_panoptic_json(json_file: str, image_dir: str, gt_dir: str, meta: d
     contiguous (things and stuff numbered separately, as detectron2) with an ``isthing`` flag."""
     with open(json_file) as f:
         json_info = json.load(f)
-    ret = []
+    ret: list[dict[str, Any]] = []
     for ann in json_info["annotations"]:
         image_id = int(ann["image_id"])
         # The json names the PNG; images follow COCO's naming, same stem as .jpg.

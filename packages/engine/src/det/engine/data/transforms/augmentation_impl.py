@@ -116,7 +116,7 @@ class Resize(Augmentation):
     Resize((480, 640))
     """
 
-    def __init__(self, shape: int | tuple[int, int], interp: int = Image.BILINEAR) -> None:
+    def __init__(self, shape: int | tuple[int, int], interp: int = Image.Resampling.BILINEAR) -> None:
         if isinstance(shape, int):
             shape = (shape, shape)
         shape = tuple(shape)
