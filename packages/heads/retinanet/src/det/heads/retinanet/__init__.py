@@ -22,10 +22,10 @@ _LAZY = {
     "CycleBatchNormList": "det.heads.retinanet.cycle_batch_norm",
 }
 
-if TYPE_CHECKING:
-    from det.heads.retinanet.cycle_batch_norm import CycleBatchNormList
-    from det.heads.retinanet.dense_detector import DenseDetector, permute_to_N_HWA_K
-    from det.heads.retinanet.retinanet import RetinaNet, RetinaNetHead
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
+    from det.heads.retinanet.cycle_batch_norm import CycleBatchNormList  # noqa: F401
+    from det.heads.retinanet.dense_detector import DenseDetector, permute_to_N_HWA_K  # noqa: F401
+    from det.heads.retinanet.retinanet import RetinaNet, RetinaNetHead  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

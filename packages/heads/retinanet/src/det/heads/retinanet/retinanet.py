@@ -89,7 +89,7 @@ class RetinaNetHead(nn.Module):
             logger.info(f"Using domain-specific {norm} in RetinaNetHead with len={self._num_features}.")
             bn_class = nn.BatchNorm2d if norm == "BN" else nn.SyncBatchNorm
 
-            def norm(c):  # noqa: F811 - a factory that get_norm accepts in place of the name
+            def norm(c):  # a factory get_norm accepts in place of the name
                 return CycleBatchNormList(length=self._num_features, bn_class=bn_class, num_features=c)
 
         elif norm:

@@ -23,13 +23,13 @@ _LAZY = {
     "combine_panoptic_outputs": "det.heads.semseg.panoptic_fpn",
 }
 
-if TYPE_CHECKING:
-    from det.heads.semseg.panoptic_fpn import (
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
+    from det.heads.semseg.panoptic_fpn import (  # noqa: F401
         PanopticFPN,
         combine_panoptic_outputs,
         combine_semantic_and_instance_outputs,
     )
-    from det.heads.semseg.semantic_seg import SemanticSegmentor, SemSegFPNHead
+    from det.heads.semseg.semantic_seg import SemanticSegmentor, SemSegFPNHead  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -167,11 +167,9 @@ class SemSegFPNHead(nn.Module):
 
     def layers(self, features: dict[str, Tensor]) -> Tensor:
         """Logits at ``common_stride``: the sum of every level's tower, then ``predictor``."""
-        for i, f in enumerate(self.in_features):
-            if i == 0:
-                x = self.scale_heads[i](features[f])
-            else:
-                x = x + self.scale_heads[i](features[f])
+        x = self.scale_heads[0](features[self.in_features[0]])
+        for head, f in zip(self.scale_heads[1:], self.in_features[1:]):
+            x = x + head(features[f])
         return self.predictor(x)
 
     def losses(self, predictions: Tensor, targets: Tensor) -> dict[str, Tensor]:
