@@ -104,7 +104,7 @@ def test_partial_execution_as_in_detectron2_docs(pth_model, case):
     assert mask_features.shape == (200, 16, 14, 14)
     # before postprocessing masks are per-box probabilities of the predicted class
     assert instances[0].pred_masks.shape == (100, 1, 28, 28)
-    assert 0 <= instances[0].pred_masks.min() and instances[0].pred_masks.max() <= 1
+    assert instances[0].pred_masks.min() >= 0 and instances[0].pred_masks.max() <= 1
 
 
 def test_backbone_features_of_the_first_image_equal_detectron2s(pth_model, case):

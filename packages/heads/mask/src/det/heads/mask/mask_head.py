@@ -15,8 +15,7 @@ from torch.nn import functional as F
 
 from det.core.config import configurable
 from det.core.events import get_event_storage
-from det.core.layers import Conv2d, ConvTranspose2d, ShapeSpec, cat, get_norm
-from det.core.layers import weight_init
+from det.core.layers import Conv2d, ConvTranspose2d, ShapeSpec, cat, get_norm, weight_init
 from det.heads.roi.roi_heads import build_mask_head
 from det.structures import Instances
 
@@ -265,7 +264,7 @@ class MaskRCNNConvUpsampleHead(BaseMaskRCNNHead, nn.Sequential):
 
         self.predictor = Conv2d(cur_channels, num_classes, kernel_size=1, stride=1, padding=0)
 
-        for layer in self.conv_norm_relus + [self.deconv]:
+        for layer in [*self.conv_norm_relus, self.deconv]:
             weight_init.c2_msra_fill(layer)
         # small initial logits: every mask starts near probability 0.5
         nn.init.normal_(self.predictor.weight, std=0.001)
