@@ -158,3 +158,10 @@ def test_color_by_class_uses_one_hue_band_per_class(tmp_path):
         hue = colorsys.rgb_to_hsv(r, g, b)[0]
         centre = (a["category_id"] - 1) / 3
         assert min(abs(hue - centre), 1 - abs(hue - centre)) <= 0.08, (a["category_id"], hue)
+
+
+def test_default_root_without_det_cache_creates_nothing(monkeypatch, tmp_path):
+    monkeypatch.delenv("DET_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_shapes_root() == tmp_path / "xdg" / "det" / "shapes"
+    assert not (tmp_path / "xdg").exists()

@@ -123,12 +123,12 @@ def default_shapes_root() -> Path:
     if env:
         return Path(env) / "shapes"
     home_cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "det" / "shapes"
-    try:
-        home_cache.mkdir(parents=True, exist_ok=True)
-        if os.access(home_cache, os.W_OK):
-            return home_cache
-    except OSError:
-        pass
+    # Decide without creating anything: registration at import time must not touch the disk.
+    existing = home_cache
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if os.access(existing, os.W_OK):
+        return home_cache
     return Path(tempfile.gettempdir()) / "det-cache" / "shapes"
 
 
