@@ -210,6 +210,8 @@ def test_forward_errors_are_clear():
     no_classes = Instances((32, 32), gt_boxes=Boxes(torch.zeros(0, 4)))
     with EventStorage(0), pytest.raises(ValueError, match="gt_classes"):
         model([{"image": image, "instances": no_classes}])
+    with EventStorage(0), pytest.raises(ValueError, match=r"gt_classes must be in \[0, 5\).*\[1, 5\]"):
+        model([{"image": image, "instances": _gt([[0, 0, 8, 8], [0, 0, 4, 4]], [1, 5], size=(32, 32))}])
     with pytest.raises(ValueError, match=r"\(3, H, W\)"):
         model.eval()([{"image": torch.zeros(32, 32)}])
 

@@ -128,6 +128,10 @@ def test_head_errors():
         head(_features())
     with pytest.raises(ValueError, match=r"missing \['p5'\]"):
         head({k: v for k, v in _features().items() if k != "p5"}, None)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 5\) or ignore_value 255; got values in \[0, 7\]"):
+        bad = torch.zeros(1, 32, 64, dtype=torch.long)
+        bad[0, 0, :2] = torch.tensor([7, 255])
+        head(_features(), bad)
     with pytest.raises(ValueError, match="do not match the predictions"):
         head(_features(), torch.zeros(1, 30, 64, dtype=torch.long))
 

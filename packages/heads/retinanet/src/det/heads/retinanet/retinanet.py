@@ -292,6 +292,12 @@ class RetinaNet(DenseDetector):
                     f"batched_inputs[{i}]['instances'] needs gt_boxes and gt_classes for RetinaNet "
                     f"training; it has {sorted(gt.get_fields())}"
                 )
+            classes = gt.gt_classes
+            if len(classes) and (int(classes.min()) < 0 or int(classes.max()) >= self.num_classes):
+                raise ValueError(
+                    f"batched_inputs[{i}]['instances'].gt_classes must be in [0, {self.num_classes}) "
+                    f"(MODEL.RETINANET.NUM_CLASSES), got values {sorted(set(classes.tolist()))}"
+                )
         pred_logits, pred_anchor_deltas = self._transpose_dense_predictions(predictions, [self.num_classes, 4])
         anchors = self.anchor_generator(features)
         gt_labels, gt_boxes = self.label_anchors(anchors, gt_instances)

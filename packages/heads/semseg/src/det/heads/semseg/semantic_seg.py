@@ -181,6 +181,13 @@ class SemSegFPNHead(nn.Module):
                 f"SemSegFPNHead: targets of shape {tuple(targets.shape)} do not match the predictions "
                 f"(N, H, W) = {(predictions.shape[0], *predictions.shape[-2:])}; pad them like the images"
             )
+        num_classes = predictions.shape[1]
+        labels = targets[targets != self.ignore_value]
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            raise ValueError(
+                f"SemSegFPNHead: sem_seg labels must be in [0, {num_classes}) or ignore_value "
+                f"{self.ignore_value}; got values in [{int(labels.min())}, {int(labels.max())}]"
+            )
         loss = F.cross_entropy(predictions, targets, reduction="mean", ignore_index=self.ignore_value)
         return {"loss_sem_seg": loss * self.loss_weight}
 
