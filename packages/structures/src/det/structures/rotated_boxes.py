@@ -160,35 +160,59 @@ def _cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
 
 
-def _points_in_rect(points: torch.Tensor, rect: torch.Tensor, eps: float) -> torch.Tensor:
-    """(P, K) bool: which of the K points (P, K, 2) lie in the rectangle (P, 4, 2), with tolerance.
+def _box_frame(boxes: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Centre (P, 2), unit width / height axes (P, 2), half sizes (P,), corners and edges (P, 4, 2).
 
-    A point is inside iff its projections on two adjacent edges fall within those edges. The
-    tolerance is relative to each edge's length, so it means the same for a box 1e-4 thin.
+    Edges come from the axes, not from differences of corners: for a box 1e-6 thin next to
+    coordinates of order 1, a difference of corners would get the short edge's direction wrong
+    by 1e-10 rad, which, projected over the long side, is a 1e-4 error across the short one.
     """
-    a = rect[:, None, 0]
-    ab = rect[:, None, 1] - a
-    ad = rect[:, None, 3] - a
-    ap = points - a
-    tiny = torch.finfo(points.dtype).tiny
-    u = (ap * ab).sum(-1) / (ab * ab).sum(-1).clamp(min=tiny)
-    v = (ap * ad).sum(-1) / (ad * ad).sum(-1).clamp(min=tiny)
-    return (u >= -eps) & (u <= 1 + eps) & (v >= -eps) & (v <= 1 + eps)
+    theta = boxes[:, 4] * (math.pi / 180.0)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    center = boxes[:, :2]
+    axis_w = torch.stack([cos, -sin], dim=-1)
+    axis_h = torch.stack([sin, cos], dim=-1)
+    half_w = boxes[:, 2].abs() / 2
+    half_h = boxes[:, 3].abs() / 2
+    corners = rotated_box_vertices(boxes)  # p0 = c + w/2 axis_w + h/2 axis_h, then p1, p2, p3
+    along_w = axis_w * (2 * half_w)[:, None]
+    along_h = axis_h * (2 * half_h)[:, None]
+    edges = torch.stack([-along_h, -along_w, along_h, along_w], dim=1)  # p_i -> p_{i+1}
+    return center, axis_w, axis_h, half_w, half_h, corners, edges
 
 
-def _intersection_area_normalized(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
-    """(P,) intersection areas of P pairs of float64 rectangles given as corners (P, 4, 2).
+def _points_in_box(
+    points: torch.Tensor,
+    center: torch.Tensor,
+    axis_w: torch.Tensor,
+    axis_h: torch.Tensor,
+    half_w: torch.Tensor,
+    half_h: torch.Tensor,
+    rel_tol: float,
+    abs_tol: float,
+) -> torch.Tensor:
+    """(P, K) bool: which of the K points (P, K, 2) lie in each box, within the tolerances."""
+    d = points - center[:, None, :]
+    u = (d * axis_w[:, None, :]).sum(-1).abs()
+    v = (d * axis_h[:, None, :]).sum(-1).abs()
+    return (u <= half_w[:, None] * (1 + rel_tol) + abs_tol) & (v <= half_h[:, None] * (1 + rel_tol) + abs_tol)
+
+
+def _intersection_area_normalized(b1: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
+    """(P,) intersection areas of P pairs of float64 (P, 5) rotated boxes.
 
     The intersection of two rectangles is convex, and every candidate point — an edge/edge
     crossing or a corner of one rectangle inside the other — lies on its boundary. So sorting
     the valid candidates by angle around their mean (an interior point) walks the boundary,
     and the shoelace formula gives the area; duplicates and points along an edge add nothing.
-    Coordinates are expected to be O(1) (the caller normalises), so the tolerances are absolute.
+    Coordinates are expected to be O(1) (the caller normalises). A point counts as on a box
+    within 1e-10 of the box's size plus 1e-14 (a few rounding errors of O(1) coordinates), so
+    rounding cannot drop the corners of a box 1e-7 thin, and real offsets are never ignored.
     """
-    eps = 1e-9
-    num = r1.shape[0]
-    e1 = torch.roll(r1, -1, dims=1) - r1  # (P, 4, 2) edges of r1
-    e2 = torch.roll(r2, -1, dims=1) - r2
+    rel_tol, abs_tol = 1e-10, 1e-14
+    num = b1.shape[0]
+    c1, w1, h1, hw1, hh1, r1, e1 = _box_frame(b1)
+    c2, w2, h2, hw2, hh2, r2, e2 = _box_frame(b2)
 
     # Every edge i of r1 against every edge j of r2: solve r1_i + t1 e1_i = r2_j + t2 e2_j.
     p1 = r1[:, :, None, :]
@@ -203,12 +227,15 @@ def _intersection_area_normalized(r1: torch.Tensor, r2: torch.Tensor) -> torch.T
     v12 = p2 - p1
     t1 = _cross(d2, v12) / safe_det
     t2 = _cross(d1, v12) / safe_det
-    cross_ok = (~parallel) & (t1 >= -eps) & (t1 <= 1 + eps) & (t2 >= -eps) & (t2 <= 1 + eps)
+    tiny = torch.finfo(det.dtype).tiny
+    tol1 = rel_tol + abs_tol / torch.linalg.vector_norm(d1, dim=-1).clamp(min=tiny)
+    tol2 = rel_tol + abs_tol / torch.linalg.vector_norm(d2, dim=-1).clamp(min=tiny)
+    cross_ok = (~parallel) & (t1 >= -tol1) & (t1 <= 1 + tol1) & (t2 >= -tol2) & (t2 <= 1 + tol2)
     cross_pts = (p1 + d1 * t1[..., None]).reshape(num, 16, 2)
     cross_ok = cross_ok.reshape(num, 16)
 
-    in2 = _points_in_rect(r1, r2, eps)  # corners of r1 inside r2
-    in1 = _points_in_rect(r2, r1, eps)
+    in2 = _points_in_box(r1, c2, w2, h2, hw2, hh2, rel_tol, abs_tol)  # corners of r1 inside r2
+    in1 = _points_in_box(r2, c1, w1, h1, hw1, hh1, rel_tol, abs_tol)
 
     pts = torch.cat([cross_pts, r1, r2], dim=1)  # (P, 24, 2)
     valid = torch.cat([cross_ok, in2, in1], dim=1)  # (P, 24)
@@ -299,7 +326,7 @@ def _iou_pairs(ba: torch.Tensor, bb: torch.Tensor) -> torch.Tensor:
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))[:, None]
     na = torch.cat([(ba[:, :2] - shift) / scale, ba[:, 2:4] / scale, ba[:, 4:]], dim=1)
     nb = torch.cat([(bb[:, :2] - shift) / scale, bb[:, 2:4] / scale, bb[:, 4:]], dim=1)
-    inter = _intersection_area_normalized(rotated_box_vertices(na), rotated_box_vertices(nb))
+    inter = _intersection_area_normalized(na, nb)
     union = na[:, 2] * na[:, 3] + nb[:, 2] * nb[:, 3] - inter
     positive = union > 0
     iou = torch.where(
