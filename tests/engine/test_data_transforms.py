@@ -188,3 +188,36 @@ def test_build_augmentation_from_cfg():
     assert [type(a).__name__ for a in utils.build_augmentation(cfg, True)] == ["ResizeShortestEdge"]
     test = utils.build_augmentation(cfg, False)
     assert test[0].short_edge_length == (800, 800) and test[0].max_size == 1333
+
+
+def test_rotation_by_90_moves_pixels_and_coords_together():
+    t = T.RotationTransform(20, 40, 90)
+    assert (t.bound_h, t.bound_w) == (40, 20)
+    np.testing.assert_allclose(
+        t.apply_coords(np.array([[40.0, 10.0], [0.0, 0.0]])), [[10, 0], [0, 40]], atol=1e-9
+    )
+    img = np.zeros((20, 40), dtype=np.uint8)
+    img[:, 30:] = 255  # the right quarter ...
+    out = t.apply_image(img)
+    assert out.shape == (40, 20) and out[:10].min() == 255 and out[10:].max() == 0  # ... becomes the top
+    seg = np.zeros((20, 40, 3), dtype=np.uint8)
+    seg[:, 30:] = 7
+    assert set(np.unique(t.apply_segmentation(seg[..., 0]))) == {0, 7}  # nearest: no blended labels
+    back = t.inverse().apply_coords(t.apply_coords(np.array([[5.0, 6.0]])))
+    np.testing.assert_allclose(back, [[5, 6]], atol=1e-6)
+    assert isinstance(T.RandomRotation([0, 0]).get_transform(img), T.NoOpTransform)
+    rot = T.RandomRotation([30, 30], expand=False).get_transform(img)
+    assert isinstance(rot, T.RotationTransform) and rot.apply_image(img).shape == (20, 40)
+
+
+def test_resize_scale_and_fixed_size_crop():
+    np.random.seed(0)
+    img = np.zeros((100, 200, 3), dtype=np.uint8)
+    t = T.ResizeScale(0.5, 0.5, 80, 80).get_transform(img)
+    assert (t.new_h, t.new_w) == (20, 40)  # fits 40x40: limited by the width
+    crop_pad = T.FixedSizeCrop((64, 300), pad_value=9).get_transform(img)
+    out = crop_pad.apply_image(img)
+    assert out.shape == (64, 300, 3)
+    assert out[:, :200].max() == 0 and (out[:, 200:] == 9).all()  # padded on the right
+    seg = crop_pad.apply_segmentation(np.zeros((100, 200), dtype=np.uint8))
+    assert seg.shape == (64, 300) and (seg[:, 200:] == 255).all()

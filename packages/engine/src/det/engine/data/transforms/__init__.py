@@ -16,6 +16,9 @@ from det.engine.data.transforms.augmentation import (
     apply_transform_gens,
 )
 from det.engine.data.transforms.augmentation_impl import (
+    FixedSizeCrop,
+    RandomRotation,
+    ResizeScale,
     RandomApply,
     RandomBrightness,
     RandomContrast,
@@ -33,12 +36,17 @@ from det.engine.data.transforms.transform import (
     NoOpTransform,
     PadTransform,
     ResizeTransform,
+    RotationTransform,
     Transform,
     TransformList,
     VFlipTransform,
 )
 
 __all__ = [
+    "FixedSizeCrop",
+    "RandomRotation",
+    "ResizeScale",
+    "RotationTransform",
     "AugInput",
     "Augmentation",
     "AugmentationList",

@@ -14,11 +14,17 @@ from det.engine.data.transforms.transform import (
     CropTransform,
     HFlipTransform,
     NoOpTransform,
+    PadTransform,
     ResizeTransform,
+    RotationTransform,
+    TransformList,
     VFlipTransform,
 )
 
 __all__ = [
+    "FixedSizeCrop",
+    "RandomRotation",
+    "ResizeScale",
     "RandomApply",
     "RandomBrightness",
     "RandomContrast",
@@ -286,3 +292,140 @@ class RandomLighting(Augmentation):
 
     def __repr__(self) -> str:
         return f"RandomLighting(scale={self.scale})"
+
+
+class RandomRotation(Augmentation):
+    """Rotate by a random angle (degrees, counter-clockwise): uniform in ``angle=(min, max)``
+    with sample_style "range", one of ``angle`` with "choice". ``center`` is relative
+    ((x, y) in [0, 1]): a range ``[[xmin, ymin], [xmax, ymax]]`` or a list of choices.
+
+        RandomRotation([-15, 15])
+    """
+
+    def __init__(
+        self,
+        angle: Any,
+        expand: bool = True,
+        center: Any = None,
+        sample_style: str = "range",
+        interp: Any = None,
+    ) -> None:
+        if sample_style not in ("range", "choice"):
+            raise ValueError(f"sample_style must be 'range' or 'choice', got {sample_style!r}")
+        self.is_range = sample_style == "range"
+        if isinstance(angle, (float, int)):
+            angle = (angle, angle)
+        if center is not None and isinstance(center[0], (float, int)):
+            center = (center, center)
+        self.angle, self.expand, self.center, self.interp = angle, expand, center, interp
+
+    def get_transform(self, image: np.ndarray) -> Any:
+        h, w = _image_hw(image, "RandomRotation")
+        center = None
+        if self.is_range:
+            angle = np.random.uniform(self.angle[0], self.angle[1])
+            if self.center is not None:
+                center = (
+                    np.random.uniform(self.center[0][0], self.center[1][0]),
+                    np.random.uniform(self.center[0][1], self.center[1][1]),
+                )
+        else:
+            angle = np.random.choice(self.angle)
+            if self.center is not None:
+                center = self.center[np.random.randint(len(self.center))]
+        if center is not None:
+            center = (w * center[0], h * center[1])
+        if angle % 360 == 0:
+            return NoOpTransform()
+        return RotationTransform(h, w, angle, expand=self.expand, center=center, interp=self.interp)
+
+    def __repr__(self) -> str:
+        return f"RandomRotation(angle={self.angle}, expand={self.expand})"
+
+
+class ResizeScale(Augmentation):
+    """Resize so the image fits a ``(target_height, target_width)`` box scaled by a factor
+    uniform in [min_scale, max_scale], keeping the aspect ratio (large-scale jitter).
+
+        ResizeScale(0.1, 2.0, 1024, 1024)
+    """
+
+    def __init__(
+        self,
+        min_scale: float,
+        max_scale: float,
+        target_height: int,
+        target_width: int,
+        interp: int = Image.Resampling.BILINEAR,
+    ) -> None:
+        if not 0 < min_scale <= max_scale:
+            raise ValueError(f"ResizeScale needs 0 < min_scale <= max_scale, got {min_scale}, {max_scale}")
+        self.min_scale, self.max_scale = min_scale, max_scale
+        self.target_height, self.target_width, self.interp = target_height, target_width, interp
+
+    def _get_resize(self, image: np.ndarray, scale: float) -> Any:
+        input_size = _image_hw(image, "ResizeScale")
+        target_size = (self.target_height, self.target_width)
+        target_scale_size = np.multiply(target_size, scale)
+        output_scale = np.minimum(target_scale_size[0] / input_size[0], target_scale_size[1] / input_size[1])
+        output_size = np.round(np.multiply(input_size, output_scale)).astype(int)
+        return ResizeTransform(
+            input_size[0], input_size[1], int(output_size[0]), int(output_size[1]), self.interp
+        )
+
+    def get_transform(self, image: np.ndarray) -> Any:
+        random_scale = np.random.uniform(self.min_scale, self.max_scale)
+        return self._get_resize(image, random_scale)
+
+    def __repr__(self) -> str:
+        return f"ResizeScale(min_scale={self.min_scale}, max_scale={self.max_scale}, target=({self.target_height}, {self.target_width}))"
+
+
+class FixedSizeCrop(Augmentation):
+    """Crop a random ``crop_size`` (h, w) window when the image is larger, and pad (bottom/right,
+    with ``pad_value`` / ``seg_pad_value``) up to ``crop_size`` when it is smaller.
+
+        FixedSizeCrop((1024, 1024))
+    """
+
+    def __init__(
+        self, crop_size: tuple[int, int], pad: bool = True, pad_value: float = 128.0, seg_pad_value: int = 255
+    ) -> None:
+        if len(tuple(crop_size)) != 2:
+            raise ValueError(f"FixedSizeCrop: crop_size must be (h, w), got {crop_size}")
+        self.crop_size = tuple(int(c) for c in crop_size)
+        self.pad, self.pad_value, self.seg_pad_value = pad, pad_value, seg_pad_value
+
+    def _get_crop(self, image: np.ndarray) -> Any:
+        input_size = _image_hw(image, "FixedSizeCrop")
+        output_size = self.crop_size
+        max_offset = np.maximum(np.subtract(input_size, output_size), 0)
+        offset = np.round(np.multiply(max_offset, np.random.uniform(0.0, 1.0))).astype(int)
+        return CropTransform(
+            int(offset[1]), int(offset[0]), output_size[1], output_size[0], input_size[1], input_size[0]
+        )
+
+    def _get_pad(self, image: np.ndarray) -> Any:
+        input_size = _image_hw(image, "FixedSizeCrop")
+        output_size = self.crop_size
+        pad_size = np.maximum(np.subtract(output_size, input_size), 0)
+        original_size = np.minimum(input_size, output_size)
+        return PadTransform(
+            0,
+            0,
+            int(pad_size[1]),
+            int(pad_size[0]),
+            int(original_size[1]),
+            int(original_size[0]),
+            self.pad_value,
+            self.seg_pad_value,
+        )
+
+    def get_transform(self, image: np.ndarray) -> Any:
+        transforms = [self._get_crop(image)]
+        if self.pad:
+            transforms.append(self._get_pad(image))
+        return TransformList(transforms)
+
+    def __repr__(self) -> str:
+        return f"FixedSizeCrop(crop_size={self.crop_size}, pad={self.pad})"

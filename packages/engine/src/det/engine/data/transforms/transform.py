@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from det.core.transforms import NoOpTransform, ResizeTransform, Transform
 
@@ -20,6 +21,7 @@ __all__ = [
     "NoOpTransform",
     "PadTransform",
     "ResizeTransform",
+    "RotationTransform",
     "Transform",
     "TransformList",
     "VFlipTransform",
@@ -429,3 +431,101 @@ class BlendTransform(Transform):
 
     def __repr__(self) -> str:
         return f"BlendTransform(src_weight={self.src_weight}, dst_weight={self.dst_weight})"
+
+
+class RotationTransform(Transform):
+    """Rotate by ``angle`` degrees counter-clockwise about ``center`` (x, y; default the image
+    centre). With ``expand`` the output grows to hold the whole rotated image and everything is
+    shifted to stay inside it; uncovered pixels are 0.
+
+        t = RotationTransform(h=20, w=40, angle=90)
+        t.apply_coords(np.array([[40.0, 10.0]]))  # [[10., 0.]]: the right edge's middle goes to the top
+    """
+
+    def __init__(
+        self,
+        h: int,
+        w: int,
+        angle: float,
+        expand: bool = True,
+        center: tuple[float, float] | None = None,
+        interp: Any = None,
+    ) -> None:
+        self.h, self.w, self.angle, self.expand = int(h), int(w), float(angle), expand
+        self.image_center = np.array((w / 2, h / 2))
+        self.center = self.image_center if center is None else np.asarray(center, dtype=np.float64)
+        self.interp = Image.Resampling.BILINEAR if interp is None else interp
+        rad = np.deg2rad(angle)
+        abs_cos, abs_sin = abs(np.cos(rad)), abs(np.sin(rad))
+        if expand:
+            self.bound_w, self.bound_h = (
+                int(v) for v in np.rint([h * abs_sin + w * abs_cos, h * abs_cos + w * abs_sin])
+            )
+        else:
+            self.bound_w, self.bound_h = self.w, self.h
+        self.rm_coords = self.create_rotation_matrix()
+
+    def create_rotation_matrix(self) -> np.ndarray:
+        """The 2x3 affine matrix mapping continuous input (x, y) to output (x, y)."""
+        rad = np.deg2rad(self.angle)
+        alpha, beta = np.cos(rad), np.sin(rad)
+        cx, cy = self.center
+        # Counter-clockwise on screen, where y points down.
+        rm = np.array(
+            [[alpha, beta, (1 - alpha) * cx - beta * cy], [-beta, alpha, beta * cx + (1 - alpha) * cy]]
+        )
+        if self.expand:
+            rot_im_center = rm[:, :2] @ self.image_center + rm[:, 2]
+            rm[:, 2] += np.array([self.bound_w / 2, self.bound_h / 2]) - rot_im_center
+        return rm
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        coords = np.asarray(coords, dtype=np.float64)
+        if len(coords) == 0 or self.angle % 360 == 0:
+            return coords
+        return coords @ self.rm_coords[:, :2].T + self.rm_coords[:, 2]
+
+    def _warp(self, img: np.ndarray, resample: Any) -> np.ndarray:
+        img = _check_image(img, "RotationTransform")
+        if img.size == 0 or self.angle % 360 == 0:
+            return img
+        if img.shape[:2] != (self.h, self.w):
+            raise ValueError(
+                f"RotationTransform was made for images of (h, w) = {(self.h, self.w)}, got {img.shape[:2]}"
+            )
+        # PIL wants the output -> input map, in the same continuous pixel coordinates.
+        full = np.vstack([self.rm_coords, [0.0, 0.0, 1.0]])
+        inv = np.linalg.inv(full)[:2].reshape(-1)
+        size = (self.bound_w, self.bound_h)
+        channels = [img] if img.ndim == 2 else [img[..., c] for c in range(img.shape[2])]
+        out = []
+        for ch in channels:
+            pil = (
+                Image.fromarray(ch)
+                if ch.dtype == np.uint8
+                else Image.fromarray(ch.astype(np.float32), mode="F")
+            )
+            warped = np.asarray(pil.transform(size, Image.Transform.AFFINE, tuple(inv), resample=resample))
+            out.append(warped.astype(ch.dtype))
+        return out[0] if img.ndim == 2 else np.stack(out, axis=-1)
+
+    def apply_image(self, img: np.ndarray, interp: Any = None) -> np.ndarray:
+        return self._warp(img, self.interp if interp is None else interp)
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return self._warp(segmentation, Image.Resampling.NEAREST)
+
+    def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
+        return [self.apply_coords(np.asarray(p).reshape(-1, 2)) for p in polygons]
+
+    def inverse(self) -> TransformList:
+        if not self.expand:
+            raise NotImplementedError("cannot invert a RotationTransform with expand=False")
+        rotation = RotationTransform(self.bound_h, self.bound_w, -self.angle, True, None, self.interp)
+        crop = CropTransform(
+            (rotation.bound_w - self.w) // 2, (rotation.bound_h - self.h) // 2, self.w, self.h
+        )
+        return TransformList([rotation, crop])
+
+    def __repr__(self) -> str:
+        return f"RotationTransform(h={self.h}, w={self.w}, angle={self.angle}, expand={self.expand})"
