@@ -17,16 +17,16 @@ from det.engine.data.transforms.augmentation import (
 )
 from det.engine.data.transforms.augmentation_impl import (
     FixedSizeCrop,
-    RandomRotation,
-    ResizeScale,
     RandomApply,
     RandomBrightness,
     RandomContrast,
     RandomCrop,
     RandomFlip,
     RandomLighting,
+    RandomRotation,
     RandomSaturation,
     Resize,
+    ResizeScale,
     ResizeShortestEdge,
 )
 from det.engine.data.transforms.transform import (
@@ -43,15 +43,12 @@ from det.engine.data.transforms.transform import (
 )
 
 __all__ = [
-    "FixedSizeCrop",
-    "RandomRotation",
-    "ResizeScale",
-    "RotationTransform",
     "AugInput",
     "Augmentation",
     "AugmentationList",
     "BlendTransform",
     "CropTransform",
+    "FixedSizeCrop",
     "HFlipTransform",
     "NoOpTransform",
     "PadTransform",
@@ -61,10 +58,13 @@ __all__ = [
     "RandomCrop",
     "RandomFlip",
     "RandomLighting",
+    "RandomRotation",
     "RandomSaturation",
     "Resize",
+    "ResizeScale",
     "ResizeShortestEdge",
     "ResizeTransform",
+    "RotationTransform",
     "StandardAugInput",
     "Transform",
     "TransformList",

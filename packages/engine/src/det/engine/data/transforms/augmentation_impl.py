@@ -23,16 +23,16 @@ from det.engine.data.transforms.transform import (
 
 __all__ = [
     "FixedSizeCrop",
-    "RandomRotation",
-    "ResizeScale",
     "RandomApply",
     "RandomBrightness",
     "RandomContrast",
     "RandomCrop",
     "RandomFlip",
     "RandomLighting",
+    "RandomRotation",
     "RandomSaturation",
     "Resize",
+    "ResizeScale",
     "ResizeShortestEdge",
 ]
 
