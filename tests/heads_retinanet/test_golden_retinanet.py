@@ -12,6 +12,8 @@ import torch
 
 from det.core import build_model, get_cfg
 
+pytestmark = pytest.mark.slow  # a zoo-sized model on two images: end-to-end
+
 CASE = "retinanet_R_50_FPN"
 
 

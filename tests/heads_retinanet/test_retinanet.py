@@ -228,6 +228,7 @@ def _small_zoo_cfg(configs_dir):
     return cfg
 
 
+@pytest.mark.slow
 def test_zoo_config_trains_a_step_and_predicts(configs_dir):
     cfg = _small_zoo_cfg(configs_dir)
     torch.manual_seed(0)

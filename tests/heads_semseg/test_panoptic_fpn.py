@@ -137,6 +137,7 @@ def trained(configs_dir):
     return _train_step(_small_cfg(configs_dir))
 
 
+@pytest.mark.slow
 def test_panoptic_zoo_config_builds_with_detectron2_structure(trained):
     model, _ = trained
     assert type(model) is PanopticFPN
@@ -150,6 +151,7 @@ def test_panoptic_zoo_config_builds_with_detectron2_structure(trained):
             "proposal_generator.rpn_head.conv.weight"} <= names
 
 
+@pytest.mark.slow
 def test_panoptic_trains_a_step_with_all_losses(trained):
     model, losses = trained
     assert set(losses) == {"loss_sem_seg", "loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg", "loss_mask"}
@@ -159,6 +161,7 @@ def test_panoptic_trains_a_step_with_all_losses(trained):
     assert model.roi_heads.mask_head.predictor.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.slow
 def test_panoptic_inference_returns_detectron2_formats(trained):
     model, _ = trained
     model.eval()
@@ -189,6 +192,7 @@ def test_panoptic_inference_returns_detectron2_formats(trained):
     assert isinstance(raw_instances[0], Instances) and raw_sem_seg.shape == (1, 54, 96, 128)
 
 
+@pytest.mark.slow
 def test_instance_loss_weight_scales_box_predictor_and_mask_losses(configs_dir, trained):
     _, base = trained
     model, losses = _train_step(_small_cfg(configs_dir, "MODEL.PANOPTIC_FPN.INSTANCE_LOSS_WEIGHT", 0.5))
@@ -200,6 +204,7 @@ def test_instance_loss_weight_scales_box_predictor_and_mask_losses(configs_dir, 
         assert losses[name].item() == pytest.approx(base[name].item(), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_panoptic_training_errors(trained):
     model, _ = trained
     model.train()
@@ -211,6 +216,7 @@ def test_panoptic_training_errors(trained):
         model(_train_inputs())
 
 
+@pytest.mark.slow
 def test_missing_instance_branch_names_the_panoptic_extra(configs_dir):
     # a child interpreter where det-heads-mask is neither importable nor registered
     code = f"""

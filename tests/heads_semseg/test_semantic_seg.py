@@ -189,6 +189,7 @@ def _small_cfg(configs_dir, name):
     return cfg
 
 
+@pytest.mark.slow
 def test_semantic_zoo_config_builds_trains_a_step_and_predicts(configs_dir):
     cfg = _small_cfg(configs_dir, "Misc/semantic_R_50_FPN_1x.yaml")
     torch.manual_seed(0)
