@@ -191,6 +191,8 @@ def test_large_and_tiny_boxes():
     assert iou([0, 0, 100, 100, 10], [1, 1, 0.01, 0.01, 70]) == pytest.approx(1e-8, rel=1e-6)
     # A degenerate box has IoU 0 with everything, itself included.
     assert iou([0, 0, 0, 5, 0], [0, 0, 0, 5, 0]) == 0.0
+    # Negative width and height (positive area, as detectron2 computes it) is the same rectangle.
+    assert iou([0, 0, -4, -2, 30], [0, 0, 4, 2, 30]) == pytest.approx(1.0, abs=1e-12)
 
 
 def test_accepts_rotated_boxes_and_tensors_and_keeps_dtype():

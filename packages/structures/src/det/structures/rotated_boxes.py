@@ -174,9 +174,13 @@ def _box_frame(boxes: torch.Tensor) -> tuple[torch.Tensor, ...]:
     axis_h = torch.stack([sin, cos], dim=-1)
     half_w = boxes[:, 2].abs() / 2
     half_h = boxes[:, 3].abs() / 2
-    corners = rotated_box_vertices(boxes)  # p0 = c + w/2 axis_w + h/2 axis_h, then p1, p2, p3
+    # The corners of rotated_box_vertices (p0 = c + w/2 axis_w + h/2 axis_h, p1, p2, p3), with
+    # |w| and |h| so that they agree with the edges for boxes given negative sizes.
     along_w = axis_w * (2 * half_w)[:, None]
     along_h = axis_h * (2 * half_h)[:, None]
+    p0 = center + (along_w + along_h) / 2
+    p1 = center + (along_w - along_h) / 2
+    corners = torch.stack([p0, p1, 2 * center - p0, 2 * center - p1], dim=1)
     edges = torch.stack([-along_h, -along_w, along_h, along_w], dim=1)  # p_i -> p_{i+1}
     return center, axis_w, axis_h, half_w, half_h, corners, edges
 
