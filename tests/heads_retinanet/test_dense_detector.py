@@ -114,3 +114,18 @@ def test_decode_per_level_with_fewer_candidates_than_k():
     pred = model._decode_per_level_predictions(anchors, scores, torch.zeros(2, 4), 0.05, 1000, (8, 16))
     assert len(pred) == 1 and pred.pred_classes.tolist() == [0]
     assert pred.pred_boxes.tensor.tolist() == [[0, 0, 8, 8]]
+
+
+def test_visualize_training_puts_gt_above_predictions():
+    model = ToyDetector().eval()
+    image = torch.rand(3, 32, 48) * 255
+    gt = Instances((32, 48), gt_boxes=Boxes(torch.tensor([[2.0, 2, 20, 20]])))
+    images = model.preprocess_image([{"image": image}])
+    features = [model.backbone(images.tensor)[f] for f in model.head_in_features]
+    results = model.forward_inference(images, features, model.head(features))
+    with EventStorage(0) as storage:
+        model.visualize_training([{"image": image, "instances": gt}], results)
+    (name, img, it), = storage._vis_data
+    assert name == "Top: GT bounding boxes; Bottom: 20 Highest Scoring Results"
+    assert img.shape == (3, 64, 48) and it == 0
+    assert img[1, 2, 2:21].tolist() == [255] * 19  # the gt box outline, green, in the top half

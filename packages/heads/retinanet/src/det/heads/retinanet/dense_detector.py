@@ -7,12 +7,19 @@ position on level i, K the values predicted per anchor (classes, 4 box deltas, .
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
+from det.core.events import get_event_storage
 from det.core.layers import move_device_like
 from det.core.modeling import detector_postprocess
-from det.core.modeling.meta_arch import _check_batched_inputs, _storage_for_training
+from det.core.modeling.meta_arch import (
+    _check_batched_inputs,
+    _draw_boxes,
+    _storage_for_training,
+    _to_rgb_uint8,
+)
 from det.structures import Boxes, ImageList, Instances
 
 __all__ = ["DenseDetector", "permute_to_N_HWA_K"]
@@ -225,3 +232,23 @@ class DenseDetector(nn.Module):
             for box_cls_i, box_reg_i, anchors_i in zip(pred_scores, pred_deltas, anchors)
         ]
         return Instances.cat(predictions)
+
+    def visualize_training(self, batched_inputs: list[dict], results: list[Instances]) -> None:
+        """Put into the EventStorage an image of the first input's ground-truth boxes (top) above
+        its 20 best predicted boxes (bottom). ``results`` are :meth:`forward_inference` outputs.
+
+        Uses the ``input_format`` attribute of the subclass (default "BGR").
+        """
+        if len(batched_inputs) != len(results):
+            raise ValueError(
+                f"visualize_training got {len(batched_inputs)} inputs but {len(results)} results"
+            )
+        storage = get_event_storage()
+        max_boxes = 20
+        img = _to_rgb_uint8(batched_inputs[0]["image"], getattr(self, "input_format", "BGR"))
+        anno_img = _draw_boxes(img, batched_inputs[0]["instances"].gt_boxes.tensor.cpu().numpy(), (0, 255, 0))
+        processed = detector_postprocess(results[0], img.shape[0], img.shape[1])
+        predicted = processed.pred_boxes.tensor.detach().cpu().numpy()[:max_boxes]
+        pred_img = _draw_boxes(img, predicted, (255, 0, 0))
+        vis_img = np.vstack((anno_img, pred_img)).transpose(2, 0, 1)
+        storage.put_image(f"Top: GT bounding boxes; Bottom: {max_boxes} Highest Scoring Results", vis_img)
