@@ -217,8 +217,8 @@ class RetinaNet(DenseDetector):
             test_nms_thresh: IoU threshold of the class-wise NMS.
             max_detections_per_image: detections kept per image after NMS.
             pixel_mean, pixel_std: per-channel normalisation of the input image.
-            vis_period, input_format: kept for detectron2 compatibility (training visualisation
-                is not implemented in det; see det-engine's Visualizer).
+            vis_period, input_format: as detectron2's; ``input_format`` is used by
+                :meth:`visualize_training`, which (as in detectron2 v0.6) training does not call.
         """
         super().__init__(backbone, head, head_in_features, pixel_mean=pixel_mean, pixel_std=pixel_std)
         if box_reg_loss_type not in _BOX_REG_LOSS_TYPES:
