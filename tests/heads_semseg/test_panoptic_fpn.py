@@ -245,3 +245,23 @@ except ImportError as e:
         "PanopticFPN's instance branch needs det-heads-mask, which is not installed: "
         "pip install 'det-heads-semseg[panoptic]'"
     )
+
+
+@pytest.mark.slow
+def test_model_zoo_pkl_checkpoint_loads_every_panoptic_parameter(configs_dir, trained, tmp_path):
+    # the .pkl form detectron2's model zoo uses: numpy arrays, matched by name heuristics
+    import pickle
+
+    from det.checkpoint import DetectionCheckpointer
+
+    source, _ = trained
+    state = {k: v.detach().numpy().copy() for k, v in source.state_dict().items()}
+    path = tmp_path / "model_final.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"model": state, "__author__": "Detectron2 Model Zoo", "matching_heuristics": True}, f)
+    torch.manual_seed(123)
+    model = build_model(_small_cfg(configs_dir))
+    DetectionCheckpointer(model).load(str(path))
+    loaded = model.state_dict()
+    assert set(loaded) == set(state)
+    assert all(torch.equal(loaded[k], torch.from_numpy(v)) for k, v in state.items())
