@@ -37,7 +37,8 @@ def _paste_masks_kernel(
     y0 = tl.load(box + 1)
     x1 = tl.load(box + 2)
     y1 = tl.load(box + 3)
-    # A zero-size box maps every pixel to +-inf or NaN in grid_sample: nothing is sampled.
+    # A zero-size box maps every pixel to +-inf in grid_sample, which samples NaN: False at
+    # any threshold (and 0 as uint8, what the NaN casts to), so nothing is sampled here.
     box_ok = (x1 != x0) & (y1 != y0)
     gy = (py - y0) / tl.where(box_ok, y1 - y0, 1.0) * 2.0 - 1.0
     gx = (px - x0) / tl.where(box_ok, x1 - x0, 1.0) * 2.0 - 1.0
@@ -62,7 +63,7 @@ def _paste_masks_kernel(
         + _corner(masks_ptr, base, yi + 1, xi + 1, mask_size, tx * ty, m)
     )
     if BINARY:
-        result = (value >= threshold).to(tl.uint8)
+        result = ((value >= threshold) & m).to(tl.uint8)
     else:
         result = (value * 255.0).to(tl.uint8)
     tl.store(out_ptr + n.to(tl.int64) * img_h * img_w + offs, result, mask=ok)
