@@ -198,6 +198,11 @@ def test_head_rejects_bad_inputs():
         head([torch.rand(1, 4, 8, 8)])
     with pytest.raises(ValueError, match="box_reg_loss_type"):
         _retinanet(box_reg_loss_type="l2")
+    three_anchor_head = RetinaNetHead(input_shape=[ShapeSpec(channels=4, stride=8)], num_classes=5,
+                                      num_anchors=3, conv_dims=[4])
+    model = _retinanet(head=three_anchor_head).eval()
+    with pytest.raises(ValueError, match="made 16 anchors but the head predicted 48 class rows"):
+        model([{"image": torch.zeros(3, 32, 32)}])
 
 
 def test_forward_errors_are_clear():

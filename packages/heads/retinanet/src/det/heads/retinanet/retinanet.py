@@ -300,8 +300,20 @@ class RetinaNet(DenseDetector):
                 )
         pred_logits, pred_anchor_deltas = self._transpose_dense_predictions(predictions, [self.num_classes, 4])
         anchors = self.anchor_generator(features)
+        self._check_predictions_match_anchors(anchors, pred_logits, pred_anchor_deltas)
         gt_labels, gt_boxes = self.label_anchors(anchors, gt_instances)
         return self.losses(anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes)
+
+    def _check_predictions_match_anchors(self, anchors, pred_logits, pred_anchor_deltas) -> None:
+        # a head built for another number of anchors per position reshapes without complaint,
+        # then fails deep in torch (or silently mislabels); say what disagrees instead
+        for level, (a, logits, deltas) in enumerate(zip(anchors, pred_logits, pred_anchor_deltas)):
+            if logits.shape[1] != len(a) or deltas.shape[1] != len(a):
+                raise ValueError(
+                    f"RetinaNet level {self.head_in_features[level]!r}: the anchor generator made {len(a)} "
+                    f"anchors but the head predicted {logits.shape[1]} class rows and {deltas.shape[1]} box "
+                    "rows; the head's num_anchors must equal anchor_generator.num_cell_anchors"
+                )
 
     def losses(self, anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes) -> dict[str, Tensor]:
         """
@@ -377,6 +389,7 @@ class RetinaNet(DenseDetector):
     def forward_inference(self, images: ImageList, features: list[Tensor], predictions) -> list[Instances]:
         pred_logits, pred_anchor_deltas = self._transpose_dense_predictions(predictions, [self.num_classes, 4])
         anchors = self.anchor_generator(features)
+        self._check_predictions_match_anchors(anchors, pred_logits, pred_anchor_deltas)
 
         results: list[Instances] = []
         for img_idx, image_size in enumerate(images.image_sizes):
