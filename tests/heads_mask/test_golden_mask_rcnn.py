@@ -119,24 +119,40 @@ def test_backbone_features_of_the_first_image_equal_detectron2s(pth_model, case)
         torch.testing.assert_close(features[name], golden_features[name], rtol=1e-5, atol=1e-4)
 
 
-def test_forward_hook_on_the_mask_head_sees_its_input_and_output(pth_model, case):
+def test_forward_hooks_on_mask_submodules_behave_as_plain_pytorch(pth_model, case):
     seen = {}
 
-    def hook(module, args, output):
-        seen["module"], seen["args"], seen["output"] = module, args, output
+    def record(name):
+        def hook(module, args, output):
+            seen[name] = (module, args, output)
 
-    handle = pth_model.roi_heads.mask_head.register_forward_hook(hook)
+        return hook
+
+    heads = pth_model.roi_heads
+    handles = [
+        heads.mask_head.register_forward_hook(record("mask_head")),
+        heads.mask_pooler.register_forward_hook(record("mask_pooler")),
+        # a hook's return value replaces the module's output, as in plain PyTorch
+        heads.mask_head.predictor.register_forward_hook(lambda module, args, output: torch.zeros_like(output)),
+    ]
     try:
         with torch.no_grad():
             outputs = pth_model(case.inputs[:1])
     finally:
-        handle.remove()
-    assert seen["module"] is pth_model.roi_heads.mask_head
-    features, instances = seen["args"]
+        for handle in handles:
+            handle.remove()
+
+    module, (features, instances), output = seen["mask_head"]
+    assert module is heads.mask_head
     assert features.shape == (100, 16, 14, 14)  # pooled region features of the 100 detections
     assert isinstance(instances, list) and len(instances[0]) == 100
-    assert seen["output"] is instances and instances[0].pred_masks.shape == (100, 1, 28, 28)
+    assert output is instances and instances[0].pred_masks.shape == (100, 1, 28, 28)
+    assert torch.equal(instances[0].pred_masks, torch.full((100, 1, 28, 28), 0.5))  # sigmoid(0)
+    _, (level_features, boxes), pooled = seen["mask_pooler"]
+    assert len(level_features) == 4 and boxes[0] is instances[0].pred_boxes and pooled is features
     assert outputs[0]["instances"].pred_masks.shape == (100, 480, 640)
+    # without the hooks the model is untouched
+    assert not heads.mask_head._forward_hooks and not heads.mask_head.predictor._forward_hooks
 
 
 def _train_inputs(case, bitmasks: bool = False):
