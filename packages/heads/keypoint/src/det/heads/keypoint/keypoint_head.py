@@ -73,8 +73,8 @@ def keypoint_rcnn_loss(
     """
     _check_logits(pred_keypoint_logits, "keypoint_rcnn_loss")
     _check_instances(instances, pred_keypoint_logits.shape[0], "keypoint_rcnn_loss")
-    heatmaps = []
-    valid = []
+    heatmaps: list[torch.Tensor] = []
+    valid_per_image_list: list[torch.Tensor] = []
 
     keypoint_side_len = pred_keypoint_logits.shape[2]
     for instances_per_image in instances:
@@ -90,12 +90,12 @@ def keypoint_rcnn_loss(
             instances_per_image.proposal_boxes.tensor, keypoint_side_len
         )
         heatmaps.append(heatmaps_per_image.view(-1))
-        valid.append(valid_per_image.view(-1))
+        valid_per_image_list.append(valid_per_image.view(-1))
 
+    valid = torch.zeros(0, dtype=torch.long)
     if len(heatmaps):
         keypoint_targets = cat(heatmaps, dim=0)
-        valid = cat(valid, dim=0).to(dtype=torch.uint8)
-        valid = torch.nonzero(valid).squeeze(1)
+        valid = torch.nonzero(cat(valid_per_image_list, dim=0).to(dtype=torch.uint8)).squeeze(1)
 
     # cross_entropy's mean over nothing is nan: report and return a connected zero instead
     if len(heatmaps) == 0 or valid.numel() == 0:
@@ -213,7 +213,7 @@ class BaseKeypointRCNNHead(nn.Module):
         x = self.layers(x)
         if self.training:
             num_images = len(instances)
-            normalizer = None if self.loss_normalizer == "visible" else num_images * self.loss_normalizer
+            normalizer = None if isinstance(self.loss_normalizer, str) else num_images * self.loss_normalizer
             return {"loss_keypoint": keypoint_rcnn_loss(x, instances, normalizer=normalizer) * self.loss_weight}
         keypoint_rcnn_inference(x, instances)
         return instances
@@ -224,7 +224,7 @@ class BaseKeypointRCNNHead(nn.Module):
 
 
 # An nn.Sequential, so that the layers run in the order they were added (see ``layers``).
-class KRCNNConvDeconvUpsampleHead(BaseKeypointRCNNHead, nn.Sequential):
+class KRCNNConvDeconvUpsampleHead(BaseKeypointRCNNHead, nn.Sequential):  # type: ignore[misc]
     """3x3 convs (+ ReLU), a stride-2 ``ConvTranspose2d`` to one map per keypoint, then 2x
     bilinear upsampling: the head of :paper:`Mask R-CNN`'s keypoint variant.
 

@@ -70,8 +70,8 @@ def mask_rcnn_loss(pred_mask_logits: torch.Tensor, instances: list[Instances], v
             "need one prediction per region of `instances`"
         )
 
-    gt_classes = []
-    gt_masks = []
+    gt_classes_per_image_list: list[torch.Tensor] = []
+    gt_masks_per_image_list: list[torch.Tensor] = []
     for instances_per_image in instances:
         if len(instances_per_image) == 0:
             continue
@@ -81,31 +81,31 @@ def mask_rcnn_loss(pred_mask_logits: torch.Tensor, instances: list[Instances], v
                 "Instances a gt_masks field (PolygonMasks or BitMasks)"
             )
         if not cls_agnostic_mask:
-            gt_classes.append(instances_per_image.gt_classes.to(dtype=torch.int64))
+            gt_classes_per_image_list.append(instances_per_image.gt_classes.to(dtype=torch.int64))
         # Targets are the gt masks seen through each region's box, at the head's resolution.
         gt_masks_per_image = instances_per_image.gt_masks.crop_and_resize(
             instances_per_image.proposal_boxes.tensor, mask_side_len
         ).to(device=pred_mask_logits.device)
-        gt_masks.append(gt_masks_per_image)
+        gt_masks_per_image_list.append(gt_masks_per_image)
 
-    if len(gt_masks) == 0:
+    if len(gt_masks_per_image_list) == 0:
         # no foreground: a zero that keeps every parameter in the graph (DDP needs that)
         return pred_mask_logits.sum() * 0
 
-    gt_masks = cat(gt_masks, dim=0)
+    gt_masks = cat(gt_masks_per_image_list, dim=0)
 
     if cls_agnostic_mask:
         pred_mask_logits = pred_mask_logits[:, 0]
     else:
         indices = torch.arange(total_num_masks, device=pred_mask_logits.device)
-        gt_classes = cat(gt_classes, dim=0)
+        gt_classes = cat(gt_classes_per_image_list, dim=0)
         pred_mask_logits = pred_mask_logits[indices, gt_classes]
 
     # crop_and_resize may give float masks (other mask types): 0.5 is the inside/outside line
-    gt_masks_bool = gt_masks if gt_masks.dtype == torch.bool else gt_masks > 0.5
+    gt_masks_bool: torch.Tensor = gt_masks if gt_masks.dtype == torch.bool else gt_masks > 0.5
     gt_masks = gt_masks.to(dtype=torch.float32)
 
-    mask_incorrect = (pred_mask_logits > 0.0) != gt_masks_bool
+    mask_incorrect: torch.Tensor = (pred_mask_logits > 0.0) != gt_masks_bool
     mask_accuracy = 1 - (mask_incorrect.sum().item() / max(mask_incorrect.numel(), 1.0))
     num_positive = gt_masks_bool.sum().item()
     false_positive = (mask_incorrect & ~gt_masks_bool).sum().item() / max(gt_masks_bool.numel() - num_positive, 1.0)
@@ -211,7 +211,7 @@ class BaseMaskRCNNHead(nn.Module):
 
 
 # An nn.Sequential, so that the layers run in the order they were added (see ``layers``).
-class MaskRCNNConvUpsampleHead(BaseMaskRCNNHead, nn.Sequential):
+class MaskRCNNConvUpsampleHead(BaseMaskRCNNHead, nn.Sequential):  # type: ignore[misc]
     """``len(conv_dims) - 1`` 3x3 convs (+ norm + ReLU), a 2x ``ConvTranspose2d`` upsampling (+ ReLU)
     and a 1x1 conv predicting one mask per class: detectron2's standard mask head.
 
