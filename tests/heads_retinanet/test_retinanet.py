@@ -261,3 +261,15 @@ def test_zoo_config_trains_a_step_and_predicts(configs_dir):
     assert len(inst) <= 100
     assert bool((inst.scores[:-1] >= inst.scores[1:]).all())
     assert bool((inst.scores > 0.05).all())
+
+
+@pytest.mark.slow
+def test_default_predictor_returns_instances_at_the_original_size(configs_dir):
+    import numpy as np
+
+    from det.core import DefaultPredictor
+
+    cfg = _small_zoo_cfg(configs_dir)
+    cfg.merge_from_list(["INPUT.MIN_SIZE_TEST", 64, "INPUT.MAX_SIZE_TEST", 128])
+    out = DefaultPredictor(cfg)(np.zeros((50, 70, 3), dtype=np.uint8))
+    assert list(out) == ["instances"] and out["instances"].image_size == (50, 70)

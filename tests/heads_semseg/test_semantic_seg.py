@@ -213,3 +213,16 @@ def test_semantic_zoo_config_builds_trains_a_step_and_predicts(configs_dir):
         out = model([{"image": image, "height": 45, "width": 60}])
     assert list(out[0]) == ["sem_seg"]
     assert out[0]["sem_seg"].shape == (54, 45, 60) and out[0]["sem_seg"].dtype == torch.float32
+
+
+@pytest.mark.slow
+def test_default_predictor_returns_sem_seg_at_the_original_size(configs_dir):
+    import numpy as np
+
+    from det.core import DefaultPredictor
+
+    cfg = _small_cfg(configs_dir, "Misc/semantic_R_50_FPN_1x.yaml")
+    cfg.merge_from_list(["INPUT.MIN_SIZE_TEST", 64, "INPUT.MAX_SIZE_TEST", 128])
+    predictor = DefaultPredictor(cfg)
+    out = predictor(np.zeros((50, 70, 3), dtype=np.uint8))
+    assert list(out) == ["sem_seg"] and out["sem_seg"].shape == (54, 50, 70)
