@@ -8,3 +8,14 @@ DET_PLUGIN_API_VERSION = 1
 @hookimpl
 def det_components():
     return []
+
+
+@hookimpl
+def det_cli_commands():
+    return [
+        ("train", "train a model from a config file (detectron2's train_net.py)", "det.engine.commands.train:register"),
+        ("eval", "evaluate weights on the config's test datasets", "det.engine.commands.eval:register"),
+        ("predict", "draw and save a model's predictions on image files", "det.engine.commands.predict:register"),
+        ("demo", "train, evaluate and visualize a small Mask R-CNN on synthetic shapes (CPU, minutes)",
+         "det.engine.commands.demo:register"),
+    ]

@@ -1,0 +1,66 @@
+"""``det eval``: evaluate trained weights on the config's ``DATASETS.TEST``.
+
+    det eval --config-file out/config.yaml --weights out/model_final.pth
+    det eval --config-file my.yaml --weights model.pth --output eval/ DATASETS.TEST '("shapes_val",)'
+
+Prints the results (COCO AP for detection datasets) and writes them to
+``<output>/results.json`` (default ``OUTPUT_DIR/inference``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from det.engine.commands._common import CommandError, setup_cfg
+
+__all__ = ["main", "register", "run"]
+
+
+def main(config_file: str, weights: str, output: str | None = None, opts: list[str] | None = None) -> Any:
+    """Build the model, load ``weights``, evaluate; returns (and writes) the results."""
+    from det.checkpoint import DetectionCheckpointer
+    from det.engine.train.defaults import DefaultTrainer
+    from det.engine.train.logger import setup_logger
+
+    cfg = setup_cfg(config_file, opts, weights=weights)
+    if not weights:
+        raise CommandError("--weights is required (a .pth/.pkl checkpoint)")
+    if not os.path.isfile(weights) and "://" not in weights:
+        raise CommandError(f"weights file {weights!r} does not exist")
+    output = output or os.path.join(cfg.OUTPUT_DIR, "inference")
+    os.makedirs(output, exist_ok=True)
+    setup_logger(output, name="det")
+    model = DefaultTrainer.build_model(cfg)
+    DetectionCheckpointer(model).load(weights)
+    evaluators = [DefaultTrainer.build_evaluator(cfg, name, output_folder=output) for name in cfg.DATASETS.TEST]
+    results = DefaultTrainer.test(cfg, model, evaluators)
+    with open(os.path.join(output, "results.json"), "w") as f:
+        json.dump(results, f, indent=2, default=float)
+    return results
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        results = main(args.config_file, args.weights, args.output, args.opts)
+    except (CommandError, FileNotFoundError, KeyError, ValueError) as e:
+        print(f"det eval: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(results, indent=2, default=float))
+    return 0
+
+
+def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    parser.add_argument("--config-file", required=True, metavar="FILE", help="path to config file")
+    parser.add_argument("--weights", required=True, metavar="FILE", help="checkpoint to evaluate (MODEL.WEIGHTS)")
+    parser.add_argument("--output", default=None, metavar="DIR",
+                        help="folder for results.json and evaluator files (default: OUTPUT_DIR/inference)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=None,
+                        help="config overrides: space-separated 'PATH.KEY VALUE' pairs")
+    parser.epilog = __doc__.split("\n\n", 1)[1]
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    return run

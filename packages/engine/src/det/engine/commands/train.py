@@ -1,0 +1,72 @@
+"""``det train``: train (or with ``--eval-only`` evaluate) a model from a config file, on one or
+several processes (detectron2's ``tools/train_net.py``).
+
+    det train --config-file configs/my.yaml SOLVER.MAX_ITER 1000 OUTPUT_DIR out/
+    det train --config-file configs/my.yaml --resume              # continue from out/last_checkpoint
+    det train --config-file configs/my.yaml --num-gpus 2          # 2 processes (gloo on CPU)
+    torchrun --nnodes 2 --nproc-per-node 4 ... -m det.core.cli train --config-file configs/my.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from det.engine.commands._common import CommandError, setup_cfg
+
+__all__ = ["main", "register", "run"]
+
+
+def main(args: argparse.Namespace) -> Any:
+    """Train, or evaluate with ``args.eval_only``; returns the evaluation results (if any)."""
+    from det.checkpoint import DetectionCheckpointer
+    from det.engine.train import comm
+    from det.engine.train.defaults import DefaultTrainer, default_setup
+
+    cfg = setup_cfg(args.config_file, args.opts)
+    default_setup(cfg, args)
+    if args.eval_only:
+        model = DefaultTrainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        results = DefaultTrainer.test(cfg, model)
+        if comm.is_main_process():
+            from det.engine.evaluation.testing import verify_results
+
+            verify_results(cfg, results)
+        return results
+    trainer = DefaultTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def run(args: argparse.Namespace) -> int:
+    from det.engine.train.launch import launch
+
+    try:
+        # checked here, in the launching process, so a bad config fails before any worker starts
+        setup_cfg(args.config_file, args.opts)
+    except (CommandError, KeyError, ValueError) as e:
+        print(f"det train: error: {e}", file=sys.stderr)
+        return 2
+    logging.getLogger("det").info("Command line arguments: %s", args)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
+    return 0
+
+
+def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    from det.engine.train.defaults import default_argument_parser
+
+    default_argument_parser(parser=parser)
+    parser.epilog = __doc__.split("\n\n", 1)[1]
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    return run

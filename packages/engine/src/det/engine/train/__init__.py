@@ -1,0 +1,60 @@
+"""Training (detectron2's ``engine`` + ``solver``): the loop, hooks, writers, optimizer and LR
+schedules, ``DefaultTrainer``, distributed launch and ``comm`` helpers.
+
+    from det.engine.train import DefaultTrainer, default_argument_parser, launch
+    trainer = DefaultTrainer(cfg); trainer.resume_or_load(resume=False); trainer.train()
+
+Names are imported on first use, so ``import det.engine.train`` does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "HookBase": "det.engine.train.train_loop",
+    "TrainerBase": "det.engine.train.train_loop",
+    "SimpleTrainer": "det.engine.train.train_loop",
+    "AMPTrainer": "det.engine.train.train_loop",
+    "DefaultTrainer": "det.engine.train.defaults",
+    "create_ddp_model": "det.engine.train.defaults",
+    "default_argument_parser": "det.engine.train.defaults",
+    "default_setup": "det.engine.train.defaults",
+    "default_writers": "det.engine.train.defaults",
+    "seed_all_rng": "det.engine.train.defaults",
+    "launch": "det.engine.train.launch",
+    "setup_logger": "det.engine.train.logger",
+    "build_optimizer": "det.engine.train.solver",
+    "build_lr_scheduler": "det.engine.train.solver",
+    "get_default_optimizer_params": "det.engine.train.solver",
+    "maybe_add_gradient_clipping": "det.engine.train.solver",
+    "reduce_param_groups": "det.engine.train.solver",
+    "LRMultiplier": "det.engine.train.lr_scheduler",
+    "WarmupParamScheduler": "det.engine.train.lr_scheduler",
+    "MultiStepParamScheduler": "det.engine.train.lr_scheduler",
+    "CosineParamScheduler": "det.engine.train.lr_scheduler",
+    "EventWriter": "det.engine.train.writers",
+    "JSONWriter": "det.engine.train.writers",
+    "CommonMetricPrinter": "det.engine.train.writers",
+    "TensorboardXWriter": "det.engine.train.writers",
+}
+_SUBMODULES = ("comm", "hooks", "solver", "lr_scheduler", "writers", "defaults", "train_loop", "launch")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        value = importlib.import_module(f"det.engine.train.{name}")
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'det.engine.train' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY, *_SUBMODULES])
+
+
+__all__ = sorted([*_LAZY, *_SUBMODULES])
