@@ -209,3 +209,59 @@ def test_inference_bad_inputs_raise_clear_errors():
         keypoint_rcnn_inference(torch.zeros(2, 2, 4, 4), [Instances((5, 5), pred_boxes=Boxes(torch.zeros(1, 4)))])
     with pytest.raises(ValueError, match="pred_boxes"):
         keypoint_rcnn_inference(torch.zeros(1, 2, 4, 4), [Instances((5, 5), scores=torch.zeros(1))])
+
+
+# --- inside StandardROIHeads ------------------------------------------------------------------
+
+
+def _roi_heads():
+    from det.core import build_roi_heads
+
+    cfg = get_cfg()
+    cfg.MODEL.KEYPOINT_ON = True
+    cfg.MODEL.ROI_HEADS.NAME = "StandardROIHeads"
+    cfg.MODEL.ROI_HEADS.IN_FEATURES = ["p2", "p3"]
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 1
+    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 16
+    cfg.MODEL.ROI_BOX_HEAD.NAME = "FastRCNNConvFCHead"
+    cfg.MODEL.ROI_BOX_HEAD.NUM_FC, cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 1, 16
+    cfg.MODEL.ROI_KEYPOINT_HEAD.CONV_DIMS = (8,)
+    torch.manual_seed(0)
+    shapes = {"p2": ShapeSpec(channels=8, stride=4), "p3": ShapeSpec(channels=8, stride=8)}
+    return build_roi_heads(cfg, shapes)
+
+
+def test_roi_heads_train_the_keypoint_head_on_foreground_with_visible_keypoints():
+    heads = _roi_heads().train()
+    features = {"p2": torch.rand(1, 8, 16, 16), "p3": torch.rand(1, 8, 8, 8)}
+    proposals = Instances((64, 64), proposal_boxes=Boxes(torch.tensor([[0.0, 0.0, 30.0, 30.0], [40.0, 40.0, 60.0, 60.0]])),
+                          objectness_logits=torch.zeros(2))
+    target = Instances((64, 64), gt_boxes=Boxes(torch.tensor([[2.0, 2.0, 30.0, 30.0], [40.0, 40.0, 62.0, 62.0]])),
+                       gt_classes=torch.tensor([0, 0]))
+    kpts = torch.zeros(2, 17, 3)
+    kpts[0, :, :2], kpts[0, :3, 2] = 10.0, 2.0  # person 0: three visible keypoints
+    kpts[1, :, :2] = 50.0                       # person 1: nothing labelled
+    target.gt_keypoints = Keypoints(kpts)
+    with EventStorage() as storage:
+        _, losses = heads(None, features, [proposals], [target])
+        stats = {k: v[0] for k, v in storage.latest().items()}
+    assert isinstance(heads.keypoint_head, KRCNNConvDeconvUpsampleHead)
+    assert sorted(losses) == ["loss_box_reg", "loss_cls", "loss_keypoint"]
+    # foreground: 2 proposals + 2 appended gt boxes; only those matched to person 0 are kept
+    assert stats["keypoint_head/num_fg_samples"] == 2
+    assert losses["loss_keypoint"].item() > 0
+
+
+def test_roi_heads_batch_without_visible_keypoints_gives_a_zero_keypoint_loss():
+    heads = _roi_heads().train()
+    features = {"p2": torch.rand(1, 8, 16, 16), "p3": torch.rand(1, 8, 8, 8)}
+    proposals = Instances((64, 64), proposal_boxes=Boxes(torch.tensor([[0.0, 0.0, 30.0, 30.0]])),
+                          objectness_logits=torch.zeros(1))
+    target = Instances((64, 64), gt_boxes=Boxes(torch.tensor([[2.0, 2.0, 30.0, 30.0]])), gt_classes=torch.tensor([0]),
+                       gt_keypoints=Keypoints(torch.full((1, 17, 3), 10.0) * torch.tensor([1.0, 1.0, 0.0])))
+    with EventStorage() as storage:
+        _, losses = heads(None, features, [proposals], [target])
+        stats = storage.latest()
+    assert losses["loss_keypoint"].item() == 0.0 and losses["loss_keypoint"].requires_grad
+    assert stats["keypoint_head/num_fg_samples"][0] == 0
+    assert stats["kpts_num_skipped_batches"][0] >= 1
