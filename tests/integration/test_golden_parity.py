@@ -304,3 +304,64 @@ def test_default_predictor_honours_rgb_format(assert_matches_golden):
     # and without the weight flip the RGB predictor would see other colours: results change
     plain_rgb = _predictor("RGB", MIN_SIZE_TEST=480)(image)["instances"]
     assert not (len(plain_rgb) == len(bgr) and torch.equal(plain_rgb.scores, bgr.scores))
+
+
+# --- the comparisons for kinds without a case here accept detectron2-like data and reject wrong data
+
+
+def _sem_seg_golden(logits: torch.Tensor) -> dict:
+    """The README's sem_seg record of a (C,H,W) tensor."""
+    return {"shape": tuple(logits.shape), "dtype": str(logits.dtype), "stride": 9,
+            "strided": logits[:, ::9, ::9].clone(), "argmax": logits.argmax(0),
+            "sum_per_class": logits.double().flatten(1).sum(1), "sum": logits.double().sum().item()}
+
+
+def test_sem_seg_comparison():
+    logits = torch.randn(54, 40, 30, generator=torch.Generator().manual_seed(0))
+    golden = _sem_seg_golden(logits)
+    compare_sem_seg(logits + 1e-6, golden)
+    with pytest.raises(AssertionError):
+        compare_sem_seg(logits[:, :, :29], golden)
+    shifted = logits.clone()
+    shifted[3, ::9, ::9] += 0.1
+    with pytest.raises(AssertionError):
+        compare_sem_seg(shifted, golden)
+
+
+def _panoptic() -> tuple[torch.Tensor, list[dict]]:
+    pred = torch.zeros(20, 30, dtype=torch.int32)
+    pred[0:10, 0:10], pred[5:15, 12:25], pred[15:, :] = 1, 2, 3
+    segments = [{"id": 1, "isthing": True, "score": 0.9, "category_id": 4, "instance_id": 0},
+                {"id": 2, "isthing": True, "score": 0.8, "category_id": 7, "instance_id": 1},
+                {"id": 3, "isthing": False, "category_id": 50, "area": 150}]
+    return pred, segments
+
+
+def test_panoptic_comparison_allows_renumbered_segments():
+    g_pred, g_segments = _panoptic()
+    golden = {"pred": g_pred, "segments_info": g_segments}
+    # a near-tie swapped the two things' order: ids 1 and 2 are exchanged
+    swapped = g_pred.clone()
+    swapped[g_pred == 1], swapped[g_pred == 2] = 2, 1
+    renumbered = [dict(g_segments[1], id=1, instance_id=0), dict(g_segments[0], id=2, instance_id=1), g_segments[2]]
+    compare_panoptic((swapped, renumbered), golden)
+    wrong_class = [dict(s) for s in g_segments]
+    wrong_class[2]["category_id"] = 51
+    with pytest.raises(AssertionError):
+        compare_panoptic((g_pred, wrong_class), golden)
+    moved = g_pred.clone()
+    moved[0:10, 0:10] = 0
+    with pytest.raises(AssertionError):
+        compare_panoptic((moved, g_segments), golden)
+
+
+def test_proposal_comparison_ignores_order_of_near_ties(assert_matches_golden):
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 20.0, 30.0], [1.0, 2.0, 3.0, 4.0]])
+    logits = torch.tensor([3.0, 2.0, 2.0 - 1e-7])
+    golden = {"image_size": (40, 40), "proposal_boxes": boxes, "objectness_logits": logits}
+    order = torch.tensor([0, 2, 1])
+    ours = Instances((40, 40), proposal_boxes=Boxes(boxes[order]), objectness_logits=logits[order])
+    compare_proposals(ours, golden, assert_matches_golden)
+    far = Instances((40, 40), proposal_boxes=Boxes(boxes + 1.0), objectness_logits=logits)
+    with pytest.raises(AssertionError):
+        compare_proposals(far, golden, assert_matches_golden)
