@@ -1,0 +1,407 @@
+"""Flattening det's ``list[dict]`` / ``Instances`` contract into tensors and back.
+
+The exported graph takes one image tensor and returns a tuple of tensors; everything that needs
+Python objects or per-instance Python loops (rescaling to ``height``/``width``, pasting masks,
+decoding keypoint heatmaps) runs after it, in :meth:`TracingAdapter.unflatten_outputs`, exactly as
+the eager models do after their own network. This mirrors detectron2's deployment, where the
+traced model returns instances at the input size and ``detector_postprocess`` runs outside.
+
+The inference inside the graph is an export-friendly rewrite of the eager code path: the same
+modules, weights and formulas, but no Python control flow on tensor values (``if mask.all()``),
+no ``len()`` of data-dependent sizes, class-wise NMS as one ``torchvision::nms`` over
+class-offset boxes, and ``torch.sym_min`` for top-k sizes, so that image size and instance count
+stay symbolic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["TracingAdapter", "UnsupportedModelError", "batched_nms_exportable", "supported_architectures"]
+
+
+class UnsupportedModelError(NotImplementedError):
+    """A model (or one of its parts) that det.export cannot export; the message names the part."""
+
+
+_SUPPORTED_ROI_HEADS = ("StandardROIHeads", "Res5ROIHeads")
+_SUPPORTED_META_ARCHS = ("GeneralizedRCNN", "RetinaNet", "SemanticSegmentor")
+
+
+def supported_architectures() -> tuple[str, ...]:
+    """Meta-architectures :class:`TracingAdapter` can export."""
+    return _SUPPORTED_META_ARCHS
+
+
+def _class_names(obj: object) -> list[str]:
+    # by name, so that det.export needs none of the head distributions installed
+    return [c.__name__ for c in type(obj).__mro__]
+
+
+def _architecture(model: nn.Module) -> str:
+    names = _class_names(model)
+    refused = {"PanopticFPN", "ProposalNetwork"}
+    for name in names:
+        if name in refused:
+            raise UnsupportedModelError(
+                f"det.export cannot export META_ARCHITECTURE {name}: supported are "
+                f"{', '.join(_SUPPORTED_META_ARCHS)}"
+            )
+    if names[0] in _SUPPORTED_META_ARCHS:
+        return names[0]
+    for name in names:  # subclasses export as their supported base
+        if name in _SUPPORTED_META_ARCHS:
+            return name
+    raise UnsupportedModelError(
+        f"det.export cannot export META_ARCHITECTURE {type(model).__name__}: supported are "
+        f"{', '.join(_SUPPORTED_META_ARCHS)}"
+    )
+
+
+def _check_rcnn_parts(model: nn.Module) -> None:
+    rpn = model.proposal_generator
+    if rpn is None:
+        raise UnsupportedModelError(
+            "det.export cannot export GeneralizedRCNN without a proposal generator "
+            "(precomputed proposals, MODEL.LOAD_PROPOSALS): the exported graph takes only an image"
+        )
+    if type(rpn).__name__ != "RPN":
+        raise UnsupportedModelError(
+            f"det.export cannot export PROPOSAL_GENERATOR {type(rpn).__name__}: only RPN is supported"
+        )
+    heads = model.roi_heads
+    name = type(heads).__name__
+    if name not in _SUPPORTED_ROI_HEADS:
+        raise UnsupportedModelError(
+            f"det.export cannot export ROI_HEADS {name}: supported are {', '.join(_SUPPORTED_ROI_HEADS)}"
+        )
+    if getattr(heads, "mask_on", False) and name == "StandardROIHeads" and heads.mask_pooler is None:
+        raise UnsupportedModelError("det.export cannot export a mask head without a mask pooler")
+    if getattr(heads, "keypoint_on", False) and heads.keypoint_pooler is None:
+        raise UnsupportedModelError("det.export cannot export a keypoint head without a keypoint pooler")
+
+
+# --- export-friendly building blocks ------------------------------------------------------------
+
+
+def batched_nms_exportable(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    """Class-wise NMS as a single ``torchvision::nms`` over boxes offset by class.
+
+    torchvision's own batched_nms picks between this and a loop over ``torch.unique(idxs)`` by
+    the number of boxes; the loop is data-dependent Python control flow, this is one op that
+    torch.export keeps (and ONNX maps to NonMaxSuppression). Boxes of different classes are moved
+    apart so they never overlap. The kept indices are sorted by decreasing score.
+    """
+    import torchvision  # noqa: F401  (registers torch.ops.torchvision)
+
+    # the 0 appended keeps max() defined on an empty set of boxes
+    max_coordinate = torch.cat([boxes.flatten(), boxes.new_zeros(1)]).max()
+    offsets = idxs.to(boxes) * (max_coordinate + 1)
+    return torch.ops.torchvision.nms(boxes + offsets[:, None], scores, float(iou_threshold))
+
+
+def _clip(boxes: Tensor, height: Any, width: Any) -> Tensor:
+    """``Boxes.clip`` on an (R, 4) tensor: x to [0, width], y to [0, height]."""
+    x1 = boxes[:, 0].clamp(min=0, max=width)
+    y1 = boxes[:, 1].clamp(min=0, max=height)
+    x2 = boxes[:, 2].clamp(min=0, max=width)
+    y2 = boxes[:, 3].clamp(min=0, max=height)
+    return torch.stack((x1, y1, x2, y2), dim=-1)
+
+
+def _pool(pooler: nn.Module, features: list[Tensor], boxes: Tensor) -> Tensor:
+    """``ROIPooler(features, [Boxes(boxes)])`` for one image, without data-dependent indexing.
+
+    Every box is pooled from every level and the level it belongs to (FPN eqn. 1, the same
+    float operations as ``assign_boxes_to_levels``) is selected with ``torch.where``; each box's
+    result depends only on its own level, so the values equal the eager pooler's.
+    """
+    rois = torch.cat([boxes.new_zeros(boxes.shape[0], 1), boxes], dim=1)
+    level_poolers = pooler.level_poolers
+    if len(level_poolers) != len(features):
+        raise ValueError(f"ROIPooler has {len(level_poolers)} levels but got {len(features)} feature maps")
+    if len(level_poolers) == 1:
+        return level_poolers[0](features[0], rois)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    box_sizes = torch.sqrt(area)
+    levels = torch.floor(pooler.canonical_level + torch.log2(box_sizes / pooler.canonical_box_size + 1e-8))
+    levels = torch.clamp(levels, min=pooler.min_level, max=pooler.max_level).to(torch.int64) - pooler.min_level
+    output: Tensor | None = None
+    for level, (x, level_pooler) in enumerate(zip(features, level_poolers)):
+        pooled = level_pooler(x, rois)
+        output = pooled if output is None else torch.where((levels == level)[:, None, None, None], pooled, output)
+    assert output is not None
+    return output
+
+
+def _select(mask: Tensor, *tensors: Tensor) -> list[Tensor]:
+    """``t[mask]`` for each tensor, through one ``nonzero`` so that all results share one size."""
+    index = mask.nonzero()[:, 0]
+    return [t[index] for t in tensors]
+
+
+def _rpn_proposals(rpn: nn.Module, features: dict[str, Tensor], image_size: tuple[Any, Any]) -> Tensor:
+    """``RPN.forward`` + ``find_top_rpn_proposals`` at inference, for one image: (P, 4) boxes."""
+    feats = [features[f] for f in rpn.in_features]
+    anchors = rpn.anchor_generator(feats)
+    pred_logits, pred_deltas = rpn.rpn_head(feats)
+    pre_nms_topk = rpn.pre_nms_topk[False]
+    box_dim = anchors[0].tensor.shape[1]
+    boxes_all, scores_all, levels_all = [], [], []
+    for level, (anchors_i, logits_i, deltas_i) in enumerate(zip(anchors, pred_logits, pred_deltas)):
+        logits = logits_i[0].permute(1, 2, 0).flatten()  # (Hi*Wi*A,)
+        _, hi, wi = deltas_i[0].shape
+        deltas = deltas_i[0].view(-1, box_dim, hi, wi).permute(2, 3, 0, 1).reshape(-1, box_dim)
+        proposals = rpn.box2box_transform.apply_deltas(deltas, anchors_i.tensor)
+        # sym_min keeps k symbolic: a Python min() would fix the image size range at export
+        k = torch.sym_min(logits.shape[0], pre_nms_topk)
+        scores, idx = logits.topk(k)
+        boxes_all.append(proposals[idx])
+        scores_all.append(scores)
+        levels_all.append(torch.full_like(idx, level))
+    boxes, scores, levels = torch.cat(boxes_all), torch.cat(scores_all), torch.cat(levels_all)
+
+    # eager drops non-finite predictions only when there are some; dropping none is a no-op
+    valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores)
+    boxes, scores, levels = _select(valid, boxes, scores, levels)
+    boxes = _clip(boxes, *image_size)
+    widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    keep = (widths > rpn.min_box_size) & (heights > rpn.min_box_size)
+    boxes, scores, levels = _select(keep, boxes, scores, levels)
+    keep_idx = batched_nms_exportable(boxes, scores, levels, rpn.nms_thresh)[: rpn.post_nms_topk[False]]
+    return boxes[keep_idx]
+
+
+def _fast_rcnn_inference(
+    box_predictor: nn.Module, predictions: tuple[Tensor, Tensor], proposals: Tensor, image_size: tuple[Any, Any]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``FastRCNNOutputLayers.inference`` for one image: boxes, scores, classes."""
+    logits, deltas = predictions
+    boxes = box_predictor.box2box_transform.apply_deltas(deltas, proposals)
+    probs = logits.sigmoid() if getattr(box_predictor, "use_sigmoid_ce", False) else F.softmax(logits, dim=-1)
+
+    valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(probs).all(dim=1)
+    boxes, probs = _select(valid, boxes, probs)
+    probs = probs[:, :-1]
+    num_bbox_reg_classes = boxes.shape[1] // 4
+    boxes = _clip(boxes.reshape(-1, 4), *image_size).view(-1, num_bbox_reg_classes, 4)
+
+    filter_inds = (probs > box_predictor.test_score_thresh).nonzero()
+    rows, classes = filter_inds[:, 0], filter_inds[:, 1]
+    boxes = boxes[rows, 0] if num_bbox_reg_classes == 1 else boxes[rows, classes]
+    scores = probs[rows, classes]
+    keep = batched_nms_exportable(boxes, scores, classes, box_predictor.test_nms_thresh)
+    if box_predictor.test_topk_per_image >= 0:
+        keep = keep[: box_predictor.test_topk_per_image]
+    return boxes[keep], scores[keep], classes[keep]
+
+
+def _mask_probs(mask_logits: Tensor, classes: Tensor) -> Tensor:
+    """``mask_rcnn_inference``: (N, 1, M, M) probabilities of each detection's class."""
+    if mask_logits.shape[1] == 1:
+        return mask_logits.sigmoid()
+    indices = torch.arange(mask_logits.shape[0], device=classes.device)
+    return mask_logits[indices, classes][:, None].sigmoid()
+
+
+def _preprocess(model: nn.Module, image: Tensor) -> tuple[Tensor, tuple[Any, Any]]:
+    """``preprocess_image`` of one image: normalised, padded (1, C, Hp, Wp) and its (H, W).
+
+    ``ImageList.from_tensors`` turns sizes into Python ints, which would fix the image size of
+    the exported graph; this keeps them symbolic and pads the same way.
+    """
+    x = (image.to(model.pixel_mean.device) - model.pixel_mean) / model.pixel_std
+    height, width = x.shape[-2], x.shape[-1]
+    size_divisibility = model.backbone.size_divisibility
+    constraints = model.backbone.padding_constraints or {}
+    max_h, max_w = height, width
+    square_size = constraints.get("square_size", 0)
+    if square_size > 0:
+        max_h = max_w = square_size
+    size_divisibility = constraints.get("size_divisibility", size_divisibility)
+    if size_divisibility > 1:
+        max_h = (max_h + size_divisibility - 1) // size_divisibility * size_divisibility
+        max_w = (max_w + size_divisibility - 1) // size_divisibility * size_divisibility
+    padded = F.pad(x, [0, max_w - width, 0, max_h - height], value=0.0)
+    return padded.unsqueeze(0), (height, width)
+
+
+def _rcnn_forward(model: nn.Module, image: Tensor) -> dict[str, Tensor]:
+    padded, image_size = _preprocess(model, image)
+    features = model.backbone(padded)
+    proposals = _rpn_proposals(model.proposal_generator, features, image_size)
+
+    heads = model.roi_heads
+    res5 = type(heads).__name__ == "Res5ROIHeads"
+    if res5:
+        box_in = [features[f] for f in heads.in_features]
+        box_features = heads.res5(_pool(heads.pooler, box_in, proposals)).mean(dim=[2, 3])
+    else:
+        box_features = heads.box_head(_pool(heads.box_pooler, [features[f] for f in heads.box_in_features], proposals))
+    predictions = heads.box_predictor(box_features)
+    boxes, scores, classes = _fast_rcnn_inference(heads.box_predictor, predictions, proposals, image_size)
+    out = {"pred_boxes": boxes, "scores": scores, "pred_classes": classes}
+
+    if heads.mask_on:
+        if res5:
+            x = heads.res5(_pool(heads.pooler, [features[f] for f in heads.in_features], boxes))
+        else:
+            x = _pool(heads.mask_pooler, [features[f] for f in heads.mask_in_features], boxes)
+        out["pred_masks"] = _mask_probs(heads.mask_head.layers(x), classes)
+    if getattr(heads, "keypoint_on", False):
+        x = _pool(heads.keypoint_pooler, [features[f] for f in heads.keypoint_in_features], boxes)
+        out["pred_keypoint_heatmaps"] = heads.keypoint_head.layers(x)
+    return out
+
+
+def _retinanet_forward(model: nn.Module, image: Tensor) -> dict[str, Tensor]:
+    padded, _ = _preprocess(model, image)
+    features = model.backbone(padded)
+    features = [features[f] for f in model.head_in_features]
+    pred_logits, pred_deltas = model.head(features)
+    anchors = model.anchor_generator(features)
+    num_classes = model.num_classes
+
+    boxes_all, scores_all, classes_all = [], [], []
+    for anchors_i, logits_i, deltas_i in zip(anchors, pred_logits, pred_deltas):
+        _, _, hi, wi = logits_i.shape
+        scores = logits_i[0].view(-1, num_classes, hi, wi).permute(2, 3, 0, 1).reshape(-1, num_classes).sigmoid()
+        deltas = deltas_i[0].view(-1, 4, hi, wi).permute(2, 3, 0, 1).reshape(-1, 4)
+        candidates = (scores > model.test_score_thresh).nonzero()  # (anchor, class), row-major as eager
+        candidate_scores = scores[candidates[:, 0], candidates[:, 1]]
+        k = torch.sym_min(model.test_topk_candidates, candidate_scores.shape[0])
+        top_scores, idx = candidate_scores.topk(k)
+        anchor_idx, class_idx = candidates[idx, 0], candidates[idx, 1]
+        boxes_all.append(model.box2box_transform.apply_deltas(deltas[anchor_idx], anchors_i.tensor[anchor_idx]))
+        scores_all.append(top_scores)
+        classes_all.append(class_idx)
+    boxes, scores, classes = torch.cat(boxes_all), torch.cat(scores_all), torch.cat(classes_all)
+    keep = batched_nms_exportable(boxes, scores, classes, model.test_nms_thresh)[: model.max_detections_per_image]
+    return {"pred_boxes": boxes[keep], "scores": scores[keep], "pred_classes": classes[keep]}
+
+
+def _semseg_forward(model: nn.Module, image: Tensor) -> dict[str, Tensor]:
+    padded, _ = _preprocess(model, image)
+    features = model.backbone(padded)
+    logits, _ = model.sem_seg_head(features, None)
+    return {"sem_seg": logits[0]}
+
+
+_FORWARDS = {"GeneralizedRCNN": _rcnn_forward, "RetinaNet": _retinanet_forward, "SemanticSegmentor": _semseg_forward}
+
+
+def _outputs_schema(model: nn.Module, architecture: str) -> tuple[str, ...]:
+    if architecture == "SemanticSegmentor":
+        return ("sem_seg",)
+    schema = ["pred_boxes", "scores", "pred_classes"]
+    if architecture == "GeneralizedRCNN":
+        if model.roi_heads.mask_on:
+            schema.append("pred_masks")
+        if getattr(model.roi_heads, "keypoint_on", False):
+            schema.append("pred_keypoint_heatmaps")
+    return tuple(schema)
+
+
+class TracingAdapter(nn.Module):
+    """Wraps a det model so that it maps one image tensor to a tuple of tensors.
+
+    Invariant: ``forward(image)`` returns ``len(outputs_schema)`` tensors named by
+    ``outputs_schema`` and ``unflatten_outputs`` turns them back into the eager model's
+    ``{"instances": Instances}`` / ``{"sem_seg": Tensor}`` at the input's height/width::
+
+        adapter = TracingAdapter(model.eval())
+        flat = adapter(*adapter.flatten_inputs(inputs[0]))
+        outputs = adapter.unflatten_outputs(flat, inputs[0])   # == model(inputs[:1])[0]
+
+    Inside ``forward`` the model runs an export-friendly rewrite of its inference (same modules
+    and formulas, no data-dependent Python control flow), so ``torch.export`` can keep the image
+    size and the number of instances symbolic. Training is not exported.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"TracingAdapter wraps a det model (torch.nn.Module), got {type(model).__name__}")
+        self.architecture = _architecture(model)
+        if self.architecture == "GeneralizedRCNN":
+            _check_rcnn_parts(model)
+        self.model = model
+        self.outputs_schema = _outputs_schema(model, self.architecture)
+        self.input_format = getattr(model, "input_format", None)
+
+    def forward(self, image: Tensor) -> tuple[Tensor, ...]:
+        if self.model.training:
+            raise RuntimeError("TracingAdapter exports inference: call model.eval() first")
+        outputs = _FORWARDS[self.architecture](self.model, image)
+        return tuple(outputs[name] for name in self.outputs_schema)
+
+    def flatten_inputs(self, inputs: dict[str, Any]) -> tuple[Tensor]:
+        """The exported graph's inputs for one image dict of det's contract: ``(image,)``."""
+        return flatten_inputs(inputs)
+
+    def unflatten_outputs(self, outputs: tuple[Tensor, ...] | list[Tensor], inputs: dict[str, Any]) -> dict[str, Any]:
+        """The eager model's output dict for one image from the graph's flat outputs."""
+        return unflatten_outputs(outputs, inputs, self.outputs_schema)
+
+    def metadata(self) -> dict[str, Any]:
+        """What a saved exported model needs to unflatten its outputs (stored beside it)."""
+        return {
+            "architecture": self.architecture,
+            "outputs_schema": list(self.outputs_schema),
+            "input_format": self.input_format,
+        }
+
+
+def flatten_inputs(inputs: dict[str, Any]) -> tuple[Tensor]:
+    """``(image,)`` of one input dict of det's contract; the image must be a (C, H, W) tensor."""
+    if not isinstance(inputs, dict):
+        raise TypeError(
+            f"flatten_inputs takes one input dict {{'image': (C, H, W) tensor, ...}}, got {type(inputs).__name__}"
+        )
+    if "image" not in inputs:
+        raise ValueError(f"input dict has no 'image' (keys: {sorted(inputs)}); expected a (C, H, W) tensor")
+    image = inputs["image"]
+    if not isinstance(image, Tensor) or image.dim() != 3:
+        shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+        raise ValueError(f"'image' must be a (C, H, W) tensor, got {shape}")
+    return (image,)
+
+
+def unflatten_outputs(
+    outputs: tuple[Tensor, ...] | list[Tensor], inputs: dict[str, Any], outputs_schema: tuple[str, ...] | list[str]
+) -> dict[str, Any]:
+    """Turn an exported graph's flat outputs back into det's output dict for one image.
+
+    Runs what the eager models run after their network: keypoint decoding
+    (``keypoint_rcnn_inference``), ``detector_postprocess`` (rescale to ``height``/``width``,
+    paste masks) and ``sem_seg_postprocess``.
+    """
+    from det.core.modeling.postprocessing import detector_postprocess, sem_seg_postprocess
+    from det.structures import Boxes, Instances
+
+    outputs = [torch.as_tensor(o) for o in outputs]
+    if len(outputs) != len(outputs_schema):
+        raise ValueError(f"{len(outputs)} outputs for the schema {list(outputs_schema)}")
+    fields = dict(zip(outputs_schema, outputs))
+    (image,) = flatten_inputs(inputs)
+    image_size = (int(image.shape[-2]), int(image.shape[-1]))
+    height = int(inputs.get("height", image_size[0]))
+    width = int(inputs.get("width", image_size[1]))
+    if "sem_seg" in fields:
+        return {"sem_seg": sem_seg_postprocess(fields["sem_seg"], image_size, height, width)}
+
+    instances = Instances(image_size)
+    instances.pred_boxes = Boxes(fields["pred_boxes"])
+    instances.scores = fields["scores"]
+    instances.pred_classes = fields["pred_classes"].to(torch.int64)
+    if "pred_masks" in fields:
+        instances.pred_masks = fields["pred_masks"]
+    if "pred_keypoint_heatmaps" in fields:
+        from det.heads.keypoint.keypoint_head import keypoint_rcnn_inference
+
+        keypoint_rcnn_inference(fields["pred_keypoint_heatmaps"], [instances])
+    return {"instances": detector_postprocess(instances, height, width)}
