@@ -1,0 +1,307 @@
+"""Fast mode: an opt-in, inference-only rewrite of a built model for CPU speed.
+
+:func:`fast_mode` changes a model in place (parameter values, not its results' meaning):
+
+- **BN folding**: every det ``Conv2d`` whose ``norm`` is a ``FrozenBatchNorm2d`` (or an eval-mode
+  ``nn.BatchNorm2d``) gets the affine transform folded into its weight and bias; the norm is
+  dropped. Exact up to float rounding.
+- **channels_last**: convolution weights and activations use the NHWC layout oneDNN computes in,
+  which saves a layout reorder around every convolution.
+- **fused conv+ReLU**: convolutions followed by a ReLU (``activation=ReLU`` and the ReLUs inside
+  det's ResNet ``BasicStem``/``BasicBlock``/``BottleneckBlock``) run as one oneDNN convolution with
+  a ReLU post-op instead of a convolution and a second pass over the output.
+- **bf16** (default: on when the CPU has native bf16 dot products, e.g. AVX512-BF16 or AMX): the
+  backbone runs in bfloat16 end to end, head convolutions and FC layers take bfloat16 inputs and
+  weights and return float32; the final predictor layers (class scores, box/anchor deltas,
+  objectness, mask logits) stay float32, so scores, boxes and thresholds are decided in float32.
+
+The model must be in eval mode and is meant for inference: fast mode drops the BN buffers (the
+``state_dict`` no longer matches detectron2's names) and keeps no gradient path. Build and load
+the model first, then convert::
+
+    model = build_model(cfg); DetectionCheckpointer(model).load(path)
+    model = fast_mode(model.eval())          # bf16 where the CPU supports it
+    outputs = model([{"image": image}])
+
+``fast_mode(model, bf16=False)`` gives the float32 variant (BN folding, channels_last, fused ReLU),
+whose outputs equal the default model's up to float rounding.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from det.core.layers.batch_norm import FrozenBatchNorm2d
+from det.core.layers.wrappers import Conv2d
+
+# Final prediction layers keep float32: scores and box deltas decide thresholds, NMS and box edges.
+PREDICTOR_NAMES = frozenset(
+    {"cls_score", "bbox_pred", "objectness_logits", "anchor_deltas", "predictor", "score_lowres"}
+)
+
+
+def bf16_supported() -> bool:
+    """Whether this CPU computes bf16 convolutions natively (oneDNN's AVX512-BF16/AMX check)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _fused_op_available() -> bool:
+    try:
+        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _is_relu(act: Any) -> bool:
+    return isinstance(act, nn.ReLU) or act in (F.relu, F.relu_, torch.relu, torch.relu_)
+
+
+def fold_batchnorm(conv: nn.Conv2d, norm: nn.Module) -> None:
+    """Fold an eval-mode (Frozen)BatchNorm ``norm`` that follows ``conv`` into its weight/bias."""
+    if isinstance(norm, nn.BatchNorm2d) and norm.training:
+        raise ValueError("fold_batchnorm: a BatchNorm2d in training mode cannot be folded; call model.eval()")
+    weight = norm.weight if norm.weight is not None else torch.ones_like(norm.running_var)
+    bias = norm.bias if norm.bias is not None else torch.zeros_like(norm.running_mean)
+    with torch.no_grad():
+        # Computed in float64: the folded weight should differ from conv-then-BN by one rounding.
+        scale = weight.double() * (norm.running_var.double() + norm.eps).rsqrt()
+        shift = bias.double() - norm.running_mean.double() * scale
+        new_w = (conv.weight.double() * scale.reshape(-1, 1, 1, 1)).to(conv.weight.dtype)
+        old_b = conv.bias.double() if conv.bias is not None else torch.zeros_like(shift)
+        new_b = (old_b * scale + shift).to(conv.weight.dtype)
+    conv.weight = nn.Parameter(new_w, requires_grad=False)
+    conv.bias = nn.Parameter(new_b, requires_grad=False)
+
+
+def _prepare_conv(
+    conv: nn.Conv2d, *, relu: bool, dtype: torch.dtype, out_dtype: torch.dtype | None, channels_last: bool
+) -> None:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    # Kept outside the parameters so that .to()/state_dict see the (folded) float32 values.
+    conv._fast_weight = conv.weight.detach().to(dtype).contiguous(memory_format=fmt)
+    conv._fast_bias = None if conv.bias is None else conv.bias.detach().to(dtype)
+    conv._fast_dtype = dtype
+    conv._fast_out_dtype = out_dtype
+    conv._fast_relu = relu
+    conv._fast_fmt = fmt
+    conv.forward = types.MethodType(_fast_conv_forward, conv)
+
+
+def _fast_conv_forward(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(
+            f"Conv2d (fast mode) expects input of shape (N, {self.in_channels}, H, W), got {got}"
+        )
+    x = x.to(self._fast_dtype).contiguous(memory_format=self._fast_fmt)
+    if isinstance(self.padding, str):  # "same"/"valid" are not handled by the fused op
+        y = F.conv2d(
+            x, self._fast_weight, self._fast_bias, self.stride, self.padding, self.dilation, self.groups
+        )
+        y = F.relu_(y) if self._fast_relu else y
+    elif _FUSED and x.device.type == "cpu" and x.numel() > 0:
+        y = torch.ops.mkldnn._convolution_pointwise(
+            x,
+            self._fast_weight,
+            self._fast_bias,
+            list(self.padding),
+            list(self.stride),
+            list(self.dilation),
+            self.groups,
+            "relu" if self._fast_relu else "none",
+            [],
+            "",
+        )
+    else:
+        y = F.conv2d(
+            x, self._fast_weight, self._fast_bias, self.stride, self.padding, self.dilation, self.groups
+        )
+        y = F.relu_(y) if self._fast_relu else y
+    if self._fast_out_dtype is not None and y.dtype != self._fast_out_dtype:
+        y = y.to(self._fast_out_dtype)
+    return y
+
+
+def _fast_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    y = F.linear(x.to(self._fast_dtype), self._fast_weight, self._fast_bias)
+    return y.to(self._fast_out_dtype)
+
+
+def _fast_deconv_forward(self: nn.ConvTranspose2d, x: torch.Tensor, output_size=None) -> torch.Tensor:
+    if output_size is not None:
+        return nn.ConvTranspose2d.forward(self, x, output_size)
+    x = x.to(self._fast_dtype).contiguous(memory_format=self._fast_fmt)
+    y = F.conv_transpose2d(
+        x,
+        self._fast_weight,
+        self._fast_bias,
+        self.stride,
+        self.padding,
+        self.output_padding,
+        self.groups,
+        self.dilation,
+    )
+    return y.to(self._fast_out_dtype)
+
+
+# ResNet blocks whose ReLUs move into their convolutions. Recognised by class name and module so
+# that core does not import det.backbones (nothing imports upwards); a subclass with its own
+# forward is left alone.
+def _stem_forward(self, x):
+    return F.max_pool2d(self.conv1(x), kernel_size=3, stride=2, padding=1)
+
+
+def _basic_forward(self, x):
+    out = self.conv2(self.conv1(x))
+    out += x if self.shortcut is None else self.shortcut(x)
+    return F.relu_(out)
+
+
+def _bottleneck_forward(self, x):
+    out = self.conv3(self.conv2(self.conv1(x)))
+    out += x if self.shortcut is None else self.shortcut(x)
+    return F.relu_(out)
+
+
+_BLOCKS = {
+    "BasicStem": (_stem_forward, ("conv1",)),
+    "BasicBlock": (_basic_forward, ("conv1",)),
+    "BottleneckBlock": (_bottleneck_forward, ("conv1", "conv2")),
+}
+
+
+def _block_kind(module: nn.Module) -> str | None:
+    cls = type(module)
+    if cls.__name__ in _BLOCKS and cls.__module__.startswith("det.") and "forward" in cls.__dict__:
+        return cls.__name__
+    return None
+
+
+def _cast_floats(obj: Any, dtype: torch.dtype) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(dtype) if obj.is_floating_point() else obj
+    if isinstance(obj, dict):
+        return {k: _cast_floats(v, dtype) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cast_floats(v, dtype) for v in obj)
+    return obj
+
+
+def _wrap_float32_outputs(module: nn.Module) -> None:
+    """Make ``module`` (run in bf16 inside) hand float32 tensors to the rest of the model."""
+    inner = module.forward
+
+    def forward(*args, **kwargs):
+        return _cast_floats(inner(*args, **kwargs), torch.float32)
+
+    module.forward = forward
+
+
+_FUSED = _fused_op_available()
+
+
+def fast_mode(
+    model: nn.Module,
+    *,
+    bf16: bool | None = None,
+    channels_last: bool = True,
+    fold_bn: bool = True,
+    fuse_relu: bool = True,
+) -> nn.Module:
+    """Convert ``model`` (built, weights loaded, in eval mode) for fast CPU inference, in place.
+
+    Args:
+        bf16: run convolutions/FC layers in bfloat16 (predictor layers stay float32). ``None``
+            (default) enables it when :func:`bf16_supported`; ``True`` on a CPU without native
+            bf16 works but is slow.
+        channels_last: NHWC weights and activations for the convolutions.
+        fold_bn: fold FrozenBatchNorm2d / eval BatchNorm2d into the preceding det ``Conv2d``.
+        fuse_relu: fuse ReLUs into the preceding convolution (oneDNN post-op).
+
+    Returns:
+        the same ``model`` object, converted; it is marked with ``model.det_fast_mode`` (a dict of
+        the options used). Converting twice raises ValueError.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"fast_mode expects an nn.Module (a built det model), got {type(model).__name__}")
+    if getattr(model, "det_fast_mode", None) is not None:
+        raise ValueError("fast_mode: this model is already converted (model.det_fast_mode is set)")
+    if model.training:
+        raise ValueError("fast_mode is for inference: call model.eval() before fast_mode(model)")
+    if bf16 is None:
+        bf16 = bf16_supported()
+    low = torch.bfloat16 if bf16 else torch.float32
+
+    # Modules under the backbone stay in bf16 between layers; elsewhere each layer returns float32.
+    backbone = getattr(model, "backbone", None)
+    in_backbone = set()
+    if backbone is not None and bf16:
+        in_backbone = {id(m) for m in backbone.modules()}
+
+    fused_relu = set()
+    if fuse_relu:
+        for module in model.modules():
+            kind = _block_kind(module)
+            if kind is None:
+                continue
+            forward, convs = _BLOCKS[kind]
+            if not all(
+                isinstance(getattr(module, c, None), Conv2d) and getattr(module, c).activation is None
+                for c in convs
+            ):
+                continue
+            fused_relu.update(id(getattr(module, c)) for c in convs)
+            module.forward = types.MethodType(forward, module)
+
+    for name, module in list(model.named_modules()):
+        leaf = name.rsplit(".", 1)[-1]
+        keep_fp32 = leaf in PREDICTOR_NAMES
+        dtype = torch.float32 if keep_fp32 else low
+        out_dtype = None if id(module) in in_backbone else torch.float32
+        if isinstance(module, Conv2d):
+            norm = module.norm
+            if fold_bn and isinstance(norm, (FrozenBatchNorm2d, nn.BatchNorm2d)):
+                fold_batchnorm(module, norm)
+                module.norm = None
+            relu = id(module) in fused_relu
+            if fuse_relu and module.norm is None and _is_relu(module.activation):
+                module.activation, relu = None, True
+            if module.norm is not None or module.activation is not None:
+                continue  # a norm/activation that cannot be fused (e.g. GN): keep the plain path
+            _prepare_conv(module, relu=relu, dtype=dtype, out_dtype=out_dtype, channels_last=channels_last)
+        elif type(module) is nn.Conv2d and not keep_fp32 and (bf16 or channels_last):
+            _prepare_conv(module, relu=False, dtype=dtype, out_dtype=out_dtype, channels_last=channels_last)
+        elif type(module) is nn.Linear and not keep_fp32 and bf16:
+            module._fast_weight = module.weight.detach().to(low)
+            module._fast_bias = None if module.bias is None else module.bias.detach().to(low)
+            module._fast_dtype, module._fast_out_dtype = low, torch.float32
+            module.forward = types.MethodType(_fast_linear_forward, module)
+        elif type(module) is nn.ConvTranspose2d and not keep_fp32 and bf16:
+            fmt = torch.channels_last if channels_last else torch.contiguous_format
+            module._fast_weight = module.weight.detach().to(low).contiguous(memory_format=fmt)
+            module._fast_bias = None if module.bias is None else module.bias.detach().to(low)
+            module._fast_dtype, module._fast_out_dtype, module._fast_fmt = low, torch.float32, fmt
+            module.forward = types.MethodType(_fast_deconv_forward, module)
+
+    if backbone is not None and bf16:
+        _wrap_float32_outputs(backbone)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.det_fast_mode = {
+        "bf16": bool(bf16),
+        "channels_last": channels_last,
+        "fold_bn": fold_bn,
+        "fuse_relu": fuse_relu,
+    }
+    return model
+
+
+__all__ = ["PREDICTOR_NAMES", "bf16_supported", "fast_mode", "fold_batchnorm"]
