@@ -59,10 +59,10 @@ def required_components(cfg) -> list[tuple[str, str]]:
     m = cfg.MODEL
     meta = m.META_ARCHITECTURE
     needed = [("META_ARCH", meta), ("BACKBONE", m.BACKBONE.NAME)]
-    if meta in ("GeneralizedRCNN", "ProposalNetwork", "PanopticFPN"):
-        if m.PROPOSAL_GENERATOR.NAME != "PrecomputedProposals":
-            needed += [("PROPOSAL_GENERATOR", m.PROPOSAL_GENERATOR.NAME), ("RPN_HEAD", m.RPN.HEAD_NAME),
-                       ("ANCHOR_GENERATOR", m.ANCHOR_GENERATOR.NAME)]
+    uses_rpn = meta in ("GeneralizedRCNN", "ProposalNetwork", "PanopticFPN")
+    if uses_rpn and m.PROPOSAL_GENERATOR.NAME != "PrecomputedProposals":
+        needed += [("PROPOSAL_GENERATOR", m.PROPOSAL_GENERATOR.NAME), ("RPN_HEAD", m.RPN.HEAD_NAME),
+                   ("ANCHOR_GENERATOR", m.ANCHOR_GENERATOR.NAME)]
     if meta in ("GeneralizedRCNN", "PanopticFPN"):
         needed.append(("ROI_HEADS", m.ROI_HEADS.NAME))
         if m.ROI_HEADS.NAME != "Res5ROIHeads":  # the C4 head is res5 itself, no box head

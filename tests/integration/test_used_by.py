@@ -1,0 +1,154 @@
+"""Used-by promise 1: `pip install det-core det-heads-mask` is a working Mask R-CNN, and nothing more.
+
+Every det distribution of the tree is built into one wheel folder; a fresh environment that has
+only third-party packages gets `pip install --no-index --find-links WHEELS det-core det-heads-mask`,
+so pip picks det's closure from the local wheels alone. In it, detectron2's golden Mask R-CNN R50-FPN
+(config + weights) builds and reproduces detectron2's outputs; a keypoint model names the
+distribution to install; the keypoint, semseg, retinanet and engine distributions are absent.
+
+(Promises 2-4 are in test_backbone_template.py, test_roi_heads_swap.py and
+test_structures_standalone.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+import pytest
+import torch
+
+THIRD_PARTY = ["torch", "torchvision", "numpy", "pycocotools", "yacs", "PyYAML", "pluggy"]
+MASK_CLOSURE = {"det-structures", "det-checkpoint", "det-core", "det-backbones", "det-heads-rpn", "det-heads-roi",
+                "det-heads-mask"}
+ABSENT = ["det-heads-keypoint", "det-heads-semseg", "det-heads-retinanet", "det-engine"]
+
+RUN_MASK_RCNN = """
+import json, torch
+from importlib import metadata
+from det.checkpoint import DetectionCheckpointer
+from det.core import build_model, get_cfg
+import det.core, det.heads.mask
+
+case = {case!r}
+cfg = get_cfg()
+cfg.merge_from_file(case + "/config.yaml")
+model = build_model(cfg).eval()
+DetectionCheckpointer(model).load(case + "/model_final.pth", strict=True)
+with torch.no_grad():
+    outputs = model(torch.load(case + "/inputs.pt", weights_only=True))
+plain = []
+for out in outputs:
+    inst = out["instances"]
+    fields = {{k: v for k, v in inst.get_fields().items()}}
+    fields["pred_boxes"] = inst.pred_boxes.tensor
+    plain.append({{"image_size": inst.image_size, "fields": fields}})
+torch.save(plain, {out_file!r})
+print(json.dumps({{
+    "files": [det.core.__file__, det.heads.mask.__file__],
+    "roi_heads": type(model.roi_heads).__name__,
+    "mask_head": type(model.roi_heads.mask_head).__name__,
+    "dists": sorted(d.metadata["Name"] for d in metadata.distributions() if d.metadata["Name"].startswith("det-")),
+}}))
+"""
+
+ASK_FOR_KEYPOINTS = """
+import json
+from importlib import metadata
+from det.core import build_model, get_cfg
+from det.core.registry import ComponentNotFoundError
+
+absent = {{}}
+for name in {absent!r}:
+    try:
+        metadata.distribution(name)
+        absent[name] = False
+    except metadata.PackageNotFoundError:
+        absent[name] = True
+cfg = get_cfg()
+cfg.merge_from_file({config!r})
+try:
+    build_model(cfg)
+    error = None
+except ComponentNotFoundError as e:
+    error = [e.kind, e.name, e.distribution, str(e)]
+print(json.dumps({{"absent": absent, "error": error}}))
+"""
+
+
+def _third_party_with_extras(names: list[str]) -> list[str]:
+    """`names` and every distribution they require, following extras too (torch needs
+    `cuda-toolkit[cudart,...]`): the child venv must satisfy pip's resolver, not just imports."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    seen: dict[str, None] = {}
+    todo = [(name, frozenset()) for name in names]
+    done: set[tuple[str, frozenset]] = set()
+    while todo:
+        name, extras = todo.pop()
+        key = (name.lower().replace("_", "-"), extras)
+        if key in done:
+            continue
+        done.add(key)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        seen.setdefault(dist.metadata["Name"])
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in (extras or {""})):
+                todo.append((req.name, frozenset(req.extras)))
+    return list(seen)
+
+
+def _all_projects(repo_root):
+    """Every distribution folder of the tree, by its project name."""
+    projects = {}
+    for pyproject in sorted(repo_root.glob("packages/**/pyproject.toml")):
+        name = tomllib.loads(pyproject.read_text())["project"]["name"]
+        projects[name] = pyproject.parent
+    return projects
+
+
+@pytest.mark.slow
+def test_det_core_and_det_heads_mask_alone_run_golden_mask_rcnn(
+        repo_root, golden_case, configs_dir, tmp_path, make_child_venv, wheel_builder, assert_matches_golden):
+    projects = _all_projects(repo_root)
+    assert MASK_CLOSURE | set(ABSENT) <= set(projects)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    for folder in projects.values():  # all of them: pip must choose the closure, not the test
+        wheel = wheel_builder(folder, wheels)
+        wheel.rename(wheels / wheel.name)
+
+    venv = make_child_venv(inherit=_third_party_with_extras(THIRD_PARTY))
+    installed = venv.pip_install("--find-links", wheels, "det-core", "det-heads-mask").stdout
+    [line] = [x for x in installed.splitlines() if x.startswith("Successfully installed ")]
+    assert {x.rsplit("-", 1)[0] for x in line.split()[2:]} == MASK_CLOSURE, line  # no third-party install
+
+    case = golden_case("mask_rcnn_R_50_FPN")
+    out_file = tmp_path / "outputs.pt"
+    report = json.loads(venv.run(RUN_MASK_RCNN.format(case=str(case.root), out_file=str(out_file)))
+                        .stdout.strip().splitlines()[-1])
+    assert set(report["dists"]) == MASK_CLOSURE
+    assert all(str(venv.root) in f for f in report["files"]), report["files"]  # the wheels, not the tree
+    assert (report["roi_heads"], report["mask_head"]) == ("StandardROIHeads", "MaskRCNNConvUpsampleHead")
+
+    ours, golden = torch.load(out_file, weights_only=True), case.outputs
+    assert len(ours) == len(golden) == 2
+    for mine, theirs in zip(ours, golden):
+        assert tuple(mine["image_size"]) == tuple(theirs["instances"]["image_size"])
+        pairs = assert_matches_golden(mine["fields"], theirs["instances"])
+        assert len(pairs) >= len(theirs["instances"]["scores"]) - 2
+        assert "pred_masks" in mine["fields"]
+
+    config = configs_dir / "COCO-Keypoints" / "keypoint_rcnn_R_50_FPN_3x.yaml"
+    result = json.loads(venv.run(ASK_FOR_KEYPOINTS.format(absent=ABSENT, config=str(config)))
+                        .stdout.strip().splitlines()[-1])
+    assert result["absent"] == {name: True for name in ABSENT}
+    kind, name, distribution, message = result["error"]
+    assert (kind, name, distribution) == ("ROI_KEYPOINT_HEAD", "KRCNNConvDeconvUpsampleHead", "det-heads-keypoint")
+    assert "pip install det-heads-keypoint" in message
