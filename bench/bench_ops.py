@@ -65,7 +65,12 @@ def _cases(device):
     masks = torch.rand(100, 28, 28, generator=g).to(device)
     mboxes = boxes(100, 600.0)
 
-    yield "nms", lambda: k.nms(b, s, 0.7), lambda: _nms_reference(b, s, 0.7), lambda: torchvision.ops.nms(b, s, 0.7)
+    yield (
+        "nms",
+        lambda: k.nms(b, s, 0.7),
+        lambda: _nms_reference(b, s, 0.7),
+        lambda: torchvision.ops.nms(b, s, 0.7),
+    )
     yield (
         "batched_nms",
         lambda: k.batched_nms(b, s, idx, 0.5),
@@ -129,10 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     if not torch.cuda.is_available():
-        print("bench_ops: skipped, no CUDA device (the Triton kernels are tested on the CPU by tests/ops_cuda)")
+        print(
+            "bench_ops: skipped, no CUDA device (the Triton kernels are tested on the CPU by tests/ops_cuda)"
+        )
         return 0
     device = torch.device(args.device)
-    print(f"{'op':28} {'kernel ms':>10} {'reference ms':>13} {'torchvision ms':>15} {'ref/kernel':>11} {'tv/kernel':>10}")
+    print(
+        f"{'op':28} {'kernel ms':>10} {'reference ms':>13} {'torchvision ms':>15} {'ref/kernel':>11} {'tv/kernel':>10}"
+    )
     for name, kernel, reference, tv in _cases(device):
         tk = _time(kernel, args.repeat)
         tr = _time(reference, args.repeat)

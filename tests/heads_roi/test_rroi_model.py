@@ -12,8 +12,16 @@ from det.heads.rpn import RRPN
 from det.structures import Instances, RotatedBoxes
 
 SMALL = [
-    "MODEL.RESNETS.DEPTH", 18, "MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,
-    "MODEL.FPN.OUT_CHANNELS", 16, "MODEL.ROI_BOX_HEAD.FC_DIM", 32,
+    "MODEL.RESNETS.DEPTH",
+    18,
+    "MODEL.RESNETS.STEM_OUT_CHANNELS",
+    16,
+    "MODEL.RESNETS.RES2_OUT_CHANNELS",
+    64,
+    "MODEL.FPN.OUT_CHANNELS",
+    16,
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    32,
 ]
 
 
@@ -22,19 +30,36 @@ def rotated_cfg(configs_dir, pre_nms_topk: int = 50, post_nms_topk: int = 20):
     cfg.merge_from_file(str(configs_dir / "Base-RCNN-FPN.yaml"))
     cfg.merge_from_list(
         [
-            "MODEL.DEVICE", "cpu",
-            "MODEL.PROPOSAL_GENERATOR.NAME", "RRPN",
-            "MODEL.ANCHOR_GENERATOR.NAME", "RotatedAnchorGenerator",
-            "MODEL.ANCHOR_GENERATOR.ANGLES", [[-90, -60, -30, 0, 30, 60, 90]],
-            "MODEL.RPN.BBOX_REG_WEIGHTS", (1.0, 1.0, 1.0, 1.0, 1.0),
-            "MODEL.RPN.PRE_NMS_TOPK_TRAIN", pre_nms_topk, "MODEL.RPN.PRE_NMS_TOPK_TEST", pre_nms_topk,
-            "MODEL.RPN.POST_NMS_TOPK_TRAIN", post_nms_topk, "MODEL.RPN.POST_NMS_TOPK_TEST", post_nms_topk,
-            "MODEL.ROI_HEADS.NAME", "RROIHeads",
-            "MODEL.ROI_HEADS.NUM_CLASSES", 3,
-            "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 32,
-            "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0,
-            "MODEL.ROI_BOX_HEAD.POOLER_TYPE", "ROIAlignRotated",
-            "MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS", (10.0, 10.0, 5.0, 5.0, 1.0),
+            "MODEL.DEVICE",
+            "cpu",
+            "MODEL.PROPOSAL_GENERATOR.NAME",
+            "RRPN",
+            "MODEL.ANCHOR_GENERATOR.NAME",
+            "RotatedAnchorGenerator",
+            "MODEL.ANCHOR_GENERATOR.ANGLES",
+            [[-90, -60, -30, 0, 30, 60, 90]],
+            "MODEL.RPN.BBOX_REG_WEIGHTS",
+            (1.0, 1.0, 1.0, 1.0, 1.0),
+            "MODEL.RPN.PRE_NMS_TOPK_TRAIN",
+            pre_nms_topk,
+            "MODEL.RPN.PRE_NMS_TOPK_TEST",
+            pre_nms_topk,
+            "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+            post_nms_topk,
+            "MODEL.RPN.POST_NMS_TOPK_TEST",
+            post_nms_topk,
+            "MODEL.ROI_HEADS.NAME",
+            "RROIHeads",
+            "MODEL.ROI_HEADS.NUM_CLASSES",
+            3,
+            "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+            32,
+            "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+            0.0,
+            "MODEL.ROI_BOX_HEAD.POOLER_TYPE",
+            "ROIAlignRotated",
+            "MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS",
+            (10.0, 10.0, 5.0, 5.0, 1.0),
             *SMALL,
         ]
     )
@@ -46,7 +71,9 @@ def rotated_batch(seed: int = 0):
     batch = []
     for _ in range(2):
         instances = Instances((64, 96))
-        instances.gt_boxes = RotatedBoxes(torch.tensor([[30.0, 30.0, 24.0, 12.0, 30.0], [70.0, 40.0, 16.0, 16.0, -45.0]]))
+        instances.gt_boxes = RotatedBoxes(
+            torch.tensor([[30.0, 30.0, 24.0, 12.0, 30.0], [70.0, 40.0, 16.0, 16.0, -45.0]])
+        )
         instances.gt_classes = torch.tensor([0, 2])
         batch.append({"image": torch.rand(3, 64, 96, generator=g) * 255, "instances": instances})
     return batch
@@ -57,7 +84,9 @@ def test_rotated_faster_rcnn_builds_trains_a_step_and_predicts(configs_dir):
     model = build_model(rotated_cfg(configs_dir))
     assert isinstance(model.proposal_generator, RRPN)
     assert isinstance(model.proposal_generator.anchor_generator, RotatedAnchorGenerator)
-    assert model.proposal_generator.rpn_head.anchor_deltas.out_channels == 3 * 7 * 5  # 3 ratios x 7 angles x 5
+    assert (
+        model.proposal_generator.rpn_head.anchor_deltas.out_channels == 3 * 7 * 5
+    )  # 3 ratios x 7 angles x 5
     assert isinstance(model.roi_heads, RROIHeads)
     assert type(model.roi_heads.box_pooler.level_poolers[0]).__name__ == "ROIAlignRotated"
     assert model.roi_heads.box_predictor.bbox_pred.out_features == 3 * 5

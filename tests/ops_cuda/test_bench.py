@@ -13,7 +13,10 @@ import torch
 def test_bench_skips_without_cuda(repo_root):
     result = subprocess.run(
         [sys.executable, str(repo_root / "bench" / "bench_ops.py"), "--repeat", "1"],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (

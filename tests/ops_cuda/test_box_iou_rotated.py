@@ -28,7 +28,9 @@ def test_random_boxes_match_reference(dtype, atol):
     assert iou.dtype == dtype and iou.shape == (24, 20)
     assert (expected > 0).sum() > 40  # enough overlapping pairs to mean something
     torch.testing.assert_close(iou.double(), expected, atol=atol, rtol=0)
-    torch.testing.assert_close(iou[:4, :4].diagonal().double(), torch.ones(4, dtype=torch.float64), atol=atol, rtol=0)
+    torch.testing.assert_close(
+        iou[:4, :4].diagonal().double(), torch.ones(4, dtype=torch.float64), atol=atol, rtol=0
+    )
 
 
 def test_exact_values_of_simple_configurations():
@@ -72,7 +74,9 @@ def test_degenerate_huge_tiny_and_thin_boxes():
     assert 0.8 < iou[2, 3] < 1 and 0.5 < iou[4, 5] < 1 and 0 < iou[6, 7] < 1
     # float32 keeps huge and tiny boxes to float32 precision (thin ones need float64)
     f = boxes[:6].float()
-    torch.testing.assert_close(box_iou_rotated(f, f).double(), pairwise_iou_rotated(boxes[:6], boxes[:6]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        box_iou_rotated(f, f).double(), pairwise_iou_rotated(boxes[:6], boxes[:6]), atol=1e-5, rtol=0
+    )
 
 
 def test_empty_inputs_and_half_precision():
@@ -81,7 +85,9 @@ def test_empty_inputs_and_half_precision():
     half = _rotated(5, 3).half()
     iou = box_iou_rotated(half, half)
     assert iou.dtype == torch.float16
-    torch.testing.assert_close(iou.float(), pairwise_iou_rotated(half.float(), half.float()), atol=2e-3, rtol=0)
+    torch.testing.assert_close(
+        iou.float(), pairwise_iou_rotated(half.float(), half.float()), atol=2e-3, rtol=0
+    )
 
 
 def test_bad_shapes_are_named():

@@ -16,11 +16,21 @@ from det.core import plugins
 from det.core.layers import ops
 from det.ops_cuda._plugin import OPS
 
-KERNEL_OPS = ["nms", "batched_nms", "nms_rotated", "box_iou_rotated", "roi_align", "roi_align_rotated", "paste_masks"]
+KERNEL_OPS = [
+    "nms",
+    "batched_nms",
+    "nms_rotated",
+    "box_iou_rotated",
+    "roi_align",
+    "roi_align_rotated",
+    "paste_masks",
+]
 
 
 def _run(code: str, **env: str) -> str:
-    environ = {k: v for k, v in os.environ.items() if k not in ("DET_DISABLE_PLUGINS", "DET_FORCE_REFERENCE_OPS")}
+    environ = {
+        k: v for k, v in os.environ.items() if k not in ("DET_DISABLE_PLUGINS", "DET_FORCE_REFERENCE_OPS")
+    }
     environ.update(env)
     result = subprocess.run(
         [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=120, check=False

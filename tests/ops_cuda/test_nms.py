@@ -34,8 +34,15 @@ def test_nms_edge_cases():
     assert empty.dtype == torch.int64 and empty.shape == (0,)
     # degenerate (zero-area) boxes have NaN IoU: never suppressed; on image borders and huge
     boxes = torch.tensor(
-        [[5.0, 5.0, 5.0, 9.0], [5.0, 5.0, 5.0, 9.0], [0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 9.0],
-         [-1e5, -1e5, 1e5, 1e5], [-1e5, -1e5, 1e5, 0.9e5], [7.0, 7.0, 3.0, 3.0]]
+        [
+            [5.0, 5.0, 5.0, 9.0],
+            [5.0, 5.0, 5.0, 9.0],
+            [0.0, 0.0, 10.0, 10.0],
+            [0.0, 0.0, 10.0, 9.0],
+            [-1e5, -1e5, 1e5, 1e5],
+            [-1e5, -1e5, 1e5, 0.9e5],
+            [7.0, 7.0, 3.0, 3.0],
+        ]
     )
     scores = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
     keep = nms(boxes, scores, 0.5)
@@ -63,7 +70,9 @@ def test_batched_nms_never_suppresses_across_classes():
     scores = torch.tensor([0.1, 0.9, 0.5, 0.7])
     assert batched_nms(boxes, scores, torch.tensor([0, 1, 2, 3]), 0.5).tolist() == [1, 3, 2, 0]
     assert batched_nms(boxes, scores, torch.tensor([0, 1, 0, 1]), 0.5).tolist() == [1, 2]
-    assert batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5).shape == (0,)
+    assert batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5).shape == (
+        0,
+    )
 
 
 def _rotated(n: int, seed: int) -> torch.Tensor:

@@ -44,7 +44,9 @@ def test_forward_and_backward_match_reference(sampling_ratio, dtype, atol):
 def test_angle_zero_is_aligned_roi_align():
     x, _ = _inputs()
     rotated = torch.tensor([[0, 6.0, 5.0, 8.0, 6.0, 0.0], [1, 3.0, 9.0, 5.0, 7.0, 0.0]])
-    xyxy = torch.cat([rotated[:, :1], rotated[:, 1:3] - rotated[:, 3:5] / 2, rotated[:, 1:3] + rotated[:, 3:5] / 2], 1)
+    xyxy = torch.cat(
+        [rotated[:, :1], rotated[:, 1:3] - rotated[:, 3:5] / 2, rotated[:, 1:3] + rotated[:, 3:5] / 2], 1
+    )
     torch.testing.assert_close(
         roi_align_rotated(x.detach(), rotated, (2, 3), 1.0, 2),
         roi_align(x.detach(), xyxy, (2, 3), 1.0, 2, True),

@@ -14,7 +14,15 @@ import det.ops_cuda
 from det.core import EventStorage, build_model
 from det.core.layers import ops
 
-KERNEL_OPS = ["nms", "batched_nms", "nms_rotated", "box_iou_rotated", "roi_align", "roi_align_rotated", "paste_masks"]
+KERNEL_OPS = [
+    "nms",
+    "batched_nms",
+    "nms_rotated",
+    "box_iou_rotated",
+    "roi_align",
+    "roi_align_rotated",
+    "paste_masks",
+]
 
 
 def _rroi_model_module(repo_root):
@@ -69,6 +77,8 @@ def test_rotated_model_with_kernels_matches_references(repo_root, configs_dir):
         torch.testing.assert_close(losses[name], ref_losses[name], atol=1e-5, rtol=1e-4, msg=name)
     torch.testing.assert_close(grad, ref_grad, atol=1e-5, rtol=1e-3)
     assert len(instances) == len(ref_instances) > 0
-    torch.testing.assert_close(instances.pred_boxes.tensor, ref_instances.pred_boxes.tensor, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(
+        instances.pred_boxes.tensor, ref_instances.pred_boxes.tensor, atol=1e-3, rtol=1e-4
+    )
     torch.testing.assert_close(instances.scores, ref_instances.scores, atol=1e-5, rtol=1e-4)
     assert torch.equal(instances.pred_classes, ref_instances.pred_classes)

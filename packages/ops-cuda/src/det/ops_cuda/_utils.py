@@ -14,7 +14,9 @@ def check_device(fn: str, *tensors: torch.Tensor) -> torch.device:
     """The one device of ``tensors``, if the kernels can run there; a clear error otherwise."""
     devices = {t.device for t in tensors}
     if len(devices) != 1:
-        raise ValueError(f"det.ops_cuda.{fn}: all tensors must be on one device, got {sorted(map(str, devices))}")
+        raise ValueError(
+            f"det.ops_cuda.{fn}: all tensors must be on one device, got {sorted(map(str, devices))}"
+        )
     device = devices.pop()
     if device.type == "cuda":
         return device

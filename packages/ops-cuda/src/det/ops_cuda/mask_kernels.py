@@ -25,7 +25,15 @@ def _corner(masks_ptr, base, yi, xi, size, weight, ok):
 
 @triton.jit
 def _paste_masks_kernel(
-    masks_ptr, boxes_ptr, out_ptr, mask_size, img_h, img_w, threshold, BINARY: tl.constexpr, BLOCK: tl.constexpr
+    masks_ptr,
+    boxes_ptr,
+    out_ptr,
+    mask_size,
+    img_h,
+    img_w,
+    threshold,
+    BINARY: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     n = tl.program_id(0)
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
@@ -62,7 +70,7 @@ def _paste_masks_kernel(
         + _corner(masks_ptr, base, yi + 1, xi, mask_size, (1.0 - tx) * ty, m)
         + _corner(masks_ptr, base, yi + 1, xi + 1, mask_size, tx * ty, m)
     )
-    if BINARY:
+    if BINARY:  # noqa: SIM108  (constexpr branch: triton compiles one side only)
         result = ((value >= threshold) & m).to(tl.uint8)
     else:
         result = (value * 255.0).to(tl.uint8)

@@ -51,8 +51,17 @@ def bilinear_weights(y, x, height, width):
     w2 = tl.where(inside, hy * lx, 0.0)
     w3 = tl.where(inside, ly * hx, 0.0)
     w4 = tl.where(inside, ly * lx, 0.0)
-    return w1, w2, w3, w4, y_low * width + x_low, y_low * width + x_high, y_high * width + x_low, \
-        y_high * width + x_high, inside
+    return (
+        w1,
+        w2,
+        w3,
+        w4,
+        y_low * width + x_low,
+        y_low * width + x_high,
+        y_high * width + x_low,
+        y_high * width + x_high,
+        inside,
+    )
 
 
 @triton.jit
@@ -171,8 +180,19 @@ def _launch(kernel, src, rois, dst, input_shape, output_size, spatial_scale, sam
         return
     grid = (rois.shape[0], triton.cdiv(per_roi, BLOCK))
     kernel[grid](
-        src, rois, dst, n, c, h, w, pooled_h, pooled_w, float(spatial_scale), int(sampling_ratio),
-        ALIGNED=bool(aligned), BLOCK=BLOCK,
+        src,
+        rois,
+        dst,
+        n,
+        c,
+        h,
+        w,
+        pooled_h,
+        pooled_w,
+        float(spatial_scale),
+        int(sampling_ratio),
+        ALIGNED=bool(aligned),
+        BLOCK=BLOCK,
     )
 
 
@@ -187,8 +207,17 @@ class _ROIAlign(torch.autograd.Function):
         x = input.to(dtype).contiguous()
         rois_c = rois.to(dtype).contiguous()
         output = x.new_zeros((rois.shape[0], input.shape[1], *output_size))
-        _launch(_roi_align_forward_kernel, x, rois_c, output, input.shape, output_size, spatial_scale,
-                sampling_ratio, aligned)
+        _launch(
+            _roi_align_forward_kernel,
+            x,
+            rois_c,
+            output,
+            input.shape,
+            output_size,
+            spatial_scale,
+            sampling_ratio,
+            aligned,
+        )
         return output.to(input.dtype)
 
     @staticmethod
@@ -198,8 +227,17 @@ class _ROIAlign(torch.autograd.Function):
         input_shape, input_dtype, output_size, spatial_scale, sampling_ratio, aligned = ctx.args
         dtype = compute_dtype("roi_align", grad_output)
         grad_input = grad_output.new_zeros(input_shape, dtype=dtype)
-        _launch(_roi_align_backward_kernel, grad_output.to(dtype).contiguous(), rois.to(dtype).contiguous(),
-                grad_input, input_shape, output_size, spatial_scale, sampling_ratio, aligned)
+        _launch(
+            _roi_align_backward_kernel,
+            grad_output.to(dtype).contiguous(),
+            rois.to(dtype).contiguous(),
+            grad_input,
+            input_shape,
+            output_size,
+            spatial_scale,
+            sampling_ratio,
+            aligned,
+        )
         return grad_input.to(input_dtype), None, None, None, None, None
 
 
@@ -221,11 +259,19 @@ def roi_align(
         raise ValueError(f"roi_align: input must be an (N, C, H, W) tensor, got {shape}")
     if not isinstance(rois, torch.Tensor) or rois.dim() != 2 or rois.shape[1] != 5:
         shape = tuple(rois.shape) if isinstance(rois, torch.Tensor) else type(rois).__name__
-        raise ValueError(f"roi_align: rois must be an (R, 5) tensor [batch index, x0, y0, x1, y1], got {shape}")
+        raise ValueError(
+            f"roi_align: rois must be an (R, 5) tensor [batch index, x0, y0, x1, y1], got {shape}"
+        )
     check_device("roi_align", input, rois)
     output_size = _pair(output_size)
-    return _ROIAlign.apply(input, rois, (int(output_size[0]), int(output_size[1])), float(spatial_scale),
-                           int(sampling_ratio), bool(aligned))
+    return _ROIAlign.apply(
+        input,
+        rois,
+        (int(output_size[0]), int(output_size[1])),
+        float(spatial_scale),
+        int(sampling_ratio),
+        bool(aligned),
+    )
 
 
 __all__ = ["bilinear_weights", "roi_align"]

@@ -57,8 +57,8 @@ def _roi_align_rotated_forward_kernel(
     c = offs // (pooled_h * pooled_w)
     ph = (offs // pooled_w) % pooled_h
     pw = offs % pooled_w
-    batch, center_h, center_w, start_h, start_w, bin_h, bin_w, cos_t, sin_t, grid_h, grid_w = _rotated_geometry(
-        rois_ptr, r, spatial_scale, sampling_ratio, pooled_h, pooled_w
+    batch, center_h, center_w, start_h, start_w, bin_h, bin_w, cos_t, sin_t, grid_h, grid_w = (
+        _rotated_geometry(rois_ptr, r, spatial_scale, sampling_ratio, pooled_h, pooled_w)
     )
     ok_image = ok & (batch >= 0) & (batch < num_images)
     plane = input_ptr + (batch * channels + c).to(tl.int64) * height * width
@@ -103,8 +103,8 @@ def _roi_align_rotated_backward_kernel(
     c = offs // (pooled_h * pooled_w)
     ph = (offs // pooled_w) % pooled_h
     pw = offs % pooled_w
-    batch, center_h, center_w, start_h, start_w, bin_h, bin_w, cos_t, sin_t, grid_h, grid_w = _rotated_geometry(
-        rois_ptr, r, spatial_scale, sampling_ratio, pooled_h, pooled_w
+    batch, center_h, center_w, start_h, start_w, bin_h, bin_w, cos_t, sin_t, grid_h, grid_w = (
+        _rotated_geometry(rois_ptr, r, spatial_scale, sampling_ratio, pooled_h, pooled_w)
     )
     ok_image = ok & (batch >= 0) & (batch < num_images)
     plane = grad_input_ptr + (batch * channels + c).to(tl.int64) * height * width
@@ -146,8 +146,16 @@ class _ROIAlignRotated(torch.autograd.Function):
         ctx.args = (tuple(input.shape), input.dtype, output_size, spatial_scale, sampling_ratio)
         x = input.to(dtype).contiguous()
         output = x.new_zeros((rois.shape[0], input.shape[1], *output_size))
-        _launch(_roi_align_rotated_forward_kernel, x, rois.to(dtype).contiguous(), output, input.shape,
-                output_size, spatial_scale, sampling_ratio)
+        _launch(
+            _roi_align_rotated_forward_kernel,
+            x,
+            rois.to(dtype).contiguous(),
+            output,
+            input.shape,
+            output_size,
+            spatial_scale,
+            sampling_ratio,
+        )
         return output.to(input.dtype)
 
     @staticmethod
@@ -157,8 +165,16 @@ class _ROIAlignRotated(torch.autograd.Function):
         input_shape, input_dtype, output_size, spatial_scale, sampling_ratio = ctx.args
         dtype = compute_dtype("roi_align_rotated", grad_output)
         grad_input = grad_output.new_zeros(input_shape, dtype=dtype)
-        _launch(_roi_align_rotated_backward_kernel, grad_output.to(dtype).contiguous(),
-                rois.to(dtype).contiguous(), grad_input, input_shape, output_size, spatial_scale, sampling_ratio)
+        _launch(
+            _roi_align_rotated_backward_kernel,
+            grad_output.to(dtype).contiguous(),
+            rois.to(dtype).contiguous(),
+            grad_input,
+            input_shape,
+            output_size,
+            spatial_scale,
+            sampling_ratio,
+        )
         return grad_input.to(input_dtype), None, None, None, None
 
 

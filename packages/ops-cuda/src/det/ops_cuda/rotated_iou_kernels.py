@@ -197,7 +197,9 @@ def box_iou_rotated(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     for name, b in (("boxes1", boxes1), ("boxes2", boxes2)):
         if not isinstance(b, torch.Tensor) or b.dim() != 2 or b.shape[1] != 5:
             shape = tuple(b.shape) if isinstance(b, torch.Tensor) else type(b).__name__
-            raise ValueError(f"box_iou_rotated: {name} must be a (N, 5) tensor (cx, cy, w, h, angle), got {shape}")
+            raise ValueError(
+                f"box_iou_rotated: {name} must be a (N, 5) tensor (cx, cy, w, h, angle), got {shape}"
+            )
     device = check_device("box_iou_rotated", boxes1, boxes2)
     dtype = compute_dtype("box_iou_rotated", boxes1)
     n, m = boxes1.shape[0], boxes2.shape[0]
