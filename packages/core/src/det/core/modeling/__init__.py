@@ -27,6 +27,10 @@ _LAZY = {
     "convert_boxes_to_pooler_format": "det.core.modeling.poolers",
     "detector_postprocess": "det.core.modeling.postprocessing",
     "sem_seg_postprocess": "det.core.modeling.postprocessing",
+    "check_batched_inputs": "det.core.modeling.inputs",
+    "require_event_storage": "det.core.modeling.inputs",
+    "draw_boxes": "det.core.modeling.vis",
+    "to_rgb_uint8": "det.core.modeling.vis",
     "GeneralizedRCNN": "det.core.modeling.meta_arch",
     "ProposalNetwork": "det.core.modeling.meta_arch",
     "build_model": "det.core.modeling.build",
@@ -56,11 +60,13 @@ if TYPE_CHECKING:
         build_roi_heads,
         build_sem_seg_head,
     )
+    from det.core.modeling.inputs import check_batched_inputs, require_event_storage
     from det.core.modeling.matcher import Matcher
     from det.core.modeling.meta_arch import GeneralizedRCNN, ProposalNetwork
     from det.core.modeling.poolers import ROIPooler, assign_boxes_to_levels, convert_boxes_to_pooler_format
     from det.core.modeling.postprocessing import detector_postprocess, sem_seg_postprocess
     from det.core.modeling.sampling import subsample_labels
+    from det.core.modeling.vis import draw_boxes, to_rgb_uint8
 
 
 def __getattr__(name: str) -> Any:
@@ -95,8 +101,12 @@ __all__ = [
     "build_proposal_generator",
     "build_roi_heads",
     "build_sem_seg_head",
+    "check_batched_inputs",
     "convert_boxes_to_pooler_format",
     "detector_postprocess",
+    "draw_boxes",
+    "require_event_storage",
     "sem_seg_postprocess",
     "subsample_labels",
+    "to_rgb_uint8",
 ]

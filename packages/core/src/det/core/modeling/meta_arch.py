@@ -11,96 +11,12 @@ from det.core.config import configurable
 from det.core.events import get_event_storage
 from det.core.layers import move_device_like
 from det.core.modeling.build import build_backbone, build_proposal_generator, build_roi_heads
+from det.core.modeling.inputs import check_batched_inputs, require_event_storage
 from det.core.modeling.postprocessing import detector_postprocess
+from det.core.modeling.vis import draw_boxes, to_rgb_uint8
 from det.structures import ImageList, Instances
 
 __all__ = ["GeneralizedRCNN", "ProposalNetwork"]
-
-
-def _check_batched_inputs(batched_inputs, num_channels: int, training: bool, need: tuple[str, ...] = ()):
-    """Turn a malformed forward() input into a ValueError naming what is wrong, before torch
-    would fail somewhere deep with a shape error."""
-    if not isinstance(batched_inputs, (list, tuple)) or len(batched_inputs) == 0:
-        raise ValueError(
-            "The model expects a non-empty list of dicts, one per image, each with an 'image' "
-            f"(C, H, W) tensor; got {type(batched_inputs).__name__}"
-            + (" of length 0" if isinstance(batched_inputs, (list, tuple)) else "")
-        )
-    for i, x in enumerate(batched_inputs):
-        if not isinstance(x, dict):
-            raise ValueError(f"batched_inputs[{i}] must be a dict with key 'image', got {type(x).__name__}")
-        if "image" not in x:
-            raise ValueError(
-                f"batched_inputs[{i}] has no 'image' key (keys: {sorted(x)}); expected a "
-                f"({num_channels}, H, W) tensor under 'image'"
-            )
-        img = x["image"]
-        if not isinstance(img, torch.Tensor):
-            raise ValueError(
-                f"batched_inputs[{i}]['image'] must be a torch.Tensor of shape ({num_channels}, H, W), "
-                f"got {type(img).__name__}"
-            )
-        if img.dtype == torch.bool or img.is_complex():
-            raise ValueError(
-                f"batched_inputs[{i}]['image'] has dtype {img.dtype}; expected uint8 or a floating dtype"
-            )
-        if img.dim() != 3 or img.shape[0] != num_channels:
-            raise ValueError(
-                f"batched_inputs[{i}]['image'] has shape {tuple(img.shape)}; expected ({num_channels}, H, W) "
-                "(channels first, as cfg.INPUT.FORMAT)"
-            )
-        if img.shape[1] == 0 or img.shape[2] == 0:
-            raise ValueError(f"batched_inputs[{i}]['image'] is empty: shape {tuple(img.shape)}")
-        for key in need:
-            if key not in x:
-                raise ValueError(
-                    f"batched_inputs[{i}] has no {key!r} key (keys: {sorted(x)}); "
-                    + (
-                        "training needs the ground truth as an Instances with gt_boxes and gt_classes "
-                        "under 'instances'"
-                        if key == "instances"
-                        else "without a proposal generator, precomputed proposals (an Instances with "
-                        "proposal_boxes and objectness_logits) must come with each input under 'proposals'"
-                    )
-                )
-            if not isinstance(x[key], Instances):
-                raise ValueError(
-                    f"batched_inputs[{i}][{key!r}] must be an Instances, got {type(x[key]).__name__}"
-                )
-
-
-def _storage_for_training(model_name: str):
-    try:
-        return get_event_storage()
-    except RuntimeError:
-        raise RuntimeError(
-            f"{model_name} in training mode records statistics in an EventStorage: run it inside "
-            "`with EventStorage(start_iter):` (from det.core import EventStorage), "
-            "or call model.eval() for inference."
-        ) from None
-
-
-def _to_rgb_uint8(image: torch.Tensor, input_format: str) -> np.ndarray:
-    """(C, H, W) model input -> (H, W, 3) uint8 RGB for visualisation."""
-    img = image.detach().cpu().permute(1, 2, 0).numpy()
-    if input_format == "BGR":
-        img = img[:, :, ::-1]
-    elif input_format == "L" or img.shape[2] == 1:
-        img = np.repeat(img[:, :, :1], 3, axis=2)
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def _draw_boxes(img: np.ndarray, boxes, color) -> np.ndarray:
-    """Outline XYXY ``boxes`` on a copy of ``img``: a tiny stand-in for det.engine's Visualizer,
-    which core cannot import."""
-    img = img.copy()
-    h, w = img.shape[:2]
-    for x0, y0, x1, y1 in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
-        x0, x1 = (int(np.clip(round(v), 0, w - 1)) for v in (x0, x1))
-        y0, y1 = (int(np.clip(round(v), 0, h - 1)) for v in (y0, y1))
-        img[y0 : y1 + 1, [x0, x1]] = color
-        img[[y0, y1], x0 : x1 + 1] = color
-    return img
 
 
 class GeneralizedRCNN(nn.Module):
@@ -181,10 +97,10 @@ class GeneralizedRCNN(nn.Module):
         max_vis_prop = 20
 
         for input, prop in zip(batched_inputs, proposals):
-            img = _to_rgb_uint8(input["image"], self.input_format)
-            anno_img = _draw_boxes(img, input["instances"].gt_boxes.tensor.cpu().numpy(), (0, 255, 0))
+            img = to_rgb_uint8(input["image"], self.input_format)
+            anno_img = draw_boxes(img, input["instances"].gt_boxes.tensor.cpu().numpy(), (0, 255, 0))
             box_size = min(len(prop.proposal_boxes), max_vis_prop)
-            prop_img = _draw_boxes(
+            prop_img = draw_boxes(
                 img, prop.proposal_boxes[0:box_size].tensor.detach().cpu().numpy(), (255, 0, 0)
             )
             vis_img = np.concatenate((anno_img, prop_img), axis=1)
@@ -207,8 +123,8 @@ class GeneralizedRCNN(nn.Module):
             return self.inference(batched_inputs)
 
         need = ("instances",) if self.proposal_generator is not None else ("instances", "proposals")
-        _check_batched_inputs(batched_inputs, self.pixel_mean.shape[0], True, need)
-        storage = _storage_for_training(type(self).__name__)
+        check_batched_inputs(batched_inputs, self.pixel_mean.shape[0], need)
+        storage = require_event_storage(type(self).__name__)
 
         images = self.preprocess_image(batched_inputs)
         gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
@@ -252,7 +168,7 @@ class GeneralizedRCNN(nn.Module):
         if self.training:
             raise RuntimeError("GeneralizedRCNN.inference() needs eval mode: call model.eval() first")
         need = ("proposals",) if (self.proposal_generator is None and detected_instances is None) else ()
-        _check_batched_inputs(batched_inputs, self.pixel_mean.shape[0], False, need)
+        check_batched_inputs(batched_inputs, self.pixel_mean.shape[0], need)
 
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
@@ -356,9 +272,9 @@ class ProposalNetwork(nn.Module):
             training: dict of proposal losses. eval: list[dict] with "proposals".
         """
         need = ("instances",) if self.training else ()
-        _check_batched_inputs(batched_inputs, self.pixel_mean.shape[0], self.training, need)
+        check_batched_inputs(batched_inputs, self.pixel_mean.shape[0], need)
         if self.training:
-            _storage_for_training(type(self).__name__)
+            require_event_storage(type(self).__name__)
 
         images = [self._move_to_current_device(x["image"]) for x in batched_inputs]
         images = [(x - self.pixel_mean) / self.pixel_std for x in images]

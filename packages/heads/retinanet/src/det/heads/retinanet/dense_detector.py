@@ -14,12 +14,8 @@ from torch import Tensor, nn
 from det.core.events import get_event_storage
 from det.core.layers import move_device_like
 from det.core.modeling import detector_postprocess
-from det.core.modeling.meta_arch import (
-    _check_batched_inputs,
-    _draw_boxes,
-    _storage_for_training,
-    _to_rgb_uint8,
-)
+from det.core.modeling.inputs import check_batched_inputs, require_event_storage
+from det.core.modeling.vis import draw_boxes, to_rgb_uint8
 from det.structures import Boxes, ImageList, Instances
 
 __all__ = ["DenseDetector", "permute_to_N_HWA_K"]
@@ -111,9 +107,9 @@ class DenseDetector(nn.Module):
             rescaled to each input's height/width.
         """
         need = ("instances",) if self.training else ()
-        _check_batched_inputs(batched_inputs, self.pixel_mean.shape[0], self.training, need)
+        check_batched_inputs(batched_inputs, self.pixel_mean.shape[0], need)
         if self.training:
-            _storage_for_training(type(self).__name__)
+            require_event_storage(type(self).__name__)
 
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
@@ -245,10 +241,10 @@ class DenseDetector(nn.Module):
             )
         storage = get_event_storage()
         max_boxes = 20
-        img = _to_rgb_uint8(batched_inputs[0]["image"], getattr(self, "input_format", "BGR"))
-        anno_img = _draw_boxes(img, batched_inputs[0]["instances"].gt_boxes.tensor.cpu().numpy(), (0, 255, 0))
+        img = to_rgb_uint8(batched_inputs[0]["image"], getattr(self, "input_format", "BGR"))
+        anno_img = draw_boxes(img, batched_inputs[0]["instances"].gt_boxes.tensor.cpu().numpy(), (0, 255, 0))
         processed = detector_postprocess(results[0], img.shape[0], img.shape[1])
         predicted = processed.pred_boxes.tensor.detach().cpu().numpy()[:max_boxes]
-        pred_img = _draw_boxes(img, predicted, (255, 0, 0))
+        pred_img = draw_boxes(img, predicted, (255, 0, 0))
         vis_img = np.vstack((anno_img, pred_img)).transpose(2, 0, 1)
         storage.put_image(f"Top: GT bounding boxes; Bottom: {max_boxes} Highest Scoring Results", vis_img)

@@ -16,7 +16,8 @@ from torch import Tensor, nn
 
 from det.core.config import configurable
 from det.core.modeling import build_sem_seg_head, detector_postprocess, sem_seg_postprocess
-from det.core.modeling.meta_arch import GeneralizedRCNN, _check_batched_inputs, _storage_for_training
+from det.core.modeling.inputs import check_batched_inputs, require_event_storage
+from det.core.modeling.meta_arch import GeneralizedRCNN
 from det.core.registry import ComponentNotFoundError
 from det.heads.semseg.semantic_seg import _pad_sem_seg_targets
 from det.structures import Instances
@@ -144,8 +145,8 @@ class PanopticFPN(GeneralizedRCNN):
         """
         if not self.training:
             return self.inference(batched_inputs)
-        _check_batched_inputs(batched_inputs, self.pixel_mean.shape[0], True, ("instances",))
-        _storage_for_training(type(self).__name__)
+        check_batched_inputs(batched_inputs, self.pixel_mean.shape[0], ("instances",))
+        require_event_storage(type(self).__name__)
 
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
@@ -176,7 +177,7 @@ class PanopticFPN(GeneralizedRCNN):
         """
         if self.training:
             raise RuntimeError("PanopticFPN.inference() needs eval mode: call model.eval() first")
-        _check_batched_inputs(batched_inputs, self.pixel_mean.shape[0], False)
+        check_batched_inputs(batched_inputs, self.pixel_mean.shape[0])
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
         sem_seg_results, _ = self.sem_seg_head(features, None)

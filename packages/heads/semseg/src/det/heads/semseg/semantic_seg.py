@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from det.core.config import configurable
 from det.core.layers import Conv2d, ShapeSpec, c2_msra_fill, get_norm, move_device_like
 from det.core.modeling import build_backbone, build_sem_seg_head, sem_seg_postprocess
-from det.core.modeling.meta_arch import _check_batched_inputs, _storage_for_training
+from det.core.modeling.inputs import check_batched_inputs, require_event_storage
 from det.structures import ImageList
 
 __all__ = ["SemSegFPNHead", "SemanticSegmentor"]
@@ -253,9 +253,9 @@ class SemanticSegmentor(nn.Module):
         Returns:
             training: dict of losses. eval: list of ``{"sem_seg": (C, height, width) logits}``.
         """
-        _check_batched_inputs(batched_inputs, self.pixel_mean.shape[0], self.training)
+        check_batched_inputs(batched_inputs, self.pixel_mean.shape[0])
         if self.training:
-            _storage_for_training(type(self).__name__)
+            require_event_storage(type(self).__name__)
 
         images = [move_device_like(x["image"], self.pixel_mean) for x in batched_inputs]
         images = [(x - self.pixel_mean) / self.pixel_std for x in images]

@@ -1,0 +1,86 @@
+"""Input checks shared by every meta-architecture (det-core's and the plugins').
+
+A model's ``forward(batched_inputs)`` fails early with a ValueError naming what is wrong, instead
+of a shape error deep inside torch; training without an EventStorage fails with a RuntimeError
+saying how to provide one::
+
+    check_batched_inputs(batched_inputs, self.pixel_mean.shape[0], ("instances",) if self.training else ())
+    if self.training:
+        storage = require_event_storage(type(self).__name__)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from det.core.events import EventStorage, get_event_storage
+from det.structures import Instances
+
+__all__ = ["check_batched_inputs", "require_event_storage"]
+
+_MISSING_KEY_HINTS = {
+    "instances": "training needs the ground truth as an Instances with gt_boxes and gt_classes "
+    "under 'instances'",
+    "proposals": "without a proposal generator, precomputed proposals (an Instances with "
+    "proposal_boxes and objectness_logits) must come with each input under 'proposals'",
+}
+
+
+def check_batched_inputs(batched_inputs, num_channels: int, need: tuple[str, ...] = ()) -> None:
+    """Raise a ValueError if ``batched_inputs`` is not a non-empty list of dicts whose "image" is
+    a non-empty (num_channels, H, W) uint8/float tensor and which carry an Instances under every
+    key of ``need`` (training passes ``("instances",)``).
+    """
+    if not isinstance(batched_inputs, (list, tuple)) or len(batched_inputs) == 0:
+        raise ValueError(
+            "The model expects a non-empty list of dicts, one per image, each with an 'image' "
+            f"(C, H, W) tensor; got {type(batched_inputs).__name__}"
+            + (" of length 0" if isinstance(batched_inputs, (list, tuple)) else "")
+        )
+    for i, x in enumerate(batched_inputs):
+        if not isinstance(x, dict):
+            raise ValueError(f"batched_inputs[{i}] must be a dict with key 'image', got {type(x).__name__}")
+        if "image" not in x:
+            raise ValueError(
+                f"batched_inputs[{i}] has no 'image' key (keys: {sorted(x)}); expected a "
+                f"({num_channels}, H, W) tensor under 'image'"
+            )
+        img = x["image"]
+        if not isinstance(img, torch.Tensor):
+            raise ValueError(
+                f"batched_inputs[{i}]['image'] must be a torch.Tensor of shape ({num_channels}, H, W), "
+                f"got {type(img).__name__}"
+            )
+        if img.dtype == torch.bool or img.is_complex():
+            raise ValueError(
+                f"batched_inputs[{i}]['image'] has dtype {img.dtype}; expected uint8 or a floating dtype"
+            )
+        if img.dim() != 3 or img.shape[0] != num_channels:
+            raise ValueError(
+                f"batched_inputs[{i}]['image'] has shape {tuple(img.shape)}; expected ({num_channels}, H, W) "
+                "(channels first, as cfg.INPUT.FORMAT)"
+            )
+        if img.shape[1] == 0 or img.shape[2] == 0:
+            raise ValueError(f"batched_inputs[{i}]['image'] is empty: shape {tuple(img.shape)}")
+        for key in need:
+            if key not in x:
+                raise ValueError(
+                    f"batched_inputs[{i}] has no {key!r} key (keys: {sorted(x)}); "
+                    + _MISSING_KEY_HINTS.get(key, f"the model needs {key!r} here")
+                )
+            if not isinstance(x[key], Instances):
+                raise ValueError(
+                    f"batched_inputs[{i}][{key!r}] must be an Instances, got {type(x[key]).__name__}"
+                )
+
+
+def require_event_storage(model_name: str) -> EventStorage:
+    """The current EventStorage; a RuntimeError naming ``model_name`` and the fix if there is none."""
+    try:
+        return get_event_storage()
+    except RuntimeError:
+        raise RuntimeError(
+            f"{model_name} in training mode records statistics in an EventStorage: run it inside "
+            "`with EventStorage(start_iter):` (from det.core import EventStorage), "
+            "or call model.eval() for inference."
+        ) from None

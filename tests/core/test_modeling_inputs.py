@@ -1,0 +1,41 @@
+"""det.core.modeling.inputs / vis: the public helpers every meta-architecture shares."""
+
+import numpy as np
+import pytest
+import torch
+
+from det.core.events import EventStorage
+from det.core.modeling import check_batched_inputs, draw_boxes, require_event_storage, to_rgb_uint8
+from det.structures import Boxes, Instances
+
+
+def test_check_batched_inputs_accepts_and_names_missing_key():
+    inst = Instances((4, 4), gt_boxes=Boxes(torch.zeros(0, 4)))
+    check_batched_inputs([{"image": torch.zeros(3, 4, 4), "instances": inst}], 3, ("instances",))
+    with pytest.raises(ValueError, match=r"batched_inputs\[0\] has no 'instances' key .*gt_boxes"):
+        check_batched_inputs([{"image": torch.zeros(3, 4, 4)}], 3, ("instances",))
+    with pytest.raises(ValueError, match=r"shape \(1, 4, 4\); expected \(3, H, W\)"):
+        check_batched_inputs([{"image": torch.zeros(1, 4, 4)}], 3)
+    with pytest.raises(ValueError, match="non-empty list of dicts.*list of length 0"):
+        check_batched_inputs([], 3)
+
+
+def test_require_event_storage():
+    with pytest.raises(RuntimeError, match="MyModel in training mode .*EventStorage"):
+        require_event_storage("MyModel")
+    with EventStorage(0) as storage:
+        assert require_event_storage("MyModel") is storage
+
+
+def test_to_rgb_uint8_and_draw_boxes():
+    bgr = torch.zeros(3, 2, 3)
+    bgr[0] = 300.0  # blue channel, clipped to 255
+    rgb = to_rgb_uint8(bgr, "BGR")
+    assert rgb.dtype == np.uint8 and rgb.shape == (2, 3, 3)
+    assert rgb[0, 0].tolist() == [0, 0, 255]
+
+    img = np.zeros((5, 5, 3), dtype=np.uint8)
+    out = draw_boxes(img, [[1, 1, 3, 3]], (0, 255, 0))
+    assert img.sum() == 0  # drawn on a copy
+    assert out[1, 1].tolist() == [0, 255, 0] and out[2, 2].tolist() == [0, 0, 0]
+    assert int((out[:, :, 1] == 255).sum()) == 8
