@@ -26,7 +26,6 @@ _LAZY = {
     "export_onnx": "det.export.api",
     "load_exported": "det.export.api",
     "ExportedModel": "det.export.api",
-    "onnx_custom_translation_table": "det.export.onnx_ops",
 }
 
 if TYPE_CHECKING:
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
         supported_architectures,
         unflatten_outputs,
     )
-    from det.export.onnx_ops import onnx_custom_translation_table  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -113,6 +113,25 @@ def _clip(boxes: Tensor, height: Any, width: Any) -> Tensor:
     return torch.stack((x1, y1, x2, y2), dim=-1)
 
 
+def _roi_align(module: nn.Module, x: Tensor, rois: Tensor) -> Tensor:
+    """An ``ROIAlign`` module's forward as the bare ``torchvision::roi_align`` op.
+
+    torchvision's Python wrapper (what det's reference op calls) adds a ``_cuda_version`` check
+    to the graph, which a saved program cannot load; the op itself computes the same values and
+    maps to ONNX RoiAlign.
+    """
+    import torchvision  # noqa: F401  (registers torch.ops.torchvision)
+
+    name = type(module).__name__
+    if name != "ROIAlign":
+        raise UnsupportedModelError(f"det.export cannot export the pooler type {name}: only ROIAlign (ROIAlignV2) is supported")
+    size = module.output_size
+    height, width = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+    return torch.ops.torchvision.roi_align(
+        x, rois.to(x.dtype), float(module.spatial_scale), int(height), int(width), int(module.sampling_ratio), bool(module.aligned)
+    )
+
+
 def _pool(pooler: nn.Module, features: list[Tensor], boxes: Tensor) -> Tensor:
     """``ROIPooler(features, [Boxes(boxes)])`` for one image, without data-dependent indexing.
 
@@ -125,14 +144,14 @@ def _pool(pooler: nn.Module, features: list[Tensor], boxes: Tensor) -> Tensor:
     if len(level_poolers) != len(features):
         raise ValueError(f"ROIPooler has {len(level_poolers)} levels but got {len(features)} feature maps")
     if len(level_poolers) == 1:
-        return level_poolers[0](features[0], rois)
+        return _roi_align(level_poolers[0], features[0], rois)
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     box_sizes = torch.sqrt(area)
     levels = torch.floor(pooler.canonical_level + torch.log2(box_sizes / pooler.canonical_box_size + 1e-8))
     levels = torch.clamp(levels, min=pooler.min_level, max=pooler.max_level).to(torch.int64) - pooler.min_level
     output: Tensor | None = None
     for level, (x, level_pooler) in enumerate(zip(features, level_poolers)):
-        pooled = level_pooler(x, rois)
+        pooled = _roi_align(level_pooler, x, rois)
         output = pooled if output is None else torch.where((levels == level)[:, None, None, None], pooled, output)
     assert output is not None
     return output
