@@ -53,7 +53,7 @@ def _train_step_and_predict(model, batch, image):
 def test_rotated_model_with_kernels_matches_references(repo_root, configs_dir):
     rroi = _rroi_model_module(repo_root)
     torch.manual_seed(0)
-    model = build_model(rroi.rotated_cfg(configs_dir, pre_nms_topk=20, post_nms_topk=10))
+    model = build_model(rroi.rotated_cfg(configs_dir, pre_nms_topk=12, post_nms_topk=10))
     batch = rroi.rotated_batch()
     image = batch[0]["image"]
 

@@ -22,6 +22,11 @@ from det.ops_cuda._utils import INTERPRETED, check_device, compute_dtype
 BLOCK = 4096 if INTERPRETED else 128
 
 
+def block_size(per_roi: int) -> int:
+    """Outputs per program; in the interpreter no wider than one ROI's outputs need."""
+    return min(BLOCK, triton.next_power_of_2(per_roi)) if INTERPRETED else BLOCK
+
+
 @triton.jit
 def bilinear_weights(y, x, height, width):
     """The four pixels around (y, x) and their weights, torchvision's ``bilinear_interpolate``.
@@ -178,7 +183,8 @@ def _launch(kernel, src, rois, dst, input_shape, output_size, spatial_scale, sam
     per_roi = c * pooled_h * pooled_w
     if rois.shape[0] == 0 or per_roi == 0 or n * h * w == 0:
         return
-    grid = (rois.shape[0], triton.cdiv(per_roi, BLOCK))
+    block = block_size(per_roi)
+    grid = (rois.shape[0], triton.cdiv(per_roi, block))
     kernel[grid](
         src,
         rois,
@@ -192,7 +198,7 @@ def _launch(kernel, src, rois, dst, input_shape, output_size, spatial_scale, sam
         float(spatial_scale),
         int(sampling_ratio),
         ALIGNED=bool(aligned),
-        BLOCK=BLOCK,
+        BLOCK=block,
     )
 
 
@@ -274,4 +280,4 @@ def roi_align(
     )
 
 
-__all__ = ["bilinear_weights", "roi_align"]
+__all__ = ["bilinear_weights", "block_size", "roi_align"]

@@ -14,7 +14,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn.modules.utils import _pair
 
 from det.ops_cuda._utils import check_device, compute_dtype
-from det.ops_cuda.roi_align_kernels import BLOCK, bilinear_weights
+from det.ops_cuda.roi_align_kernels import bilinear_weights, block_size
 
 
 @triton.jit
@@ -130,9 +130,10 @@ def _launch(kernel, src, rois, dst, input_shape, output_size, spatial_scale, sam
     per_roi = c * pooled_h * pooled_w
     if rois.shape[0] == 0 or per_roi == 0 or n * h * w == 0:
         return
-    grid = (rois.shape[0], triton.cdiv(per_roi, BLOCK))
+    block = block_size(per_roi)
+    grid = (rois.shape[0], triton.cdiv(per_roi, block))
     kernel[grid](
-        src, rois, dst, n, c, h, w, pooled_h, pooled_w, float(spatial_scale), int(sampling_ratio), BLOCK=BLOCK
+        src, rois, dst, n, c, h, w, pooled_h, pooled_w, float(spatial_scale), int(sampling_ratio), BLOCK=block
     )
 
 
