@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from enum import IntEnum, unique
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -55,7 +55,7 @@ def _as_float_box_tensor(tensor: Any, width: int, owner: str) -> torch.Tensor:
         tensor = tensor.reshape((0, width)).to(dtype=torch.float32, device=device)
     if tensor.dim() != 2 or tensor.size(-1) != width:
         raise ValueError(f"{owner} expects a tensor of shape (N, {width}), got shape {tuple(tensor.shape)}")
-    return tensor
+    return cast("torch.Tensor", tensor)
 
 
 @unique

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -80,7 +80,7 @@ class Keypoints:
             raise TypeError(
                 f"Keypoints.cat expects only Keypoints, got {sorted({type(k).__name__ for k in keypoints_list})}"
             )
-        return type(keypoints_list[0])(torch.cat([k.tensor for k in keypoints_list], dim=0))
+        return cast("Keypoints", type(keypoints_list[0])(torch.cat([k.tensor for k in keypoints_list], dim=0)))
 
 
 def _keypoints_to_heatmap(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ def _mask_util() -> Any:
 
 def polygon_area(x: np.ndarray, y: np.ndarray) -> float:
     """Area of the simple polygon with vertex coordinates ``x`` and ``y`` (shoelace formula)."""
-    return 0.5 * np.abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))
+    return cast("float", 0.5 * np.abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
 
 
 def _check_polygon(polygon: np.ndarray, where: str) -> None:
@@ -59,7 +59,7 @@ def polygons_to_bitmask(polygons: Sequence[np.ndarray], height: int, width: int)
     mask_util = _mask_util()
     rles = mask_util.frPyObjects(polygons, height, width)
     rle = mask_util.merge(rles)
-    return mask_util.decode(rle).astype(bool)
+    return cast("np.ndarray", mask_util.decode(rle).astype(bool))
 
 
 def rasterize_polygons_within_box(
@@ -218,7 +218,7 @@ class BitMasks:
         sizes = {tuple(bm.image_size) for bm in bitmasks_list}
         if len(sizes) > 1:
             raise ValueError(f"BitMasks.cat: masks have different image sizes {sorted(sizes)}")
-        return type(bitmasks_list[0])(torch.cat([bm.tensor for bm in bitmasks_list], dim=0))
+        return cast("BitMasks", type(bitmasks_list[0])(torch.cat([bm.tensor for bm in bitmasks_list], dim=0)))
 
 
 def _roi_align(masks: torch.Tensor, rois: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
@@ -227,7 +227,7 @@ def _roi_align(masks: torch.Tensor, rois: torch.Tensor, output_size: tuple[int, 
         from torchvision.ops import roi_align
     except ImportError:
         from det.structures._roi_align import roi_align
-    return roi_align(masks, rois, output_size, 1.0, 0, True)
+    return cast("torch.Tensor", roi_align(masks, rois, output_size, 1.0, 0, True))
 
 
 class PolygonMasks:
@@ -369,9 +369,9 @@ class PolygonMasks:
             raise TypeError(
                 f"PolygonMasks.cat expects only PolygonMasks, got {sorted({type(p).__name__ for p in polymasks_list})}"
             )
-        return type(polymasks_list[0])(
+        return cast("PolygonMasks", type(polymasks_list[0])(
             list(itertools.chain.from_iterable(pm.polygons for pm in polymasks_list))
-        )
+        ))
 
 
 class ROIMasks:

@@ -9,7 +9,7 @@ back the mask (as long as it has no holes, which a union of polygons cannot expr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ def _as_numpy_mask(mask: Any, where: str) -> np.ndarray:
     mask = np.asarray(mask)
     if mask.ndim not in (2, 3):
         raise ValueError(f"{where} expects an (H, W) or (N, H, W) mask, got shape {mask.shape}")
-    return mask
+    return cast("np.ndarray", mask)
 
 
 def _compressed(rle: dict[str, Any]) -> dict[str, Any]:
@@ -46,7 +46,7 @@ def _compressed(rle: dict[str, Any]) -> dict[str, Any]:
         raise TypeError(f"expected a COCO RLE dict with 'size' and 'counts', got {type(rle).__name__}")
     if isinstance(rle["counts"], list):
         height, width = rle["size"]
-        return _mask_util().frPyObjects(rle, height, width)
+        return cast("dict[str, Any]", _mask_util().frPyObjects(rle, height, width))
     return rle
 
 
@@ -61,14 +61,14 @@ def mask_to_rle(mask: np.ndarray | torch.Tensor) -> dict[str, Any] | list[dict[s
     rles = _mask_util().encode(np.asfortranarray(stack.astype(np.uint8)))
     for rle in rles:
         rle["counts"] = rle["counts"].decode("utf-8")
-    return rles[0] if single else rles
+    return cast("dict[str, Any] | list[dict[str, Any]]", rles[0] if single else rles)
 
 
 def rle_to_mask(rle: dict[str, Any] | Sequence[dict[str, Any]]) -> np.ndarray:
     """Decode one RLE to a bool (H, W) mask, or a list of RLEs to (N, H, W)."""
     mask_util = _mask_util()
     if isinstance(rle, dict):
-        return mask_util.decode(_compressed(rle)).astype(bool)
+        return cast("np.ndarray", mask_util.decode(_compressed(rle)).astype(bool))
     rles = [_compressed(r) for r in rle]
     if not rles:
         raise ValueError("rle_to_mask got an empty list; the image size is unknown")
@@ -98,10 +98,10 @@ def polygons_to_rle(polygons: Sequence[np.ndarray | list[float]], height: int, w
     arrays = [np.asarray(p, dtype=np.float64) for p in polygons]
     mask_util = _mask_util()
     if not arrays:
-        return mask_util.encode(np.asfortranarray(np.zeros((height, width), dtype=np.uint8)))
+        return cast("dict[str, Any]", mask_util.encode(np.asfortranarray(np.zeros((height, width), dtype=np.uint8))))
     for p in arrays:
         _check_polygon(p, "polygons_to_rle")
-    return mask_util.merge(mask_util.frPyObjects(arrays, height, width))
+    return cast("dict[str, Any]", mask_util.merge(mask_util.frPyObjects(arrays, height, width)))
 
 
 # Boundary edges between pixels, walked with the foreground on the right-hand side (y down).

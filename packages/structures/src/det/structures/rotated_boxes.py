@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -280,7 +280,7 @@ def _as_rotated_tensor(boxes: Any, name: str) -> torch.Tensor:
         )
     if not boxes.is_floating_point():
         raise TypeError(f"pairwise_iou_rotated: {name} must be a floating point tensor, got {boxes.dtype}")
-    return boxes
+    return cast("torch.Tensor", boxes)
 
 
 def pairwise_iou_rotated(
