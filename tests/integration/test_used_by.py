@@ -113,21 +113,30 @@ def _all_projects(repo_root):
     return projects
 
 
-@pytest.mark.slow
-def test_det_core_and_det_heads_mask_alone_run_golden_mask_rcnn(
-        repo_root, golden_case, configs_dir, tmp_path, make_child_venv, wheel_builder, assert_matches_golden):
+@pytest.fixture(scope="module")
+def all_wheels(repo_root, wheel_builder, tmp_path_factory):
+    """A folder with a wheel of every distribution of the tree: pip must pick the closure itself."""
     projects = _all_projects(repo_root)
     assert MASK_CLOSURE | set(ABSENT) <= set(projects)
-    wheels = tmp_path / "wheels"
-    wheels.mkdir()
-    for folder in projects.values():  # all of them: pip must choose the closure, not the test
+    wheels = tmp_path_factory.mktemp("all-det-wheels")
+    for folder in projects.values():
         wheel = wheel_builder(folder, wheels)
         wheel.rename(wheels / wheel.name)
+    return wheels
 
+
+def _installed_names(pip_stdout: str) -> set[str]:
+    [line] = [x for x in pip_stdout.splitlines() if x.startswith("Successfully installed ")]
+    return {x.rsplit("-", 1)[0] for x in line.split()[2:]}
+
+
+@pytest.mark.slow
+def test_det_core_and_det_heads_mask_alone_run_golden_mask_rcnn(
+        all_wheels, golden_case, configs_dir, tmp_path, make_child_venv, assert_matches_golden):
+    wheels = all_wheels
     venv = make_child_venv(inherit=_third_party_with_extras(THIRD_PARTY))
     installed = venv.pip_install("--find-links", wheels, "det-core", "det-heads-mask").stdout
-    [line] = [x for x in installed.splitlines() if x.startswith("Successfully installed ")]
-    assert {x.rsplit("-", 1)[0] for x in line.split()[2:]} == MASK_CLOSURE, line  # no third-party install
+    assert _installed_names(installed) == MASK_CLOSURE  # and no third-party package
 
     case = golden_case("mask_rcnn_R_50_FPN")
     out_file = tmp_path / "outputs.pt"
@@ -152,3 +161,20 @@ def test_det_core_and_det_heads_mask_alone_run_golden_mask_rcnn(
     kind, name, distribution, message = result["error"]
     assert (kind, name, distribution) == ("ROI_KEYPOINT_HEAD", "KRCNNConvDeconvUpsampleHead", "det-heads-keypoint")
     assert "pip install det-heads-keypoint" in message
+
+
+@pytest.mark.slow
+def test_pip_install_det_structures_resolves_to_itself(all_wheels, make_child_venv):
+    """Promise 4 with pip resolving (test_structures_standalone.py installs with --no-deps and
+    exercises the API): among every det wheel, only det-structures is chosen."""
+    venv = make_child_venv(inherit=_third_party_with_extras(["torch", "numpy", "pycocotools"]))
+    installed = venv.pip_install("--find-links", all_wheels, "det-structures").stdout
+    assert _installed_names(installed) == {"det-structures"}
+    out = venv.run(
+        "import importlib.util, det.structures\n"
+        "from det.structures import Boxes, pairwise_iou\n"
+        "import torch\n"
+        "b = Boxes(torch.tensor([[0., 0., 2., 2.]]))\n"
+        "print(pairwise_iou(b, b).item(), [importlib.util.find_spec(m) is None for m in ('torchvision', 'yacs', 'pluggy')])"
+    ).stdout.strip()
+    assert out == "1.0 [True, True, True]"
