@@ -480,6 +480,25 @@ class Res5ROIHeads(ROIHeads):
         return instances
 
 
+def _optional_pooler(head_cfg, input_shape: dict[str, ShapeSpec], in_features: list[str]):
+    """The ROIPooler a mask/keypoint head config node asks for, and the input shape of its head.
+
+    An empty ``POOLER_TYPE`` means the head pools by itself: no pooler, and the head is given
+    the shapes of ``in_features`` instead of one pooled ShapeSpec.
+    """
+    if not head_cfg.POOLER_TYPE:
+        return None, {f: input_shape[f] for f in in_features}
+    resolution = head_cfg.POOLER_RESOLUTION
+    pooler = ROIPooler(
+        output_size=resolution,
+        scales=tuple(1.0 / input_shape[k].stride for k in in_features),
+        sampling_ratio=head_cfg.POOLER_SAMPLING_RATIO,
+        pooler_type=head_cfg.POOLER_TYPE,
+    )
+    in_channels = input_shape[in_features[0]].channels
+    return pooler, ShapeSpec(channels=in_channels, width=resolution, height=resolution)
+
+
 class StandardROIHeads(ROIHeads):
     """The ROI heads of the FPN models: a box head and predictor on pooled region features, plus
     optional mask and keypoint heads, each with its own pooler.
@@ -610,58 +629,24 @@ class StandardROIHeads(ROIHeads):
         if not cfg.MODEL.MASK_ON:
             return {}
         in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
-        pooler_resolution = cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION
-        pooler_scales = tuple(1.0 / input_shape[k].stride for k in in_features)
-        sampling_ratio = cfg.MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO
-        pooler_type = cfg.MODEL.ROI_MASK_HEAD.POOLER_TYPE
-        in_channels = next(input_shape[f].channels for f in in_features)
-
-        ret = {"mask_in_features": in_features}
-        ret["mask_pooler"] = (
-            ROIPooler(
-                output_size=pooler_resolution,
-                scales=pooler_scales,
-                sampling_ratio=sampling_ratio,
-                pooler_type=pooler_type,
-            )
-            if pooler_type
-            else None
-        )
-        if pooler_type:
-            shape = ShapeSpec(channels=in_channels, width=pooler_resolution, height=pooler_resolution)
-        else:
-            shape = {f: input_shape[f] for f in in_features}
-        ret["mask_head"] = build_mask_head(cfg, shape)
-        return ret
+        pooler, shape = _optional_pooler(cfg.MODEL.ROI_MASK_HEAD, input_shape, in_features)
+        return {
+            "mask_in_features": in_features,
+            "mask_pooler": pooler,
+            "mask_head": build_mask_head(cfg, shape),
+        }
 
     @classmethod
     def _init_keypoint_head(cls, cfg, input_shape):
         if not cfg.MODEL.KEYPOINT_ON:
             return {}
         in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
-        pooler_resolution = cfg.MODEL.ROI_KEYPOINT_HEAD.POOLER_RESOLUTION
-        pooler_scales = tuple(1.0 / input_shape[k].stride for k in in_features)
-        sampling_ratio = cfg.MODEL.ROI_KEYPOINT_HEAD.POOLER_SAMPLING_RATIO
-        pooler_type = cfg.MODEL.ROI_KEYPOINT_HEAD.POOLER_TYPE
-        in_channels = next(input_shape[f].channels for f in in_features)
-
-        ret = {"keypoint_in_features": in_features}
-        ret["keypoint_pooler"] = (
-            ROIPooler(
-                output_size=pooler_resolution,
-                scales=pooler_scales,
-                sampling_ratio=sampling_ratio,
-                pooler_type=pooler_type,
-            )
-            if pooler_type
-            else None
-        )
-        if pooler_type:
-            shape = ShapeSpec(channels=in_channels, width=pooler_resolution, height=pooler_resolution)
-        else:
-            shape = {f: input_shape[f] for f in in_features}
-        ret["keypoint_head"] = build_keypoint_head(cfg, shape)
-        return ret
+        pooler, shape = _optional_pooler(cfg.MODEL.ROI_KEYPOINT_HEAD, input_shape, in_features)
+        return {
+            "keypoint_in_features": in_features,
+            "keypoint_pooler": pooler,
+            "keypoint_head": build_keypoint_head(cfg, shape),
+        }
 
     def forward(self, images, features, proposals, targets=None):
         """See :meth:`ROIHeads.forward`."""
