@@ -1,0 +1,125 @@
+"""``det train``, ``det eval`` and ``det predict`` through det-core's CLI, on a tiny config."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import yaml
+
+from det.core.cli import main as det_main
+from det.engine.data import DatasetCatalog
+from det.engine.data.shapes import ShapesConfig, register_shapes
+from det.engine.demo import DEMO_CONFIG
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A registered tiny shapes dataset and a config file (``_BASE_`` = the demo config)."""
+    root = tmp_path_factory.mktemp("cmd")
+    names = (f"cmd_train_{uuid.uuid4().hex[:6]}", f"cmd_val_{uuid.uuid4().hex[:6]}")
+    register_shapes(ShapesConfig(num_train=6, num_val=3, seed=7, min_image_size=64, max_image_size=80,
+                                 min_shape_size=16, max_shape_size=36), root / "data", names=names)
+    config = {
+        "_BASE_": str(DEMO_CONFIG),
+        "DATASETS": {"TRAIN": [names[0]], "TEST": [names[1]]},
+        "INPUT": {"MIN_SIZE_TRAIN": [64], "MAX_SIZE_TRAIN": 128, "MIN_SIZE_TEST": 64, "MAX_SIZE_TEST": 128},
+        "MODEL": {"FPN": {"OUT_CHANNELS": 32}, "ROI_BOX_HEAD": {"FC_DIM": 32}, "ROI_MASK_HEAD": {"CONV_DIM": 16},
+                  "ROI_HEADS": {"BATCH_SIZE_PER_IMAGE": 32}},
+        "SOLVER": {"IMS_PER_BATCH": 2, "MAX_ITER": 2, "WARMUP_ITERS": 1},
+    }
+    config_file = root / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    yield {"root": root, "config": config_file, "names": names}
+    for n in names:
+        DatasetCatalog.remove(n)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny):
+    out = tiny["root"] / "train"
+    status = det_main(["train", "--config-file", str(tiny["config"]), "OUTPUT_DIR", str(out), "SOLVER.MAX_ITER", "2"])
+    assert status == 0
+    return out
+
+
+@pytest.mark.slow
+def test_det_train_writes_checkpoint_config_and_metrics(trained):
+    names = {p.name for p in trained.iterdir()}
+    assert {"model_final.pth", "last_checkpoint", "metrics.json", "config.yaml", "log.txt", "inference"} <= names
+    saved = yaml.safe_load((trained / "config.yaml").read_text())
+    assert saved["SOLVER"]["MAX_ITER"] == 2 and saved["OUTPUT_DIR"] == str(trained)
+
+
+@pytest.mark.slow
+def test_det_train_resume_and_eval_only(tiny, trained):
+    # resuming a finished run loads model_final (iteration 1) and has nothing left to train
+    status = det_main(["train", "--config-file", str(tiny["config"]), "--resume", "OUTPUT_DIR", str(trained)])
+    assert status == 0
+    status = det_main(["train", "--config-file", str(tiny["config"]), "--eval-only",
+                       "MODEL.WEIGHTS", str(trained / "model_final.pth"), "OUTPUT_DIR", str(tiny["root"] / "evalonly")])
+    assert status == 0
+    assert (tiny["root"] / "evalonly" / "inference" / "instances_predictions.pth").is_file()
+    assert not (tiny["root"] / "evalonly" / "model_final.pth").exists()
+
+
+@pytest.mark.slow
+def test_det_eval_prints_and_writes_results(tiny, trained, capsys):
+    out = tiny["root"] / "eval"
+    status = det_main(["eval", "--config-file", str(tiny["config"]), "--weights", str(trained / "model_final.pth"),
+                       "--output", str(out)])
+    assert status == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"bbox", "segm"} and {"AP", "AP50", "AP75", "APs", "APm", "APl"} <= set(results["bbox"])
+    printed = capsys.readouterr().out
+    assert json.loads(printed[printed.index("{"):]) == results
+
+
+@pytest.mark.slow
+def test_det_predict_writes_pngs_and_json(tiny, trained, capsys):
+    from PIL import Image
+
+    images = [d["file_name"] for d in DatasetCatalog.get(tiny["names"][1])[:2]]
+    out = tiny["root"] / "pred"
+    status = det_main(["predict", "--config-file", str(tiny["config"]), "--weights", str(trained / "model_final.pth"),
+                       *images, "--output", str(out), "--confidence-threshold", "0.0"])
+    assert status == 0
+    entries = json.loads((out / "predictions.json").read_text())
+    assert [e["file_name"] for e in entries] == images
+    for e in entries:
+        png = Image.open(out / e["visualization"])
+        assert png.format == "PNG" and min(png.size) >= e["height"] * 0 + 64
+        for inst in e["instances"]:
+            assert set(inst) >= {"category_id", "category", "score", "bbox", "segmentation"}
+            assert inst["category"] in ("circle", "square", "triangle") and 0 <= inst["score"] <= 1
+            assert inst["segmentation"]["size"] == [e["height"], e["width"]]
+    assert "predictions on 2 images" in capsys.readouterr().out
+
+
+def test_commands_report_user_errors(tiny, tmp_path, capsys):
+    assert det_main(["train", "--config-file", str(tmp_path / "missing.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert det_main(["train", "--config-file", str(tiny["config"]), "SOLVER.MAX_ITER"]) == 2
+    assert "KEY VALUE pairs" in capsys.readouterr().err
+    assert det_main(["train", "--config-file", str(tiny["config"]), "SOLVER.MAX_ITERS", "3"]) == 2
+    assert "SOLVER.MAX_ITER" in capsys.readouterr().err  # the closest valid key is suggested
+    assert det_main(["eval", "--config-file", str(tiny["config"]), "--weights", str(tmp_path / "no.pth")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert det_main(["predict", "--config-file", str(tiny["config"]), "--weights", str(tmp_path / "no.pth"),
+                     str(tmp_path / "none.png"), "--output", str(tmp_path)]) == 2
+    assert "image file(s) not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        det_main(["predict", "--config-file", str(tiny["config"])])  # argparse: weights/images/output missing
+
+
+def test_engine_declares_its_commands():
+    from det.core import plugins
+
+    declared = {d.name: d.target for d in plugins.command_declarations() if d.distribution == "det-engine"}
+    assert declared == {
+        "train": "det.engine.commands.train:register",
+        "eval": "det.engine.commands.eval:register",
+        "predict": "det.engine.commands.predict:register",
+        "demo": "det.engine.commands.demo:register",
+    }
