@@ -29,6 +29,7 @@ _LAZY = {
     "sem_seg_postprocess": "det.core.modeling.postprocessing",
     "check_batched_inputs": "det.core.modeling.inputs",
     "require_event_storage": "det.core.modeling.inputs",
+    "normalize_and_pad_images": "det.core.modeling.inputs",
     "draw_boxes": "det.core.modeling.vis",
     "to_rgb_uint8": "det.core.modeling.vis",
     "GeneralizedRCNN": "det.core.modeling.meta_arch",
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
         build_roi_heads,
         build_sem_seg_head,
     )
-    from det.core.modeling.inputs import check_batched_inputs, require_event_storage
+    from det.core.modeling.inputs import check_batched_inputs, normalize_and_pad_images, require_event_storage
     from det.core.modeling.matcher import Matcher
     from det.core.modeling.meta_arch import GeneralizedRCNN, ProposalNetwork
     from det.core.modeling.poolers import ROIPooler, assign_boxes_to_levels, convert_boxes_to_pooler_format
@@ -105,6 +106,7 @@ __all__ = [
     "convert_boxes_to_pooler_format",
     "detector_postprocess",
     "draw_boxes",
+    "normalize_and_pad_images",
     "require_event_storage",
     "sem_seg_postprocess",
     "subsample_labels",

@@ -14,9 +14,10 @@ from __future__ import annotations
 import torch
 
 from det.core.events import EventStorage, get_event_storage
-from det.structures import Instances
+from det.core.layers import move_device_like
+from det.structures import ImageList, Instances
 
-__all__ = ["check_batched_inputs", "require_event_storage"]
+__all__ = ["check_batched_inputs", "normalize_and_pad_images", "require_event_storage"]
 
 _MISSING_KEY_HINTS = {
     "instances": "training needs the ground truth as an Instances with gt_boxes and gt_classes "
@@ -84,3 +85,14 @@ def require_event_storage(model_name: str) -> EventStorage:
             "`with EventStorage(start_iter):` (from det.core import EventStorage), "
             "or call model.eval() for inference."
         ) from None
+
+
+def normalize_and_pad_images(
+    batched_inputs, pixel_mean: torch.Tensor, pixel_std: torch.Tensor, backbone
+) -> ImageList:
+    """Each input's "image" moved to ``pixel_mean``'s device, normalised and padded into one
+    ImageList as ``backbone`` needs (its ``size_divisibility`` and ``padding_constraints``)."""
+    images = [(move_device_like(x["image"], pixel_mean) - pixel_mean) / pixel_std for x in batched_inputs]
+    return ImageList.from_tensors(
+        images, backbone.size_divisibility, padding_constraints=backbone.padding_constraints
+    )

@@ -11,7 +11,7 @@ from det.core.config import configurable
 from det.core.events import get_event_storage
 from det.core.layers import move_device_like
 from det.core.modeling.build import build_backbone, build_proposal_generator, build_roi_heads
-from det.core.modeling.inputs import check_batched_inputs, require_event_storage
+from det.core.modeling.inputs import check_batched_inputs, normalize_and_pad_images, require_event_storage
 from det.core.modeling.postprocessing import detector_postprocess
 from det.core.modeling.vis import draw_boxes, to_rgb_uint8
 from det.structures import ImageList, Instances
@@ -190,14 +190,7 @@ class GeneralizedRCNN(nn.Module):
 
     def preprocess_image(self, batched_inputs: list[dict[str, torch.Tensor]]) -> ImageList:
         """Normalise, pad and batch the input images (to the backbone's size divisibility)."""
-        images = [self._move_to_current_device(x["image"]) for x in batched_inputs]
-        images = [(x - self.pixel_mean) / self.pixel_std for x in images]
-        images = ImageList.from_tensors(
-            images,
-            self.backbone.size_divisibility,
-            padding_constraints=self.backbone.padding_constraints,
-        )
-        return images
+        return normalize_and_pad_images(batched_inputs, self.pixel_mean, self.pixel_std, self.backbone)
 
     @staticmethod
     def _postprocess(instances, batched_inputs: list[dict[str, torch.Tensor]], image_sizes):
@@ -276,13 +269,7 @@ class ProposalNetwork(nn.Module):
         if self.training:
             require_event_storage(type(self).__name__)
 
-        images = [self._move_to_current_device(x["image"]) for x in batched_inputs]
-        images = [(x - self.pixel_mean) / self.pixel_std for x in images]
-        images = ImageList.from_tensors(
-            images,
-            self.backbone.size_divisibility,
-            padding_constraints=self.backbone.padding_constraints,
-        )
+        images = normalize_and_pad_images(batched_inputs, self.pixel_mean, self.pixel_std, self.backbone)
         features = self.backbone(images.tensor)
 
         if "instances" in batched_inputs[0]:

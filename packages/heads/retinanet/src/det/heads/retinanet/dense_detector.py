@@ -12,9 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from det.core.events import get_event_storage
-from det.core.layers import move_device_like
 from det.core.modeling import detector_postprocess
-from det.core.modeling.inputs import check_batched_inputs, require_event_storage
+from det.core.modeling.inputs import check_batched_inputs, normalize_and_pad_images, require_event_storage
 from det.core.modeling.vis import draw_boxes, to_rgb_uint8
 from det.structures import Boxes, ImageList, Instances
 
@@ -139,13 +138,7 @@ class DenseDetector(nn.Module):
 
     def preprocess_image(self, batched_inputs: list[dict[str, Tensor]]) -> ImageList:
         """Normalise, pad and batch the input images (to the backbone's size divisibility)."""
-        images = [move_device_like(x["image"], self.pixel_mean) for x in batched_inputs]
-        images = [(x - self.pixel_mean) / self.pixel_std for x in images]
-        return ImageList.from_tensors(
-            images,
-            self.backbone.size_divisibility,
-            padding_constraints=self.backbone.padding_constraints,
-        )
+        return normalize_and_pad_images(batched_inputs, self.pixel_mean, self.pixel_std, self.backbone)
 
     def _transpose_dense_predictions(
         self, predictions: list[list[Tensor]], dims_per_anchor: list[int]

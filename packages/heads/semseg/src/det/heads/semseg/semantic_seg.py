@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from det.core.config import configurable
 from det.core.layers import Conv2d, ShapeSpec, c2_msra_fill, get_norm, move_device_like
 from det.core.modeling import build_backbone, build_sem_seg_head, sem_seg_postprocess
-from det.core.modeling.inputs import check_batched_inputs, require_event_storage
+from det.core.modeling.inputs import check_batched_inputs, normalize_and_pad_images, require_event_storage
 from det.structures import ImageList
 
 __all__ = ["SemSegFPNHead", "SemanticSegmentor"]
@@ -257,11 +257,7 @@ class SemanticSegmentor(nn.Module):
         if self.training:
             require_event_storage(type(self).__name__)
 
-        images = [move_device_like(x["image"], self.pixel_mean) for x in batched_inputs]
-        images = [(x - self.pixel_mean) / self.pixel_std for x in images]
-        images = ImageList.from_tensors(
-            images, self.backbone.size_divisibility, padding_constraints=self.backbone.padding_constraints
-        )
+        images = normalize_and_pad_images(batched_inputs, self.pixel_mean, self.pixel_std, self.backbone)
         features = self.backbone(images.tensor)
 
         if self.training or "sem_seg" in batched_inputs[0]:
