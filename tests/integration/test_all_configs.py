@@ -9,6 +9,7 @@ fails with the error that names the distribution to install.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -39,9 +40,17 @@ def test_all_92_configs_are_found():
     assert len(CONFIGS) == 92, f"expected detectron2's 92 model-zoo YAMLs under {CONFIGS_ROOT}"
 
 
-def _merged(name: str):
+@functools.cache
+def _merged_once(name: str):
     cfg = get_cfg()
     cfg.merge_from_file(str(CONFIGS_ROOT / name))
+    cfg.freeze()
+    return cfg
+
+
+def _merged(name: str):
+    cfg = _merged_once(name).clone()
+    cfg.defrost()
     return cfg
 
 
@@ -208,3 +217,33 @@ def test_config_builds_and_runs_or_names_what_to_install(name):
     assert isinstance(outputs, list) and len(outputs) == 1
     _check_output(cfg, outputs[0])
     _CHECKED[key] = name
+
+
+PROVIDERS = sorted({d for (kind, _), d in STANDARD_PROVIDERS.items() if d != "det-core"})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("distribution", PROVIDERS)
+def test_configs_without_their_provider_name_it(distribution):
+    """With one distribution disabled (as good as not installed), every zoo config that needs one
+    of its components fails with the error naming it; the others do not ask for it."""
+    from det.core import plugins
+
+    needing = {}  # one config per distinct model
+    for n in CONFIGS:
+        cfg = _merged(n)
+        if any(STANDARD_PROVIDERS.get(kn) == distribution for kn in required_components(cfg)):
+            needing.setdefault(cfg.MODEL.dump(), n)
+    needing = list(needing.values())
+    assert needing, f"no zoo config uses {distribution}"
+    plugins.disable(distribution)
+    try:
+        for name in needing:
+            cfg = _shrunk(name)
+            assert {STANDARD_PROVIDERS[kn] for kn in _missing(cfg)} == {distribution}, name
+            with pytest.raises(ComponentNotFoundError) as info:
+                build_model(cfg)
+            assert info.value.distribution == distribution, name
+            assert f"It is provided by {distribution}" in str(info.value), str(info.value)
+    finally:
+        plugins.reset()
