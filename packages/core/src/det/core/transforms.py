@@ -24,6 +24,16 @@ __all__ = [
 ]
 
 
+def _repr_from_init_args(obj) -> str:
+    """``Name(arg=value, ...)`` for the ``__init__`` arguments ``obj`` keeps as attributes."""
+    try:
+        sig = inspect.signature(obj.__init__)
+    except (TypeError, ValueError):
+        return object.__repr__(obj)
+    args = [f"{n}={getattr(obj, n)!r}" for n in sig.parameters if hasattr(obj, n)]
+    return f"{type(obj).__name__}({', '.join(args)})"
+
+
 class Transform:
     """A deterministic transformation of an image and of the coordinates that go with it.
 
@@ -72,12 +82,7 @@ class Transform:
         raise NotImplementedError(f"{type(self).__name__} has no inverse")
 
     def __repr__(self) -> str:
-        try:
-            sig = inspect.signature(self.__init__)
-            args = [f"{n}={getattr(self, n)!r}" for n in sig.parameters if hasattr(self, n)]
-            return f"{type(self).__name__}({', '.join(args)})"
-        except (TypeError, ValueError):
-            return super().__repr__()
+        return _repr_from_init_args(self)
 
 
 class NoOpTransform(Transform):
@@ -233,12 +238,7 @@ class Augmentation:
         return np.random.uniform(low, high, size)
 
     def __repr__(self) -> str:
-        try:
-            sig = inspect.signature(self.__init__)
-            args = [f"{n}={getattr(self, n)!r}" for n in sig.parameters if hasattr(self, n)]
-            return f"{type(self).__name__}({', '.join(args)})"
-        except (TypeError, ValueError):
-            return super().__repr__()
+        return _repr_from_init_args(self)
 
 
 class ResizeShortestEdge(Augmentation):
