@@ -99,7 +99,7 @@ def test_nan_loss_raises_and_after_train_still_runs():
 
 
 def test_trainer_input_errors():
-    with pytest.raises(TypeError, match="torch.nn.Module"):
+    with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
         SimpleTrainer(lambda x: x, [], torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=1))
     with pytest.raises(TypeError, match="Optimizer"):
         SimpleTrainer(nn.Linear(1, 1), [], object())

@@ -245,9 +245,7 @@ def run_demo(output_dir: str | os.PathLike = "./det-demo-output", *, max_iter: i
     import torch
 
     from det.engine.data.shapes import ShapesConfig, register_shapes
-    from det.engine.train import hooks
-    from det.engine.train.defaults import DefaultTrainer, seed_all_rng
-    from det.engine.train.writers import CommonMetricPrinter, JSONWriter
+    from det.engine.train.defaults import seed_all_rng
 
     start = time.perf_counter()
     output = Path(output_dir)
@@ -259,10 +257,28 @@ def run_demo(output_dir: str | os.PathLike = "./det-demo-output", *, max_iter: i
     seed_all_rng(cfg.SEED)
 
     # 1. data: the built-in shapes dataset, under the standard names so that the saved config
-    # works with `det train/eval` in a new process (quick runs use a smaller variant).
+    # works with `det train/eval` in a new process. A quick run uses a smaller variant and puts
+    # the standard registration back afterwards.
     shapes_config = ShapesConfig(**_QUICK_SHAPES) if quick else ShapesConfig()
     register_shapes(shapes_config, replace=True)
+    try:
+        summary = _run_steps(cfg, output, start, quick=quick, progress=progress, quiet=quiet,
+                             num_vis_images=num_vis_images)
+    finally:
+        if quick:
+            register_shapes(ShapesConfig(), replace=True)
+    return summary
+
+
+def _run_steps(cfg: Any, output: Path, start: float, *, quick: bool, progress: bool, quiet: bool,
+               num_vis_images: int) -> dict[str, Any]:
+    """Steps 1-5 of :func:`run_demo` once the dataset is registered."""
+    import torch
+
     from det.engine.data.catalog import DatasetCatalog, MetadataCatalog
+    from det.engine.train.defaults import DefaultTrainer
+    from det.engine.train.writers import CommonMetricPrinter, JSONWriter
+
 
     t0 = time.perf_counter()
     num_train = len(DatasetCatalog.get(cfg.DATASETS.TRAIN[0]))

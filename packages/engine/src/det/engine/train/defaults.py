@@ -120,7 +120,8 @@ def default_setup(cfg: Any, args: Any) -> None:
     logger.info("Rank of current process: %d. World size: %d", rank, comm.get_world_size())
     logger.info("Command line arguments: %s", args)
     if getattr(args, "config_file", ""):
-        logger.info("Contents of args.config_file=%s:\n%s", args.config_file, open(args.config_file).read())
+        with open(args.config_file) as f:
+            logger.info("Contents of args.config_file=%s:\n%s", args.config_file, f.read())
     if comm.is_main_process() and output_dir:
         path = os.path.join(output_dir, "config.yaml")
         with open(path, "w") as f:
@@ -364,7 +365,7 @@ class DefaultTrainer(TrainerBase):
                 logger.info("Evaluation results for %s in csv format:", dataset_name)
                 print_csv_format(results_i)
         if len(results) == 1:
-            return list(results.values())[0]
+            return next(iter(results.values()))
         return results
 
     @staticmethod
@@ -380,13 +381,13 @@ class DefaultTrainer(TrainerBase):
         if cfg.SOLVER.IMS_PER_BATCH % old_world_size != 0:
             raise ValueError("Invalid REFERENCE_WORLD_SIZE in config!")
         scale = num_workers / old_world_size
-        bs = cfg.SOLVER.IMS_PER_BATCH = int(round(cfg.SOLVER.IMS_PER_BATCH * scale))
+        bs = cfg.SOLVER.IMS_PER_BATCH = round(cfg.SOLVER.IMS_PER_BATCH * scale)
         lr = cfg.SOLVER.BASE_LR = cfg.SOLVER.BASE_LR * scale
-        max_iter = cfg.SOLVER.MAX_ITER = int(round(cfg.SOLVER.MAX_ITER / scale))
-        warmup_iter = cfg.SOLVER.WARMUP_ITERS = int(round(cfg.SOLVER.WARMUP_ITERS / scale))
-        cfg.SOLVER.STEPS = tuple(int(round(s / scale)) for s in cfg.SOLVER.STEPS)
-        cfg.TEST.EVAL_PERIOD = int(round(cfg.TEST.EVAL_PERIOD / scale))
-        cfg.SOLVER.CHECKPOINT_PERIOD = int(round(cfg.SOLVER.CHECKPOINT_PERIOD / scale))
+        max_iter = cfg.SOLVER.MAX_ITER = round(cfg.SOLVER.MAX_ITER / scale)
+        warmup_iter = cfg.SOLVER.WARMUP_ITERS = round(cfg.SOLVER.WARMUP_ITERS / scale)
+        cfg.SOLVER.STEPS = tuple(round(s / scale) for s in cfg.SOLVER.STEPS)
+        cfg.TEST.EVAL_PERIOD = round(cfg.TEST.EVAL_PERIOD / scale)
+        cfg.SOLVER.CHECKPOINT_PERIOD = round(cfg.SOLVER.CHECKPOINT_PERIOD / scale)
         cfg.SOLVER.REFERENCE_WORLD_SIZE = num_workers
         logger.info("Auto-scaling the config to batch_size=%d, learning_rate=%s, max_iter=%d, warmup=%d.",
                     bs, lr, max_iter, warmup_iter)

@@ -9,6 +9,7 @@ metric writing and a progress bar.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import time
@@ -261,14 +262,10 @@ class ProgressBar(HookBase):
             return
         storage = self.trainer.storage
         postfix = {}
-        try:
+        with contextlib.suppress(KeyError):
             postfix["loss"] = f"{storage.history('total_loss').median(self._window_size):.3f}"
-        except KeyError:
-            pass
-        try:
+        with contextlib.suppress(KeyError):
             postfix["lr"] = f"{storage.history('lr').latest():.3g}"
-        except KeyError:
-            pass
         self._bar.set_postfix(postfix, refresh=False)
         self._bar.update(1)
 

@@ -12,6 +12,7 @@ turns one into a torch LR scheduler stepped once per iteration::
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -95,7 +96,7 @@ class MultiStepParamScheduler(ParamScheduler):
                 raise ValueError(
                     f"MultiStepParamScheduler needs one more value than milestones, got {len(values)} values "
                     f"and {len(milestones)} milestones")
-            if any(b <= a for a, b in zip(milestones, milestones[1:])):
+            if any(b <= a for a, b in itertools.pairwise(milestones)):
                 raise ValueError(f"milestones must be strictly increasing, got {milestones}")
         if num_updates is None:
             num_updates = milestones[-1] + 1 if milestones else 1

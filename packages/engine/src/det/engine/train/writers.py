@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
@@ -61,10 +62,8 @@ class JSONWriter(EventWriter):
             scalars_per_iter["iteration"] = itr
             self._file_handle.write(json.dumps(scalars_per_iter, sort_keys=True) + "\n")
         self._file_handle.flush()
-        try:
+        with contextlib.suppress(AttributeError, OSError):
             os.fsync(self._file_handle.fileno())
-        except (AttributeError, OSError):
-            pass
 
     def close(self) -> None:
         self._file_handle.close()
