@@ -44,6 +44,27 @@ _LAZY = {
     "Visualizer": "det.engine.visualizer",
     "ColorMode": "det.engine.visualizer",
     "VisImage": "det.engine.visualizer",
+    # training (detectron2's engine + solver)
+    "HookBase": "det.engine.train.train_loop",
+    "TrainerBase": "det.engine.train.train_loop",
+    "SimpleTrainer": "det.engine.train.train_loop",
+    "AMPTrainer": "det.engine.train.train_loop",
+    "DefaultTrainer": "det.engine.train.defaults",
+    "create_ddp_model": "det.engine.train.defaults",
+    "default_argument_parser": "det.engine.train.defaults",
+    "default_setup": "det.engine.train.defaults",
+    "default_writers": "det.engine.train.defaults",
+    "launch": "det.engine.train.launch",
+    "hooks": "det.engine.train",
+    "comm": "det.engine.train",
+    "build_optimizer": "det.engine.train.solver",
+    "build_lr_scheduler": "det.engine.train.solver",
+    "get_default_optimizer_params": "det.engine.train.solver",
+    "JSONWriter": "det.engine.train.writers",
+    "CommonMetricPrinter": "det.engine.train.writers",
+    "TensorboardXWriter": "det.engine.train.writers",
+    "DefaultPredictor": "det.core.predictor",
+    "run_demo": "det.engine.demo",
 }
 
 
