@@ -125,6 +125,17 @@ def test_cat():
         Instances.cat([Instances((1, 1), x=(1, 2)), Instances((1, 1), x=(3,))])
 
 
+def test_cat_keeps_the_first_items_fields():
+    # detectron2: extra fields of later items are dropped; a missing one is an error
+    a = Instances((4, 4), scores=torch.tensor([0.5]))
+    b = Instances((4, 4), scores=torch.tensor([0.7, 0.9]), extra=torch.zeros(2))
+    c = Instances.cat([a, b])
+    assert list(c.get_fields()) == ["scores"]
+    assert c.scores.tolist() == pytest.approx([0.5, 0.7, 0.9])
+    with pytest.raises(ValueError, match=r"fields differ: item 1 lacks \['extra'\]"):
+        Instances.cat([b, a])
+
+
 def test_cat_with_masks_and_keypoints():
     def one(n):
         return Instances(

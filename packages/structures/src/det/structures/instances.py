@@ -149,7 +149,11 @@ class Instances:
 
     @staticmethod
     def cat(instance_lists: list[Instances]) -> Instances:
-        """Concatenate Instances of the same image size and fields into one."""
+        """Concatenate Instances of the same image size into one with the first item's fields.
+
+        Later items may have extra fields (they are dropped, as in detectron2); one that lacks a
+        field of the first item raises a ValueError.
+        """
         if not isinstance(instance_lists, (list, tuple)) or len(instance_lists) == 0:
             raise ValueError("Instances.cat expects a non-empty list of Instances")
         if not all(isinstance(i, Instances) for i in instance_lists):
@@ -163,10 +167,16 @@ class Instances:
             for i in instance_lists[1:]:
                 if i.image_size != image_size:
                     raise ValueError(f"Instances.cat: image sizes differ ({image_size} vs {i.image_size})")
+        # detectron2's rule: the first item's fields are the result's; later items may carry
+        # more (dropped) but not fewer
         names = list(instance_lists[0]._fields.keys())
-        for i in instance_lists[1:]:
-            if set(i._fields) != set(names):
-                raise ValueError(f"Instances.cat: fields differ ({sorted(names)} vs {sorted(i._fields)})")
+        for idx, i in enumerate(instance_lists[1:], start=1):
+            missing = [k for k in names if k not in i._fields]
+            if missing:
+                raise ValueError(
+                    f"Instances.cat: fields differ: item {idx} lacks {missing}, which the first item "
+                    f"has (item {idx} has {sorted(i._fields)})"
+                )
         ret = Instances(image_size)
         for k in names:
             values: Any = [i.get(k) for i in instance_lists]

@@ -56,8 +56,5 @@ def add_ground_truth_to_proposals_single_image(gt: Instances | Boxes, proposals:
     for key in proposals.get_fields():
         if not gt_proposal.has(key):
             raise ValueError(f"The attribute '{key}' in `proposals` does not exist in `gt`")
-    # only the proposals' fields survive (the gt_* fields are attached later, after matching)
-    gt_proposal = Instances(
-        proposals.image_size, **{k: gt_proposal.get(k) for k in proposals.get_fields()}
-    )
+    # Instances.cat keeps the proposals' fields only: gt_* are attached later, after matching
     return Instances.cat([proposals, gt_proposal])
