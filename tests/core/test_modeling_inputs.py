@@ -16,12 +16,12 @@ def test_check_batched_inputs_accepts_and_names_missing_key():
         check_batched_inputs([{"image": torch.zeros(3, 4, 4)}], 3, ("instances",))
     with pytest.raises(ValueError, match=r"shape \(1, 4, 4\); expected \(3, H, W\)"):
         check_batched_inputs([{"image": torch.zeros(1, 4, 4)}], 3)
-    with pytest.raises(ValueError, match="non-empty list of dicts.*list of length 0"):
+    with pytest.raises(ValueError, match=r"non-empty list of dicts.*list of length 0"):
         check_batched_inputs([], 3)
 
 
 def test_require_event_storage():
-    with pytest.raises(RuntimeError, match="MyModel in training mode .*EventStorage"):
+    with pytest.raises(RuntimeError, match=r"MyModel in training mode .*EventStorage"):
         require_event_storage("MyModel")
     with EventStorage(0) as storage:
         assert require_event_storage("MyModel") is storage
