@@ -10,10 +10,10 @@ Importing ``det.core`` is cheap: every public name below is imported on first us
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from det.core.hookspecs import PLUGIN_API_VERSION, hookimpl
+from det.core.lazy import lazy_exports
 from det.core.version import __version__
 
 _LAZY = {
@@ -48,17 +48,7 @@ if TYPE_CHECKING:
     from det.core.registry import get_component, list_components
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'det.core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [  # noqa: RUF022 - grouped as _LAZY

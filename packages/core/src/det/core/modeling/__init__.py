@@ -8,8 +8,9 @@ Names are imported on first use, so ``import det.core.modeling`` stays cheap::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from det.core.lazy import lazy_exports
 
 _LAZY = {
     "Backbone": "det.core.modeling.backbone",
@@ -70,17 +71,7 @@ if TYPE_CHECKING:
     from det.core.modeling.vis import draw_boxes, to_rgb_uint8
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'det.core.modeling' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -10,9 +10,7 @@ Names are imported lazily, so ``import det.heads.keypoint`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from det.core.lazy import lazy_exports
 from det.heads.keypoint.version import __version__
 
 _EXPORTS = {
@@ -27,14 +25,4 @@ _EXPORTS = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'det.heads.keypoint' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -9,9 +9,9 @@ names below are imported on first use::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from det.core.lazy import lazy_exports
 from det.heads.roi.version import __version__
 
 _LAZY = {
@@ -59,17 +59,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     )
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'det.heads.roi' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = ["__version__", *_LAZY]

@@ -10,9 +10,9 @@ which come with ``pip install 'det-heads-semseg[panoptic]'``::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from det.core.lazy import lazy_exports
 from det.heads.semseg.version import __version__
 
 _LAZY = {
@@ -32,17 +32,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from det.heads.semseg.semantic_seg import SemanticSegmentor, SemSegFPNHead  # noqa: F401
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'det.heads.semseg' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = ["__version__", *_LAZY]
