@@ -22,7 +22,7 @@ def test_quick_demo_writes_every_artifact(tmp_path, capsys):
     for step in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]", "box AP"):
         assert step in printed
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["quick"] is True and summary["max_iter"] == 12
+    assert summary["quick"] is True and summary["max_iter"] == 12 and summary["shapes_config"]["num_train"] == 16
     assert set(summary["results"]) == {"bbox", "segm"}
     assert summary["dataset"] == {**summary["dataset"], "train": 16, "val": 6}
     for key in ("checkpoint", "config", "metrics", "training_curves", "predictions", "log"):
@@ -60,8 +60,18 @@ def test_training_curves_are_drawn_with_pil(tmp_path):
     assert _nice_ticks(0, 38) == [0, 10, 20, 30]
 
 
-def test_demo_rejects_bad_options(capsys):
+def test_demo_rejects_bad_options(capsys, tmp_path, monkeypatch):
     from det.core.cli import main as det_main
 
+    monkeypatch.chdir(tmp_path)
     assert det_main(["demo", "--max-iter", "0"]) == 2
     assert "--max-iter must be positive" in capsys.readouterr().err
+    assert det_main(["demo", "--shapes", "num_train"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert det_main(["demo", "--shapes", "num_trains=5"]) == 2
+    assert "num_trains" in capsys.readouterr().err
+    # the standard registration is back after a failed run
+    from det.engine.data import MetadataCatalog
+
+    assert MetadataCatalog.get("shapes_train").shapes_config["num_train"] == 500
+    assert not (tmp_path / "det-demo-output").exists()  # nothing written for bad options

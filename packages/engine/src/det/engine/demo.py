@@ -233,7 +233,8 @@ def _say(message: str, quiet: bool) -> None:
 
 def run_demo(output_dir: str | os.PathLike = "./det-demo-output", *, max_iter: int | None = None,
              quick: bool = False, num_threads: int | None = None, num_vis_images: int = 6,
-             progress: bool = True, quiet: bool = False, opts: Sequence[Any] = ()) -> dict[str, Any]:
+             progress: bool = True, quiet: bool = False, opts: Sequence[Any] = (),
+             shapes: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the whole demo into ``output_dir``; return the summary (also in ``summary.json``).
 
     Args:
@@ -241,6 +242,8 @@ def run_demo(output_dir: str | os.PathLike = "./det-demo-output", *, max_iter: i
         quick: a smoke run on a tiny dataset (about a minute): checks the pipeline, not accuracy.
         num_threads: torch CPU threads (default: torch's choice, one per core).
         opts: extra ``KEY VALUE`` config overrides.
+        shapes: :class:`~det.engine.data.shapes.ShapesConfig` fields that change the generated
+            dataset (e.g. ``{"num_train": 1000}``); the standard registration is put back after.
     """
     import torch
 
@@ -248,24 +251,28 @@ def run_demo(output_dir: str | os.PathLike = "./det-demo-output", *, max_iter: i
     from det.engine.train.defaults import seed_all_rng
 
     start = time.perf_counter()
+    shapes_fields = {**(_QUICK_SHAPES if quick else {}), **(shapes or {})}
+    shapes_config = ShapesConfig(**shapes_fields)  # bad fields fail before anything is written
+    cfg = get_demo_cfg(output_dir, max_iter=max_iter, quick=quick, opts=opts)
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     _log_to_file(output)
     if num_threads is not None:
         torch.set_num_threads(int(num_threads))
-    cfg = get_demo_cfg(output, max_iter=max_iter, quick=quick, opts=opts)
     seed_all_rng(cfg.SEED)
 
     # 1. data: the built-in shapes dataset, under the standard names so that the saved config
     # works with `det train/eval` in a new process. A quick run uses a smaller variant and puts
     # the standard registration back afterwards.
-    shapes_config = ShapesConfig(**_QUICK_SHAPES) if quick else ShapesConfig()
     register_shapes(shapes_config, replace=True)
     try:
         summary = _run_steps(cfg, output, start, quick=quick, progress=progress, quiet=quiet,
                              num_vis_images=num_vis_images)
+        summary["shapes_config"] = shapes_fields
+        with open(output / "summary.json", "w") as f:
+            json.dump(summary, f, indent=2, default=float)
     finally:
-        if quick:
+        if shapes_fields:
             register_shapes(ShapesConfig(), replace=True)
     return summary
 

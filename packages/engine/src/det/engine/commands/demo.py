@@ -25,8 +25,20 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads <= 0:
         print(f"det demo: error: --threads must be positive, got {args.threads}", file=sys.stderr)
         return 2
-    run_demo(args.output, max_iter=args.max_iter, quick=args.quick, num_threads=args.threads,
-             progress=not args.no_progress, opts=args.opts)
+    shapes = {}
+    for item in args.shapes:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"det demo: error: --shapes takes KEY=VALUE items, got {item!r}", file=sys.stderr)
+            return 2
+        shapes[key] = value.lower() in ("1", "true", "yes") if value.lower() in ("0", "1", "true", "false", "yes", "no") \
+            else (float(value) if "." in value else int(value))
+    try:
+        run_demo(args.output, max_iter=args.max_iter, quick=args.quick, num_threads=args.threads,
+                 progress=not args.no_progress, opts=args.opts, shapes=shapes)
+    except (TypeError, ValueError) as e:
+        print(f"det demo: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -37,6 +49,8 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
     parser.add_argument("--quick", action="store_true", help="a one-minute smoke run on a tiny dataset")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: one per core)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--shapes", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="shapes dataset generator parameters (ShapesConfig fields), e.g. num_train=1000")
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
                         help="config overrides of the embedded demo config: 'PATH.KEY VALUE' pairs")
     parser.epilog = __doc__.split("\n\n", 1)[1]
