@@ -11,6 +11,7 @@ the same everywhere::
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import resource
@@ -35,10 +36,11 @@ def machine_line() -> str:
 
     cpu = "unknown cpu"
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
     except OSError:
         pass
     return (
@@ -138,13 +140,15 @@ def calibrate_predictors(model, run, seed: int = 1234, passes: int = 2) -> None:
     layers = _predictor_layers(model)
     with torch.no_grad():
         for layer in layers.values():
-            layer.weight.copy_(torch.randn(layer.weight.shape, generator=g))
+            # Tiny first: unscaled deltas would blow the proposals up and leave the ROI heads
+            # nothing to measure.
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) * 1e-6)
             layer.bias.zero_()
         for _ in range(passes):
             stds = {}
             hooks = [
                 layer.register_forward_hook(
-                    lambda m, i, o, k=k: stds.setdefault(k, []).append(
+                    lambda m, i, o, k=k, stds=stds: stds.setdefault(k, []).append(
                         torch.cat([t.flatten() for t in (o if isinstance(o, (list, tuple)) else [o])])
                         .float()
                         .std()
@@ -159,7 +163,8 @@ def calibrate_predictors(model, run, seed: int = 1234, passes: int = 2) -> None:
                 for h in hooks:
                     h.remove()
             for k, layer in layers.items():
-                if k in stds:
+                stds[k] = [v for v in stds.get(k, []) if math.isfinite(v) and v > 0]
+                if stds[k]:
                     layer.weight.mul_(_TARGETS[k][0] / max(statistics.mean(stds[k]), 1e-12))
         for k, layer in layers.items():
             layer.bias.copy_(torch.randn(layer.bias.shape, generator=g) * _TARGETS[k][1])

@@ -44,9 +44,8 @@ def main() -> None:
     for name, model, inputs in runs:
         with torch.no_grad():
             model(inputs)
-            with profile(activities=[ProfilerActivity.CPU], record_shapes=False) as prof:
-                with record_function(f"{name}_inference"):
-                    model(inputs)
+            with profile(activities=[ProfilerActivity.CPU]) as prof, record_function(f"{name}_inference"):
+                model(inputs)
         print(f"==== {name}: operators by self cpu time")
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
         print(f"==== {name}: operators by total cpu time")

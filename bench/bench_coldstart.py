@@ -1,0 +1,163 @@
+"""Cold start: a new process, from interpreter start to the first prediction.
+
+    .venv/bin/python bench/bench_coldstart.py [--repeats 3]
+
+Each figure is the median wall time of ``--repeats`` fresh processes, measured by the parent from
+spawn to exit (so interpreter start-up, imports, plugin discovery, config, build, weight loading and
+the first 800x1067 inference all count):
+
+- ``det``: ``get_cfg`` + merge the model-zoo YAML + ``build_model`` + ``DetectionCheckpointer.load``
+  + first ``model([...])``; ``det_fast`` adds ``fast_mode(model)`` before the first inference.
+- ``tv``: ``import torchvision`` + ``maskrcnn_resnet50_fpn(weights=None, weights_backbone=None,
+  box_score_thresh=0)`` + ``load_state_dict(torch.load(...))`` + first ``model([...])``.
+- ``det plugins`` (the console script) and the import cost of ``det.structures`` over
+  ``import torch`` (same process, after torch), with a check that torchvision was not imported.
+
+Weights come from the calibrated checkpoints that _common.py caches in /tmp/det-bench.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _common import CACHE, MASK_RCNN_YAML, emit, load_line, machine_line
+
+BENCH = Path(__file__).parent
+PY = sys.executable
+
+CHILD_DET = r"""
+import sys, time, torch
+sys.path.insert(0, {bench!r})
+torch.set_num_threads(2)
+from det.core import build_model, get_cfg
+from det.checkpoint import DetectionCheckpointer
+from _common import make_image
+cfg = get_cfg(); cfg.merge_from_file({yaml!r}); cfg.MODEL.DEVICE = "cpu"; cfg.MODEL.WEIGHTS = ""
+model = build_model(cfg).eval()
+DetectionCheckpointer(model).load({ckpt!r})
+if {fast}:
+    from det.core.fast import fast_mode
+    fast_mode(model)
+with torch.no_grad():
+    out = model([{{"image": make_image()}}])
+assert len(out[0]["instances"]) > 0
+"""
+
+CHILD_TV = r"""
+import sys, torch
+sys.path.insert(0, {bench!r})
+torch.set_num_threads(2)
+from torchvision.models.detection import maskrcnn_resnet50_fpn
+from _common import make_image, tv_inputs
+model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, box_score_thresh=0).eval()
+model.load_state_dict(torch.load({ckpt!r}, weights_only=True))
+with torch.no_grad():
+    out = model(tv_inputs(make_image()))
+assert len(out[0]["boxes"]) > 0
+"""
+
+CHILD_IMPORT = r"""
+import sys, time, json
+t0 = time.perf_counter(); import torch; t1 = time.perf_counter()
+import det.structures; t2 = time.perf_counter()
+import det.core, det.core.layers; t3 = time.perf_counter()
+print(json.dumps({"torch": t1 - t0, "det.structures": t2 - t1, "det.core.layers": t3 - t2,
+                  "torchvision_imported": "torchvision" in sys.modules}))
+"""
+
+
+def wall(cmd: list[str], env=None) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def ensure_checkpoints() -> tuple[Path, Path]:
+    """Write the calibrated weights once (det's in checkpoint form, torchvision's as a state dict)."""
+    det_ckpt, tv_ckpt = CACHE / "det_checkpoint.pth", CACHE / "tv_maskrcnn_resnet50_fpn.pth"
+    if not det_ckpt.exists() or not tv_ckpt.exists():
+        import torch
+        from _common import build_det_model, build_tv_model
+
+        model = build_det_model()
+        torch.save({"model": model.state_dict()}, det_ckpt)
+        build_tv_model()  # caches tv_ckpt
+    return det_ckpt, tv_ckpt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip-models", action="store_true", help="only det plugins and import costs")
+    args = ap.parse_args()
+    print(machine_line())
+    print(load_line())
+
+    det_bin = str(Path(PY).parent / "det")
+    plugins = [wall([det_bin, "plugins"]) for _ in range(args.repeats + 1)][1:]
+    emit(
+        {
+            "what": "det_plugins",
+            "median_s": f"{statistics.median(plugins):.3f}",
+            "min_s": f"{min(plugins):.3f}",
+            "repeats": len(plugins),
+        }
+    )
+    py_start = [wall([PY, "-c", "pass"]) for _ in range(args.repeats)]
+    emit({"what": "python_startup", "median_s": f"{statistics.median(py_start):.3f}"})
+
+    rows = []
+    for _ in range(args.repeats):
+        out = subprocess.run([PY, "-c", CHILD_IMPORT], check=True, capture_output=True, text=True)
+        rows.append(json.loads(out.stdout))
+    emit(
+        {
+            "what": "imports",
+            "torch_s": f"{statistics.median(r['torch'] for r in rows):.3f}",
+            "det_structures_over_torch_s": f"{statistics.median(r['det.structures'] for r in rows):.3f}",
+            "det_core_layers_after_s": f"{statistics.median(r['det.core.layers'] for r in rows):.3f}",
+            "torchvision_imported": any(r["torchvision_imported"] for r in rows),
+        }
+    )
+    if args.skip_models:
+        return
+
+    det_ckpt, tv_ckpt = ensure_checkpoints()
+    env = dict(os.environ)
+    children = {
+        "tv": CHILD_TV.format(bench=str(BENCH), ckpt=str(tv_ckpt)),
+        "det": CHILD_DET.format(bench=str(BENCH), yaml=str(MASK_RCNN_YAML), ckpt=str(det_ckpt), fast=False),
+        "det_fast": CHILD_DET.format(
+            bench=str(BENCH), yaml=str(MASK_RCNN_YAML), ckpt=str(det_ckpt), fast=True
+        ),
+    }
+    times = {k: [] for k in children}
+    for _ in range(args.repeats):  # interleaved, like bench_inference
+        for name, code in children.items():
+            times[name].append(wall([PY, "-c", code], env=env))
+    tv_med = statistics.median(times["tv"])
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        emit(
+            {
+                "what": f"cold_start_{name}",
+                "median_s": f"{med:.2f}",
+                "min_s": f"{min(ts):.2f}",
+                "repeats": len(ts),
+                "ratio_to_tv": f"{med / tv_med:.3f}",
+            }
+        )
+    print(load_line())
+
+
+if __name__ == "__main__":
+    main()
