@@ -88,6 +88,9 @@ class ComponentDeclaration:
 
 @dataclass(frozen=True)
 class OpDeclaration:
+    """An implementation of ``op`` for one device type ("cuda", ...), as ``distribution`` declared it
+    through ``plugin``; ``target`` is "module:attribute", imported only when the op first runs."""
+
     op: str
     device: str
     target: str
@@ -97,6 +100,9 @@ class OpDeclaration:
 
 @dataclass(frozen=True)
 class ConverterDeclaration:
+    """A checkpoint converter ``name`` at ``target`` ("module:attribute"), declared by ``distribution``
+    through ``plugin``."""
+
     name: str
     target: str
     distribution: str
@@ -105,6 +111,9 @@ class ConverterDeclaration:
 
 @dataclass(frozen=True)
 class CommandDeclaration:
+    """A ``det <name>`` subcommand: ``target`` ("module:attribute") is its ``register(parser) -> run``,
+    imported only when the command runs."""
+
     name: str
     help: str
     target: str

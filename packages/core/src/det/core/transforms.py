@@ -86,10 +86,10 @@ class Transform:
 
 
 class NoOpTransform(Transform):
-    """The identity: every ``apply_*`` returns its input.
+    """The identity: every ``apply_*`` returns its input::
 
-    t = NoOpTransform()
-    t.apply_image(img) is img      # True
+        t = NoOpTransform()
+        t.apply_image(img) is img      # True
     """
 
     def apply_image(self, img: np.ndarray) -> np.ndarray:

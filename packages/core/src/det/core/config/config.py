@@ -17,9 +17,6 @@ from yacs.config import CfgNode as _YacsCfgNode
 BASE_KEY = "_BASE_"
 CURRENT_VERSION = 2
 
-# yacs' own value types; a CfgNode value must be one of these or a nested node.
-_VALUE_TYPES = (tuple, list, str, int, float, bool, type(None))
-
 
 class ConfigKeyError(KeyError, ValueError):
     """A config key that the schema does not have.

@@ -19,7 +19,10 @@ class BufferList(nn.Module):
     """A list of tensors registered as non-persistent buffers "0", "1", ...
 
     They follow the module across ``.to(device)`` but are not saved in checkpoints (anchors are
-    recomputed from the config, so detectron2 checkpoints have no entry for them).
+    recomputed from the config, so detectron2 checkpoints have no entry for them)::
+
+        cell_anchors = BufferList([torch.zeros(3, 4), torch.zeros(3, 4)])
+        [a.shape for a in cell_anchors.to("cuda")]   # two (3, 4) tensors on the GPU
     """
 
     def __init__(self, buffers):
