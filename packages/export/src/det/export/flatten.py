@@ -414,7 +414,8 @@ def unflatten_outputs(
         return {"sem_seg": sem_seg_postprocess(fields["sem_seg"], image_size, height, width)}
 
     instances = Instances(image_size)
-    instances.pred_boxes = Boxes(fields["pred_boxes"])
+    # a copy: detector_postprocess scales boxes in place, and the flat outputs stay the caller's
+    instances.pred_boxes = Boxes(fields["pred_boxes"].clone())
     instances.scores = fields["scores"]
     instances.pred_classes = fields["pred_classes"].to(torch.int64)
     if "pred_masks" in fields:
