@@ -1,5 +1,5 @@
 """Two processes with gloo on the CPU train a tiny Mask R-CNN through ``launch``: DDP keeps
-their parameters identical, only rank 0 writes the checkpoint and metrics, and the checkpoint
+their parameters (and, with naiveSyncBN, their BatchNorm statistics) identical, only rank 0 writes the checkpoint and metrics, and the checkpoint
 loads into a single-process model."""
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ SCRIPT = textwrap.dedent('''
             "MODEL.FPN.OUT_CHANNELS", 32, "MODEL.ROI_BOX_HEAD.FC_DIM", 32, "MODEL.ROI_MASK_HEAD.CONV_DIM", 16,
             "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 32, "SOLVER.IMS_PER_BATCH", 4, "SOLVER.MAX_ITER", 3,
             "SOLVER.WARMUP_ITERS", 1, "SOLVER.CHECKPOINT_PERIOD", 1000, "OUTPUT_DIR", str(out / "train"),
+            # SyncBN that works with gloo: batch statistics over both processes
+            "MODEL.RESNETS.NORM", "naiveSyncBN",
         ])
 
         class Trainer(DefaultTrainer):
@@ -53,6 +55,9 @@ SCRIPT = textwrap.dedent('''
         results = trainer.train()
         params = torch.cat([p.detach().flatten() for p in trainer.model.module.parameters()])
         gathered = comm.all_gather(params)
+        bn_stats = torch.cat([b.detach().flatten().float() for n, b in trainer.model.module.named_buffers()
+                              if n.endswith(("running_mean", "running_var"))])
+        gathered_bn = comm.all_gather(bn_stats)
         first_batch_ids = comm.all_gather(sorted(d["image_id"] for d in next(iter(trainer.data_loader))))
         if comm.is_main_process():
             torch.save(params, out / "rank0_params.pt")
@@ -60,6 +65,8 @@ SCRIPT = textwrap.dedent('''
                 "world_size": comm.get_world_size(),
                 "ddp": type(trainer.model).__name__,
                 "max_param_diff": max(float((p - gathered[0]).abs().max()) for p in gathered),
+                "max_bn_stat_diff": max(float((b - gathered_bn[0]).abs().max()) for b in gathered_bn),
+                "norm": type(trainer.model.module.backbone.bottom_up.stem.conv1.norm).__name__,
                 "batch_ids": first_batch_ids,
                 "results": results,
             }))
@@ -83,6 +90,8 @@ def test_two_gloo_processes_train_in_sync(tmp_path):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["world_size"] == 2 and report["ddp"] == "DistributedDataParallel"
     assert report["max_param_diff"] == 0.0
+    # with naiveSyncBN the running statistics agree too (DDP does not broadcast buffers)
+    assert report["norm"] == "NaiveSyncBatchNorm" and report["max_bn_stat_diff"] < 1e-5
     # the sampler shards: each rank gets its own images, total batch 4 = 2 per rank
     assert [len(ids) for ids in report["batch_ids"]] == [2, 2]
     assert set(report["results"]) == {"bbox", "segm"}
