@@ -14,6 +14,7 @@ from det.core.lazy import lazy_exports
 
 _LAZY = {
     "Backbone": "det.core.modeling.backbone",
+    "BOX_REG_LOSS_TYPES": "det.core.modeling.box_regression",
     "Box2BoxTransform": "det.core.modeling.box_regression",
     "Box2BoxTransformRotated": "det.core.modeling.box_regression",
     "Box2BoxTransformLinear": "det.core.modeling.box_regression",
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     )
     from det.core.modeling.backbone import Backbone
     from det.core.modeling.box_regression import (
+        BOX_REG_LOSS_TYPES,
         Box2BoxTransform,
         Box2BoxTransformLinear,
         Box2BoxTransformRotated,
@@ -75,6 +77,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
+    "BOX_REG_LOSS_TYPES",
     "Backbone",
     "Box2BoxTransform",
     "Box2BoxTransformLinear",

@@ -14,11 +14,15 @@ from torch.nn import functional as F
 from det.core.layers import cat, ciou_loss, diou_loss, giou_loss, smooth_l1_loss
 
 __all__ = [
+    "BOX_REG_LOSS_TYPES",
     "Box2BoxTransform",
     "Box2BoxTransformLinear",
     "Box2BoxTransformRotated",
     "_dense_box_regression_loss",
 ]
+
+# the box_reg_loss_type values every detectron2 box head accepts (RPN, Fast R-CNN, RetinaNet)
+BOX_REG_LOSS_TYPES = ("smooth_l1", "giou", "diou", "ciou")
 
 # exp(dw) is clamped so that one box can grow at most 1000/16 times (a 16 px anchor to 1000 px)
 _DEFAULT_SCALE_CLAMP = math.log(1000.0 / 16)
@@ -292,6 +296,6 @@ def _dense_box_regression_loss(
     else:
         raise ValueError(
             f"Invalid dense box regression loss type '{box_reg_loss_type}'; "
-            "expected one of 'smooth_l1', 'giou', 'diou', 'ciou'"
+            f"expected one of {BOX_REG_LOSS_TYPES}"
         )
     return loss_box_reg

@@ -17,6 +17,7 @@ from det.core.config import configurable
 from det.core.events import get_event_storage
 from det.core.layers import ShapeSpec, batched_nms, cat, get_norm, sigmoid_focal_loss_jit
 from det.core.modeling import (
+    BOX_REG_LOSS_TYPES,
     Box2BoxTransform,
     Matcher,
     _dense_box_regression_loss,
@@ -31,7 +32,6 @@ __all__ = ["RetinaNet", "RetinaNetHead"]
 
 logger = logging.getLogger(__name__)
 
-_BOX_REG_LOSS_TYPES = ("smooth_l1", "giou", "diou", "ciou")
 
 
 class RetinaNetHead(nn.Module):
@@ -221,9 +221,9 @@ class RetinaNet(DenseDetector):
                 :meth:`visualize_training`, which (as in detectron2 v0.6) training does not call.
         """
         super().__init__(backbone, head, head_in_features, pixel_mean=pixel_mean, pixel_std=pixel_std)
-        if box_reg_loss_type not in _BOX_REG_LOSS_TYPES:
+        if box_reg_loss_type not in BOX_REG_LOSS_TYPES:
             raise ValueError(
-                f"RetinaNet: invalid box_reg_loss_type {box_reg_loss_type!r}; expected one of {_BOX_REG_LOSS_TYPES}"
+                f"RetinaNet: invalid box_reg_loss_type {box_reg_loss_type!r}; expected one of {BOX_REG_LOSS_TYPES}"
             )
         if len(self.backbone.output_shape()) != len(self.head_in_features):
             logger.warning("[RetinaNet] Backbone produces unused features.")

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from det.core.config import configurable
 from det.core.events import get_event_storage
 from det.core.layers import ShapeSpec, batched_nms, cat, cross_entropy, nonzero_tuple
-from det.core.modeling import Box2BoxTransform, _dense_box_regression_loss
+from det.core.modeling import BOX_REG_LOSS_TYPES, Box2BoxTransform, _dense_box_regression_loss
 from det.structures import Boxes, Instances
 
 __all__ = [
@@ -26,7 +26,6 @@ __all__ = [
     "get_fed_loss_cls_weights",
 ]
 
-_BOX_REG_LOSS_TYPES = ("smooth_l1", "giou", "diou", "ciou")
 
 
 def get_fed_loss_cls_weights(dataset_names: str | list[str], freq_weight_power: float = 1.0) -> torch.Tensor:
@@ -217,10 +216,10 @@ class FastRCNNOutputLayers(nn.Module):
             )
         if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or num_classes <= 0:
             raise ValueError(f"FastRCNNOutputLayers: num_classes must be a positive int, got {num_classes!r}")
-        if box_reg_loss_type not in _BOX_REG_LOSS_TYPES:
+        if box_reg_loss_type not in BOX_REG_LOSS_TYPES:
             raise ValueError(
                 f"FastRCNNOutputLayers: invalid box_reg_loss_type {box_reg_loss_type!r}; "
-                f"expected one of {_BOX_REG_LOSS_TYPES}"
+                f"expected one of {BOX_REG_LOSS_TYPES}"
             )
         self.num_classes = num_classes
         input_size = input_shape.channels * (input_shape.width or 1) * (input_shape.height or 1)

@@ -16,6 +16,7 @@ from det.core.config import configurable
 from det.core.events import get_event_storage
 from det.core.layers import Conv2d, ShapeSpec, cat
 from det.core.modeling import (
+    BOX_REG_LOSS_TYPES,
     Box2BoxTransform,
     Matcher,
     _dense_box_regression_loss,
@@ -27,7 +28,6 @@ from det.structures import Boxes, ImageList, Instances, pairwise_iou
 
 __all__ = ["RPN", "StandardRPNHead", "build_rpn_head"]
 
-_BOX_REG_LOSS_TYPES = ("smooth_l1", "giou", "diou", "ciou")
 
 
 def build_rpn_head(cfg, input_shape: list[ShapeSpec]) -> nn.Module:
@@ -200,9 +200,9 @@ class RPN(nn.Module):
             smooth_l1_beta: beta of the smooth L1 loss (0 means L1).
         """
         super().__init__()
-        if box_reg_loss_type not in _BOX_REG_LOSS_TYPES:
+        if box_reg_loss_type not in BOX_REG_LOSS_TYPES:
             raise ValueError(
-                f"RPN: invalid box_reg_loss_type {box_reg_loss_type!r}; expected one of {_BOX_REG_LOSS_TYPES}"
+                f"RPN: invalid box_reg_loss_type {box_reg_loss_type!r}; expected one of {BOX_REG_LOSS_TYPES}"
             )
         for name, value in (("pre_nms_topk", pre_nms_topk), ("post_nms_topk", post_nms_topk)):
             if len(value) != 2:
