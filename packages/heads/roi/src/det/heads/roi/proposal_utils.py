@@ -40,7 +40,7 @@ def add_ground_truth_to_proposals(
 def add_ground_truth_to_proposals_single_image(gt: Instances | Boxes, proposals: Instances) -> Instances:
     """:func:`add_ground_truth_to_proposals` for one image."""
     if isinstance(gt, Boxes):
-        # convert Boxes to Instances
+        # a bare Boxes has no fields to carry over: wrap it like a ground-truth Instances
         gt = Instances(proposals.image_size, gt_boxes=gt)
 
     gt_boxes = gt.gt_boxes
