@@ -186,7 +186,9 @@ def _prediction_figures(cfg: Any, dataset_name: str, out_dir: Path, num_images: 
     for d, entry in zip(dicts, entries):
         image = read_image(d["file_name"], format="RGB")
         scale = 256 / max(image.shape[:2])
-        gt = Visualizer(image, metadata, scale=scale).draw_dataset_dict(d).get_image()
+        # boxes, classes and masks only: the dataset's keypoints would clutter the comparison
+        plain = {**d, "annotations": [{k: v for k, v in a.items() if k != "keypoints"} for a in d.get("annotations", [])]}
+        gt = Visualizer(image, metadata, scale=scale).draw_dataset_dict(plain).get_image()
         pred = np.asarray(Image.open(pred_dir / entry["visualization"]).convert("RGB").resize(
             (gt.shape[1], gt.shape[0])))
         pair = np.concatenate([gt, np.full((gt.shape[0], 6, 3), 255, np.uint8), pred], axis=1)
