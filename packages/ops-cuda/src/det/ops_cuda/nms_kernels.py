@@ -20,9 +20,11 @@ import triton.language as tl
 from det.ops_cuda._utils import INTERPRETED, check_device, compute_dtype
 from det.ops_cuda.rotated_iou_kernels import TOLERANCES, rotated_iou
 
-# On a GPU one row per program keeps the (32, 32, 32) rank tensors of rotated_iou in registers; the
-# interpreter pays per operation instead, so it does better with wide programs.
+# Rotated IoU holds (pairs, 32, 32) tensors: on a GPU a program takes one row and its 32 columns
+# 4 at a time (more pairs at once make the compiler take minutes); the interpreter pays per
+# operation instead, so it does better with 8 rows and all 32 columns at once.
 INTERPRETER_ROWS = 8
+GPU_COLUMNS = 4
 
 
 @triton.jit
@@ -70,39 +72,41 @@ def _nms_rotated_mask_kernel(
     EPS: tl.constexpr,
     PARALLEL_EPS: tl.constexpr,
     ROWS: tl.constexpr,
+    COLUMNS: tl.constexpr,
 ):
     """mask[i, w] bit b = rotated box i suppresses box 32 * w + b (IoU >= threshold, later).
 
-    A program covers ROWS rows and one 32-column word, as ROWS * 32 flattened pairs.
+    A program covers ROWS rows and one 32-column word, COLUMNS columns (ROWS * COLUMNS pairs) at a time.
     """
     first_row = tl.program_id(0) * ROWS
     word = tl.program_id(1)
-    bits = tl.arange(0, 32)
-    pair = tl.arange(0, ROWS * 32)
-    rows = first_row + pair // 32
-    cols = word * 32 + pair % 32
+    pair = tl.arange(0, ROWS * COLUMNS)
+    rows = first_row + pair // COLUMNS
+    r = boxes_ptr + rows * 5
     packed = tl.zeros([ROWS], dtype=tl.int32)
     # Only columns after a row can be suppressed: words left of the diagonal stay zero.
     if word * 32 + 31 > first_row:
-        ok = (cols < n) & (rows < n) & (cols > rows)
-        r = boxes_ptr + rows * 5
-        c = boxes_ptr + cols * 5
-        iou = rotated_iou(
-            tl.load(r, mask=ok, other=0.0),
-            tl.load(r + 1, mask=ok, other=0.0),
-            tl.load(r + 2, mask=ok, other=0.0),
-            tl.load(r + 3, mask=ok, other=0.0),
-            tl.load(r + 4, mask=ok, other=0.0),
-            tl.load(c, mask=ok, other=0.0),
-            tl.load(c + 1, mask=ok, other=0.0),
-            tl.load(c + 2, mask=ok, other=0.0),
-            tl.load(c + 3, mask=ok, other=0.0),
-            tl.load(c + 4, mask=ok, other=0.0),
-            EPS,
-            PARALLEL_EPS,
-        )
-        suppress = tl.reshape(((iou >= iou_threshold) & ok).to(tl.int32), (ROWS, 32))
-        packed += tl.sum(suppress << bits[None, :], axis=1)
+        for start in range(0, 32, COLUMNS):
+            bit = start + pair % COLUMNS
+            cols = word * 32 + bit
+            ok = (cols < n) & (rows < n) & (cols > rows)
+            c = boxes_ptr + cols * 5
+            iou = rotated_iou(
+                tl.load(r, mask=ok, other=0.0),
+                tl.load(r + 1, mask=ok, other=0.0),
+                tl.load(r + 2, mask=ok, other=0.0),
+                tl.load(r + 3, mask=ok, other=0.0),
+                tl.load(r + 4, mask=ok, other=0.0),
+                tl.load(c, mask=ok, other=0.0),
+                tl.load(c + 1, mask=ok, other=0.0),
+                tl.load(c + 2, mask=ok, other=0.0),
+                tl.load(c + 3, mask=ok, other=0.0),
+                tl.load(c + 4, mask=ok, other=0.0),
+                EPS,
+                PARALLEL_EPS,
+            )
+            suppress = ((iou >= iou_threshold) & ok).to(tl.int32) << bit
+            packed += tl.sum(tl.reshape(suppress, (ROWS, COLUMNS)), axis=1)
     out_rows = first_row + tl.arange(0, ROWS)
     tl.store(mask_ptr + out_rows * n_words + word, packed, mask=out_rows < n)
 
@@ -208,9 +212,17 @@ def nms_rotated(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float)
     sorted_boxes = boxes[order].to(dtype).contiguous()
     n_words = triton.cdiv(n, 32)
     mask = torch.empty((n, n_words), dtype=torch.int32, device=device)
-    rows = INTERPRETER_ROWS if INTERPRETED else 1
+    rows, columns = (INTERPRETER_ROWS, 32) if INTERPRETED else (1, GPU_COLUMNS)
     _nms_rotated_mask_kernel[(triton.cdiv(n, rows), n_words)](
-        sorted_boxes, mask, n, n_words, float(iou_threshold), EPS=eps, PARALLEL_EPS=parallel_eps, ROWS=rows
+        sorted_boxes,
+        mask,
+        n,
+        n_words,
+        float(iou_threshold),
+        EPS=eps,
+        PARALLEL_EPS=parallel_eps,
+        ROWS=rows,
+        COLUMNS=columns,
     )
     return order[_greedy_keep(mask, n, n_words)]
 
