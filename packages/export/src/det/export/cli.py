@@ -49,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = get_cfg()
     cfg.merge_from_file(str(config_file))
     cfg.merge_from_list(list(args.opts or []))
+    if str(cfg.MODEL.DEVICE).startswith("cuda") and not torch.cuda.is_available():
+        print(f"det export: MODEL.DEVICE is {cfg.MODEL.DEVICE} but CUDA is not available; exporting on cpu")
+        cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.WEIGHTS = str(weights)
     cfg.freeze()
     model = build_model(cfg).eval()
