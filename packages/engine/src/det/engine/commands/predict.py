@@ -30,12 +30,13 @@ def instances_to_json(instances: Any, class_names: Sequence[str] | None = None) 
     import pycocotools.mask as mask_util
 
     out = []
-    boxes = instances.pred_boxes.tensor.tolist() if instances.has("pred_boxes") else [None] * len(instances)
-    scores = instances.scores.tolist() if instances.has("scores") else [None] * len(instances)
-    classes = instances.pred_classes.tolist() if instances.has("pred_classes") else [None] * len(instances)
+    n = len(instances)
+    boxes: list[Any] = instances.pred_boxes.tensor.tolist() if instances.has("pred_boxes") else [None] * n
+    scores: list[Any] = instances.scores.tolist() if instances.has("scores") else [None] * n
+    classes: list[Any] = instances.pred_classes.tolist() if instances.has("pred_classes") else [None] * n
     masks = instances.pred_masks.numpy() if instances.has("pred_masks") else None
     keypoints = instances.pred_keypoints.tolist() if instances.has("pred_keypoints") else None
-    for i in range(len(instances)):
+    for i in range(n):
         item: dict[str, Any] = {"category_id": classes[i], "score": scores[i],
                                 "bbox": [round(float(v), 2) for v in boxes[i]] if boxes[i] is not None else None}
         if class_names is not None and classes[i] is not None and 0 <= classes[i] < len(class_names):

@@ -233,7 +233,7 @@ class DefaultTrainer(TrainerBase):
     def build_writers(self) -> list[EventWriter]:
         return default_writers(self.cfg.OUTPUT_DIR, self.max_iter)
 
-    def train(self) -> Any:
+    def train(self) -> Any:  # type: ignore[override]  # detectron2's signature: no arguments
         """Train to ``max_iter``; returns the last evaluation's results (None without evaluation)."""
         super().train(self.start_iter, self.max_iter)
         if len(self.cfg.TEST.EXPECTED_RESULTS) and comm.is_main_process():

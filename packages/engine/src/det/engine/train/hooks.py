@@ -180,6 +180,7 @@ class LRScheduler(HookBase):
         return 0
 
     def after_step(self) -> None:
+        assert self._optimizer is not None  # set in before_train
         lr = self._optimizer.param_groups[self._best_param_group_id]["lr"]
         self.trainer.storage.put_scalar("lr", lr, smoothing_hint=False)
         self.scheduler.step()
@@ -196,7 +197,7 @@ class LRScheduler(HookBase):
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         if isinstance(self.scheduler, torch.optim.lr_scheduler.LRScheduler):
             logger.info("Loading scheduler from state_dict ...")
-            self.scheduler.load_state_dict(state_dict)
+            self.scheduler.load_state_dict(dict(state_dict))
 
 
 class EvalHook(HookBase):

@@ -89,6 +89,7 @@ class MultiStepParamScheduler(ParamScheduler):
             raise ValueError("MultiStepParamScheduler needs num_updates, milestones or both")
         if milestones is None:
             # evenly spaced steps, like fvcore
+            assert num_updates is not None
             milestones = list(range(0, num_updates, num_updates // len(values)))[1:]
         else:
             milestones = list(milestones)
@@ -193,7 +194,7 @@ class LRMultiplier(torch.optim.lr_scheduler.LRScheduler):
         # The multiplier is rebuilt from the config; only the position matters.
         return {"base_lrs": self.base_lrs, "last_epoch": self.last_epoch}
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | torch.Tensor]:
         where = min(max(self.last_epoch / self._max_iter, 0.0), 1.0)
         multiplier = self._multiplier(where)
-        return [base_lr * multiplier for base_lr in self.base_lrs]
+        return [float(base_lr) * multiplier for base_lr in self.base_lrs]

@@ -84,13 +84,13 @@ class TrainerBase:
 
     def register_hooks(self, hooks: Iterable[HookBase | None]) -> None:
         """Append hooks (``None`` entries are skipped); they run in the order given."""
-        hooks = [h for h in hooks if h is not None]
-        for h in hooks:
+        kept: list[HookBase] = [h for h in hooks if h is not None]
+        for h in kept:
             if not isinstance(h, HookBase):
                 raise TypeError(f"register_hooks expects HookBase instances, got {type(h).__name__}")
             # A weak proxy: hooks are owned by the trainer and must not keep it alive.
             h.trainer = weakref.proxy(self)
-        self._hooks.extend(hooks)
+        self._hooks.extend(kept)
 
     def train(self, start_iter: int, max_iter: int) -> None:
         """Run iterations ``start_iter .. max_iter - 1``."""
@@ -197,7 +197,8 @@ class SimpleTrainer(TrainerBase):
             raise TypeError(
                 f"in training mode the model must return a non-empty dict of losses (or a tensor), got "
                 f"{type(loss_dict).__name__}; is it in training mode?")
-        return sum(loss_dict.values()), dict(loss_dict)
+        losses: torch.Tensor = sum(loss_dict.values())  # type: ignore[assignment]
+        return losses, dict(loss_dict)
 
     def run_step(self) -> None:
         if not self.model.training:
@@ -233,7 +234,8 @@ class SimpleTrainer(TrainerBase):
                 f"Loss became infinite or NaN at iteration={storage.iter}!\nloss_dict = {metrics}")
         storage.put_scalar(f"{prefix}total_loss", total_losses_reduced)
         if len(metrics) > 1:
-            storage.put_scalars(**metrics)
+            for name, value in metrics.items():
+                storage.put_scalar(name, value)
 
     def state_dict(self) -> dict:
         ret = super().state_dict()
@@ -263,7 +265,8 @@ class AMPTrainer(SimpleTrainer):
     def __init__(self, model: torch.nn.Module, data_loader: Iterable, optimizer: torch.optim.Optimizer,
                  grad_scaler: Any = None, precision: torch.dtype | None = None) -> None:
         super().__init__(model, data_loader, optimizer)
-        device = _autocast_device(model.module if hasattr(model, "module") else model)
+        inner = getattr(model, "module", model)  # DDP wraps the model
+        device = _autocast_device(inner if isinstance(inner, torch.nn.Module) else model)
         self._device_type = "cuda" if device == "cuda" else "cpu"
         if precision is None:
             precision = torch.float16 if self._device_type == "cuda" else torch.bfloat16
