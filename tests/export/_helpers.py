@@ -37,6 +37,7 @@ def assert_same_as_eager(outputs, eager, assert_matches_golden, *, mask_iou: flo
         assert ours.image_size == theirs.image_size
         assert sorted(ours.get_fields()) == sorted(theirs.get_fields())
         assert len(ours) == len(theirs)
-        pairs = assert_matches_golden(ours, as_golden(theirs), box_tol=0.05, score_tol=2e-3, mask_iou=mask_iou,
-                                      max_unmatched=0)
+        pairs = assert_matches_golden(
+            ours, as_golden(theirs), box_tol=0.05, score_tol=2e-3, mask_iou=mask_iou, max_unmatched=0
+        )
         assert len(pairs) == len(theirs)

@@ -20,20 +20,64 @@ def test_command_is_declared_by_det_export():
 
 def test_missing_files_and_wrong_suffix(tmp_path, capsys, golden_case):
     case = golden_case("faster_rcnn_R_50_C4")
-    assert main(["export", "--config-file", str(tmp_path / "none.yaml"), "--weights", str(case.pth),
-                 "--format", "torch", "--output", str(tmp_path / "m.pt2")]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--config-file",
+                str(tmp_path / "none.yaml"),
+                "--weights",
+                str(case.pth),
+                "--format",
+                "torch",
+                "--output",
+                str(tmp_path / "m.pt2"),
+            ]
+        )
+        == 2
+    )
     assert "config file" in capsys.readouterr().err
-    assert main(["export", "--config-file", str(case.config_file), "--weights", str(tmp_path / "w.pth"),
-                 "--format", "onnx", "--output", str(tmp_path / "m.onnx")]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--config-file",
+                str(case.config_file),
+                "--weights",
+                str(tmp_path / "w.pth"),
+                "--format",
+                "onnx",
+                "--output",
+                str(tmp_path / "m.onnx"),
+            ]
+        )
+        == 2
+    )
     assert "weights" in capsys.readouterr().err
-    assert main(["export", "--config-file", str(case.config_file), "--weights", str(case.pth),
-                 "--format", "onnx", "--output", str(tmp_path / "m.pt2")]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--config-file",
+                str(case.config_file),
+                "--weights",
+                str(case.pth),
+                "--format",
+                "onnx",
+                "--output",
+                str(tmp_path / "m.pt2"),
+            ]
+        )
+        == 2
+    )
     assert "writes a .onnx file" in capsys.readouterr().err
 
 
 def test_bad_format_is_an_argparse_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["export", "--config-file", "c.yaml", "--weights", "w.pth", "--format", "tflite", "--output", "m"])
+        main(
+            ["export", "--config-file", "c.yaml", "--weights", "w.pth", "--format", "tflite", "--output", "m"]
+        )
     assert exit_info.value.code == 2
     assert "invalid choice: 'tflite'" in capsys.readouterr().err
 
@@ -42,8 +86,22 @@ def test_bad_format_is_an_argparse_error(capsys):
 def test_exports_the_c4_golden_model(tmp_path, capsys, golden_case):
     case = golden_case("faster_rcnn_R_50_C4")
     out = tmp_path / "model.pt2"
-    assert main(["export", "--config-file", str(case.config_file), "--weights", str(case.pkl),
-                 "--format", "torch", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--config-file",
+                str(case.config_file),
+                "--weights",
+                str(case.pkl),
+                "--format",
+                "torch",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "wrote" in capsys.readouterr().out
     runner = load_exported(out)
     assert runner.metadata["architecture"] == "GeneralizedRCNN"

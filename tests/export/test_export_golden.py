@@ -42,7 +42,7 @@ def exported(golden_case, tmp_path_factory):
 
 @pytest.mark.parametrize("name", CASES)
 def test_torch_export_matches_eager(name, exported, assert_matches_golden):
-    case, _, _, program, eager, path = exported(name)
+    case, _, _, _program, eager, path = exported(name)
     # the image size is symbolic: one program for both orientations
     runner = load_exported(path)
     assert runner.metadata["architecture"] == ("RetinaNet" if "retinanet" in name else "GeneralizedRCNN")
@@ -68,7 +68,7 @@ def test_onnx_under_onnxruntime_matches_eager(name, exported, assert_matches_gol
 
 
 def test_exported_program_rejects_sizes_outside_its_range(exported):
-    case, _, _, _, _, path = exported("faster_rcnn_R_50_C4")
+    _case, _, _, _, _, path = exported("faster_rcnn_R_50_C4")
     runner = load_exported(path)
     assert runner.metadata["min_image_size"] == 17  # res4 stride 16, plus one
     with pytest.raises(ValueError, match=r"heights and widths in \[17, 4096\]"):

@@ -12,8 +12,20 @@ from det.export import TracingAdapter, export_onnx, export_torch, load_exported
 pytestmark = pytest.mark.slow
 
 SMALL = [
-    "MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", "50", "MODEL.RESNETS.STEM_OUT_CHANNELS", "16", "MODEL.RESNETS.WIDTH_PER_GROUP", "4",
-    "MODEL.RESNETS.RES2_OUT_CHANNELS", "16", "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.SEM_SEG_HEAD.CONVS_DIM", "32",
+    "MODEL.DEVICE",
+    "cpu",
+    "MODEL.RESNETS.DEPTH",
+    "50",
+    "MODEL.RESNETS.STEM_OUT_CHANNELS",
+    "16",
+    "MODEL.RESNETS.WIDTH_PER_GROUP",
+    "4",
+    "MODEL.RESNETS.RES2_OUT_CHANNELS",
+    "16",
+    "MODEL.FPN.OUT_CHANNELS",
+    "16",
+    "MODEL.SEM_SEG_HEAD.CONVS_DIM",
+    "32",
 ]
 
 
@@ -26,7 +38,11 @@ def semseg(configs_dir, tmp_path_factory):
     model = build_model(cfg).eval()
     generator = torch.Generator().manual_seed(0)
     inputs = [
-        {"image": torch.randint(0, 256, (3, 160, 224), generator=generator, dtype=torch.uint8), "height": 80, "width": 112},
+        {
+            "image": torch.randint(0, 256, (3, 160, 224), generator=generator, dtype=torch.uint8),
+            "height": 80,
+            "width": 112,
+        },
         {"image": torch.randint(0, 256, (3, 200, 136), generator=generator, dtype=torch.uint8)},
     ]
     with torch.no_grad():
@@ -43,7 +59,7 @@ def _check(outputs, eager):
 
 
 def test_schema_and_shapes(semseg):
-    model, inputs, eager, _, _ = semseg
+    model, _inputs, eager, _, _ = semseg
     assert TracingAdapter(model).outputs_schema == ("sem_seg",)
     assert eager[0].shape == (54, 80, 112) and eager[1].shape == (54, 200, 136)
 

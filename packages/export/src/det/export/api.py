@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from det.export.flatten import TracingAdapter, flatten_inputs, unflatten_outputs
 
@@ -21,7 +21,7 @@ METADATA_KEY = "det_export"
 MAX_IMAGE_SIZE = 4096
 
 
-def _sample_image(model: nn.Module, sample_image: Tensor | None) -> Tensor:
+def _sample_image(model: Any, sample_image: Tensor | None) -> Tensor:
     channels = int(model.pixel_mean.shape[0]) if hasattr(model, "pixel_mean") else 3
     if sample_image is None:
         return torch.zeros(channels, 480, 640)
@@ -34,7 +34,7 @@ def _sample_image(model: nn.Module, sample_image: Tensor | None) -> Tensor:
     return sample_image.to(torch.float32)
 
 
-def _min_image_size(model: nn.Module) -> int:
+def _min_image_size(model: Any) -> int:
     """Smallest image side the exported graph accepts.
 
     Below one stride of the coarsest feature map that map becomes 1 pixel wide, which torch.export
@@ -44,11 +44,11 @@ def _min_image_size(model: nn.Module) -> int:
         strides = [spec.stride for spec in model.backbone.output_shape().values()]
     except AttributeError:
         strides = [32]
-    return max(s for s in strides if s) + 1
+    return int(max(s for s in strides if s)) + 1
 
 
 def export_torch(
-    model: nn.Module | TracingAdapter,
+    model: Any | TracingAdapter,
     sample_image: Tensor | None = None,
     output: str | os.PathLike[str] | None = None,
     *,
@@ -85,7 +85,7 @@ def export_torch(
 
 
 def export_onnx(
-    model: nn.Module | TracingAdapter,
+    model: Any | TracingAdapter,
     sample_image: Tensor | None = None,
     output: str | os.PathLike[str] | None = None,
     *,
@@ -122,6 +122,8 @@ def export_onnx(
         input_names=["image"],
         output_names=list(adapter.outputs_schema),
     )
+    if onnx_program is None:  # only the TorchScript exporter returns None
+        raise RuntimeError("torch.onnx.export(dynamo=True) returned no ONNXProgram")
     metadata = {
         **adapter.metadata(),
         "min_image_size": _min_image_size(adapter.model),
@@ -149,7 +151,9 @@ class ExportedModel:
     runs in torch afterwards.
     """
 
-    def __init__(self, run: Callable[[Tensor], Sequence[Tensor]], metadata: dict[str, Any], source: str = "") -> None:
+    def __init__(
+        self, run: Callable[[Tensor], Sequence[Tensor]], metadata: dict[str, Any], source: str = ""
+    ) -> None:
         for key in ("architecture", "outputs_schema"):
             if key not in metadata:
                 raise ValueError(f"exported model metadata lacks {key!r}: was it written by det.export?")
@@ -160,7 +164,10 @@ class ExportedModel:
 
     def run_flat(self, image: Tensor) -> tuple[Tensor, ...]:
         """The graph's flat outputs for one (C, H, W) image."""
-        low, high = self.metadata.get("min_image_size", 1), self.metadata.get("max_image_size", MAX_IMAGE_SIZE)
+        low, high = (
+            self.metadata.get("min_image_size", 1),
+            self.metadata.get("max_image_size", MAX_IMAGE_SIZE),
+        )
         if min(image.shape[-2:]) < low or max(image.shape[-2:]) > high:
             raise ValueError(
                 f"image of shape {tuple(image.shape)}: this exported model takes heights and widths "
@@ -200,7 +207,9 @@ def _load_onnx(path: Path, providers: Sequence[str] | None) -> ExportedModel:
         import onnx
         import onnxruntime
     except ImportError:
-        raise ImportError('running ONNX models needs onnx and onnxruntime: pip install "det-export[onnx]"') from None
+        raise ImportError(
+            'running ONNX models needs onnx and onnxruntime: pip install "det-export[onnx]"'
+        ) from None
     proto = onnx.load(str(path), load_external_data=False)
     props = {p.key: p.value for p in proto.metadata_props}
     session = onnxruntime.InferenceSession(str(path), providers=list(providers or ["CPUExecutionProvider"]))

@@ -20,8 +20,12 @@ __all__ = ["register", "run"]
 def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     """Add ``det export``'s arguments to ``parser``; return the function that runs it."""
     parser.add_argument("--config-file", required=True, metavar="FILE", help="model config (YAML)")
-    parser.add_argument("--weights", required=True, metavar="FILE", help="checkpoint (.pth or model-zoo .pkl)")
-    parser.add_argument("--format", required=True, choices=("onnx", "torch"), help="onnx or torch (torch.export)")
+    parser.add_argument(
+        "--weights", required=True, metavar="FILE", help="checkpoint (.pth or model-zoo .pkl)"
+    )
+    parser.add_argument(
+        "--format", required=True, choices=("onnx", "torch"), help="onnx or torch (torch.export)"
+    )
     parser.add_argument("--output", required=True, metavar="PATH", help="file to write (.onnx / .pt2)")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides KEY VALUE ...")
     return run
@@ -36,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
             return 2
     suffix = ".onnx" if args.format == "onnx" else ".pt2"
     if output.suffix != suffix:
-        print(f"det export: --format {args.format} writes a {suffix} file; got --output {output}", file=sys.stderr)
+        print(
+            f"det export: --format {args.format} writes a {suffix} file; got --output {output}",
+            file=sys.stderr,
+        )
         return 2
 
     import torch

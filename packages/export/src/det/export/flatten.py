@@ -42,7 +42,7 @@ def _class_names(obj: object) -> list[str]:
     return [c.__name__ for c in type(obj).__mro__]
 
 
-def _architecture(model: nn.Module) -> str:
+def _architecture(model: Any) -> str:
     names = _class_names(model)
     refused = {"PanopticFPN", "ProposalNetwork"}
     for name in names:
@@ -62,7 +62,7 @@ def _architecture(model: nn.Module) -> str:
     )
 
 
-def _check_rcnn_parts(model: nn.Module) -> None:
+def _check_rcnn_parts(model: Any) -> None:
     rpn = model.proposal_generator
     if rpn is None:
         raise UnsupportedModelError(
@@ -101,7 +101,8 @@ def batched_nms_exportable(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_thre
     # the 0 appended keeps max() defined on an empty set of boxes
     max_coordinate = torch.cat([boxes.flatten(), boxes.new_zeros(1)]).max()
     offsets = idxs.to(boxes) * (max_coordinate + 1)
-    return torch.ops.torchvision.nms(boxes + offsets[:, None], scores, float(iou_threshold))
+    keep: Tensor = torch.ops.torchvision.nms(boxes + offsets[:, None], scores, float(iou_threshold))
+    return keep
 
 
 def _clip(boxes: Tensor, height: Any, width: Any) -> Tensor:
@@ -113,7 +114,7 @@ def _clip(boxes: Tensor, height: Any, width: Any) -> Tensor:
     return torch.stack((x1, y1, x2, y2), dim=-1)
 
 
-def _roi_align(module: nn.Module, x: Tensor, rois: Tensor) -> Tensor:
+def _roi_align(module: Any, x: Tensor, rois: Tensor) -> Tensor:
     """An ``ROIAlign`` module's forward as the bare ``torchvision::roi_align`` op.
 
     torchvision's Python wrapper (what det's reference op calls) adds a ``_cuda_version`` check
@@ -124,15 +125,24 @@ def _roi_align(module: nn.Module, x: Tensor, rois: Tensor) -> Tensor:
 
     name = type(module).__name__
     if name != "ROIAlign":
-        raise UnsupportedModelError(f"det.export cannot export the pooler type {name}: only ROIAlign (ROIAlignV2) is supported")
+        raise UnsupportedModelError(
+            f"det.export cannot export the pooler type {name}: only ROIAlign (ROIAlignV2) is supported"
+        )
     size = module.output_size
     height, width = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
-    return torch.ops.torchvision.roi_align(
-        x, rois.to(x.dtype), float(module.spatial_scale), int(height), int(width), int(module.sampling_ratio), bool(module.aligned)
+    pooled: Tensor = torch.ops.torchvision.roi_align(
+        x,
+        rois.to(x.dtype),
+        float(module.spatial_scale),
+        int(height),
+        int(width),
+        int(module.sampling_ratio),
+        bool(module.aligned),
     )
+    return pooled
 
 
-def _pool(pooler: nn.Module, features: list[Tensor], boxes: Tensor) -> Tensor:
+def _pool(pooler: Any, features: list[Tensor], boxes: Tensor) -> Tensor:
     """``ROIPooler(features, [Boxes(boxes)])`` for one image, without data-dependent indexing.
 
     Every box is pooled from every level and the level it belongs to (FPN eqn. 1, the same
@@ -148,11 +158,15 @@ def _pool(pooler: nn.Module, features: list[Tensor], boxes: Tensor) -> Tensor:
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     box_sizes = torch.sqrt(area)
     levels = torch.floor(pooler.canonical_level + torch.log2(box_sizes / pooler.canonical_box_size + 1e-8))
-    levels = torch.clamp(levels, min=pooler.min_level, max=pooler.max_level).to(torch.int64) - pooler.min_level
+    levels = (
+        torch.clamp(levels, min=pooler.min_level, max=pooler.max_level).to(torch.int64) - pooler.min_level
+    )
     output: Tensor | None = None
     for level, (x, level_pooler) in enumerate(zip(features, level_poolers)):
         pooled = _roi_align(level_pooler, x, rois)
-        output = pooled if output is None else torch.where((levels == level)[:, None, None, None], pooled, output)
+        output = (
+            pooled if output is None else torch.where((levels == level)[:, None, None, None], pooled, output)
+        )
     assert output is not None
     return output
 
@@ -163,7 +177,7 @@ def _select(mask: Tensor, *tensors: Tensor) -> list[Tensor]:
     return [t[index] for t in tensors]
 
 
-def _rpn_proposals(rpn: nn.Module, features: dict[str, Tensor], image_size: tuple[Any, Any]) -> Tensor:
+def _rpn_proposals(rpn: Any, features: dict[str, Tensor], image_size: tuple[Any, Any]) -> Tensor:
     """``RPN.forward`` + ``find_top_rpn_proposals`` at inference, for one image: (P, 4) boxes."""
     feats = [features[f] for f in rpn.in_features]
     anchors = rpn.anchor_generator(feats)
@@ -196,7 +210,7 @@ def _rpn_proposals(rpn: nn.Module, features: dict[str, Tensor], image_size: tupl
 
 
 def _fast_rcnn_inference(
-    box_predictor: nn.Module, predictions: tuple[Tensor, Tensor], proposals: Tensor, image_size: tuple[Any, Any]
+    box_predictor: Any, predictions: tuple[Tensor, Tensor], proposals: Tensor, image_size: tuple[Any, Any]
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``FastRCNNOutputLayers.inference`` for one image: boxes, scores, classes."""
     logits, deltas = predictions
@@ -227,7 +241,7 @@ def _mask_probs(mask_logits: Tensor, classes: Tensor) -> Tensor:
     return mask_logits[indices, classes][:, None].sigmoid()
 
 
-def _preprocess(model: nn.Module, image: Tensor) -> tuple[Tensor, tuple[Any, Any]]:
+def _preprocess(model: Any, image: Tensor) -> tuple[Tensor, tuple[Any, Any]]:
     """``preprocess_image`` of one image: normalised, padded (1, C, Hp, Wp) and its (H, W).
 
     ``ImageList.from_tensors`` turns sizes into Python ints, which would fix the image size of
@@ -249,7 +263,7 @@ def _preprocess(model: nn.Module, image: Tensor) -> tuple[Tensor, tuple[Any, Any
     return padded.unsqueeze(0), (height, width)
 
 
-def _rcnn_forward(model: nn.Module, image: Tensor) -> dict[str, Tensor]:
+def _rcnn_forward(model: Any, image: Tensor) -> dict[str, Tensor]:
     padded, image_size = _preprocess(model, image)
     features = model.backbone(padded)
     proposals = _rpn_proposals(model.proposal_generator, features, image_size)
@@ -260,7 +274,9 @@ def _rcnn_forward(model: nn.Module, image: Tensor) -> dict[str, Tensor]:
         box_in = [features[f] for f in heads.in_features]
         box_features = heads.res5(_pool(heads.pooler, box_in, proposals)).mean(dim=[2, 3])
     else:
-        box_features = heads.box_head(_pool(heads.box_pooler, [features[f] for f in heads.box_in_features], proposals))
+        box_features = heads.box_head(
+            _pool(heads.box_pooler, [features[f] for f in heads.box_in_features], proposals)
+        )
     predictions = heads.box_predictor(box_features)
     boxes, scores, classes = _fast_rcnn_inference(heads.box_predictor, predictions, proposals, image_size)
     out = {"pred_boxes": boxes, "scores": scores, "pred_classes": classes}
@@ -277,7 +293,7 @@ def _rcnn_forward(model: nn.Module, image: Tensor) -> dict[str, Tensor]:
     return out
 
 
-def _retinanet_forward(model: nn.Module, image: Tensor) -> dict[str, Tensor]:
+def _retinanet_forward(model: Any, image: Tensor) -> dict[str, Tensor]:
     padded, _ = _preprocess(model, image)
     features = model.backbone(padded)
     features = [features[f] for f in model.head_in_features]
@@ -288,32 +304,42 @@ def _retinanet_forward(model: nn.Module, image: Tensor) -> dict[str, Tensor]:
     boxes_all, scores_all, classes_all = [], [], []
     for anchors_i, logits_i, deltas_i in zip(anchors, pred_logits, pred_deltas):
         _, _, hi, wi = logits_i.shape
-        scores = logits_i[0].view(-1, num_classes, hi, wi).permute(2, 3, 0, 1).reshape(-1, num_classes).sigmoid()
+        scores = (
+            logits_i[0].view(-1, num_classes, hi, wi).permute(2, 3, 0, 1).reshape(-1, num_classes).sigmoid()
+        )
         deltas = deltas_i[0].view(-1, 4, hi, wi).permute(2, 3, 0, 1).reshape(-1, 4)
         candidates = (scores > model.test_score_thresh).nonzero()  # (anchor, class), row-major as eager
         candidate_scores = scores[candidates[:, 0], candidates[:, 1]]
         k = torch.sym_min(model.test_topk_candidates, candidate_scores.shape[0])
         top_scores, idx = candidate_scores.topk(k)
         anchor_idx, class_idx = candidates[idx, 0], candidates[idx, 1]
-        boxes_all.append(model.box2box_transform.apply_deltas(deltas[anchor_idx], anchors_i.tensor[anchor_idx]))
+        boxes_all.append(
+            model.box2box_transform.apply_deltas(deltas[anchor_idx], anchors_i.tensor[anchor_idx])
+        )
         scores_all.append(top_scores)
         classes_all.append(class_idx)
     boxes, scores, classes = torch.cat(boxes_all), torch.cat(scores_all), torch.cat(classes_all)
-    keep = batched_nms_exportable(boxes, scores, classes, model.test_nms_thresh)[: model.max_detections_per_image]
+    keep = batched_nms_exportable(boxes, scores, classes, model.test_nms_thresh)[
+        : model.max_detections_per_image
+    ]
     return {"pred_boxes": boxes[keep], "scores": scores[keep], "pred_classes": classes[keep]}
 
 
-def _semseg_forward(model: nn.Module, image: Tensor) -> dict[str, Tensor]:
+def _semseg_forward(model: Any, image: Tensor) -> dict[str, Tensor]:
     padded, _ = _preprocess(model, image)
     features = model.backbone(padded)
     logits, _ = model.sem_seg_head(features, None)
     return {"sem_seg": logits[0]}
 
 
-_FORWARDS = {"GeneralizedRCNN": _rcnn_forward, "RetinaNet": _retinanet_forward, "SemanticSegmentor": _semseg_forward}
+_FORWARDS = {
+    "GeneralizedRCNN": _rcnn_forward,
+    "RetinaNet": _retinanet_forward,
+    "SemanticSegmentor": _semseg_forward,
+}
 
 
-def _outputs_schema(model: nn.Module, architecture: str) -> tuple[str, ...]:
+def _outputs_schema(model: Any, architecture: str) -> tuple[str, ...]:
     if architecture == "SemanticSegmentor":
         return ("sem_seg",)
     schema = ["pred_boxes", "scores", "pred_classes"]
@@ -341,14 +367,14 @@ class TracingAdapter(nn.Module):
     size and the number of instances symbolic. Training is not exported.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: Any) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
             raise TypeError(f"TracingAdapter wraps a det model (torch.nn.Module), got {type(model).__name__}")
         self.architecture = _architecture(model)
         if self.architecture == "GeneralizedRCNN":
             _check_rcnn_parts(model)
-        self.model = model
+        self.model: Any = model
         self.outputs_schema = _outputs_schema(model, self.architecture)
         self.input_format = getattr(model, "input_format", None)
 
@@ -362,7 +388,9 @@ class TracingAdapter(nn.Module):
         """The exported graph's inputs for one image dict of det's contract: ``(image,)``."""
         return flatten_inputs(inputs)
 
-    def unflatten_outputs(self, outputs: tuple[Tensor, ...] | list[Tensor], inputs: dict[str, Any]) -> dict[str, Any]:
+    def unflatten_outputs(
+        self, outputs: tuple[Tensor, ...] | list[Tensor], inputs: dict[str, Any]
+    ) -> dict[str, Any]:
         """The eager model's output dict for one image from the graph's flat outputs."""
         return unflatten_outputs(outputs, inputs, self.outputs_schema)
 
@@ -391,7 +419,9 @@ def flatten_inputs(inputs: dict[str, Any]) -> tuple[Tensor]:
 
 
 def unflatten_outputs(
-    outputs: tuple[Tensor, ...] | list[Tensor], inputs: dict[str, Any], outputs_schema: tuple[str, ...] | list[str]
+    outputs: tuple[Tensor, ...] | list[Tensor],
+    inputs: dict[str, Any],
+    outputs_schema: tuple[str, ...] | list[str],
 ) -> dict[str, Any]:
     """Turn an exported graph's flat outputs back into det's output dict for one image.
 
@@ -421,7 +451,13 @@ def unflatten_outputs(
     if "pred_masks" in fields:
         instances.pred_masks = fields["pred_masks"]
     if "pred_keypoint_heatmaps" in fields:
-        from det.heads.keypoint.keypoint_head import keypoint_rcnn_inference
+        try:
+            from det.heads.keypoint.keypoint_head import keypoint_rcnn_inference
+        except ImportError:
+            raise ImportError(
+                "decoding exported keypoint heatmaps needs det-heads-keypoint: "
+                'pip install "det-export[keypoint]"'
+            ) from None
 
         keypoint_rcnn_inference(fields["pred_keypoint_heatmaps"], [instances])
     return {"instances": detector_postprocess(instances, height, width)}
