@@ -137,16 +137,17 @@ def _greedy_keep(mask: torch.Tensor, n: int, n_words: int) -> torch.Tensor:
     return keep.bool()
 
 
+def _describe(t: object) -> object:
+    return tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+
+
 def _check_args(fn: str, boxes: torch.Tensor, scores: torch.Tensor, width: int, idxs=None) -> None:
     if not isinstance(boxes, torch.Tensor) or boxes.dim() != 2 or boxes.shape[1] != width:
-        shape = tuple(boxes.shape) if isinstance(boxes, torch.Tensor) else type(boxes).__name__
-        raise ValueError(f"{fn}: boxes must be an (N, {width}) tensor, got {shape}")
+        raise ValueError(f"{fn}: boxes must be an (N, {width}) tensor, got {_describe(boxes)}")
     if not isinstance(scores, torch.Tensor) or scores.shape != (boxes.shape[0],):
-        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
-        raise ValueError(f"{fn}: scores must have shape ({boxes.shape[0]},), got {shape}")
+        raise ValueError(f"{fn}: scores must have shape ({boxes.shape[0]},), got {_describe(scores)}")
     if idxs is not None and (not isinstance(idxs, torch.Tensor) or idxs.shape != scores.shape):
-        shape = tuple(idxs.shape) if isinstance(idxs, torch.Tensor) else type(idxs).__name__
-        raise ValueError(f"{fn}: idxs must have shape ({boxes.shape[0]},), got {shape}")
+        raise ValueError(f"{fn}: idxs must have shape ({boxes.shape[0]},), got {_describe(idxs)}")
 
 
 def _nms_axis_aligned(

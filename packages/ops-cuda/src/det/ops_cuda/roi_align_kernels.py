@@ -269,11 +269,11 @@ def roi_align(
             f"roi_align: rois must be an (R, 5) tensor [batch index, x0, y0, x1, y1], got {shape}"
         )
     check_device("roi_align", input, rois)
-    output_size = _pair(output_size)
+    pooled_h, pooled_w = _pair(output_size)
     return _ROIAlign.apply(
         input,
         rois,
-        (int(output_size[0]), int(output_size[1])),
+        (int(pooled_h), int(pooled_w)),
         float(spatial_scale),
         int(sampling_ratio),
         bool(aligned),

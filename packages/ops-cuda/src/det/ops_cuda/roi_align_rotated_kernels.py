@@ -201,9 +201,9 @@ def roi_align_rotated(
             f"roi_align_rotated: rois must be an (R, 6) tensor [batch index, cx, cy, w, h, angle], got {shape}"
         )
     check_device("roi_align_rotated", input, rois)
-    output_size = _pair(output_size)
+    pooled_h, pooled_w = _pair(output_size)
     return _ROIAlignRotated.apply(
-        input, rois, (int(output_size[0]), int(output_size[1])), float(spatial_scale), int(sampling_ratio)
+        input, rois, (int(pooled_h), int(pooled_w)), float(spatial_scale), int(sampling_ratio)
     )
 
 
