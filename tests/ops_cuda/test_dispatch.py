@@ -139,3 +139,32 @@ def test_core_layers_run_the_kernels_through_dispatch(kernels_on_cpu, monkeypatc
             torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
         else:
             assert torch.equal(got, expected)
+
+
+@pytest.fixture
+def tensors_look_like_cuda(monkeypatch):
+    """Make the dispatch see CPU tensors as CUDA ones: the plugin's own declarations then serve
+    them (imported lazily from their "module:attribute"), run by the interpreter."""
+    monkeypatch.setattr(ops, "_device_type", lambda op, tensors: "cuda")
+    yield
+    plugins.reset()
+
+
+def test_cuda_tensors_get_the_declared_kernels(tensors_look_like_cuda, monkeypatch):
+    from det.core import layers
+
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0], [20.0, 20.0, 30.0, 30.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    for op in KERNEL_OPS:
+        assert ops.dispatch(op, boxes) is getattr(det.ops_cuda, op), op
+    assert layers.nms(boxes, scores, 0.5).tolist() == [0, 2]
+
+    monkeypatch.setenv("DET_FORCE_REFERENCE_OPS", "1")
+    assert ops.dispatch("nms", boxes) is not det.ops_cuda.nms
+    monkeypatch.delenv("DET_FORCE_REFERENCE_OPS")
+
+    plugins.disable("ops-cuda")
+    assert ops.dispatch("nms", boxes) is not det.ops_cuda.nms
+    assert ops.op_providers()["nms"] == {"*": "det-core"}
+    plugins.reset()
+    assert ops.dispatch("nms", boxes) is det.ops_cuda.nms
