@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from det.core import plugins, registry
 from det.core.hookspecs import PLUGIN_API_VERSION
@@ -170,7 +170,7 @@ def _attach(decls: list[plugins.CommandDeclaration], subparser: argparse.Argumen
     if not callable(run):
         raise _CommandError(f"{decl.target} (from {decl.distribution}) must return the function that runs "
                             f"'det {decl.name}', got {run!r}")
-    return run
+    return cast("Callable[[argparse.Namespace], Any]", run)
 
 
 def build_parser(selected: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], Any]]]:

@@ -7,8 +7,9 @@ Same contract as ``detectron2.utils.events``: code anywhere in a training step c
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -67,11 +68,11 @@ class HistoryBuffer:
 
     def median(self, window_size: int) -> float:
         """Median of the last ``window_size`` values."""
-        return np.median([x[0] for x in self._data[-window_size:]])
+        return cast(float, np.median([x[0] for x in self._data[-window_size:]]))
 
     def avg(self, window_size: int) -> float:
         """Mean of the last ``window_size`` values."""
-        return np.mean([x[0] for x in self._data[-window_size:]])
+        return cast(float, np.mean([x[0] for x in self._data[-window_size:]]))
 
     def global_avg(self) -> float:
         """Mean of every value ever added, including those dropped from the buffer."""
@@ -102,7 +103,7 @@ class EventStorage:
         self._vis_data: list[tuple[str, Any, int]] = []
         self._histograms: list[dict[str, Any]] = []
 
-    def put_image(self, img_name: str, img_tensor) -> None:
+    def put_image(self, img_name: str, img_tensor: Any) -> None:
         """Add an image for writers to show.
 
         Args:
@@ -136,7 +137,7 @@ class EventStorage:
         else:
             self._smoothing_hints[name] = smoothing_hint
 
-    def put_scalars(self, *, smoothing_hint: bool = True, cur_iter: int | None = None, **kwargs) -> None:
+    def put_scalars(self, *, smoothing_hint: bool = True, cur_iter: int | None = None, **kwargs: Any) -> None:
         """Record several scalars at once: ``storage.put_scalars(loss=1.0, accuracy=0.5)``."""
         for k, v in kwargs.items():
             self.put_scalar(k, v, smoothing_hint=smoothing_hint, cur_iter=cur_iter)
@@ -209,12 +210,12 @@ class EventStorage:
         _CURRENT_STORAGE_STACK.append(self)
         return self
 
-    def __exit__(self, exc_type, exc_val, exc_tb) -> None:
+    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
         assert _CURRENT_STORAGE_STACK[-1] is self
         _CURRENT_STORAGE_STACK.pop()
 
     @contextmanager
-    def name_scope(self, name: str):
+    def name_scope(self, name: str) -> Iterator[None]:
         """Scalars put inside ``with storage.name_scope("rpn"):`` are named ``"rpn/<name>"``."""
         old_prefix = self._current_prefix
         self._current_prefix = name.rstrip("/") + "/"

@@ -461,7 +461,7 @@ def register_checkpoint_converters() -> None:
             return
         state.converters_registered = True
         try:
-            from det.checkpoint import register_converter  # type: ignore[attr-defined]
+            from det.checkpoint import register_converter
         except ImportError as e:
             warnings.warn(f"det plugins declare checkpoint converters but det.checkpoint.register_converter "
                           f"is unavailable ({e}); they are not registered", RuntimeWarning, stacklevel=2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import numpy as np
 import torch
 
@@ -23,7 +25,7 @@ class DefaultPredictor:
         outputs["instances"].pred_boxes
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: Any) -> None:
         from det.checkpoint import DetectionCheckpointer
         from det.core.modeling.build import build_model
 
@@ -44,7 +46,7 @@ class DefaultPredictor:
         )
 
     @staticmethod
-    def _check_image(original_image) -> None:
+    def _check_image(original_image: Any) -> None:
         if not isinstance(original_image, np.ndarray):
             raise TypeError(
                 "DefaultPredictor expects an (H, W, 3) uint8 BGR numpy array, got "
@@ -66,7 +68,7 @@ class DefaultPredictor:
         if original_image.shape[0] == 0 or original_image.shape[1] == 0:
             raise ValueError(f"DefaultPredictor got an empty image of shape {original_image.shape}")
 
-    def __call__(self, original_image: np.ndarray) -> dict:
+    def __call__(self, original_image: np.ndarray) -> dict[str, Any]:
         """
         Args:
             original_image: (H, W, 3) uint8 image in BGR order.
@@ -80,10 +82,10 @@ class DefaultPredictor:
                 # the predictor's input is BGR; the model wants RGB
                 original_image = original_image[:, :, ::-1]
             height, width = original_image.shape[:2]
-            image = self.aug.get_transform(original_image).apply_image(original_image)
+            image: Any = self.aug.get_transform(original_image).apply_image(original_image)
             image = torch.as_tensor(image.astype("float32").transpose(2, 0, 1))
             image = image.to(self.cfg.MODEL.DEVICE)
 
             inputs = {"image": image, "height": height, "width": width}
             predictions = self.model([inputs])[0]
-            return predictions
+            return cast("dict[str, Any]", predictions)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 
 from det.core.registry import get_component
@@ -15,7 +17,7 @@ __all__ = [
 ]
 
 
-def build_model(cfg):
+def build_model(cfg: Any) -> torch.nn.Module:
     """Build the whole model named by ``cfg.MODEL.META_ARCHITECTURE``, on ``cfg.MODEL.DEVICE``.
 
     Weights are freshly initialised; load a checkpoint with ``DetectionCheckpointer(model).load(...)``.
@@ -27,10 +29,10 @@ def build_model(cfg):
     meta_arch = cfg.MODEL.META_ARCHITECTURE
     model = get_component("META_ARCH", meta_arch)(cfg)
     model.to(torch.device(cfg.MODEL.DEVICE))
-    return model
+    return cast(torch.nn.Module, model)
 
 
-def build_backbone(cfg, input_shape=None):
+def build_backbone(cfg: Any, input_shape: Any = None) -> Any:
     """Build the backbone named by ``cfg.MODEL.BACKBONE.NAME``.
 
     Args:
@@ -54,7 +56,7 @@ def build_backbone(cfg, input_shape=None):
     return backbone
 
 
-def build_proposal_generator(cfg, input_shape):
+def build_proposal_generator(cfg: Any, input_shape: Any) -> torch.nn.Module | None:
     """Build the proposal generator named by ``cfg.MODEL.PROPOSAL_GENERATOR.NAME``.
 
     Args:
@@ -67,10 +69,10 @@ def build_proposal_generator(cfg, input_shape):
     name = cfg.MODEL.PROPOSAL_GENERATOR.NAME
     if name == "PrecomputedProposals":
         return None
-    return get_component("PROPOSAL_GENERATOR", name)(cfg, input_shape)
+    return cast(torch.nn.Module, get_component("PROPOSAL_GENERATOR", name)(cfg, input_shape))
 
 
-def build_roi_heads(cfg, input_shape):
+def build_roi_heads(cfg: Any, input_shape: Any) -> torch.nn.Module:
     """Build the ROI heads named by ``cfg.MODEL.ROI_HEADS.NAME``.
 
     Args:
@@ -81,10 +83,10 @@ def build_roi_heads(cfg, input_shape):
         ``(instances, losses)``.
     """
     name = cfg.MODEL.ROI_HEADS.NAME
-    return get_component("ROI_HEADS", name)(cfg, input_shape)
+    return cast(torch.nn.Module, get_component("ROI_HEADS", name)(cfg, input_shape))
 
 
-def build_sem_seg_head(cfg, input_shape):
+def build_sem_seg_head(cfg: Any, input_shape: Any) -> torch.nn.Module:
     """Build the semantic segmentation head named by ``cfg.MODEL.SEM_SEG_HEAD.NAME``.
 
     Args:
@@ -94,4 +96,4 @@ def build_sem_seg_head(cfg, input_shape):
         nn.Module: e.g. SemSegFPNHead, called as ``(features, targets)`` -> ``(logits, losses)``.
     """
     name = cfg.MODEL.SEM_SEG_HEAD.NAME
-    return get_component("SEM_SEG_HEADS", name)(cfg, input_shape)
+    return cast(torch.nn.Module, get_component("SEM_SEG_HEADS", name)(cfg, input_shape))
