@@ -77,7 +77,9 @@ def test_ops_converters_config_and_commands_are_collected(venv_with):
         out["ops"] = [op for op in plugins.op_declarations() if op[1] == "toydev"]
         out["converters"] = [(c.name, c.target, c.distribution) for c in plugins.converter_declarations()
                              if c.name.startswith("toy")]
-        out["commands"] = [(c.name, c.help, c.distribution) for c in plugins.command_declarations()]
+        # only the toy's: the main environment's det-engine declares commands too
+        out["commands"] = [(c.name, c.help, c.distribution) for c in plugins.command_declarations()
+                           if c.distribution.startswith("det-toy")]
         from det.core.config import get_cfg
         cfg = get_cfg()
         out["toy_depth"] = cfg.MODEL.TOY.DEPTH
@@ -207,7 +209,7 @@ def test_disabled_standard_provider_is_named_in_the_error(venv_with):
             get_component("META_ARCH", "GeneralizedRCNN")
         except ComponentNotFoundError as e:
             out["error"] = str(e)
-    """, env={"DET_DISABLE_PLUGINS": "core"})
+    """, env={"DET_DISABLE_PLUGINS": "core,heads-semseg,heads-retinanet"})  # leaves ToyArch the only META_ARCH
     assert out["error"] == ("No META_ARCH component named 'GeneralizedRCNN' is installed. Installed META_ARCH "
                             "components: ToyArch. It is provided by det-core, which is installed but disabled "
                             "(check DET_DISABLE_PLUGINS and det.core.plugins.disable()).")
