@@ -30,14 +30,21 @@ MODULES = [
 ]
 
 
-def _mypy(repo_root: Path, *targets: str) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # one cache for this module's runs: the second reuses the analysis of torch & co.
+    return tmp_path_factory.mktemp("mypy_cache")
+
+
+def _mypy(repo_root: Path, cache: Path, *targets: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
             "-m",
             "mypy",
             "--strict",
-            "--no-incremental",
+            "--cache-dir",
+            str(cache),
             "--config-file",
             str(repo_root / "pyproject.toml"),
             *targets,
@@ -57,15 +64,15 @@ def test_every_distribution_ships_py_typed(repo_root):
 
 
 @pytest.mark.slow
-def test_public_modules_pass_mypy_strict(repo_root):
+def test_public_modules_pass_mypy_strict(repo_root, mypy_cache):
     targets = [arg for p in PACKAGES for arg in ("-p", p)] + [arg for m in MODULES for arg in ("-m", m)]
-    result = _mypy(repo_root, *targets)
+    result = _mypy(repo_root, mypy_cache, *targets)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Success: no issues found" in result.stdout
 
 
 @pytest.mark.slow
-def test_hook_signatures_check_plugin_code(repo_root, tmp_path):
+def test_hook_signatures_check_plugin_code(repo_root, mypy_cache, tmp_path):
     plugin = tmp_path / "typed_plugin.py"
     plugin.write_text(
         "from det.core.hookspecs import CommandDecl, ComponentDecl, det_components\n"
@@ -73,7 +80,7 @@ def test_hook_signatures_check_plugin_code(repo_root, tmp_path):
         "bad: list[CommandDecl] = [('toy', 'help')]\n"
         "declared: int = det_components()\n"
     )
-    result = _mypy(repo_root, str(plugin))
+    result = _mypy(repo_root, mypy_cache, str(plugin))
     assert result.returncode == 1
     assert 'typed_plugin.py:3: error: List item 0 has incompatible type "tuple[str, str]"' in result.stdout
     assert "typed_plugin.py:4: error: Incompatible types in assignment" in result.stdout
