@@ -111,25 +111,28 @@ def _distribution_files(name: str) -> set[Path]:
 
 
 def _requirement_closure(names: list[str]) -> set[str]:
-    """The given distributions and everything they require (markers for this interpreter honoured)."""
+    """The given distributions and everything they require, following extras too (torch needs
+    `cuda-toolkit[cudart,...]`): a child venv must satisfy pip's resolver, not only imports."""
     from packaging.requirements import Requirement
 
     seen: set[str] = set()
-    todo = list(names)
+    done: set[tuple[str, frozenset[str]]] = set()
+    todo: list[tuple[str, frozenset[str]]] = [(name, frozenset()) for name in names]
     while todo:
-        name = todo.pop()
-        key = name.lower().replace("_", "-")
-        if key in seen:
+        name, extras = todo.pop()
+        key = (name.lower().replace("_", "-"), extras)
+        if key in done:
             continue
+        done.add(key)
         try:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
             continue
-        seen.add(key)
+        seen.add(key[0])
         for text in dist.requires or []:
             req = Requirement(text)
-            if req.marker is None or req.marker.evaluate({"extra": ""}):
-                todo.append(req.name)
+            if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in (extras or {""})):
+                todo.append((req.name, frozenset(req.extras)))
     return seen
 
 

@@ -76,34 +76,6 @@ print(json.dumps({{"absent": absent, "error": error}}))
 """
 
 
-def _third_party_with_extras(names: list[str]) -> list[str]:
-    """`names` and every distribution they require, following extras too (torch needs
-    `cuda-toolkit[cudart,...]`): the child venv must satisfy pip's resolver, not just imports."""
-    from importlib import metadata
-
-    from packaging.requirements import Requirement
-
-    seen: dict[str, None] = {}
-    todo = [(name, frozenset()) for name in names]
-    done: set[tuple[str, frozenset]] = set()
-    while todo:
-        name, extras = todo.pop()
-        key = (name.lower().replace("_", "-"), extras)
-        if key in done:
-            continue
-        done.add(key)
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            continue
-        seen.setdefault(dist.metadata["Name"])
-        for text in dist.requires or []:
-            req = Requirement(text)
-            if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in (extras or {""})):
-                todo.append((req.name, frozenset(req.extras)))
-    return list(seen)
-
-
 def _all_projects(repo_root):
     """Every distribution folder of the tree, by its project name."""
     projects = {}
@@ -134,7 +106,7 @@ def _installed_names(pip_stdout: str) -> set[str]:
 def test_det_core_and_det_heads_mask_alone_run_golden_mask_rcnn(
         all_wheels, golden_case, configs_dir, tmp_path, make_child_venv, assert_matches_golden):
     wheels = all_wheels
-    venv = make_child_venv(inherit=_third_party_with_extras(THIRD_PARTY))
+    venv = make_child_venv(inherit=THIRD_PARTY)
     installed = venv.pip_install("--find-links", wheels, "det-core", "det-heads-mask").stdout
     assert _installed_names(installed) == MASK_CLOSURE  # and no third-party package
 
@@ -167,7 +139,7 @@ def test_det_core_and_det_heads_mask_alone_run_golden_mask_rcnn(
 def test_pip_install_det_structures_resolves_to_itself(all_wheels, make_child_venv):
     """Promise 4 with pip resolving (test_structures_standalone.py installs with --no-deps and
     exercises the API): among every det wheel, only det-structures is chosen."""
-    venv = make_child_venv(inherit=_third_party_with_extras(["torch", "numpy", "pycocotools"]))
+    venv = make_child_venv(inherit=["torch", "numpy", "pycocotools"])
     installed = venv.pip_install("--find-links", all_wheels, "det-structures").stdout
     assert _installed_names(installed) == {"det-structures"}
     out = venv.run(
