@@ -113,6 +113,31 @@ def test_commands_report_user_errors(tiny, tmp_path, capsys):
         det_main(["predict", "--config-file", str(tiny["config"])])  # argparse: weights/images/output missing
 
 
+def test_datasets_file_next_to_a_config_registers_its_datasets(tiny, tmp_path):
+    from det.engine.commands._common import CommandError, register_datasets_file, setup_cfg
+    from det.engine.data import MetadataCatalog
+
+    source = MetadataCatalog.get(tiny["names"][1])
+    name = f"from_file_{uuid.uuid4().hex[:6]}"
+    config = yaml.safe_load(tiny["config"].read_text())
+    config["DATASETS"] = {"TRAIN": [name], "TEST": [name]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "datasets.json").write_text(json.dumps({name: {
+        "json_file": source.json_file, "image_root": source.image_root,
+        "metadata": {"thing_classes": ["circle", "square", "triangle"]}}}))
+    try:
+        cfg = setup_cfg(str(tmp_path / "c.yaml"))
+        assert cfg.DATASETS.TEST == (name,)
+        assert len(DatasetCatalog.get(name)) == 3
+        assert MetadataCatalog.get(name).evaluator_type == "coco"
+        assert register_datasets_file(tmp_path / "datasets.json") == []  # already registered
+    finally:
+        DatasetCatalog.remove(name)
+    (tmp_path / "bad.json").write_text(json.dumps({"x": {"json_file": "a.json"}}))
+    with pytest.raises(CommandError, match="needs 'json_file' and 'image_root'"):
+        register_datasets_file(tmp_path / "bad.json")
+
+
 def test_engine_declares_its_commands():
     from det.core import plugins
 

@@ -22,7 +22,13 @@ def test_quick_demo_writes_every_artifact(tmp_path, capsys):
     for step in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]", "box AP"):
         assert step in printed
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["quick"] is True and summary["max_iter"] == 12 and summary["shapes_config"]["num_train"] == 16
+    assert summary["quick"] is True and summary["max_iter"] == 12
+    assert summary["shapes_config"]["num_train"] == 16 and summary["shapes_config"]["color_by_class"] is True
+    # the saved config names the demo's datasets, and datasets.json says where they are
+    datasets = json.loads((out / "datasets.json").read_text())
+    assert set(datasets) == {"demo_shapes_train", "demo_shapes_val"}
+    assert datasets["demo_shapes_val"]["metadata"]["thing_classes"] == ["circle", "square", "triangle"]
+    assert "demo_shapes_val" in (out / "config.yaml").read_text()
     assert set(summary["results"]) == {"bbox", "segm"}
     assert summary["dataset"] == {**summary["dataset"], "train": 16, "val": 6}
     for key in ("checkpoint", "config", "metrics", "training_curves", "predictions", "log"):

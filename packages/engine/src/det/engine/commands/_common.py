@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+DATASETS_FILE = "datasets.json"
+"""A file next to a config that names the COCO-format datasets it uses (``det demo`` writes one):
+``{name: {"json_file": ..., "image_root": ..., "metadata": {...}}}``. The commands register the
+names that are not registered yet, so a saved config works in a new process."""
 
 
 class CommandError(Exception):
@@ -26,6 +33,7 @@ def setup_cfg(config_file: str, opts: Sequence[str] | None = None, *, weights: s
         raise CommandError(f"config overrides must be KEY VALUE pairs, got an odd number of items: {opts}")
     import det.engine.data  # noqa: F401  (registers the built-in datasets named in configs)
 
+    register_datasets_file(Path(config_file).parent / DATASETS_FILE)
     cfg = get_cfg()
     cfg.merge_from_file(config_file)
     cfg.merge_from_list(opts)
@@ -33,3 +41,31 @@ def setup_cfg(config_file: str, opts: Sequence[str] | None = None, *, weights: s
         cfg.MODEL.WEIGHTS = weights
     cfg.freeze()
     return cfg
+
+
+def register_datasets_file(path: str | os.PathLike) -> list[str]:
+    """Register the COCO datasets listed in ``path`` (see :data:`DATASETS_FILE`) that are not
+    registered yet; returns their names. A missing file registers nothing."""
+    from det.engine.data.catalog import DatasetCatalog
+    from det.engine.data.datasets.coco import register_coco_instances
+
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        entries = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CommandError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(entries, dict):
+        raise CommandError(f"{path} must map dataset names to {{json_file, image_root}}, got {type(entries).__name__}")
+    added = []
+    for name, entry in entries.items():
+        if name in DatasetCatalog:
+            continue
+        try:
+            json_file, image_root = entry["json_file"], entry["image_root"]
+        except (TypeError, KeyError):
+            raise CommandError(f"{path}: dataset {name!r} needs 'json_file' and 'image_root'") from None
+        register_coco_instances(name, dict(entry.get("metadata", {})), json_file, image_root)
+        added.append(name)
+    return added
