@@ -11,6 +11,9 @@ saying how to provide one::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 
 from det.core.events import EventStorage, get_event_storage
@@ -27,7 +30,7 @@ _MISSING_KEY_HINTS = {
 }
 
 
-def check_batched_inputs(batched_inputs, num_channels: int, need: tuple[str, ...] = ()) -> None:
+def check_batched_inputs(batched_inputs: Any, num_channels: int, need: tuple[str, ...] = ()) -> None:
     """Raise a ValueError if ``batched_inputs`` is not a non-empty list of dicts whose "image" is
     a non-empty (num_channels, H, W) uint8/float tensor and which carry an Instances under every
     key of ``need`` (training passes ``("instances",)``).
@@ -88,7 +91,10 @@ def require_event_storage(model_name: str) -> EventStorage:
 
 
 def normalize_and_pad_images(
-    batched_inputs, pixel_mean: torch.Tensor, pixel_std: torch.Tensor, backbone
+    batched_inputs: Sequence[dict[str, Any]],
+    pixel_mean: torch.Tensor,
+    pixel_std: torch.Tensor,
+    backbone: Any,
 ) -> ImageList:
     """Each input's "image" moved to ``pixel_mean``'s device, normalised and padded into one
     ImageList as ``backbone`` needs (its ``size_divisibility`` and ``padding_constraints``)."""

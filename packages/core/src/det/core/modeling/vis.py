@@ -9,6 +9,9 @@ these two small functions::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -22,10 +25,11 @@ def to_rgb_uint8(image: torch.Tensor, input_format: str) -> np.ndarray:
         img = img[:, :, ::-1]
     elif input_format == "L" or img.shape[2] == 1:
         img = np.repeat(img[:, :, :1], 3, axis=2)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    rgb: np.ndarray = np.clip(img, 0, 255).astype(np.uint8)
+    return rgb
 
 
-def draw_boxes(img: np.ndarray, boxes, color) -> np.ndarray:
+def draw_boxes(img: np.ndarray, boxes: Any, color: Sequence[int]) -> np.ndarray:
     """Outline XYXY ``boxes`` in ``color`` on a copy of the (H, W, 3) ``img``."""
     img = img.copy()
     h, w = img.shape[:2]
