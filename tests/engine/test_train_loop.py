@@ -257,3 +257,14 @@ def test_data_loader_is_not_iterated_before_training():
     assert next(calls) == 0
     trainer.train(0, 1)
     assert next(calls) == 2
+
+
+def test_comm_single_process_answers():
+    from det.engine.train import comm
+
+    assert (comm.get_world_size(), comm.get_rank(), comm.get_local_rank(), comm.get_local_size()) == (1, 0, 0, 1)
+    assert comm.is_main_process()
+    losses = {"a": torch.tensor(1.5), "b": torch.tensor(2.0)}
+    assert comm.reduce_dict(losses) is losses
+    assert comm.all_gather({"x": 1}) == [{"x": 1}] and comm.gather(3) == [3]
+    comm.synchronize()  # a no-op without a process group
