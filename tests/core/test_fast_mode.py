@@ -76,9 +76,16 @@ def test_fast_mode_bf16_keeps_predictor_in_fp32():
     x = torch.randn(2, 4, 16, 16)
     expected = net(x)
     fast_mode(net, bf16=True)
-    assert net.body._fast_weight.dtype == torch.bfloat16
-    assert net.predictor._fast_weight.dtype == torch.float32
+    assert net.body.weight.dtype == torch.bfloat16
+    assert net.predictor.weight.dtype == torch.float32
     assert "predictor" in PREDICTOR_NAMES
+    # converted in place: no float32 copy of the weight is kept next to the bf16 one
+    assert [n for n, _ in net.named_parameters()] == [
+        "body.weight",
+        "body.bias",
+        "predictor.weight",
+        "predictor.bias",
+    ]
     out = net(x)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, expected, rtol=0.05, atol=0.1)
@@ -135,7 +142,7 @@ def test_fast_mode_bf16_agrees_with_golden_mask_rcnn(mask_case):
     from det.structures import Boxes, pairwise_iou
 
     model = fast_mode(_golden_model(mask_case), bf16=True)
-    assert model.backbone.bottom_up.stem.conv1._fast_weight.dtype == torch.bfloat16
+    assert model.backbone.bottom_up.stem.conv1.weight.dtype == torch.bfloat16
     assert model.roi_heads.box_predictor.cls_score.weight.dtype == torch.float32
     with torch.no_grad():
         outputs = model(mask_case.inputs)
