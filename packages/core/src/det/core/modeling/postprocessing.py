@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from det.core.layers import paste_masks_in_image
 from det.structures import Instances, ROIMasks
 
 __all__ = ["detector_postprocess", "sem_seg_postprocess"]
@@ -60,9 +61,10 @@ def detector_postprocess(
         else:
             # (N, 1, M, M) mask probabilities, one per box
             roi_masks = ROIMasks(results.pred_masks[:, 0, :, :])
-        results.pred_masks = roi_masks.to_bitmasks(
-            results.pred_boxes, output_height, output_width, mask_threshold
-        ).tensor
+        # Through the op table, so a paste kernel of a plugin (det-ops-cuda) serves the model too.
+        results.pred_masks = paste_masks_in_image(
+            roi_masks.tensor, results.pred_boxes, (output_height, output_width), mask_threshold
+        )
 
     if results.has("pred_keypoints"):
         results.pred_keypoints[:, :, 0] *= scale_x

@@ -7,13 +7,13 @@ import torch
 
 from det.core.config import configurable
 from det.core.events import get_event_storage
-from det.core.layers import ShapeSpec, batched_nms_rotated
+from det.core.layers import ShapeSpec, batched_nms_rotated, box_iou_rotated
 from det.core.modeling import Box2BoxTransformRotated, ROIPooler
 from det.heads.roi.box_head import build_box_head
 from det.heads.roi.fast_rcnn import FastRCNNOutputLayers
 from det.heads.roi.proposal_utils import add_ground_truth_to_proposals
 from det.heads.roi.roi_heads import StandardROIHeads
-from det.structures import Instances, RotatedBoxes, pairwise_iou_rotated
+from det.structures import Instances, RotatedBoxes
 
 __all__ = [
     "RROIHeads",
@@ -165,8 +165,8 @@ class RROIHeads(StandardROIHeads):
         num_bg_samples = []
         for proposals_per_image, targets_per_image in zip(proposals, targets):
             has_gt = len(targets_per_image) > 0
-            match_quality_matrix = pairwise_iou_rotated(
-                targets_per_image.gt_boxes, proposals_per_image.proposal_boxes
+            match_quality_matrix = box_iou_rotated(
+                targets_per_image.gt_boxes.tensor, proposals_per_image.proposal_boxes.tensor
             )
             matched_idxs, matched_labels = self.proposal_matcher(match_quality_matrix)
             sampled_idxs, gt_classes = self._sample_proposals(

@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 
 from det.core.config import configurable
-from det.core.layers import batched_nms_rotated, cat
+from det.core.layers import batched_nms_rotated, box_iou_rotated, cat
 from det.core.modeling import Box2BoxTransformRotated
 from det.heads.rpn.rpn import RPN
-from det.structures import Instances, RotatedBoxes, pairwise_iou_rotated
+from det.structures import Instances, RotatedBoxes
 
 __all__ = ["RRPN", "find_top_rrpn_proposals"]
 
@@ -132,7 +132,7 @@ class RRPN(RPN):
         gt_labels = []
         matched_gt_boxes = []
         for gt_boxes_i in gt_boxes:
-            match_quality_matrix = pairwise_iou_rotated(gt_boxes_i, anchors)
+            match_quality_matrix = box_iou_rotated(gt_boxes_i.tensor, anchors.tensor)
             matched_idxs, gt_labels_i = self.anchor_matcher(match_quality_matrix)
             gt_labels_i = gt_labels_i.to(device=gt_boxes_i.device)
 
