@@ -33,6 +33,8 @@ def _do_paste_mask(
         x0_int, y0_int = int(x0_y0[0]), int(x0_y0[1])
         x1_int = int(torch.clamp(boxes[:, 2].max().ceil() + 1, max=img_w).to(dtype=torch.int32))
         y1_int = int(torch.clamp(boxes[:, 3].max().ceil() + 1, max=img_h).to(dtype=torch.int32))
+        # Boxes entirely right of or below the image leave an empty region, not a reversed one.
+        x0_int, y0_int = min(x0_int, x1_int), min(y0_int, y1_int)
     else:
         x0_int, y0_int, x1_int, y1_int = 0, 0, img_w, img_h
     x0, y0, x1, y1 = torch.split(boxes, 1, dim=1)  # (N, 1) each
