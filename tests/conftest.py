@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# No GPU on CI: Triton kernels (det-ops-cuda) run in Triton's interpreter. Triton decides when a
+# kernel is *defined*, so this is set before any test module can import one.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DET_SHARED_DIR", REPO_ROOT.parent / "shared"))
 GOLDEN = SHARED / "golden"

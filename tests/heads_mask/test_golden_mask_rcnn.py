@@ -107,18 +107,6 @@ def test_partial_execution_as_in_detectron2_docs(pth_model, case):
     assert instances[0].pred_masks.min() >= 0 and instances[0].pred_masks.max() <= 1
 
 
-def test_backbone_features_of_the_first_image_equal_detectron2s(pth_model, case):
-    # features.pt was made as model.backbone(model.preprocess_image(inputs[:1]).tensor)
-    golden_features = case.load("features.pt")
-    with torch.no_grad():
-        images = pth_model.preprocess_image(case.inputs[:1])
-        features = pth_model.backbone(images.tensor)
-    torch.testing.assert_close(images.tensor, golden_features["input"], rtol=0, atol=0)
-    assert sorted(features) == ["p2", "p3", "p4", "p5", "p6"]
-    for name in features:
-        torch.testing.assert_close(features[name], golden_features[name], rtol=1e-5, atol=1e-4)
-
-
 def test_forward_hooks_on_mask_submodules_behave_as_plain_pytorch(pth_model, case):
     seen = {}
 
