@@ -95,10 +95,14 @@ def main(argv: list[str]) -> int:
     env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(ROOT / ".cache" / "inductor"))
     env.setdefault("TRITON_CACHE_DIR", str(ROOT / ".cache" / "triton"))
     env.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(ROOT / ".cache" / "hypothesis"))
+    env.setdefault("DET_CACHE", str(ROOT / ".cache" / "det"))  # generated datasets, downloads
     if command == "setup":
         return 0
     if command == "test":
-        cmd = [str(PYTHON), "-m", "pytest", *rest]
+        # One pytest-xdist worker per core (two here) unless the caller chose (-n / -p no:xdist).
+        parallel = [] if any(a.startswith(("-n", "--numprocesses", "-pno:xdist")) or a == "no:xdist"
+                             for a in rest) else ["-n", str(min(2, os.cpu_count() or 1))]
+        cmd = [str(PYTHON), "-m", "pytest", *parallel, *rest]
     elif command == "demo":
         cmd = [str(BIN / "det"), "demo", *rest]
     elif command == "run":
