@@ -81,3 +81,20 @@ def test_demo_rejects_bad_options(capsys, tmp_path, monkeypatch):
 
     assert MetadataCatalog.get("shapes_train").shapes_config["num_train"] == 500
     assert not (tmp_path / "det-demo-output").exists()  # nothing written for bad options
+
+
+def test_default_threads_leave_busy_cores_alone(monkeypatch):
+    import os
+
+    import torch
+
+    from det.engine import demo
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    assert demo._default_num_threads() == 2
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.1, 0.0, 0.0))
+    assert demo._default_num_threads() == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 0.0, 0.0))
+    assert demo._default_num_threads() == 1

@@ -47,7 +47,7 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
                         help="output folder (default ./det-demo-output)")
     parser.add_argument("--max-iter", type=int, default=None, help="training iterations (default 1200)")
     parser.add_argument("--quick", action="store_true", help="a one-minute smoke run on a tiny dataset")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: one per core)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: one per idle core)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--shapes", nargs="+", default=[], metavar="KEY=VALUE",
                         help="shapes dataset generator parameters (ShapesConfig fields), e.g. num_train=1000")
