@@ -6,7 +6,7 @@ import torch
 from torch.nn import functional as F
 
 from det.core.layers import paste_masks_in_image
-from det.structures import Instances, ROIMasks
+from det.structures import BitMasks, Instances, ROIMasks
 
 __all__ = ["detector_postprocess", "sem_seg_postprocess"]
 
@@ -62,9 +62,10 @@ def detector_postprocess(
             # (N, 1, M, M) mask probabilities, one per box
             roi_masks = ROIMasks(results.pred_masks[:, 0, :, :])
         # Through the op table, so a paste kernel of a plugin (det-ops-cuda) serves the model too.
-        results.pred_masks = paste_masks_in_image(
+        pasted = paste_masks_in_image(
             roi_masks.tensor, results.pred_boxes, (output_height, output_width), mask_threshold
         )
+        results.pred_masks = BitMasks(pasted).tensor  # bool, even for no instances (paste gives uint8)
 
     if results.has("pred_keypoints"):
         results.pred_keypoints[:, :, 0] *= scale_x
