@@ -25,6 +25,7 @@ _LAZY = {
     "build_detection_test_loader": "det.engine.data.build",
     "build_detection_train_loader": "det.engine.data.build",
     "get_detection_dataset_dicts": "det.engine.data.build",
+    "load_proposals_into_dataset": "det.engine.data.build",
     "print_instances_class_histogram": "det.engine.data.build",
     "DatasetFromList": "det.engine.data.common",
     "MapDataset": "det.engine.data.common",

@@ -91,6 +91,41 @@ def print_instances_class_histogram(dataset_dicts: list[dict], class_names: list
     )
 
 
+def load_proposals_into_dataset(dataset_dicts: list[dict], proposal_file: str) -> list[dict]:
+    """Add a file's precomputed proposals to each record (detectron2's proposal pickle format).
+
+    The file holds ``ids`` (image ids), ``boxes`` (per image, (N, 4)), ``objectness_logits`` (per
+    image, (N,)) and optionally ``bbox_mode`` (XYXY_ABS when absent); Detectron1's ``indexes`` /
+    ``scores`` names are accepted too. Each record gains ``proposal_boxes``,
+    ``proposal_objectness_logits`` (sorted by decreasing logit) and ``proposal_bbox_mode``, which
+    :class:`DatasetMapper` turns into ``proposals``. The pickle is read with det-checkpoint's
+    restricted unpickler, so a file that would run code is refused, not executed.
+    """
+    from det.checkpoint.serialization import load_pickle_file
+    from det.structures import BoxMode
+
+    proposals = load_pickle_file(proposal_file)
+    for old_key, new_key in (("indexes", "ids"), ("scores", "objectness_logits")):
+        if old_key in proposals:
+            proposals[new_key] = proposals.pop(old_key)
+    missing = [k for k in ("ids", "boxes", "objectness_logits") if k not in proposals]
+    if missing:
+        raise ValueError(f"Proposal file {proposal_file} lacks {missing}; it needs ids, boxes and objectness_logits")
+    wanted = {str(record["image_id"]) for record in dataset_dicts}
+    index_of = {str(image_id): i for i, image_id in enumerate(proposals["ids"]) if str(image_id) in wanted}
+    bbox_mode = BoxMode(proposals["bbox_mode"]) if "bbox_mode" in proposals else BoxMode.XYXY_ABS
+    for record in dataset_dicts:
+        i = index_of.get(str(record["image_id"]))
+        if i is None:
+            raise ValueError(f"Proposal file {proposal_file} has no proposals for image_id {record['image_id']}")
+        logits = np.asarray(proposals["objectness_logits"][i])
+        order = logits.argsort()[::-1]
+        record["proposal_boxes"] = np.asarray(proposals["boxes"][i])[order]
+        record["proposal_objectness_logits"] = logits[order]
+        record["proposal_bbox_mode"] = bbox_mode
+    return dataset_dicts
+
+
 def get_detection_dataset_dicts(
     names: str | list[str],
     filter_empty: bool = True,
@@ -104,11 +139,17 @@ def get_detection_dataset_dicts(
         names = [names]
     if len(names) == 0:
         raise ValueError("get_detection_dataset_dicts: no dataset names given")
-    if proposal_files:
-        raise NotImplementedError(
-            "det does not load precomputed proposal files yet (DATASETS.PROPOSAL_FILES_*)"
+    if proposal_files and len(proposal_files) != len(names):
+        raise ValueError(
+            f"{len(proposal_files)} proposal files for {len(names)} datasets: DATASETS.PROPOSAL_FILES_* "
+            "needs one file per dataset, in the same order"
         )
     dataset_dicts_per_name = [DatasetCatalog.get(dataset_name) for dataset_name in names]
+    if proposal_files:
+        dataset_dicts_per_name = [
+            load_proposals_into_dataset(dicts, proposal_file)
+            for dicts, proposal_file in zip(dataset_dicts_per_name, proposal_files)
+        ]
     for dataset_name, dicts in zip(names, dataset_dicts_per_name):
         if not len(dicts):
             raise ValueError(f"Dataset '{dataset_name}' is empty!")
