@@ -117,6 +117,7 @@ def test_datasets_file_next_to_a_config_registers_its_datasets(tiny, tmp_path):
     from det.engine.commands._common import CommandError, register_datasets_file, setup_cfg
     from det.engine.data import MetadataCatalog
 
+    DatasetCatalog.get(tiny["names"][1])  # shapes files are written on first use; this test may run first
     source = MetadataCatalog.get(tiny["names"][1])
     name = f"from_file_{uuid.uuid4().hex[:6]}"
     config = yaml.safe_load(tiny["config"].read_text())
