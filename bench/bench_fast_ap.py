@@ -59,7 +59,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from det.core import get_cfg
-    from det.engine import ShapesConfig, register_shapes
+    from det.engine.commands._common import register_datasets_file
 
     demo = Path(args.demo_dir)
     weights, config = demo / "model_final.pth", demo / "config.yaml"
@@ -70,7 +70,7 @@ def main() -> None:
     summary = json.loads((demo / "summary.json").read_text()) if (demo / "summary.json").exists() else {}
     if summary.get("quick"):
         print("WARNING: this is a --quick demo (a few iterations, AP ~0): the AP change means nothing")
-    register_shapes(ShapesConfig(**summary.get("shapes_config", {})), replace=True)
+    register_datasets_file(demo / "datasets.json")  # the demo names its own data (demo_shapes_*)
     set_threads(args.threads)
     print(machine_line())
     print(load_line())
