@@ -5,6 +5,8 @@ Shape shorthand: N images, L feature levels, Hi*Wi*A anchors on level i, B the b
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from det.core.layers import batched_nms, cat, move_device_like
@@ -79,9 +81,33 @@ def find_top_rpn_proposals(
     topk_proposals = cat(topk_proposals, dim=1)
     level_ids = cat(level_ids, dim=0)
 
+    return select_proposals_per_image(
+        Boxes, batched_nms, topk_proposals, topk_scores, level_ids, image_sizes,
+        nms_thresh, post_nms_topk, min_box_size, training,
+    )
+
+
+def select_proposals_per_image(
+    box_type: type,
+    nms: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor],
+    topk_proposals: torch.Tensor,
+    topk_scores: torch.Tensor,
+    level_ids: torch.Tensor,
+    image_sizes: list[tuple[int, int]],
+    nms_thresh: float,
+    post_nms_topk: int,
+    min_box_size: float,
+    training: bool,
+) -> list[Instances]:
+    """The per-image half of proposal selection, shared by RPN (``Boxes``, ``batched_nms``) and RRPN
+    (``RotatedBoxes``, ``batched_nms_rotated``): drop non-finite proposals (an error in training),
+    clip, drop small boxes, NMS per level, keep ``post_nms_topk`` sorted by decreasing logit.
+
+    ``topk_proposals`` is (N, R, B), ``topk_scores`` (N, R) and ``level_ids`` (R,) the level of each.
+    """
     results: list[Instances] = []
     for n, image_size in enumerate(image_sizes):
-        boxes = Boxes(topk_proposals[n])
+        boxes = box_type(topk_proposals[n])
         scores_per_img = topk_scores[n]
         lvl = level_ids
 
@@ -100,9 +126,9 @@ def find_top_rpn_proposals(
         if _is_tracing() or keep.sum().item() != len(boxes):
             boxes, scores_per_img, lvl = boxes[keep], scores_per_img[keep], lvl[keep]
 
-        keep = batched_nms(boxes.tensor, scores_per_img, lvl, nms_thresh)
+        keep = nms(boxes.tensor, scores_per_img, lvl, nms_thresh)
         # top-k per image (not over the whole batch as Detectron1 did in training), so results
-        # do not depend on the batch size; batched_nms returns indices sorted by score.
+        # do not depend on the batch size; the NMS returns indices sorted by score.
         keep = keep[:post_nms_topk]
 
         res = Instances(image_size)

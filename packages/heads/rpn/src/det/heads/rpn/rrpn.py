@@ -11,6 +11,7 @@ import torch
 from det.core.config import configurable
 from det.core.layers import batched_nms_rotated, box_iou_rotated, cat
 from det.core.modeling import Box2BoxTransformRotated
+from det.heads.rpn.proposal_utils import select_proposals_per_image
 from det.heads.rpn.rpn import RPN
 from det.structures import Instances, RotatedBoxes
 
@@ -60,34 +61,10 @@ def find_top_rrpn_proposals(
     topk_proposals = cat(topk_proposals, dim=1)
     level_ids = cat(level_ids, dim=0)
 
-    results = []
-    for n, image_size in enumerate(image_sizes):
-        boxes = RotatedBoxes(topk_proposals[n])
-        scores_per_img = topk_scores[n]
-        lvl = level_ids
-        valid_mask = torch.isfinite(boxes.tensor).all(dim=1) & torch.isfinite(scores_per_img)
-        if not valid_mask.all():
-            if training:
-                raise FloatingPointError(
-                    "Predicted boxes or scores contain Inf/NaN. Training has diverged."
-                )
-            boxes = boxes[valid_mask]
-            scores_per_img = scores_per_img[valid_mask]
-            lvl = lvl[valid_mask]
-        boxes.clip(image_size)
-
-        keep = boxes.nonempty(threshold=min_box_size)
-        if keep.sum().item() != len(boxes):
-            boxes, scores_per_img, lvl = boxes[keep], scores_per_img[keep], lvl[keep]
-
-        keep = batched_nms_rotated(boxes.tensor, scores_per_img, lvl, nms_thresh)
-        keep = keep[:post_nms_topk]
-
-        res = Instances(image_size)
-        res.proposal_boxes = boxes[keep]
-        res.objectness_logits = scores_per_img[keep]
-        results.append(res)
-    return results
+    return select_proposals_per_image(
+        RotatedBoxes, batched_nms_rotated, topk_proposals, topk_scores, level_ids, image_sizes,
+        nms_thresh, post_nms_topk, min_box_size, training,
+    )
 
 
 class RRPN(RPN):
