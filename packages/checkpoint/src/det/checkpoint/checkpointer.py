@@ -100,7 +100,16 @@ class Checkpointer:
         self.strict = strict
         self.save_format = save_format
         self._strict_load: bool | None = None
+        self._assign_load = False
+        self._assigned = False
         self._skipped_shapes: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
+        self.last_incompatible_keys: _IncompatibleKeys | None = None
+        """What the last :meth:`load` left out (missing keys after dropping those shared with a
+        loaded name, unexpected keys, wrong shapes); None before any load, after ``load("")``, or
+        when an fvcore-style ``_load_model`` override returned nothing."""
+        self.last_load_assigned = False
+        """Whether the last :meth:`load` *assigned* the checkpoint's tensors to the model
+        (``assign=True`` and it was safe, see :meth:`load`) rather than copying them."""
 
     # --- saving -------------------------------------------------------------------------------
 
@@ -170,7 +179,7 @@ class Checkpointer:
         return self.load(path, checkpointables=[])
 
     def load(self, path: str, checkpointables: Sequence[str] | None = None, *,
-             strict: bool | None = None) -> dict[str, Any]:
+             strict: bool | None = None, assign: bool = False) -> dict[str, Any]:
         """Load ``path`` (a file, ``detectron2://...`` or an http(s) URL) into the model and the
         named checkpointables (all of them when None).
 
@@ -178,7 +187,18 @@ class Checkpointer:
         :class:`~det.checkpoint.errors.IncompatibleCheckpointError` instead of loading when keys
         are missing, unexpected or of the wrong shape. Returns the checkpoint's remaining entries
         (e.g. what :meth:`save` got as ``**kwargs``); ``{}`` when ``path`` is empty.
+
+        ``assign=True`` makes the model's parameters and buffers *be* the loaded tensors
+        (``load_state_dict(assign=True)``, no second copy of the weights; ``requires_grad`` of
+        each parameter is kept) instead of copying into the existing ones. Only for a model whose
+        parameter objects nobody holds yet (e.g. just built, before an optimizer or a DDP wrapper
+        takes them: those would keep the replaced tensors). Each loaded tensor is first converted
+        to the model tensor's dtype, device and strides, and cloned when it shares memory with
+        another entry; when the model has lazy or shared (tied) parameters the load copies as
+        usual. :attr:`last_load_assigned` says which way it went.
         """
+        self.last_incompatible_keys = None
+        self.last_load_assigned = False
         if not path:
             self.logger.info("No checkpoint found. Initializing model from scratch")
             return {}
@@ -196,12 +216,19 @@ class Checkpointer:
         # Passed through attributes rather than arguments so that subclasses overriding
         # _load_model(self, checkpoint) the fvcore way keep working.
         self._strict_load = self.strict if strict is None else strict
+        self._assign_load = assign
+        self._assigned = False
         try:
             incompatible = self._load_model(checkpoint)
+            self.last_load_assigned = self._assigned
         finally:
             self._strict_load = None
+            self._assign_load = False
+            self._assigned = False
             self._skipped_shapes = []
         if incompatible is not None:
+            self.last_incompatible_keys = incompatible._replace(
+                missing_keys=_filter_reused_missing_keys(self.model, list(incompatible.missing_keys)))
             self._log_incompatible_keys(incompatible)
 
         for key in self.checkpointables if checkpointables is None else checkpointables:
@@ -280,7 +307,9 @@ class Checkpointer:
         for k, v in state_dict.items():
             if k in model_state_dict and (v.is_sparse or v.device.type == "meta"):
                 raise CheckpointLoadError(f"Checkpoint entry {k!r} is a {v.layout}/{v.device.type} tensor; expected a dense tensor")
-        result = self.model.load_state_dict(state_dict, strict=False)
+        assign = bool(getattr(self, "_assign_load", False)) and _prepare_assign(self.model, state_dict, model_state_dict)
+        result = self.model.load_state_dict(state_dict, strict=False, assign=assign)
+        self._assigned = assign
         return self._filter_incompatible(_IncompatibleKeys(
             missing_keys=list(result.missing_keys),
             unexpected_keys=list(result.unexpected_keys),
@@ -443,6 +472,42 @@ def _copy_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     if metadata is not None:
         copied._metadata = copy.deepcopy(metadata)  # type: ignore[attr-defined]
     return copied
+
+
+def _prepare_assign(model: nn.Module, state_dict: dict[str, Any], model_state_dict: Mapping[str, Any]) -> bool:
+    """Make ``state_dict``'s tensors fit to become the model's own (``load_state_dict(assign=True)``),
+    in place; False (nothing changed) when the model cannot take assigned tensors safely.
+
+    Refused: lazy (uninitialised) parameters, and a tensor the model holds under two names (tied
+    weights: assigning would untie them). Each entry the model uses is converted to the model
+    tensor's dtype/device and strides; one that shares memory with an earlier entry, or is a view
+    of a bigger storage, is cloned, so no two model tensors share memory that the model's did not.
+    """
+    named = list(model.state_dict(keep_vars=True).values())
+    if any(isinstance(t, nn.parameter.UninitializedParameter | nn.parameter.UninitializedBuffer) for t in named):
+        return False
+    if len({id(t) for t in named}) != len(named):
+        return False  # one tensor under several names
+    seen_storage: set[int] = set()
+    for k in list(state_dict):
+        target = model_state_dict.get(k)
+        if target is None:
+            continue
+        v = state_dict[k]
+        if v.dtype != target.dtype or v.device != target.device:
+            v = v.to(device=target.device, dtype=target.dtype)
+        if v.numel() > 1 and v.stride() != target.stride():
+            v = torch.empty_strided(target.size(), target.stride(), dtype=target.dtype,
+                                    device=target.device).copy_(v)
+        storage = v.untyped_storage()
+        if v.numel() > 0 and (storage.data_ptr() in seen_storage
+                              or storage.nbytes() > v.numel() * v.element_size()):
+            v = v.clone(memory_format=torch.preserve_format)
+            storage = v.untyped_storage()
+        if v.numel() > 0:
+            seen_storage.add(storage.data_ptr())
+        state_dict[k] = v.detach()
+    return True
 
 
 def _named_modules_with_dup(model: nn.Module, prefix: str = "") -> Iterable[tuple[str, nn.Module]]:

@@ -24,6 +24,7 @@ import os
 import pickle
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
@@ -137,12 +138,23 @@ def load_pickle_file(path: str) -> Any:
 
 
 def load_torch_file(path: str) -> Any:
-    """``torch.load(path, map_location="cpu", weights_only=True)`` with errors that name the file."""
+    """``torch.load(path, map_location="cpu", weights_only=True)`` with errors that name the file.
+
+    Zip-format files (everything ``torch.save`` wrote since torch 1.6) are memory-mapped
+    (``mmap=True``): tensors are read from the page cache when first touched instead of being read
+    into a second buffer, and a tensor assigned into a model (``load_state_dict(assign=True)``) keeps
+    using those pages (private, copy-on-write: writing to it never changes the file). Legacy
+    (pre-zip) files are read as before.
+    """
+    try:
+        mmap = zipfile.is_zipfile(path)
+    except OSError as e:
+        raise CheckpointLoadError(f"Cannot read checkpoint {path}: {e}") from e
     try:
         with warnings.catch_warnings():
             # torch warns about any pickle protocol but 2 before failing or succeeding on its own.
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location=torch.device("cpu"), weights_only=True)
+            return torch.load(path, map_location=torch.device("cpu"), weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         if "weights only" in str(e).lower() or "weights_only" in str(e):
             raise UnsafeCheckpointError(
