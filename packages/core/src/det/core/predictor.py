@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
 import numpy as np
@@ -10,6 +11,59 @@ import torch
 from det.core.transforms import ResizeShortestEdge
 
 __all__ = ["DefaultPredictor", "ResizeShortestEdge"]
+
+logger = logging.getLogger(__name__)
+
+
+def _build_and_load(cfg: Any, weights: str) -> torch.nn.Module:
+    """``build_model(cfg)`` in eval mode with ``weights`` loaded, without the random
+    initialisation that the weights would overwrite.
+
+    With weights, the model is built under :func:`~det.core.modeling.build.skip_init` and the
+    checkpoint's tensors are assigned to it. The model is kept only if the checkpoint provided
+    every parameter and persistent buffer (no missing key, no shape mismatch, assigned so that
+    no tensor left uninitialised can still be in the model); otherwise it is dropped and the
+    model is built and loaded the usual way (random init, then the checkpoint), so a partial
+    checkpoint gives exactly what it gave before. Without weights: the usual build.
+    """
+    from det.checkpoint import DetectionCheckpointer
+    from det.core.modeling.build import build_model, skip_init
+
+    if weights:
+        with skip_init() as skipped:
+            model = build_model(cfg)
+        model.eval()
+        checkpointer = DetectionCheckpointer(model)
+        checkpointer.load(weights, assign=True)
+        problem = _uninitialised(model, checkpointer, skipped)
+        del skipped
+        if problem is None:
+            return model
+        logger.info("%s; building the model with its normal initialisation instead", problem)
+        del model, checkpointer
+    model = build_model(cfg)
+    model.eval()
+    DetectionCheckpointer(model).load(weights)
+    return model
+
+
+def _uninitialised(model: torch.nn.Module, checkpointer: Any, skipped: list[torch.Tensor]) -> str | None:
+    """Why a skip-init ``model`` may still hold uninitialised memory after the load; None if it cannot."""
+    report = checkpointer.last_incompatible_keys
+    if report is None:
+        return "The checkpoint loader reported nothing about what it loaded"
+    if report.missing_keys or report.incorrect_shapes:
+        return (f"The checkpoint lacks {len(report.missing_keys)} and mismatches "
+                f"{len(report.incorrect_shapes)} of the model's parameters/buffers")
+    if not checkpointer.last_load_assigned:
+        return "The checkpoint was copied into the model, not assigned"
+    # Ground truth, independent of the report: every tensor whose init was skipped must have been
+    # replaced, i.e. no parameter or buffer (persistent or not) may still use its memory.
+    skipped_memory = {t.untyped_storage().data_ptr() for t in skipped if t.numel() > 0}
+    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+        if tensor.numel() > 0 and tensor.untyped_storage().data_ptr() in skipped_memory:
+            return f"{name} was not provided by the checkpoint"
+    return None
 
 
 class DefaultPredictor:
@@ -26,20 +80,13 @@ class DefaultPredictor:
     """
 
     def __init__(self, cfg: Any) -> None:
-        from det.checkpoint import DetectionCheckpointer
-        from det.core.modeling.build import build_model
-
         self.cfg = cfg.clone()  # building may change the config; keep the caller's intact
         self.input_format = cfg.INPUT.FORMAT
         if self.input_format not in ("RGB", "BGR"):
             raise ValueError(
                 f"DefaultPredictor supports cfg.INPUT.FORMAT 'RGB' or 'BGR', got {self.input_format!r}"
             )
-        self.model = build_model(self.cfg)
-        self.model.eval()
-
-        checkpointer = DetectionCheckpointer(self.model)
-        checkpointer.load(cfg.MODEL.WEIGHTS)
+        self.model = _build_and_load(self.cfg, cfg.MODEL.WEIGHTS)
 
         self.aug = ResizeShortestEdge(
             [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
