@@ -8,10 +8,23 @@ the first 800x1067 inference all count):
 
 - ``det``: ``get_cfg`` + merge the model-zoo YAML + ``build_model`` + ``DetectionCheckpointer.load``
   + first ``model([...])``; ``det_fast`` adds ``fast_mode(model)`` before the first inference.
+- ``det_predictor``: ``get_cfg`` + YAML + ``cfg.MODEL.WEIGHTS`` = the checkpoint, then
+  ``DefaultPredictor(cfg)`` (builds without random init, assigns the memory-mapped weights) and
+  ``predictor(image)`` on the (800, 1067, 3) uint8 BGR numpy image (MIN_SIZE_TEST 800 keeps
+  800x1067); ``det_predictor_fast`` adds ``fast_mode(predictor.model)`` before the first call.
 - ``tv``: ``import torchvision`` + ``maskrcnn_resnet50_fpn(weights=None, weights_backbone=None,
   box_score_thresh=0)`` + ``load_state_dict(torch.load(...))`` + first ``model([...])``.
 - ``det plugins`` (the console script) and the import cost of ``det.structures`` over
   ``import torch`` (same process, after torch), with a check that torchvision was not imported.
+
+Then one more child per det path prints where its time goes (``stages_*``: seconds per stage,
+measured inside the process with perf_counter, plus RSS after the load and the peak): ``python``
+(interpreter start to ``import torch`` done), ``import_det``, ``cfg`` (get_cfg with plugin
+discovery + YAML), ``build``, ``load``, ``fast_mode``, ``import_torchvision`` (done explicitly here;
+in the timed children the first inference pays it, as det's reference ops import torchvision
+lazily) and ``first_inference``. ``stages_det`` is the explicit path of ``det``, ``stages_predictor``
+does what DefaultPredictor does (skip_init build, ``load(assign=True)``), ``stages_predictor_fast``
+adds fast_mode.
 
 Weights come from the calibrated checkpoints that _common.py caches in /tmp/det-bench.
 """
@@ -50,6 +63,66 @@ if {fast}:
 with torch.no_grad():
     out = model([{{"image": make_image()}}])
 assert len(out[0]["instances"]) > 0
+"""
+
+CHILD_PREDICTOR = r"""
+import sys, torch
+sys.path.insert(0, {bench!r})
+torch.set_num_threads(2)
+from det.core import DefaultPredictor, get_cfg
+from _common import make_image
+cfg = get_cfg(); cfg.merge_from_file({yaml!r}); cfg.MODEL.DEVICE = "cpu"; cfg.MODEL.WEIGHTS = {ckpt!r}
+predictor = DefaultPredictor(cfg)
+if {fast}:
+    from det.core.fast import fast_mode
+    fast_mode(predictor.model)
+out = predictor(make_image().permute(1, 2, 0).numpy())  # (800, 1067, 3) uint8, BGR
+assert len(out["instances"]) > 0
+"""
+
+CHILD_STAGES = r"""
+import sys, time, json
+t_start = time.perf_counter()
+import torch
+sys.path.insert(0, {bench!r})
+torch.set_num_threads(2)
+from _common import current_rss_mb, make_image, peak_rss_mb
+stages = {{"python": time.perf_counter() - t_start}}
+t = time.perf_counter()
+def stage(name):
+    global t
+    now = time.perf_counter(); stages[name] = now - t; t = now
+from det.core import build_model, get_cfg
+from det.core.modeling.build import skip_init
+from det.checkpoint import DetectionCheckpointer
+stage("import_det")
+cfg = get_cfg(); cfg.merge_from_file({yaml!r}); cfg.MODEL.DEVICE = "cpu"; cfg.MODEL.WEIGHTS = {ckpt!r}
+stage("cfg")
+if {predictor}:
+    with skip_init():
+        model = build_model(cfg).eval()
+else:
+    model = build_model(cfg).eval()
+stage("build")
+checkpointer = DetectionCheckpointer(model)
+checkpointer.load(cfg.MODEL.WEIGHTS, assign={predictor})
+stage("load")
+rss = {{"rss_after_load_mb": current_rss_mb(), "peak_rss_after_load_mb": peak_rss_mb(),
+        "assigned": checkpointer.last_load_assigned}}
+if {fast}:
+    from det.core.fast import fast_mode
+    fast_mode(model)
+stage("fast_mode")
+import torchvision.ops
+stage("import_torchvision")
+image = make_image()
+t = time.perf_counter()
+with torch.no_grad():
+    out = model([{{"image": image}}])
+stage("first_inference")
+assert len(out[0]["instances"]) > 0
+rss["peak_rss_mb"] = peak_rss_mb()
+print(json.dumps({{"stages": stages, **rss}}))
 """
 
 CHILD_TV = r"""
@@ -139,6 +212,12 @@ def main() -> None:
         "det_fast": CHILD_DET.format(
             bench=str(BENCH), yaml=str(MASK_RCNN_YAML), ckpt=str(det_ckpt), fast=True
         ),
+        "det_predictor": CHILD_PREDICTOR.format(
+            bench=str(BENCH), yaml=str(MASK_RCNN_YAML), ckpt=str(det_ckpt), fast=False
+        ),
+        "det_predictor_fast": CHILD_PREDICTOR.format(
+            bench=str(BENCH), yaml=str(MASK_RCNN_YAML), ckpt=str(det_ckpt), fast=True
+        ),
     }
     times = {k: [] for k in children}
     for _ in range(args.repeats):  # interleaved, like bench_inference
@@ -154,6 +233,25 @@ def main() -> None:
                 "min_s": f"{min(ts):.2f}",
                 "repeats": len(ts),
                 "ratio_to_tv": f"{med / tv_med:.3f}",
+            }
+        )
+    print(load_line())
+
+    for name, predictor, fast in (("det", False, False), ("predictor", True, False),
+                                  ("predictor_fast", True, True)):
+        code = CHILD_STAGES.format(bench=str(BENCH), yaml=str(MASK_RCNN_YAML), ckpt=str(det_ckpt),
+                                   predictor=predictor, fast=fast)
+        out = subprocess.run([PY, "-c", code], check=True, capture_output=True, text=True, env=env)
+        rec = json.loads(out.stdout.strip().splitlines()[-1])
+        emit(
+            {
+                "what": f"stages_{name}",
+                **{f"{k}_s": f"{v:.3f}" for k, v in rec["stages"].items()},
+                "total_s": f"{sum(rec['stages'].values()):.2f}",
+                "rss_after_load_mb": f"{rec['rss_after_load_mb']:.0f}",
+                "peak_rss_after_load_mb": f"{rec['peak_rss_after_load_mb']:.0f}",
+                "peak_rss_mb": f"{rec['peak_rss_mb']:.0f}",
+                "assigned": rec["assigned"],
             }
         )
     print(load_line())
