@@ -92,9 +92,125 @@ def _roi_align_reference(
     sampling_ratio: int,
     aligned: bool,
 ) -> torch.Tensor:
+    if _separable_applies(input, rois):
+        return roi_align_separable(input, rois, output_size, spatial_scale, sampling_ratio, aligned)
     from torchvision.ops import roi_align as tv_roi_align
 
     return tv_roi_align(input, rois, output_size, spatial_scale, sampling_ratio, aligned)
 
 
-__all__ = ["ROIAlign", "roi_align"]
+def _separable_applies(input: torch.Tensor, rois: torch.Tensor) -> bool:
+    """Inference on the CPU: the separable form serves it. Training keeps torchvision's kernel, whose
+    forward (and so detectron2's training losses) it matches bit for bit."""
+    return (
+        input.device.type == "cpu"
+        and input.dtype in (torch.float32, torch.float64)
+        and not (torch.is_grad_enabled() and input.requires_grad)
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+    )
+
+
+_WINDOW_BUDGET = 1 << 23
+"""Elements of gathered feature windows (boxes x window pixels x channels) held at once: 32 MB."""
+
+
+def roi_align_separable(
+    input: torch.Tensor,
+    rois: torch.Tensor,
+    output_size: tuple[int, int],
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+) -> torch.Tensor:
+    """ROIAlign as two small matrix products per box; torchvision's results up to float rounding.
+
+    A bilinear sample's weight is a product of a row weight and a column weight, and zero when
+    either coordinate is out of range, so a bin's average over its samples is ``Ay @ F @ Ax.T``
+    with ``Ay`` (bins x window rows) and ``Ax`` (bins x window columns) summing the samples'
+    interpolation weights. Each box reads the feature window its samples touch once (torchvision's
+    kernel reads four corners per sample, ~4x as much with adaptive sampling) and the products run
+    in BLAS: ~3.5x faster than torchvision's kernel on the bench boxes (bench/README.md).
+
+    The result is (R, C, h, w) in channels_last memory format (the heads that convolve it want
+    NHWC; flattening it copies). Channels_last input is read without a copy.
+    """
+    num_images, channels, height, width = input.shape
+    pooled_h, pooled_w = output_size
+    num_rois = rois.shape[0]
+    out = input.new_zeros((num_rois, pooled_h, pooled_w, channels))
+    if num_rois == 0 or channels == 0:
+        return out.permute(0, 3, 1, 2)
+    pixels = input.permute(0, 2, 3, 1).reshape(num_images * height * width, channels)
+
+    boxes = rois[:, 1:].to(input.dtype) * spatial_scale - (0.5 if aligned else 0.0)
+    box_w, box_h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    if not aligned:  # Detectron's legacy ROIAlign: boxes at least 1x1
+        box_w, box_h = box_w.clamp(min=1.0), box_h.clamp(min=1.0)
+    row_weights, row_start, row_count = _axis_weights(boxes[:, 1], box_h, pooled_h, height, sampling_ratio)
+    col_weights, col_start, col_count = _axis_weights(boxes[:, 0], box_w, pooled_w, width, sampling_ratio)
+    image_offset = rois[:, 0].to(torch.int64) * (height * width)
+
+    # boxes in order of window size, in groups whose windows fit the budget
+    area = row_count * col_count
+    order = torch.argsort(area)
+    sorted_area = area[order].tolist()
+    begin = 0
+    while begin < num_rois:
+        end = begin + 1
+        while end < num_rois and (end + 1 - begin) * sorted_area[end] * channels <= _WINDOW_BUDGET:
+            end += 1
+        group = order[begin:end]
+        begin = end
+        win_h, win_w = int(row_count[group].max()), int(col_count[group].max())
+        rows = (row_start[group, None] + torch.arange(win_h)).clamp(max=height - 1)
+        cols = (col_start[group, None] + torch.arange(win_w)).clamp(max=width - 1)
+        index = image_offset[group, None, None] + rows[:, :, None] * width + cols[:, None, :]
+        window = pixels.index_select(0, index.reshape(-1)).view(len(group), win_h, win_w * channels)
+        by_rows = torch.bmm(row_weights[group, :, :win_h], window).view(len(group), pooled_h, win_w, channels)
+        out[group] = torch.matmul(col_weights[group, None, :, :win_w], by_rows)
+    return out.permute(0, 3, 1, 2)
+
+
+def _axis_weights(
+    start: torch.Tensor, length: torch.Tensor, bins: int, size: int, sampling_ratio: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Along one axis: (R, bins, window) interpolation weights per bin (averaged over the bin's
+    samples), the window's first feature index (R,) and its length (R,).
+
+    Sample positions, the out-of-range rule and the clamping are torchvision's kernel's.
+    """
+    bin_size = length / bins
+    if sampling_ratio > 0:
+        grid = torch.full_like(length, sampling_ratio, dtype=torch.int64)
+    else:
+        grid = torch.ceil(length / bins).to(torch.int64)  # adaptive: about one sample per feature
+    max_grid = max(int(grid.max()), 1)
+    grid_f = grid.clamp(min=1).to(length.dtype)
+    sample = torch.arange(max_grid, dtype=length.dtype)
+    pos = (
+        start[:, None, None]
+        + torch.arange(bins, dtype=length.dtype)[None, :, None] * bin_size[:, None, None]
+        + (sample + 0.5)[None, None, :] * (bin_size / grid_f)[:, None, None]
+    )  # (R, bins, samples)
+    valid = (sample[None, None, :] < grid[:, None, None]) & (pos >= -1.0) & (pos <= size)
+    pos = pos.clamp(min=0.0)
+    low = pos.to(torch.int64)
+    at_end = low >= size - 1
+    low = torch.where(at_end, size - 1, low)
+    high = torch.where(at_end, low, low + 1)
+    frac = torch.where(at_end, 0.0, pos - low.to(pos.dtype))
+    share = valid.to(length.dtype) / grid_f[:, None, None]
+
+    none = torch.iinfo(torch.int64).max
+    first = torch.where(valid, low, none).amin(dim=(1, 2))
+    first = torch.where(first == none, 0, first)
+    count = (torch.where(valid, high, -1).amax(dim=(1, 2)) - first + 1).clamp(min=1)
+    window = int(count.max())
+    weights = torch.zeros(start.shape[0], bins, window, dtype=length.dtype)
+    weights.scatter_add_(2, (low - first[:, None, None]).clamp(0, window - 1), (1.0 - frac) * share)
+    weights.scatter_add_(2, (high - first[:, None, None]).clamp(0, window - 1), frac * share)
+    return weights, first, count
+
+
+__all__ = ["ROIAlign", "roi_align", "roi_align_separable"]
