@@ -39,3 +39,25 @@ def test_to_rgb_uint8_and_draw_boxes():
     assert img.sum() == 0  # drawn on a copy
     assert out[1, 1].tolist() == [0, 255, 0] and out[2, 2].tolist() == [0, 0, 0]
     assert int((out[:, :, 1] == 255).sum()) == 8
+
+
+def test_eval_batches_are_channels_last_on_cpu_and_training_batches_stay_nchw():
+    from torch import nn
+
+    from det.core.modeling.inputs import inference_layout, normalize_and_pad_images
+
+    backbone = nn.Module()
+    backbone.size_divisibility, backbone.padding_constraints = 32, {}
+    inputs = [{"image": torch.randint(0, 256, (3, 40, 50), dtype=torch.uint8)}]
+    mean, std = torch.tensor([100.0, 110.0, 120.0]).view(3, 1, 1), torch.ones(3, 1, 1)
+
+    backbone.train()
+    train = normalize_and_pad_images(inputs, mean, std, backbone).tensor
+    backbone.eval()
+    infer = normalize_and_pad_images(inputs, mean, std, backbone).tensor
+    assert train.shape == infer.shape == (1, 3, 64, 64)
+    assert train.is_contiguous() and not train.is_contiguous(memory_format=torch.channels_last)
+    assert infer.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(train, infer)  # same values, only the memory layout differs
+
+    assert inference_layout(torch.zeros(2, 3)).is_contiguous()  # not a batch of images: unchanged
