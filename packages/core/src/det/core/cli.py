@@ -205,6 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command != "plugins":
+        # the commands train, evaluate and predict in this process: see det.core.allocator
+        from det.core.allocator import retain_freed_memory
+
+        retain_freed_memory()
     result = runners[args.command](args)
     return int(result or 0)
 

@@ -14,6 +14,8 @@
   backbone runs in bfloat16 end to end, head convolutions and FC layers take bfloat16 inputs and
   weights and return float32; the final predictor layers (class scores, box/anchor deltas,
   objectness, mask logits) stay float32, so scores, boxes and thresholds are decided in float32.
+- **allocator**: calls :func:`det.core.allocator.retain_freed_memory`, so the activations of one
+  forward pass are not unmapped and page-faulted again by the next (process-wide).
 
 The model must be in eval mode and is meant for inference: fast mode drops the BN buffers (the
 ``state_dict`` no longer matches detectron2's names), converts the weights to the compute dtype and
@@ -37,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from det.core.allocator import retain_freed_memory
 from det.core.layers.batch_norm import FrozenBatchNorm2d
 from det.core.layers.wrappers import Conv2d
 
@@ -246,6 +249,7 @@ def fast_mode(
     if bf16 is None:
         bf16 = bf16_supported()
     low = torch.bfloat16 if bf16 else torch.float32
+    retain_freed_memory()
 
     # Modules under the backbone stay in bf16 between layers; elsewhere each layer returns float32.
     backbone = getattr(model, "backbone", None)
