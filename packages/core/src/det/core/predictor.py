@@ -34,10 +34,15 @@ def _build_and_load(cfg: Any, weights: str) -> torch.nn.Module:
             model = build_model(cfg)
         model.eval()
         checkpointer = DetectionCheckpointer(model)
+        # The loader's messages are held back: replayed if this model is kept, dropped if the
+        # normal build below loads (and reports) the same file again.
+        held = _HeldLogs(checkpointer.logger)
+        checkpointer.logger = held.logger
         checkpointer.load(weights, assign=True)
         problem = _uninitialised(model, checkpointer, skipped)
         del skipped
         if problem is None:
+            held.replay()
             return model
         logger.info("%s; building the model with its normal initialisation instead", problem)
         del model, checkpointer
@@ -45,6 +50,26 @@ def _build_and_load(cfg: Any, weights: str) -> torch.nn.Module:
     model.eval()
     DetectionCheckpointer(model).load(weights)
     return model
+
+
+class _HeldLogs(logging.Handler):
+    """A stand-in for ``target`` that keeps its records until :meth:`replay` hands them over."""
+
+    def __init__(self, target: logging.Logger) -> None:
+        super().__init__()
+        self.target = target
+        self.records: list[logging.LogRecord] = []
+        self.logger = logging.Logger(target.name)  # not in logging's tree: nothing propagates
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def replay(self) -> None:
+        for record in self.records:
+            if self.target.isEnabledFor(record.levelno):
+                self.target.handle(record)
+        self.records.clear()
 
 
 def _uninitialised(model: torch.nn.Module, checkpointer: Any, skipped: list[torch.Tensor]) -> str | None:
