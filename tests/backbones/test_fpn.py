@@ -154,3 +154,27 @@ def test_build_retinanet_resnet_fpn_backbone():
     cfg.MODEL.FPN.IN_FEATURES = ["res3", "res4"]
     with pytest.raises(ValueError, match=r"needs res5 in MODEL.RESNETS.OUT_FEATURES"):
         build_retinanet_resnet_fpn_backbone(cfg, ShapeSpec(channels=3))
+
+
+def test_inference_releases_each_bottom_up_map_once_its_lateral_is_computed():
+    import weakref
+
+    fpn = FPN(ToyBackbone(), ["res2", "res3", "res4", "res5"], out_channels=8, top_block=LastLevelP6P7(4, 8))
+    bottom_up = {}
+    fpn.bottom_up.register_forward_hook(
+        lambda module, args, out: bottom_up.update({k: weakref.ref(v) for k, v in out.items()})
+    )
+    alive_at_finest_output = {}
+    fpn.fpn_output2.register_forward_pre_hook(
+        lambda module, args: alive_at_finest_output.update({k: r() is not None for k, r in bottom_up.items()})
+    )
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        out = fpn(x)
+    # res5 feeds the P6/P7 top block, which runs after the finest output conv: it must stay
+    assert alive_at_finest_output == {"res2": False, "res3": False, "res4": False, "res5": True}
+
+    trained = fpn(x)  # with autograd the same code runs, gradients flow, values are the same
+    assert all(torch.equal(trained[k].detach(), out[k]) for k in out)
+    sum(v.sum() for v in trained.values()).backward()
+    assert fpn.fpn_lateral2.weight.grad is not None

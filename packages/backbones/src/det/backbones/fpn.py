@@ -144,13 +144,20 @@ class FPN(Backbone):
                     f"(size_divisibility), got {h}x{w}; pad the batch (ImageList.from_tensors does)"
                 )
         bottom_up_features = self.bottom_up(x)
+        # Each bottom-up map is dropped once its lateral is computed and the top-down sum is made
+        # in place, so that at inference the stride-4 level does not hold four maps of its size at
+        # once (~110 MB less peak at 800x1067). Autograd keeps whatever backward needs.
+        keep = {getattr(self.top_block, "in_feature", None)}
         results = []
         prev_features = self.lateral_convs[0](bottom_up_features[self.in_features[-1]])
         results.append(self.output_convs[0](prev_features))
         for idx in range(1, len(self.lateral_convs)):
-            features = bottom_up_features[self.in_features[-idx - 1]]
-            top_down_features = F.interpolate(prev_features, scale_factor=2.0, mode="nearest")
-            prev_features = self.lateral_convs[idx](features) + top_down_features
+            name = self.in_features[-idx - 1]
+            lateral_features = self.lateral_convs[idx](bottom_up_features[name])
+            if name not in keep:
+                del bottom_up_features[name]
+            lateral_features += F.interpolate(prev_features, scale_factor=2.0, mode="nearest")
+            prev_features = lateral_features
             if self._fuse_type == "avg":
                 prev_features /= 2
             results.insert(0, self.output_convs[idx](prev_features))
