@@ -112,6 +112,18 @@ def test_assign_converts_dtype_and_layout_to_the_model(tmp_path):
         assert torch.equal(v, src.state_dict()[k].to(v.dtype)), k
 
 
+def test_assign_into_a_model_built_on_the_meta_device(tmp_path):
+    src, path = _saved(tmp_path)
+    with torch.device("meta"):
+        model = _Net()
+    ck = Checkpointer(model)
+    ck.load(path, assign=True)
+    assert ck.last_load_assigned
+    for k, v in src.state_dict().items():
+        got = model.state_dict()[k]
+        assert got.device.type == "cpu" and torch.equal(got, v), k
+
+
 def test_assign_unshares_checkpoint_entries_that_share_memory(tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))

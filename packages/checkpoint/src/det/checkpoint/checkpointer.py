@@ -494,11 +494,13 @@ def _prepare_assign(model: nn.Module, state_dict: dict[str, Any], model_state_di
         if target is None:
             continue
         v = state_dict[k]
-        if v.dtype != target.dtype or v.device != target.device:
-            v = v.to(device=target.device, dtype=target.dtype)
+        # a model built on the meta device takes the loaded tensors where they are
+        device = v.device if target.device.type == "meta" else target.device
+        if v.dtype != target.dtype or v.device != device:
+            v = v.to(device=device, dtype=target.dtype)
         if v.numel() > 1 and v.stride() != target.stride():
             v = torch.empty_strided(target.size(), target.stride(), dtype=target.dtype,
-                                    device=target.device).copy_(v)
+                                    device=device).copy_(v)
         storage = v.untyped_storage()
         if v.numel() > 0 and (storage.data_ptr() in seen_storage
                               or storage.nbytes() > v.numel() * v.element_size()):
