@@ -309,3 +309,23 @@ def test_contract_names_are_exported():
     assert all(hasattr(layers, name) for name in layers.__all__)
     assert weight_init.c2_msra_fill is c2_msra_fill
     assert FrozenBatchNorm2d.convert_frozen_batchnorm.__self__ is FrozenBatchNorm2d
+
+
+def test_linear_inference_on_onednn_equals_f_linear_and_training_is_f_linear_exactly():
+    from torch.nn import functional as F
+
+    from det.core.layers import Linear
+
+    torch.manual_seed(0)
+    fc = Linear(300, 40)
+    x = torch.randn(50, 300)
+    assert isinstance(fc, torch.nn.Linear) and list(fc.state_dict()) == ["weight", "bias"]
+    reference = F.linear(x, fc.weight, fc.bias)
+    with torch.no_grad():
+        inferred = fc(x)
+    torch.testing.assert_close(inferred, reference, rtol=1e-5, atol=1e-5)
+    trained = fc(x)  # weight requires grad: F.linear, bit for bit
+    assert torch.equal(trained, reference) and trained.requires_grad
+    with torch.no_grad():
+        assert fc(torch.zeros(0, 300)).shape == (0, 40)
+        assert fc(x.double().float()[None]).shape == (1, 50, 40)  # 3-d input: F.linear

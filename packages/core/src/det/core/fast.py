@@ -290,7 +290,7 @@ def fast_mode(
             _prepare_conv(module, relu=relu, dtype=dtype, out_dtype=out_dtype, channels_last=channels_last)
         elif type(module) is nn.Conv2d and not keep_fp32 and (bf16 or channels_last):
             _prepare_conv(module, relu=False, dtype=dtype, out_dtype=out_dtype, channels_last=channels_last)
-        elif type(module) is nn.Linear and not keep_fp32 and bf16:
+        elif isinstance(module, nn.Linear) and not keep_fp32 and bf16:
             _set_fast_params(module, low, torch.contiguous_format)
             module._fast_dtype, module._fast_out_dtype = low, torch.float32
             module.forward = types.MethodType(_fast_linear_forward, module)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from det.core.config import configurable
-from det.core.layers import Conv2d, ShapeSpec, get_norm, weight_init
+from det.core.layers import Conv2d, Linear, ShapeSpec, get_norm, weight_init
 
 __all__ = ["FastRCNNConvFCHead", "build_box_head"]
 
@@ -80,7 +80,7 @@ class FastRCNNConvFCHead(nn.Sequential):
             if k == 0:
                 self.add_module("flatten", nn.Flatten())
             in_size = int(np.prod([d or 1 for d in self._output_size])) if isinstance(self._output_size, tuple) else self._output_size
-            fc = nn.Linear(in_size, fc_dim)
+            fc = Linear(in_size, fc_dim)
             self.add_module(f"fc{k + 1}", fc)
             self.add_module(f"fc_relu{k + 1}", nn.ReLU())
             self.fcs.append(fc)

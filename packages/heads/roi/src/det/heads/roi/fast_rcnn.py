@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from det.core.config import configurable
 from det.core.events import get_event_storage
-from det.core.layers import ShapeSpec, batched_nms, cat, cross_entropy, nonzero_tuple
+from det.core.layers import Linear, ShapeSpec, batched_nms, cat, cross_entropy, nonzero_tuple
 from det.core.modeling import BOX_REG_LOSS_TYPES, Box2BoxTransform, _dense_box_regression_loss
 from det.structures import Boxes, Instances
 
@@ -224,10 +224,10 @@ class FastRCNNOutputLayers(nn.Module):
         self.num_classes = num_classes
         input_size = input_shape.channels * (input_shape.width or 1) * (input_shape.height or 1)
         # num_classes + 1 because the last class is background
-        self.cls_score = nn.Linear(input_size, num_classes + 1)
+        self.cls_score = Linear(input_size, num_classes + 1)
         num_bbox_reg_classes = 1 if cls_agnostic_bbox_reg else num_classes
         box_dim = len(box2box_transform.weights)
-        self.bbox_pred = nn.Linear(input_size, num_bbox_reg_classes * box_dim)
+        self.bbox_pred = Linear(input_size, num_bbox_reg_classes * box_dim)
 
         nn.init.normal_(self.cls_score.weight, std=0.01)
         nn.init.normal_(self.bbox_pred.weight, std=0.001)
