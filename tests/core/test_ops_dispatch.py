@@ -175,3 +175,26 @@ def test_real_installed_plugins_do_not_break_dispatch():
     assert nms(boxes, torch.tensor([0.9, 0.8, 0.7]), 0.5).tolist() == [0, 2]
     providers = op_providers()
     assert set(providers) == set(OP_NAMES) and all(p["*"] == "det-core" for p in providers.values())
+
+
+def test_first_torchvision_import_inside_a_forward_does_not_pin_its_frames():
+    """torchvision.ops' import makes a reference cycle through the importing stack; det imports it
+    on a thread of its own so that a forward's activations are freed when it returns."""
+    import subprocess
+    import sys
+
+    child = r"""
+import gc, sys, weakref
+import torch
+gc.disable()  # only reference counting may free the tensor
+from det.core.layers import nms
+def forward():
+    activation = torch.zeros(1000)
+    boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    nms(boxes, torch.ones(1), 0.5)  # first use: imports torchvision.ops
+    return weakref.ref(activation)
+ref = forward()
+print("torchvision.ops" in sys.modules, ref() is None)
+"""
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"]

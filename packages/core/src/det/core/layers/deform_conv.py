@@ -212,9 +212,9 @@ def _deform_conv_reference(
     dilation: tuple[int, int] = (1, 1),
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    from torchvision.ops import deform_conv2d
+    from det.core.layers.ops import torchvision_ops
 
-    return deform_conv2d(
+    return torchvision_ops().deform_conv2d(
         input, offset, weight, bias, stride=stride, padding=padding, dilation=dilation, mask=mask
     )
 

@@ -70,6 +70,41 @@ OP_NAMES: tuple[str, ...] = tuple(REFERENCE_OPS)
 FORCE_REFERENCE_ENV = "DET_FORCE_REFERENCE_OPS"
 
 
+_torchvision_ops: Any = None
+
+
+def torchvision_ops() -> Any:
+    """``torchvision.ops``, imported on first use (it costs ~1 s: it pulls in torch._dynamo).
+
+    The first import runs on a thread of its own. Importing torchvision.ops calls ``torch.fx.wrap``,
+    whose frame holds a reference to itself: a reference cycle that keeps every frame below it on
+    the stack alive until the cyclic garbage collector runs. Imported from inside a forward pass (the
+    first NMS), that pinned the whole forward's activations, ~190 MB at 800x1067, through the next
+    inference. On a fresh thread the cycle holds only that thread's frames.
+    """
+    global _torchvision_ops
+    if _torchvision_ops is None:
+        import sys
+        import threading
+
+        if "torchvision.ops" not in sys.modules:
+            failure: list[BaseException] = []
+
+            def load() -> None:
+                try:
+                    importlib.import_module("torchvision.ops")
+                except BaseException as e:  # noqa: BLE001 - re-raised on the caller's thread
+                    failure.append(e)
+
+            loader = threading.Thread(target=load, name="det-import-torchvision-ops")
+            loader.start()
+            loader.join()
+            if failure:
+                raise failure[0]
+        _torchvision_ops = sys.modules["torchvision.ops"]
+    return _torchvision_ops
+
+
 class _Provider:
     """One declared implementation: where it lives, who ships it, and the loaded callable."""
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from det.core.layers.ops import dispatch
+from det.core.layers.ops import dispatch, torchvision_ops
 
 
 def _check_roi_args(fn: str, input: torch.Tensor, rois: torch.Tensor, width: int, layout: str) -> None:
@@ -94,9 +94,7 @@ def _roi_align_reference(
 ) -> torch.Tensor:
     if _separable_applies(input, rois):
         return roi_align_separable(input, rois, output_size, spatial_scale, sampling_ratio, aligned)
-    from torchvision.ops import roi_align as tv_roi_align
-
-    return tv_roi_align(input, rois, output_size, spatial_scale, sampling_ratio, aligned)
+    return torchvision_ops().roi_align(input, rois, output_size, spatial_scale, sampling_ratio, aligned)
 
 
 def _separable_applies(input: torch.Tensor, rois: torch.Tensor) -> bool:

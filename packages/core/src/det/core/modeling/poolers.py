@@ -12,9 +12,9 @@ from det.core.layers import ROIAlign, ROIAlignRotated, cat, nonzero_tuple, shape
 
 def _roi_pool(output_size, spatial_scale):
     # torchvision is imported when an ROIPool pooler is built, not when det.core.modeling is
-    from torchvision.ops import RoIPool
+    from det.core.layers.ops import torchvision_ops
 
-    return RoIPool(output_size, spatial_scale=spatial_scale)
+    return torchvision_ops().RoIPool(output_size, spatial_scale=spatial_scale)
 
 
 __all__ = ["ROIPooler", "assign_boxes_to_levels", "convert_boxes_to_pooler_format"]
