@@ -61,3 +61,20 @@ def test_eval_batches_are_channels_last_on_cpu_and_training_batches_stay_nchw():
     assert torch.equal(train, infer)  # same values, only the memory layout differs
 
     assert inference_layout(torch.zeros(2, 3)).is_contiguous()  # not a batch of images: unchanged
+
+
+def test_in_region_chunks_equals_one_call_and_keeps_one_chunk_alive():
+    from det.core.modeling.inputs import in_region_chunks
+
+    conv = torch.nn.Conv2d(4, 3, 3, padding=1)
+    regions = torch.randn(60, 4, 7, 7)
+    sizes = []
+
+    def layers(x):
+        sizes.append(x.shape[0])
+        return conv(x)
+
+    with torch.no_grad():
+        assert torch.equal(in_region_chunks(layers, regions, per_chunk=25), conv(regions))
+        assert sizes == [25, 25, 10]
+        assert in_region_chunks(layers, regions[:0]).shape == (0, 3, 7, 7)

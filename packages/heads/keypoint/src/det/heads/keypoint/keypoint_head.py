@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from det.core.config import configurable
 from det.core.events import get_event_storage
 from det.core.layers import Conv2d, ConvTranspose2d, ShapeSpec, cat, interpolate
-from det.core.modeling.inputs import inference_layout
+from det.core.modeling.inputs import in_region_chunks, inference_layout
 from det.heads.roi.roi_heads import build_keypoint_head
 from det.structures import Instances, heatmaps_to_keypoints
 
@@ -211,7 +211,7 @@ class BaseKeypointRCNNHead(nn.Module):
             ``{"loss_keypoint": loss}`` in training; at inference, ``instances`` with
             ``pred_keypoints`` and ``pred_keypoint_heatmaps``.
         """
-        x = self.layers(x if self.training else inference_layout(x))
+        x = self.layers(x) if self.training else in_region_chunks(self.layers, inference_layout(x))
         if self.training:
             num_images = len(instances)
             normalizer = None if isinstance(self.loss_normalizer, str) else num_images * self.loss_normalizer

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from det.core.config import configurable
 from det.core.events import get_event_storage
 from det.core.layers import Conv2d, ConvTranspose2d, ShapeSpec, cat, get_norm, weight_init
-from det.core.modeling.inputs import inference_layout
+from det.core.modeling.inputs import in_region_chunks, inference_layout
 from det.heads.roi.roi_heads import build_mask_head
 from det.structures import Instances
 
@@ -200,7 +200,7 @@ class BaseMaskRCNNHead(nn.Module):
         Returns:
             ``{"loss_mask": loss}`` in training; at inference, ``instances`` with ``pred_masks``.
         """
-        x = self.layers(x if self.training else inference_layout(x))
+        x = self.layers(x) if self.training else in_region_chunks(self.layers, inference_layout(x))
         if self.training:
             return {"loss_mask": mask_rcnn_loss(x, instances, self.vis_period) * self.loss_weight}
         mask_rcnn_inference(x, instances)
