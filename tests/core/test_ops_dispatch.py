@@ -187,14 +187,37 @@ def test_first_torchvision_import_inside_a_forward_does_not_pin_its_frames():
 import gc, sys, weakref
 import torch
 gc.disable()  # only reference counting may free the tensor
-from det.core.layers import nms
+from det.core.layers import roi_align
 def forward():
     activation = torch.zeros(1000)
-    boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
-    nms(boxes, torch.ones(1), 0.5)  # first use: imports torchvision.ops
+    features = torch.rand(1, 1, 4, 4, requires_grad=True)
+    roi_align(features, torch.tensor([[0.0, 0.0, 0.0, 2.0, 2.0]]), 2, 1.0, 1, True)  # imports torchvision.ops
     return weakref.ref(activation)
 ref = forward()
 print("torchvision.ops" in sys.modules, ref() is None)
 """
     out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "True"]
+
+
+def test_nms_uses_torchvision_kernels_without_importing_torchvision():
+    """Inference needs only torchvision's compiled nms; importing torchvision.ops would cost ~0.8 s."""
+    import subprocess
+    import sys
+
+    child = r"""
+import sys
+import torch
+from det.core.layers import batched_nms, nms
+g = torch.Generator().manual_seed(0)
+xy = torch.rand(300, 2, generator=g) * 100
+boxes = torch.cat([xy, xy + torch.rand(300, 2, generator=g) * 30 + 1], 1)
+scores, classes = torch.rand(300, generator=g), torch.randint(0, 3, (300,), generator=g)
+keep, keep_batched = nms(boxes, scores, 0.5), batched_nms(boxes, scores, classes, 0.5)
+imported = "torchvision" in sys.modules
+import torchvision.ops
+print(imported, torch.equal(keep, torchvision.ops.nms(boxes, scores, 0.5)),
+      torch.equal(keep_batched, torchvision.ops.batched_nms(boxes, scores, classes, 0.5)))
+"""
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True", "True"]

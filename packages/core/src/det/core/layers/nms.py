@@ -83,9 +83,9 @@ def batched_nms_rotated(
 
 
 def _nms_reference(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    from det.core.layers.ops import torchvision_ops
+    from det.core.layers.ops import torchvision_kernels
 
-    return torchvision_ops().nms(boxes, scores, iou_threshold)
+    return torchvision_kernels().nms(boxes, scores, iou_threshold)
 
 
 def _batched_nms_reference(

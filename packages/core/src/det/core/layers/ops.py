@@ -73,6 +73,39 @@ FORCE_REFERENCE_ENV = "DET_FORCE_REFERENCE_OPS"
 _torchvision_ops: Any = None
 
 
+_kernels_loaded = False
+
+
+def torchvision_kernels() -> Any:
+    """``torch.ops.torchvision``: torchvision's compiled kernels, loaded without importing torchvision.
+
+    Inference needs only the kernels (``nms``); importing ``torchvision.ops`` for them costs ~0.8 s of
+    a new process's first prediction (it imports torch._dynamo). So the extension library is loaded
+    straight from torchvision's folder, as torchvision's own ``extension.py`` does. The kernels'
+    autograd formulas are registered by torchvision's Python code: paths that may need gradients
+    use :func:`torchvision_ops`. When the library cannot be found this way, torchvision is imported.
+    """
+    global _kernels_loaded
+    if not _kernels_loaded:
+        import importlib.machinery
+        import importlib.util
+        import sys
+
+        library = None
+        if "torchvision" not in sys.modules:
+            spec = importlib.util.find_spec("torchvision")
+            folder = spec.submodule_search_locations[0] if spec and spec.submodule_search_locations else None
+            if folder:
+                names = [f"{stem}{suffix}" for stem in ("_C_stable", "_C") for suffix in importlib.machinery.EXTENSION_SUFFIXES]
+                library = next((os.path.join(folder, n) for n in names if os.path.exists(os.path.join(folder, n))), None)
+        if library is not None:
+            torch.ops.load_library(library)
+        else:
+            torchvision_ops()
+        _kernels_loaded = True
+    return torch.ops.torchvision
+
+
 def torchvision_ops() -> Any:
     """``torchvision.ops``, imported on first use (it costs ~1 s: it pulls in torch._dynamo).
 
