@@ -8,6 +8,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from det.core.allocator import retain_freed_memory
 from det.core.transforms import ResizeShortestEdge
 
 __all__ = ["DefaultPredictor", "ResizeShortestEdge"]
@@ -102,6 +103,9 @@ class DefaultPredictor:
         predictor = DefaultPredictor(cfg)     # builds the model, loads cfg.MODEL.WEIGHTS, eval mode
         outputs = predictor(cv2.imread("input.jpg"))
         outputs["instances"].pred_boxes
+
+    It calls :func:`det.core.allocator.retain_freed_memory` (process-wide; ``DET_KEEP_FREED_MEMORY=0``
+    opts out), so that each inference reuses the previous one's memory instead of page-faulting it in.
     """
 
     def __init__(self, cfg: Any) -> None:
@@ -112,6 +116,7 @@ class DefaultPredictor:
                 f"DefaultPredictor supports cfg.INPUT.FORMAT 'RGB' or 'BGR', got {self.input_format!r}"
             )
         self.model = _build_and_load(self.cfg, cfg.MODEL.WEIGHTS)
+        retain_freed_memory()  # a predictor's process runs inference after inference
 
         self.aug = ResizeShortestEdge(
             [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
