@@ -199,6 +199,25 @@ def build_det_model(extra_opts: list | None = None, train: bool = False):
     return model
 
 
+def build_det_predictor(extra_opts: list | None = None):
+    """det as a user runs it: ``DefaultPredictor(cfg)`` on the calibrated checkpoint (a build without
+    random init, memory-mapped weights assigned to the model, det.core.allocator's setting).
+    Call it with ``bgr_numpy(image)``."""
+    from det.core import DefaultPredictor
+
+    path = CACHE / "det_mask_rcnn_R_50_FPN.pth"
+    if not path.exists():
+        build_det_model()  # calibrates and caches the weights
+    cfg = det_cfg(extra_opts)
+    cfg.MODEL.WEIGHTS = str(path)
+    return DefaultPredictor(cfg)
+
+
+def bgr_numpy(image):
+    """make_image's (3, H, W) uint8 tensor as the (H, W, 3) BGR numpy array DefaultPredictor takes."""
+    return image.permute(1, 2, 0).contiguous().numpy()
+
+
 def build_tv_model(train: bool = False):
     """torchvision's maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, box_score_thresh=0)."""
     import torch

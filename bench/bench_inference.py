@@ -10,6 +10,11 @@ has it). All take the same 800x1067 image, predictors calibrated to return 100 d
 variant alike; each variant's median of ``--runs`` warm runs is printed with its ratio to tv and
 its throughput in GFLOP/s (FLOPs of convolutions and matmuls counted by torch's FlopCounterMode on
 one det run).
+
+Two phases: first torchvision and plain det under glibc's default allocator, then every variant
+after ``det.core.allocator.retain_freed_memory()`` (which DefaultPredictor, fast mode and the det
+commands call; it is process-wide, so torchvision gets it too in phase 2). ``ratio_to_tv`` divides by
+torchvision as shipped (phase 1); ``ratio_to_tv_same_allocator`` by torchvision in the same phase.
 """
 
 from __future__ import annotations
@@ -48,6 +53,19 @@ def n_detections(name, out) -> int:
     return len(out[0]["instances"]) if name != "tv" else len(out[0]["boxes"])
 
 
+def time_interleaved(variants: dict, runs: int) -> tuple[dict[str, list[float]], list[str]]:
+    """``runs`` rounds of one call of each variant in turn (so load changes hit all alike)."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    loads = []
+    for _ in range(runs):
+        loads.append(load_line())
+        for name, (model, inputs) in variants.items():
+            t0 = time.perf_counter()
+            model(inputs)
+            times[name].append(time.perf_counter() - t0)
+    return times, loads
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
@@ -59,59 +77,75 @@ def main() -> None:
 
     import torch
 
+    from det.core.allocator import retain_freed_memory
+
     set_threads(args.threads)
     print(machine_line())
     image = make_image(args.height, args.width)
-    variants = {}
-    for name in args.variants.split(","):
-        if name == "tv":
-            variants[name] = (build_tv_model(), tv_inputs(image))
-        elif name in ("det", "fast32", "fast"):
-            model = build_det_model()
-            if name != "det":
+    names = args.variants.split(",")
+    unknown = set(names) - {"tv", "det", "fast32", "fast"}
+    if unknown:
+        raise SystemExit(f"unknown variants {sorted(unknown)}: expected tv, det, fast32 or fast")
+
+    # Phase 1, glibc's default allocator (what torchvision gets as shipped): tv and plain det.
+    # Phase 2, after det.core.allocator.retain_freed_memory() (what DefaultPredictor, fast mode and
+    # the det commands set, process-wide): every variant, torchvision included.
+    plain = {}
+    if "tv" in names:
+        plain["tv"] = (build_tv_model(), tv_inputs(image))
+    if "det" in names:
+        plain["det"] = (build_det_model(), det_inputs(image))
+
+    gflop = {}
+    dets = {}
+    with torch.no_grad():
+        for name, (model, inputs) in plain.items():
+            gflop[name] = count_gflop(model, inputs)
+            dets[name] = n_detections(name, model(inputs))  # also the warm-up
+        times_default, loads = time_interleaved(plain, args.runs)
+
+        retained = retain_freed_memory()
+        tuned = dict(plain)
+        for name in ("fast32", "fast"):
+            if name in names:
                 from det.core.fast import fast_mode
 
-                model = fast_mode(model, bf16=False if name == "fast32" else None)
-            variants[name] = (model, det_inputs(image))
-        else:
-            raise SystemExit(f"unknown variant {name!r}: expected tv, det, fast32 or fast")
-
-    gflop_det = gflop_tv = None
-    with torch.no_grad():
-        if "det" in variants or "fast32" in variants:
-            key = "det" if "det" in variants else "fast32"
-            gflop_det = count_gflop(*variants[key])
-        if "tv" in variants:
-            gflop_tv = count_gflop(*variants["tv"])
-        dets = {}
-        for name, (model, inputs) in variants.items():  # warm-up
+                model = fast_mode(build_det_model(), bf16=False if name == "fast32" else None)
+                tuned[name] = (model, det_inputs(image))
+        for name, (model, inputs) in tuned.items():
             dets[name] = n_detections(name, model(inputs))
-        times = {name: [] for name in variants}
-        loads = []
-        for _ in range(args.runs):
-            loads.append(load_line())
-            for name, (model, inputs) in variants.items():
-                t0 = time.perf_counter()
-                model(inputs)
-                times[name].append(time.perf_counter() - t0)
+            model(inputs)  # warm-up with the new allocator setting
+        times_tuned, loads_tuned = time_interleaved(tuned, args.runs)
+    loads += loads_tuned
     print(f"load during runs: {loads[0]} ... {loads[-1]}")
-    tv_med = statistics.median(times["tv"]) if "tv" in times else None
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        gflop = gflop_tv if name == "tv" else gflop_det
-        emit(
-            {
-                "variant": name,
-                "image": f"{args.height}x{args.width}",
-                "median_s": f"{med:.3f}",
-                "min_s": f"{min(ts):.3f}",
-                "runs": len(ts),
-                "ratio_to_tv": f"{med / tv_med:.3f}" if tv_med else "n/a",
-                "gflop": f"{gflop:.0f}" if gflop else "n/a",
-                "gflop_per_s": f"{gflop / med:.0f}" if gflop else "n/a",
-                "detections": dets[name],
-            }
-        )
+    print(f"retain_freed_memory applied: {retained}")
+
+    tv_default = statistics.median(times_default["tv"]) if "tv" in times_default else None
+    tv_tuned = statistics.median(times_tuned["tv"]) if "tv" in times_tuned else None
+    gflop_det = gflop.get("det")
+    for allocator, times in (("glibc-default", times_default), ("retain", times_tuned)):
+        for name, ts in times.items():
+            med = statistics.median(ts)
+            count = gflop.get("tv") if name == "tv" else gflop_det
+            emit(
+                {
+                    "variant": name,
+                    "allocator": allocator,
+                    "image": f"{args.height}x{args.width}",
+                    "median_s": f"{med:.3f}",
+                    "min_s": f"{min(ts):.3f}",
+                    "runs": len(ts),
+                    "ratio_to_tv": f"{med / tv_default:.3f}" if tv_default else "n/a",
+                    "ratio_to_tv_same_allocator": (
+                        f"{med / (tv_default if allocator == 'glibc-default' else tv_tuned):.3f}"
+                        if tv_default and tv_tuned
+                        else "n/a"
+                    ),
+                    "gflop": f"{count:.0f}" if count else "n/a",
+                    "gflop_per_s": f"{count / med:.0f}" if count else "n/a",
+                    "detections": dets[name],
+                }
+            )
     print(load_line())
 
 

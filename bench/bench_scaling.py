@@ -30,6 +30,22 @@ def child(args) -> None:
     if args.paste:
         return child_paste(args)
     images = [make_image(args.height, args.width, seed=i) for i in range(args.batch)]
+    if args.impl in ("predictor", "predictor_fast"):
+        from _common import bgr_numpy, build_det_predictor
+
+        if args.batch != 1:
+            raise SystemExit("the predictor variants take one image")
+        predictor = build_det_predictor(["TEST.DETECTIONS_PER_IMAGE", str(args.dets)])
+        if args.impl == "predictor_fast":
+            from det.core.fast import fast_mode
+
+            fast_mode(predictor.model)
+        image = bgr_numpy(images[0])
+        rss_build = current_rss_mb()
+        med, _ = median_time(lambda: predictor(image), runs=args.runs, warmup=1)
+        n = len(predictor(image)["instances"])
+        print(json.dumps({"median_s": med, "peak_rss_mb": peak_rss_mb(), "rss_build_mb": rss_build, "detections": n}))
+        return None
     if args.impl == "tv":
         model = build_tv_model()
         model.roi_heads.detections_per_img = args.dets
@@ -143,7 +159,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--child", action="store_true")
     ap.add_argument("--paste", action="store_true")
-    ap.add_argument("--impl", default="det", choices=["det", "fast", "tv"])
+    ap.add_argument("--impl", default="det", choices=["det", "fast", "tv", "predictor", "predictor_fast"])
     ap.add_argument("--height", type=int, default=800)
     ap.add_argument("--width", type=int, default=1067)
     ap.add_argument("--dets", type=int, default=100)
@@ -160,7 +176,7 @@ def main() -> None:
     if "memory" in only:
         print("# peak RSS of one 800x1067 inference (fresh process each)")
         tv = run("tv", runs=args.runs)
-        for impl in ("det", "fast"):
+        for impl in ("det", "fast", "predictor", "predictor_fast"):
             res = run(impl, runs=args.runs)
             print(
                 f"  {impl}: peak RSS ratio to tv {res['peak_rss_mb'] / tv['peak_rss_mb']:.3f}, "
