@@ -329,3 +329,30 @@ def test_linear_inference_on_onednn_equals_f_linear_and_training_is_f_linear_exa
     with torch.no_grad():
         assert fc(torch.zeros(0, 300)).shape == (0, 40)
         assert fc(x.double().float()[None]).shape == (1, 50, 40)  # 3-d input: F.linear
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_conv_with_frozen_bn_normalizes_its_own_output_in_place_bit_for_bit(channels_last):
+    from det.core.layers import Conv2d, FrozenBatchNorm2d
+
+    torch.manual_seed(0)
+    bn = FrozenBatchNorm2d(6)
+    bn.weight.uniform_(0.5, 1.5), bn.bias.normal_(), bn.running_mean.normal_(), bn.running_var.uniform_(0.2, 2)
+    conv = Conv2d(3, 6, 3, padding=1, bias=False, norm=bn)
+    x = torch.randn(2, 3, 9, 11)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    expected = F.batch_norm(
+        F.conv2d(x, conv.weight, None, padding=1), bn.running_mean, bn.running_var, bn.weight, bn.bias, eps=bn.eps
+    )
+    with torch.no_grad():
+        assert torch.equal(conv(x), expected)
+    trained = conv(x)  # gradients: the out-of-place op
+    assert trained.requires_grad and torch.equal(trained.detach(), expected)
+
+    mine = torch.randn(2, 6, 4, 4)
+    kept = mine.clone()
+    with torch.no_grad():
+        bn(mine)  # called directly, the layer never writes into its input
+    assert torch.equal(mine, kept)
+    assert bn.normalize_in_place_(torch.zeros(1, 6, 2, 2, dtype=torch.float64)) is None

@@ -62,6 +62,37 @@ class FrozenBatchNorm2d(nn.Module):
             x, self.running_mean, self.running_var, self.weight, self.bias, training=False, eps=self.eps
         )
 
+    def normalize_in_place_(self, x: torch.Tensor) -> torch.Tensor | None:
+        """``self(x)`` written into ``x`` and returned (the same numbers, bit for bit), or None when
+        that does not apply (gradients, tracing, another dtype). Only for a tensor nobody else
+        reads: det's ``Conv2d`` passes its own fresh output at inference, which saves allocating
+        (and page-faulting) a second map of that size after every convolution.
+        """
+        if (
+            x.requires_grad
+            or x.dtype != self.weight.dtype
+            or x.device != self.weight.device
+            or torch.jit.is_scripting()
+            or torch.jit.is_tracing()
+            or torch.compiler.is_compiling()
+        ):
+            return None
+        unused = x.new_empty(0)
+        torch.ops.aten.native_batch_norm.out(
+            x,
+            self.weight,
+            self.bias,
+            self.running_mean,
+            self.running_var,
+            False,
+            0.1,
+            self.eps,
+            out=x,
+            save_mean=unused,
+            save_invstd=unused.clone(),
+        )
+        return x
+
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
     ):

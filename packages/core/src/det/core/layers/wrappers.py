@@ -86,7 +86,9 @@ class Conv2d(nn.Conv2d):
                 raise ValueError("SyncBatchNorm does not support empty inputs!")
         x = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         if self.norm is not None:
-            x = self.norm(x)
+            normalize_in_place_ = getattr(self.norm, "normalize_in_place_", None)  # FrozenBatchNorm2d
+            normalized = normalize_in_place_(x) if normalize_in_place_ is not None else None
+            x = self.norm(x) if normalized is None else normalized
         if self.activation is not None:
             x = self.activation(x)
         return x
