@@ -1,20 +1,24 @@
 """Keep freed activation memory in the process instead of handing it back to the kernel.
 
-glibc's malloc serves every block above its mmap threshold (at most 32 MB) with a fresh ``mmap`` and
-unmaps it on free. A Mask R-CNN inference at 800x1067 allocates activations of 10-60 MB each, so every
-forward pass maps them again and takes one page fault per 4 KiB page on first touch: ~600,000 faults
-and ~1 s of kernel time per image on the bench machine (bench/README.md), ~25% of the wall time.
-Raising the thresholds keeps those blocks in malloc's heap, where the next forward reuses them.
-The peak memory is unchanged (the same blocks are live at the same time); what changes is that the
-process keeps its peak footprint between inferences instead of returning it, as a caching allocator
-does::
+glibc's malloc serves blocks above its mmap threshold with a fresh ``mmap`` and unmaps them on free;
+the threshold starts at 128 KiB and only creeps up as blocks are freed. A Mask R-CNN inference at
+800x1067 allocates hundreds of activations of 1-50 MB, so a new process maps them again on every
+forward pass and takes one page fault per 4 KiB page on first touch: ~300,000-600,000 faults per
+image on the bench machine, 20-25% of the wall time (bench/README.md). Fixing the mmap threshold at
+32 MB (glibc's own ceiling) and not trimming the heap keeps those blocks in malloc's heap, where the
+next forward pass reuses them; the few bigger blocks (a stride-4 map, the pasted masks) are still
+mapped fresh and returned, so they cannot fragment the heap.
+
+The price is memory that stays with the process: freed activations are not returned between
+inferences, and the heap's fragmentation adds to the peak (~+80 MB on the bench model with images of
+varying sizes, bench/README.md)::
 
     from det.core.allocator import retain_freed_memory
     retain_freed_memory()        # True when applied (glibc), False elsewhere or when opted out
 
 It is process-wide, so det only calls it where det owns the process's inference loop:
 :class:`~det.core.predictor.DefaultPredictor`, :func:`~det.core.fast.fast_mode` and the ``det``
-commands. ``DET_KEEP_FREED_MEMORY=0`` in the environment turns it off.
+commands. ``DET_KEEP_FREED_MEMORY=0`` in the environment turns it off (lower peak, slower).
 """
 
 from __future__ import annotations
@@ -28,14 +32,14 @@ OPT_OUT_ENV = "DET_KEEP_FREED_MEMORY"
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-_THRESHOLD = 1 << 30  # blocks below 1 GiB come from (and go back to) the heap
-_FALLBACK_MMAP_THRESHOLD = 32 << 20  # glibc builds that cap the threshold accept this
+_MMAP_THRESHOLD = 32 << 20
+_TRIM_THRESHOLD = 1 << 30
 
 _applied = False
 
 
 def retain_freed_memory() -> bool:
-    """Raise glibc's mmap and trim thresholds once per process; True if they are in effect.
+    """Fix glibc's mmap threshold at 32 MB and stop heap trimming, once per process; True if in effect.
 
     A no-op returning False on non-glibc systems (macOS, Windows, musl) and when
     ``DET_KEEP_FREED_MEMORY=0``.
@@ -54,9 +58,8 @@ def retain_freed_memory() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    if not mallopt(_M_MMAP_THRESHOLD, _THRESHOLD) and not mallopt(_M_MMAP_THRESHOLD, _FALLBACK_MMAP_THRESHOLD):
+    if not mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) or not mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD):
         return False
-    mallopt(_M_TRIM_THRESHOLD, _THRESHOLD)
     _applied = True
     return True
 
