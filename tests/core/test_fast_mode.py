@@ -158,3 +158,36 @@ def test_fast_mode_bf16_agrees_with_golden_mask_rcnn(mask_case):
         # same-class match with IoU > 0.5 and 0.99/1.0 with IoU > 0.3.
         assert (best > 0.5).float().mean() >= 0.85, best
         assert (best > 0.3).float().mean() >= 0.95, best
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/maps"), reason="reads /proc/self/maps")
+def test_fast_mode_releases_the_memory_mapped_checkpoint(configs_dir, tmp_path):
+    """DefaultPredictor's weights are views of the checkpoint file's mapping; once fast mode has
+    converted them, nothing may keep the mapping (and its resident pages) alive."""
+    import gc
+
+    import numpy as np
+
+    from det.core import DefaultPredictor
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(configs_dir / "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.RESNETS.DEPTH, cfg.MODEL.RESNETS.RES2_OUT_CHANNELS, cfg.MODEL.FPN.OUT_CHANNELS = 18, 64, 32
+    weights = tmp_path / "model_final.pth"
+    DetectionCheckpointer(build_model(cfg), save_dir=str(tmp_path)).save("model_final")
+    cfg.MODEL.WEIGHTS = str(weights)
+
+    def mapped() -> bool:
+        with open("/proc/self/maps") as f:
+            return str(weights) in f.read()
+
+    predictor = DefaultPredictor(cfg)
+    assert mapped()  # the weights are the file's pages
+    for bf16 in (False,) + ((True,) if bf16_supported() else ()):
+        predictor = DefaultPredictor(cfg)
+        fast_mode(predictor.model, bf16=bf16)
+        gc.collect()
+        assert not mapped(), f"bf16={bf16}"
+        image = np.zeros((64, 80, 3), dtype=np.uint8)
+        assert "instances" in predictor(image)
