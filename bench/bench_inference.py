@@ -44,7 +44,9 @@ def count_gflop(model, inputs) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    # With autograd on, det takes its training-path kernels (F.linear, torchvision's roi_align), whose
+    # FLOPs the counter knows; the oneDNN linear of the inference path is not in its table.
+    with torch.enable_grad(), FlopCounterMode(display=False) as counter:
         model(inputs)
     return counter.get_total_flops() / 1e9
 
