@@ -87,3 +87,15 @@ def test_dispatch_uses_separable_for_inference_and_torchvision_where_gradients_f
     trained.sum().backward()
 
     assert torch.equal(roi_align(x, rois, (7, 7), 0.25, 0, True), inferred)  # grad on, no grad needed
+
+
+def test_huge_boxes_go_to_torchvision_kernel_and_non_finite_boxes_are_refused():
+    x = _features(False)
+    pool = ROIAlign((7, 7), spatial_scale=0.25, sampling_ratio=0, aligned=True)
+    huge = torch.tensor([[0.0, 0.0, 0.0, 1e7, 10.0]])  # ~360,000 samples per bin side
+    with torch.no_grad():
+        got = pool(x, huge)
+        assert got.is_contiguous()  # torchvision's kernel (NCHW), not the separable form
+        assert torch.equal(got, torch.ops.torchvision.roi_align(x, huge, 0.25, 7, 7, 0, True))
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            pool(x, torch.tensor([[0.0, float("nan"), 0.0, 10.0, 10.0]]))

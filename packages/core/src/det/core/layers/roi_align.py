@@ -92,7 +92,12 @@ def _roi_align_reference(
     sampling_ratio: int,
     aligned: bool,
 ) -> torch.Tensor:
-    if _separable_applies(input, rois):
+    if input.device.type == "cpu" and rois.numel() and not bool(torch.isfinite(rois).all()):
+        raise ValueError(
+            "roi_align: rois contain NaN or infinite coordinates (often a diverged box regression); "
+            "check the boxes before pooling"
+        )
+    if _separable_applies(input, rois) and _separable_fits(rois, output_size, spatial_scale, sampling_ratio):
         return roi_align_separable(input, rois, output_size, spatial_scale, sampling_ratio, aligned)
     return torchvision_ops().roi_align(input, rois, output_size, spatial_scale, sampling_ratio, aligned)
 
@@ -107,6 +112,24 @@ def _separable_applies(input: torch.Tensor, rois: torch.Tensor) -> bool:
         and not torch.jit.is_tracing()
         and not torch.compiler.is_compiling()
     )
+
+
+_MAX_SAMPLES_PER_BIN_SIDE = 64
+
+
+def _separable_fits(rois: torch.Tensor, output_size: tuple[int, int], spatial_scale: float, sampling_ratio: int) -> bool:
+    """Whether the separable form's sample grid stays small: finite boxes and at most 64 samples
+    per bin side (boxes that large, or non-finite ones, go to torchvision's loop, which needs no
+    memory per sample)."""
+    if rois.numel() == 0:
+        return True
+    if sampling_ratio > 0:
+        return sampling_ratio <= _MAX_SAMPLES_PER_BIN_SIDE and bool(torch.isfinite(rois).all())
+    sides = (rois[:, 3:5] - rois[:, 1:3]) * spatial_scale
+    if not bool(torch.isfinite(sides).all()):
+        return False
+    per_bin = sides / torch.tensor([output_size[1], output_size[0]], dtype=sides.dtype)
+    return bool(per_bin.max() <= _MAX_SAMPLES_PER_BIN_SIDE)
 
 
 _WINDOW_BUDGET = 1 << 23
@@ -136,7 +159,7 @@ def roi_align_separable(
     num_images, channels, height, width = input.shape
     pooled_h, pooled_w = output_size
     num_rois = rois.shape[0]
-    out = input.new_zeros((num_rois, pooled_h, pooled_w, channels))
+    out = input.new_empty((num_rois, pooled_h, pooled_w, channels))  # every row is written below
     if num_rois == 0 or channels == 0:
         return out.permute(0, 3, 1, 2)
     pixels = input.permute(0, 2, 3, 1).reshape(num_images * height * width, channels)
