@@ -125,6 +125,7 @@ def _onednn_linear_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and x.shape[0] > 0
         and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
         and _HAS_ONEDNN_LINEAR
+        and torch.backends.mkldnn.enabled
         and not torch.jit.is_scripting()
         and not torch.jit.is_tracing()
         and not torch.compiler.is_compiling()
