@@ -158,7 +158,7 @@ def wall(cmd: list[str], env=None) -> float:
 
 def wall_cpu(cmd: list[str], env=None) -> tuple[float, float]:
     """(wall seconds, user + system CPU seconds) of one child process, spawn to exit."""
-    first, elapsed, cpu = timed_child(cmd, env)
+    _, elapsed, cpu = timed_child(cmd, env)
     return elapsed, cpu
 
 

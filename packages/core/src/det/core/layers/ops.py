@@ -70,9 +70,6 @@ OP_NAMES: tuple[str, ...] = tuple(REFERENCE_OPS)
 FORCE_REFERENCE_ENV = "DET_FORCE_REFERENCE_OPS"
 
 
-_torchvision_ops: Any = None
-
-
 _kernels_loaded = False
 
 
@@ -96,14 +93,23 @@ def torchvision_kernels() -> Any:
             spec = importlib.util.find_spec("torchvision")
             folder = spec.submodule_search_locations[0] if spec and spec.submodule_search_locations else None
             if folder:
-                names = [f"{stem}{suffix}" for stem in ("_C_stable", "_C") for suffix in importlib.machinery.EXTENSION_SUFFIXES]
-                library = next((os.path.join(folder, n) for n in names if os.path.exists(os.path.join(folder, n))), None)
-        if library is not None:
+                candidates = (
+                    os.path.join(folder, stem + suffix)
+                    for stem in ("_C_stable", "_C")
+                    for suffix in importlib.machinery.EXTENSION_SUFFIXES
+                )
+                library = next((path for path in candidates if os.path.exists(path)), None)
+        try:
+            if library is None:
+                raise OSError("torchvision's extension library was not found next to its package")
             torch.ops.load_library(library)
-        else:
-            torchvision_ops()
+        except OSError:
+            torchvision_ops()  # torchvision's own import loads it (or says what is wrong)
         _kernels_loaded = True
     return torch.ops.torchvision
+
+
+_torchvision_ops: Any = None
 
 
 def torchvision_ops() -> Any:
@@ -126,7 +132,7 @@ def torchvision_ops() -> Any:
             def load() -> None:
                 try:
                     importlib.import_module("torchvision.ops")
-                except BaseException as e:  # noqa: BLE001 - re-raised on the caller's thread
+                except BaseException as e:  # re-raised on the caller's thread
                     failure.append(e)
 
             loader = threading.Thread(target=load, name="det-import-torchvision-ops")
