@@ -153,13 +153,8 @@ print(json.dumps({"torch": t1 - t0, "det.structures": t2 - t1, "det.core.layers"
 
 
 def wall(cmd: list[str], env=None) -> float:
-    return wall_cpu(cmd, env)[0]
-
-
-def wall_cpu(cmd: list[str], env=None) -> tuple[float, float]:
-    """(wall seconds, user + system CPU seconds) of one child process, spawn to exit."""
-    _, elapsed, cpu = timed_child(cmd, env)
-    return elapsed, cpu
+    """Seconds from spawn to exit of one child process."""
+    return timed_child(cmd, env)[1]
 
 
 def timed_child(cmd: list[str], env=None) -> tuple[float | None, float, float]:

@@ -9,7 +9,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
-from det.core.layers.wrappers import BatchNorm2d
+from det.core.layers.wrappers import BatchNorm2d, eager_cpu_inference
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -68,15 +68,8 @@ class FrozenBatchNorm2d(nn.Module):
         reads: det's ``Conv2d`` passes its own fresh output at CPU inference, which saves allocating
         (and page-faulting) a second map of that size after every convolution.
         """
-        if (
-            x.requires_grad
-            or x.device.type != "cpu"  # checked bit-exact on the CPU kernel only
-            or x.dtype != self.weight.dtype
-            or x.device != self.weight.device
-            or torch.jit.is_scripting()
-            or torch.jit.is_tracing()
-            or torch.compiler.is_compiling()
-        ):
+        # only the CPU kernel is checked bit-exact; an input that requires grad keeps its graph intact
+        if x.requires_grad or x.dtype != self.weight.dtype or not eager_cpu_inference(x, self.weight):
             return None
         unused = x.new_empty(0)
         torch.ops.aten.native_batch_norm.out(

@@ -7,6 +7,7 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 
 from det.core.layers.ops import dispatch, torchvision_ops
+from det.core.layers.wrappers import eager_cpu_inference
 
 
 def _check_roi_args(fn: str, input: torch.Tensor, rois: torch.Tensor, width: int, layout: str) -> None:
@@ -97,37 +98,26 @@ def _roi_align_reference(
             "roi_align: rois contain NaN or infinite coordinates (often a diverged box regression); "
             "check the boxes before pooling"
         )
-    if _separable_applies(input, rois) and _separable_fits(rois, output_size, spatial_scale, sampling_ratio):
+    if _separable_applies(input) and _separable_fits(rois, output_size, spatial_scale, sampling_ratio):
         return roi_align_separable(input, rois, output_size, spatial_scale, sampling_ratio, aligned)
     return torchvision_ops().roi_align(input, rois, output_size, spatial_scale, sampling_ratio, aligned)
 
 
-def _separable_applies(input: torch.Tensor, rois: torch.Tensor) -> bool:
+def _separable_applies(input: torch.Tensor) -> bool:
     """Inference on the CPU: the separable form serves it. Training keeps torchvision's kernel, whose
     forward (and so detectron2's training losses) it matches bit for bit."""
-    return (
-        input.device.type == "cpu"
-        and input.dtype in (torch.float32, torch.float64)
-        and not (torch.is_grad_enabled() and input.requires_grad)
-        and not torch.jit.is_tracing()
-        and not torch.compiler.is_compiling()
-    )
+    return input.dtype in (torch.float32, torch.float64) and eager_cpu_inference(input)
 
 
 _MAX_SAMPLES_PER_BIN_SIDE = 64
 
 
 def _separable_fits(rois: torch.Tensor, output_size: tuple[int, int], spatial_scale: float, sampling_ratio: int) -> bool:
-    """Whether the separable form's sample grid stays small: finite boxes and at most 64 samples
-    per bin side (boxes that large, or non-finite ones, go to torchvision's loop, which needs no
-    memory per sample)."""
-    if rois.numel() == 0:
-        return True
-    if sampling_ratio > 0:
-        return sampling_ratio <= _MAX_SAMPLES_PER_BIN_SIDE and bool(torch.isfinite(rois).all())
+    """Whether the separable form's sample grid stays small: at most 64 samples per bin side (boxes
+    that large go to torchvision's loop, which needs no memory per sample). ``rois`` are finite."""
+    if sampling_ratio > 0 or rois.numel() == 0:
+        return sampling_ratio <= _MAX_SAMPLES_PER_BIN_SIDE
     sides = (rois[:, 3:5] - rois[:, 1:3]) * spatial_scale
-    if not bool(torch.isfinite(sides).all()):
-        return False
     per_bin = sides / torch.tensor([output_size[1], output_size[0]], dtype=sides.dtype)
     return bool(per_bin.max() <= _MAX_SAMPLES_PER_BIN_SIDE)
 

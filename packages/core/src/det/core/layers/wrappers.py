@@ -118,14 +118,22 @@ class Linear(nn.Linear):
 
 def _onednn_linear_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and weight.dtype == torch.float32
+        _HAS_ONEDNN_LINEAR
+        and torch.backends.mkldnn.enabled
+        and x.dtype == weight.dtype == torch.float32
         and x.dim() == 2
         and x.shape[0] > 0
-        and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
-        and _HAS_ONEDNN_LINEAR
-        and torch.backends.mkldnn.enabled
+        and eager_cpu_inference(x, weight)
+    )
+
+
+def eager_cpu_inference(*tensors: torch.Tensor) -> bool:
+    """Whether an op on ``tensors`` may take det's CPU inference route: all on the CPU, no gradient
+    can flow to any of them, and nothing is being scripted, traced or compiled (those see the
+    training path's ops, whose numbers are detectron2's bit for bit)."""
+    return (
+        all(t.device.type == "cpu" for t in tensors)
+        and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
         and not torch.jit.is_scripting()
         and not torch.jit.is_tracing()
         and not torch.compiler.is_compiling()
