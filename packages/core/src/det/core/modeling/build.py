@@ -45,7 +45,6 @@ def _skipping_fill(original: Callable[..., Any]) -> Callable[..., Any]:
         record.append(tensor)
         return tensor
 
-    fill._det_skip_init_original = original  # type: ignore[attr-defined]
     return fill
 
 
