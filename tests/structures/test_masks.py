@@ -299,3 +299,33 @@ def test_paste_masks_in_image_threshold_and_uint8():
     assert paste_masks_in_image(torch.zeros(0, 28, 28), torch.zeros(0, 4), (5, 6)).shape == (0, 5, 6)
     with pytest.raises(ValueError, match="square"):
         paste_masks_in_image(torch.zeros(1, 28, 14), boxes, (8, 8))
+
+
+def test_first_mask_target_does_not_pin_the_training_step_frames():
+    """Mask targets are made inside the training forward; the torchvision.ops import they trigger
+    makes a reference cycle through the importing stack, so it runs on a thread of its own."""
+    import subprocess
+    import sys
+
+    child = r"""
+import gc, sys, weakref
+import torch
+gc.disable()  # only reference counting may free the tensor
+from det.structures import BitMasks
+def training_step():
+    activation = torch.zeros(1000)
+    BitMasks(torch.ones(2, 8, 8, dtype=torch.bool)).crop_and_resize(torch.tensor([[0.0, 0, 4, 4], [1, 1, 6, 6]]), 4)
+    return weakref.ref(activation)
+ref = training_step()
+print("torchvision.ops" in sys.modules, ref() is None)
+"""
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"]
+
+
+def test_an_import_error_on_the_loader_thread_is_raised_to_the_caller():
+    from det.structures._thread_import import import_on_own_thread
+
+    with pytest.raises(ModuleNotFoundError, match="no_such_module_for_det"):
+        import_on_own_thread("no_such_module_for_det")
+    assert import_on_own_thread("json") is __import__("json")

@@ -11,6 +11,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from det.structures._thread_import import import_on_own_thread
 from det.structures.boxes import Boxes
 
 __all__ = [
@@ -222,9 +223,13 @@ class BitMasks:
 
 
 def _roi_align(masks: torch.Tensor, rois: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
-    """ROIAlign(output_size, spatial_scale=1, sampling_ratio=0, aligned=True), torchvision if present."""
+    """ROIAlign(output_size, spatial_scale=1, sampling_ratio=0, aligned=True), torchvision if present.
+
+    Mask targets are made inside the training forward, so torchvision.ops is imported on a thread
+    of its own (see :mod:`det.structures._thread_import`).
+    """
     try:
-        from torchvision.ops import roi_align
+        roi_align = import_on_own_thread("torchvision.ops").roi_align
     except ImportError:
         from det.structures._roi_align import roi_align
     return cast("torch.Tensor", roi_align(masks, rois, output_size, 1.0, 0, True))

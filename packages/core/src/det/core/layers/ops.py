@@ -48,6 +48,8 @@ from typing import Any
 
 import torch
 
+from det.structures._thread_import import import_on_own_thread
+
 REFERENCE_DEVICE = "*"
 """Device key under which :func:`op_providers` lists the reference (it serves every device)."""
 
@@ -115,32 +117,13 @@ _torchvision_ops: Any = None
 def torchvision_ops() -> Any:
     """``torchvision.ops``, imported on first use (it costs ~1 s: it pulls in torch._dynamo).
 
-    The first import runs on a thread of its own. Importing torchvision.ops calls ``torch.fx.wrap``,
-    whose frame holds a reference to itself: a reference cycle that keeps every frame below it on
-    the stack alive until the cyclic garbage collector runs. Imported from inside a forward pass (the
-    first NMS), that pinned the whole forward's activations, ~190 MB at 800x1067, through the next
-    inference. On a fresh thread the cycle holds only that thread's frames.
+    The import runs on a thread of its own: imported from inside a forward pass (the first NMS),
+    its reference cycle would keep the pass's activations alive (see
+    ``det.structures._thread_import``).
     """
     global _torchvision_ops
     if _torchvision_ops is None:
-        import sys
-        import threading
-
-        if "torchvision.ops" not in sys.modules:
-            failure: list[BaseException] = []
-
-            def load() -> None:
-                try:
-                    importlib.import_module("torchvision.ops")
-                except BaseException as e:  # re-raised on the caller's thread
-                    failure.append(e)
-
-            loader = threading.Thread(target=load, name="det-import-torchvision-ops")
-            loader.start()
-            loader.join()
-            if failure:
-                raise failure[0]
-        _torchvision_ops = sys.modules["torchvision.ops"]
+        _torchvision_ops = import_on_own_thread("torchvision.ops")
     return _torchvision_ops
 
 
