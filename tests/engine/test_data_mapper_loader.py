@@ -231,6 +231,9 @@ def test_repeat_factor_sampler():
     factors = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(dicts, 0.5)
     # category 1 is in 1/4 of the images: sqrt(0.5 / 0.25) = sqrt(2); category 0 stays at 1.
     torch.testing.assert_close(factors, torch.tensor([2**0.5, 1.0, 1.0, 1.0]))
+    # DATALOADER.REPEAT_SQRT: False repeats by the ratio itself
+    linear = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(dicts, 0.5, sqrt=False)
+    torch.testing.assert_close(linear, torch.tensor([2.0, 1.0, 1.0, 1.0]))
     sampler = RepeatFactorTrainingSampler(torch.tensor([2.0, 1.0]), seed=0, shuffle=False)
     assert list(itertools.islice(sampler, 6)) == [0, 0, 1, 0, 0, 1]
 

@@ -13,6 +13,8 @@ from det.engine.train.lr_scheduler import (
     CosineParamScheduler,
     LRMultiplier,
     MultiStepParamScheduler,
+    StepParamScheduler,
+    StepWithFixedGammaParamScheduler,
     WarmupParamScheduler,
 )
 from det.engine.train.solver import (
@@ -80,6 +82,45 @@ def test_warmup_cosine_schedule():
     lrs = _lrs(cfg, 100)
     for it in (0, 25, 50, 99):
         assert lrs[it] == pytest.approx(1.0 + math.cos(math.pi * it / 100), abs=1e-9)
+
+
+def test_warmup_step_with_fixed_gamma_schedule():
+    cfg = get_cfg()
+    cfg.SOLVER.LR_SCHEDULER_NAME = "WarmupStepWithFixedGammaLR"
+    cfg.SOLVER.BASE_LR = 1.0
+    cfg.SOLVER.GAMMA = 0.5
+    cfg.SOLVER.NUM_DECAYS = 3
+    cfg.SOLVER.MAX_ITER = 8
+    cfg.SOLVER.WARMUP_ITERS = 0
+    # four equal quarters of 8 iterations: 1, 0.5, 0.25, 0.125; where == 1 keeps the last value
+    assert _lrs(cfg, 9) == pytest.approx([1, 1, 0.5, 0.5, 0.25, 0.25, 0.125, 0.125, 0.125])
+
+
+def test_rescale_interval_restarts_the_schedule_after_warmup():
+    cfg = get_cfg()
+    cfg.SOLVER.LR_SCHEDULER_NAME = "WarmupStepWithFixedGammaLR"
+    cfg.SOLVER.BASE_LR = 1.0
+    cfg.SOLVER.GAMMA = 0.1
+    cfg.SOLVER.NUM_DECAYS = 1
+    cfg.SOLVER.MAX_ITER = 10
+    cfg.SOLVER.WARMUP_ITERS = 4
+    cfg.SOLVER.WARMUP_FACTOR = 0.5
+    cfg.SOLVER.WARMUP_METHOD = "constant"
+    # fixed interval: the decay comes at iteration 5 of 10, one iteration after warmup
+    assert _lrs(cfg, 10) == pytest.approx([0.5] * 4 + [1.0] + [0.1] * 5)
+    cfg.SOLVER.RESCALE_INTERVAL = True
+    # rescaled: the remaining 6 iterations are the schedule's whole range, decay at 4 + 3
+    assert _lrs(cfg, 10) == pytest.approx([0.5] * 4 + [1.0] * 3 + [0.1] * 3)
+
+
+def test_step_schedulers_check_their_arguments():
+    assert [StepParamScheduler(4, [3, 2])(x / 4) for x in range(5)] == [3, 3, 2, 2, 2]
+    with pytest.raises(ValueError, match="at least one value"):
+        StepParamScheduler(4, [])
+    with pytest.raises(ValueError, match="NUM_DECAYS"):
+        StepWithFixedGammaParamScheduler(base_value=1.0, num_decays=0, gamma=0.1, num_updates=10)
+    with pytest.raises(ValueError, match="positive"):
+        StepWithFixedGammaParamScheduler(base_value=1.0, num_decays=2, gamma=-0.1, num_updates=10)
 
 
 def test_unknown_scheduler_and_bad_end_lr_raise():

@@ -82,10 +82,11 @@ class RepeatFactorTrainingSampler(Sampler):
 
     @staticmethod
     def repeat_factors_from_category_frequency(
-        dataset_dicts: list[dict], repeat_thresh: float
+        dataset_dicts: list[dict], repeat_thresh: float, sqrt: bool = True
     ) -> torch.Tensor:
         """Per-image repeat factor ``max(1, sqrt(t / f(c)))`` over the image's categories ``c``,
-        where ``f(c)`` is the fraction of images containing ``c`` (LVIS paper, sec. 2)."""
+        where ``f(c)`` is the fraction of images containing ``c`` (LVIS paper, sec. 2); without
+        ``sqrt`` (``DATALOADER.REPEAT_SQRT: False``) the factor is ``max(1, t / f(c))``."""
         category_freq: dict[int, float] = defaultdict(int)
         for dataset_dict in dataset_dicts:
             cat_ids = {ann["category_id"] for ann in dataset_dict["annotations"]}
@@ -95,7 +96,7 @@ class RepeatFactorTrainingSampler(Sampler):
         for k, v in category_freq.items():
             category_freq[k] = v / num_images
         category_rep = {
-            cat_id: max(1.0, math.sqrt(repeat_thresh / cat_freq))
+            cat_id: max(1.0, math.sqrt(repeat_thresh / cat_freq) if sqrt else repeat_thresh / cat_freq)
             for cat_id, cat_freq in category_freq.items()
         }
         rep_factors = []

@@ -26,6 +26,8 @@ __all__ = [
     "LinearParamScheduler",
     "MultiStepParamScheduler",
     "ParamScheduler",
+    "StepParamScheduler",
+    "StepWithFixedGammaParamScheduler",
     "WarmupParamScheduler",
 ]
 
@@ -113,6 +115,44 @@ class MultiStepParamScheduler(ParamScheduler):
         return self._param_schedule[bisect.bisect_right(self._milestones, epoch_num)]
 
 
+class StepParamScheduler(ParamScheduler):
+    """``values`` one after the other, each over an equal share of training.
+
+        StepParamScheduler(num_updates=120, values=[0.1, 0.01, 0.001, 0.0001])(45 / 120) == 0.01
+    """
+
+    def __init__(self, num_updates: int | float, values: Sequence[float]) -> None:
+        if num_updates <= 0:
+            raise ValueError(f"StepParamScheduler: num_updates must be positive, got {num_updates}")
+        if not values:
+            raise ValueError("StepParamScheduler needs at least one value")
+        self._param_schedule = list(values)
+
+    def __call__(self, where: float) -> float:
+        _check_where(where)
+        # where == 1 (the step after the last iteration) keeps the last value
+        index = min(int((where + self.WHERE_EPSILON) * len(self._param_schedule)), len(self._param_schedule) - 1)
+        return self._param_schedule[index]
+
+
+class StepWithFixedGammaParamScheduler(StepParamScheduler):
+    """``base_value`` multiplied by ``gamma`` ``num_decays`` times, at equally spaced points.
+
+        StepWithFixedGammaParamScheduler(base_value=1, num_decays=3, gamma=0.1, num_updates=120)
+        # 1 for updates 0-29, 0.1 for 30-59, 0.01 for 60-89, 0.001 for 90-119
+    """
+
+    def __init__(self, base_value: float, num_decays: int, gamma: float, num_updates: int) -> None:
+        if not (base_value > 0 and gamma > 0):
+            raise ValueError(
+                f"StepWithFixedGammaParamScheduler: base_value and gamma must be positive, got {base_value}, {gamma}")
+        if not (isinstance(num_decays, int) and num_decays > 0 and isinstance(num_updates, int) and num_updates > 0):
+            raise ValueError(
+                "StepWithFixedGammaParamScheduler: num_decays and num_updates must be positive integers, "
+                f"got {num_decays!r}, {num_updates!r} (SOLVER.NUM_DECAYS, SOLVER.MAX_ITER)")
+        super().__init__(num_updates, [base_value * gamma**k for k in range(num_decays + 1)])
+
+
 class CompositeParamScheduler(ParamScheduler):
     """Several schedulers one after the other, each over a fraction ``lengths[i]`` of training.
 
@@ -151,11 +191,13 @@ class WarmupParamScheduler(CompositeParamScheduler):
     """``scheduler`` preceded by a warmup over the first ``warmup_length`` of training.
 
     Linear warmup goes from ``warmup_factor * scheduler(0)`` to ``scheduler(warmup_length)``;
-    constant warmup stays at ``warmup_factor * scheduler(0)``.
+    constant warmup stays at ``warmup_factor * scheduler(0)``. With ``rescale_interval`` the
+    scheduler sees its own progress over the rest of training (0 right after warmup) instead of
+    the global one (``SOLVER.RESCALE_INTERVAL``).
     """
 
     def __init__(self, scheduler: ParamScheduler, warmup_factor: float, warmup_length: float,
-                 warmup_method: str = "linear") -> None:
+                 warmup_method: str = "linear", rescale_interval: bool = False) -> None:
         end_value = scheduler(warmup_length)
         start_value = warmup_factor * scheduler(0.0)
         if warmup_method == "constant":
@@ -164,7 +206,7 @@ class WarmupParamScheduler(CompositeParamScheduler):
             warmup = LinearParamScheduler(start_value, end_value)
         else:
             raise ValueError(f"Unknown warmup method: {warmup_method!r} (expected 'linear' or 'constant')")
-        super().__init__([warmup, scheduler], interval_scaling=["rescaled", "fixed"],
+        super().__init__([warmup, scheduler], interval_scaling=["rescaled", "rescaled" if rescale_interval else "fixed"],
                          lengths=[warmup_length, 1 - warmup_length])
 
 

@@ -21,6 +21,7 @@ from det.engine.train.lr_scheduler import (
     LRMultiplier,
     MultiStepParamScheduler,
     ParamScheduler,
+    StepWithFixedGammaParamScheduler,
     WarmupParamScheduler,
 )
 
@@ -213,9 +214,11 @@ def reduce_param_groups(params: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def build_lr_scheduler(cfg: Any, optimizer: torch.optim.Optimizer) -> LRMultiplier:
-    """``SOLVER.LR_SCHEDULER_NAME``: ``WarmupMultiStepLR`` (``STEPS``, ``GAMMA``) or
-    ``WarmupCosineLR`` (to ``BASE_LR_END``), after a ``WARMUP_METHOD`` warmup of ``WARMUP_ITERS``
-    iterations from ``WARMUP_FACTOR``; over ``MAX_ITER`` iterations."""
+    """``SOLVER.LR_SCHEDULER_NAME``: ``WarmupMultiStepLR`` (``STEPS``, ``GAMMA``),
+    ``WarmupCosineLR`` (to ``BASE_LR_END``) or ``WarmupStepWithFixedGammaLR`` (``NUM_DECAYS``
+    equally spaced decays by ``GAMMA``), after a ``WARMUP_METHOD`` warmup of ``WARMUP_ITERS``
+    iterations from ``WARMUP_FACTOR`` (``RESCALE_INTERVAL``: the schedule restarts after warmup);
+    over ``MAX_ITER`` iterations."""
     name = cfg.SOLVER.LR_SCHEDULER_NAME
     max_iter = int(cfg.SOLVER.MAX_ITER)
     if max_iter <= 0:
@@ -237,13 +240,19 @@ def build_lr_scheduler(cfg: Any, optimizer: torch.optim.Optimizer) -> LRMultipli
             raise ValueError(
                 f"SOLVER.BASE_LR_END ({cfg.SOLVER.BASE_LR_END}) must be between 0 and SOLVER.BASE_LR ({cfg.SOLVER.BASE_LR})")
         sched = CosineParamScheduler(1, end_value)
+    elif name == "WarmupStepWithFixedGammaLR":
+        sched = StepWithFixedGammaParamScheduler(
+            base_value=1.0, gamma=cfg.SOLVER.GAMMA, num_decays=cfg.SOLVER.NUM_DECAYS, num_updates=max_iter)
     else:
-        raise ValueError(f"Unknown LR scheduler: {name} (expected 'WarmupMultiStepLR' or 'WarmupCosineLR')")
+        raise ValueError(
+            f"Unknown LR scheduler: {name} (expected 'WarmupMultiStepLR', 'WarmupCosineLR' or "
+            "'WarmupStepWithFixedGammaLR')")
 
     sched = WarmupParamScheduler(
         sched,
         cfg.SOLVER.WARMUP_FACTOR,
         min(cfg.SOLVER.WARMUP_ITERS / max_iter, 1.0),
         cfg.SOLVER.WARMUP_METHOD,
+        cfg.SOLVER.RESCALE_INTERVAL,
     )
     return LRMultiplier(optimizer, multiplier=sched, max_iter=max_iter)
