@@ -19,6 +19,7 @@ from det.engine.data import (
     InferenceSampler,
     MapDataset,
     MetadataCatalog,
+    RandomSubsetTrainingSampler,
     RepeatFactorTrainingSampler,
     TrainingSampler,
     build_detection_test_loader,
@@ -236,6 +237,38 @@ def test_repeat_factor_sampler():
     torch.testing.assert_close(linear, torch.tensor([2.0, 1.0, 1.0, 1.0]))
     sampler = RepeatFactorTrainingSampler(torch.tensor([2.0, 1.0]), seed=0, shuffle=False)
     assert list(itertools.islice(sampler, 6)) == [0, 0, 1, 0, 0, 1]
+
+
+def test_random_subset_sampler_draws_a_fixed_subset():
+    sampler = RandomSubsetTrainingSampler(10, 0.3, seed_shuffle=1, seed_subset=2)
+    g = torch.Generator()
+    g.manual_seed(2)
+    subset = set(torch.randperm(10, generator=g)[:3].tolist())
+    first = list(itertools.islice(sampler, 30))
+    assert set(first) == subset
+    assert all(sorted(first[i : i + 3]) == sorted(subset) for i in range(0, 30, 3))  # each pass is the subset
+    in_order = RandomSubsetTrainingSampler(10, 0.3, shuffle=False, seed_subset=2)
+    assert list(itertools.islice(in_order, 6)) == torch.randperm(10, generator=g.manual_seed(2))[:3].tolist() * 2
+    with pytest.raises(ValueError, match=r"subset_ratio must be in \(0, 1\]"):
+        RandomSubsetTrainingSampler(10, 1.5, seed_shuffle=0, seed_subset=0)
+    with pytest.raises(ValueError, match="selects none"):
+        RandomSubsetTrainingSampler(10, 0.05, seed_shuffle=0, seed_subset=0)
+
+
+def test_train_loader_builds_each_detectron2_sampler_from_the_config(dataset):
+    from det.engine.data.build import _train_loader_from_config
+
+    cfg = _cfg(dataset)
+    cfg.DATALOADER.SAMPLER_TRAIN = "RandomSubsetTrainingSampler"
+    with pytest.raises(ValueError, match=r"needs DATALOADER\.RANDOM_SUBSET_RATIO"):
+        _train_loader_from_config(cfg)
+    cfg.DATALOADER.RANDOM_SUBSET_RATIO = 0.5
+    assert isinstance(_train_loader_from_config(cfg)["sampler"], RandomSubsetTrainingSampler)
+    cfg.DATALOADER.SAMPLER_TRAIN = "RepeatFactorTrainingSampler"
+    assert isinstance(_train_loader_from_config(cfg)["sampler"], RepeatFactorTrainingSampler)
+    cfg.DATALOADER.SAMPLER_TRAIN = "GroupedSampler"
+    with pytest.raises(ValueError, match="Unknown training sampler: GroupedSampler"):
+        _train_loader_from_config(cfg)
 
 
 def test_train_loader_with_worker_processes(dataset):

@@ -25,6 +25,7 @@ _LAZY = {
     "TrainingSampler": "det.engine.data.samplers",
     "InferenceSampler": "det.engine.data.samplers",
     "RepeatFactorTrainingSampler": "det.engine.data.samplers",
+    "RandomSubsetTrainingSampler": "det.engine.data.samplers",
     "load_coco_json": "det.engine.data.datasets.coco",
     "load_sem_seg": "det.engine.data.datasets.coco",
     "register_coco_instances": "det.engine.data.datasets.coco",

@@ -18,7 +18,12 @@ from det.engine.data.catalog import DatasetCatalog, MetadataCatalog
 from det.engine.data.common import AspectRatioGroupedDataset, DatasetFromList, MapDataset, ToIterableDataset
 from det.engine.data.dataset_mapper import DatasetMapper
 from det.engine.data.detection_utils import check_metadata_consistency
-from det.engine.data.samplers import InferenceSampler, RepeatFactorTrainingSampler, TrainingSampler
+from det.engine.data.samplers import (
+    InferenceSampler,
+    RandomSubsetTrainingSampler,
+    RepeatFactorTrainingSampler,
+    TrainingSampler,
+)
 
 __all__ = [
     "build_batch_data_loader",
@@ -257,9 +262,18 @@ def _train_loader_from_config(
                 dataset, cfg.DATALOADER.REPEAT_THRESHOLD, sqrt=cfg.DATALOADER.REPEAT_SQRT
             )
             sampler = RepeatFactorTrainingSampler(repeat_factors)
+        elif sampler_name == "RandomSubsetTrainingSampler":
+            ratio = cfg.DATALOADER.get("RANDOM_SUBSET_RATIO")
+            if ratio is None:
+                raise ValueError(
+                    "SAMPLER_TRAIN RandomSubsetTrainingSampler needs DATALOADER.RANDOM_SUBSET_RATIO "
+                    "(the fraction of images to train on): add it to the config"
+                )
+            sampler = RandomSubsetTrainingSampler(len(dataset), ratio)
         else:
             raise ValueError(
-                f"Unknown training sampler: {sampler_name} (det has TrainingSampler, RepeatFactorTrainingSampler)"
+                f"Unknown training sampler: {sampler_name} (det has TrainingSampler, "
+                "RepeatFactorTrainingSampler, RandomSubsetTrainingSampler)"
             )
     return {
         "dataset": dataset,

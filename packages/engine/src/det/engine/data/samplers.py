@@ -13,7 +13,7 @@ from torch.utils.data.sampler import Sampler
 
 from det.engine.data import _comm as comm
 
-__all__ = ["InferenceSampler", "RepeatFactorTrainingSampler", "TrainingSampler"]
+__all__ = ["InferenceSampler", "RandomSubsetTrainingSampler", "RepeatFactorTrainingSampler", "TrainingSampler"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,43 @@ class TrainingSampler(Sampler):
                 yield from torch.randperm(self._size, generator=g).tolist()
             else:
                 yield from range(self._size)
+
+
+class RandomSubsetTrainingSampler(TrainingSampler):
+    """:class:`TrainingSampler` over a fixed random subset of ``int(size * subset_ratio)`` indices,
+    e.g. to measure accuracy against the amount of training data.
+
+        sampler = RandomSubsetTrainingSampler(len(dataset), 0.25, seed_shuffle=0, seed_subset=0)
+
+    ``seed_subset`` picks the subset and ``seed_shuffle`` its order in each pass; both default to a
+    seed shared by all processes, so every rank draws from the same subset.
+    """
+
+    def __init__(self, size: int, subset_ratio: float, shuffle: bool = True,
+                 seed_shuffle: int | None = None, seed_subset: int | None = None) -> None:
+        super().__init__(size=size, shuffle=shuffle, seed=seed_shuffle)
+        if not 0.0 < subset_ratio <= 1.0:
+            raise ValueError(f"RandomSubsetTrainingSampler: subset_ratio must be in (0, 1], got {subset_ratio}")
+        subset_size = int(self._size * subset_ratio)
+        if subset_size == 0:
+            raise ValueError(
+                f"RandomSubsetTrainingSampler: subset_ratio {subset_ratio} of {self._size} images selects none")
+        if seed_subset is None:
+            seed_subset = comm.shared_random_seed()
+        g = torch.Generator()
+        g.manual_seed(int(seed_subset))
+        self._indexes_subset = torch.randperm(self._size, generator=g)[:subset_size]
+        logger.info("Using RandomSubsetTrainingSampler: %d of %d images", subset_size, self._size)
+
+    def _infinite_indices(self) -> Iterator[int]:
+        g = torch.Generator()
+        g.manual_seed(self._seed)
+        subset = self._indexes_subset
+        while True:
+            if self._shuffle:
+                yield from subset[torch.randperm(len(subset), generator=g)].tolist()
+            else:
+                yield from subset.tolist()
 
 
 class RepeatFactorTrainingSampler(Sampler):
