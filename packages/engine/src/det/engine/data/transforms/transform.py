@@ -1,4 +1,5 @@
-"""Deterministic transforms (flip, crop, pad, blend, lists of them) over det.core's ``Transform``.
+"""Deterministic transforms (flip, crop, pad, extent, scale, grid sample, blend, colour, lists of
+them) over det.core's ``Transform``: detectron2's own and the fvcore ones it re-exports.
 
 A transform is an already-decided operation: it maps an image and everything geometric in it
 (coordinates, boxes, polygons, masks) consistently. Random choices live in augmentations.
@@ -10,18 +11,25 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
+from torch.nn import functional as F
 
 from det.core.transforms import NoOpTransform, ResizeTransform, Transform
 
 __all__ = [
     "BlendTransform",
+    "ColorTransform",
     "CropTransform",
+    "ExtentTransform",
+    "GridSampleTransform",
     "HFlipTransform",
     "NoOpTransform",
+    "PILColorTransform",
     "PadTransform",
     "ResizeTransform",
     "RotationTransform",
+    "ScaleTransform",
     "Transform",
     "TransformList",
     "VFlipTransform",
@@ -529,3 +537,301 @@ class RotationTransform(Transform):
 
     def __repr__(self) -> str:
         return f"RotationTransform(h={self.h}, w={self.w}, angle={self.angle}, expand={self.expand})"
+
+
+def _float_dtype_of(coords: Any) -> type:
+    return np.float64 if np.asarray(coords).dtype == np.float64 else np.float32
+
+
+def _pil_per_channel(img: np.ndarray, owner: str, fn: Any) -> np.ndarray:
+    """Run ``fn(pil_image, channel_index) -> pil_image`` on each channel of an (H,W) or (H,W,C) array.
+
+    uint8 channels go through PIL as mode "L", everything else as 32-bit float "F" (bool and
+    integer label maps come back in their own dtype), so any channel count and dtype works.
+    """
+    img = _check_image(img, owner)
+    if img.ndim not in (2, 3):
+        raise ValueError(f"{owner}.apply_image needs an (H,W) or (H,W,C) image, got shape {img.shape}")
+    channels = [img] if img.ndim == 2 else [img[..., c] for c in range(img.shape[2])]
+    out = []
+    for c, ch in enumerate(channels):
+        if ch.dtype == np.uint8:
+            pil = Image.fromarray(np.ascontiguousarray(ch), mode="L")
+        else:
+            pil = Image.fromarray(np.ascontiguousarray(ch, dtype=np.float32), mode="F")
+        out.append(np.array(fn(pil, c)).astype(ch.dtype, copy=False))
+    return out[0] if img.ndim == 2 else np.stack(out, axis=-1)
+
+
+class ExtentTransform(Transform):
+    """Take the rectangle ``src_rect = (x0, y0, x1, y1)`` of the image (it may reach outside the
+    image: that part is ``fill``) and resize it into ``output_size = (h, w)``.
+
+    Invariant: the continuous point (x, y) of the source goes to
+    ``((x - x0) * w / (x1 - x0), (y - y0) * h / (y1 - y0))``, for pixels (PIL's EXTENT
+    transform, ``interp``), coordinates, boxes and polygons alike; label maps use nearest.
+    ``fill`` really paints the outside (detectron2 hands it to PIL's ``fill`` flag, so its
+    outside is always 0, the default here too); any channel count and dtype works.
+
+        t = ExtentTransform(src_rect=(-2, 0, 6, 4), output_size=(4, 8))  # pad 2 px left, crop 2 right
+        t.apply_coords(np.array([[0.0, 1.0]]))                             # [[2., 1.]]
+    """
+
+    def __init__(
+        self,
+        src_rect: tuple[float, float, float, float],
+        output_size: tuple[int, int],
+        interp: Any = Image.Resampling.BILINEAR,
+        fill: float | tuple[float, ...] = 0,
+    ) -> None:
+        """
+        Args:
+            src_rect: (x0, y0, x1, y1) in source coordinates, x1 > x0 and y1 > y0.
+            output_size: (h, w) of the output image, positive.
+            interp: PIL resampling filter for images.
+            fill: value of output pixels that come from outside the source image (a number, or
+                one number per channel).
+        """
+        src_rect = tuple(float(v) for v in src_rect)
+        if len(src_rect) != 4 or not (src_rect[2] > src_rect[0] and src_rect[3] > src_rect[1]):
+            raise ValueError(
+                f"ExtentTransform: src_rect must be (x0, y0, x1, y1) with x1 > x0 and y1 > y0, got {src_rect}"
+            )
+        output_size = tuple(output_size)
+        if len(output_size) != 2 or any(int(s) != s or s <= 0 for s in output_size):
+            raise ValueError(
+                f"ExtentTransform: output_size must be (h, w) of positive ints, got {output_size}"
+            )
+        self.src_rect = src_rect
+        self.output_size = (int(output_size[0]), int(output_size[1]))
+        self.interp = interp
+        self.fill = fill
+
+    def apply_image(self, img: np.ndarray, interp: Any = None) -> np.ndarray:
+        h, w = self.output_size
+        resample = self.interp if interp is None else interp
+        channels = 1 if np.ndim(img) == 2 else np.shape(img)[-1]
+        if isinstance(self.fill, (tuple, list)) and len(self.fill) != channels:
+            raise ValueError(
+                f"ExtentTransform: fill has {len(self.fill)} values but the image has {channels} "
+                "channels; give one number, or one per channel"
+            )
+
+        def extent(pil: Image.Image, channel: int) -> Image.Image:
+            fill = self.fill[channel] if isinstance(self.fill, (tuple, list)) else self.fill
+            # PIL's fillcolor paints the outside (its ``fill`` argument would only toggle black)
+            fill = float(fill) if pil.mode == "F" else int(np.rint(fill))
+            return pil.transform(
+                (w, h), Image.Transform.EXTENT, self.src_rect, resample=resample, fillcolor=fill
+            )
+
+        return _pil_per_channel(img, "ExtentTransform", extent)
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        h, w = self.output_size
+        x0, y0, x1, y1 = self.src_rect
+        coords = np.array(coords, dtype=_float_dtype_of(coords))
+        coords[:, 0] = (coords[:, 0] - x0) * (w / (x1 - x0))
+        coords[:, 1] = (coords[:, 1] - y0) * (h / (y1 - y0))
+        return coords
+
+    def apply_box(self, box: np.ndarray) -> np.ndarray:
+        return apply_box(_CoordsOnly(self), box)
+
+    def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
+        return [self.apply_coords(np.asarray(p).reshape(-1, 2)) for p in polygons]
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return self.apply_image(segmentation, interp=Image.Resampling.NEAREST)
+
+    def __repr__(self) -> str:
+        return f"ExtentTransform(src_rect={self.src_rect}, output_size={self.output_size})"
+
+
+class ColorTransform(Transform):
+    """A photometric change ``op(image) -> image`` (numpy in, numpy out): geometry (coordinates,
+    boxes, polygons, segmentation) is untouched.
+
+        t = ColorTransform(lambda img: 255 - img)
+        t.apply_image(img)  # the negative; t.apply_box(boxes) is boxes
+    """
+
+    def __init__(self, op: Any) -> None:
+        if not callable(op):
+            raise ValueError(
+                f"{type(self).__name__}: op must be a callable taking and returning an image, "
+                f"got {type(op).__name__}"
+            )
+        self.op = op
+
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        return self.op(img)
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        return coords
+
+    def apply_box(self, box: np.ndarray) -> np.ndarray:
+        return box
+
+    def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
+        return polygons
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return segmentation
+
+    def inverse(self) -> NoOpTransform:
+        # as detectron2: colour changes are not undone on annotations (they have none)
+        return NoOpTransform()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(op={self.op!r})"
+
+
+class PILColorTransform(ColorTransform):
+    """A :class:`ColorTransform` whose ``op`` works on PIL images (e.g. ``ImageOps.autocontrast``
+    or an ``ImageEnhance`` call); the image goes through ``Image.fromarray`` and back.
+
+        t = PILColorTransform(lambda im: ImageEnhance.Contrast(im).enhance(1.5))
+        t.apply_image(img)  # uint8 (H,W,3) in, uint8 (H,W,3) out
+    """
+
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        img = _check_image(img, "PILColorTransform")
+        return np.asarray(self.op(Image.fromarray(img)))
+
+
+_TORCH_RESIZE_MODES = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
+_GRID_SAMPLE_MODES = ("nearest", "bilinear", "bicubic")
+
+
+def _to_nchw(img: np.ndarray, owner: str) -> torch.Tensor:
+    """(H,W), (H,W,C) or (N,H,W,C) array -> float (N,C,H,W) tensor (float64 stays float64)."""
+    img = _check_image(img, owner)
+    if img.ndim not in (2, 3, 4):
+        raise ValueError(f"{owner}.apply_image needs (H,W), (H,W,C) or (N,H,W,C), got shape {img.shape}")
+    t = torch.from_numpy(np.ascontiguousarray(img))
+    if t.dtype != torch.float64:
+        t = t.float()
+    if img.ndim == 2:
+        return t[None, None]
+    if img.ndim == 3:
+        return t.permute(2, 0, 1)[None]
+    return t.permute(0, 3, 1, 2)
+
+
+def _from_nchw(t: torch.Tensor, ndim: int, dtype: np.dtype) -> np.ndarray:
+    """Inverse of :func:`_to_nchw`; uint8 results are rounded and clamped to [0, 255]."""
+    if ndim == 2:
+        t = t[0, 0]
+    elif ndim == 3:
+        t = t[0].permute(1, 2, 0)
+    else:
+        t = t.permute(0, 2, 3, 1)
+    if dtype == np.uint8:
+        t = t.round().clamp(0, 255)
+    return t.numpy().astype(dtype, copy=False)
+
+
+class ScaleTransform(Transform):
+    """Resize from (h, w) to (new_h, new_w) with ``torch.nn.functional.interpolate`` (fvcore's
+    ScaleTransform): works on (H,W), (H,W,C) and (N,H,W,C) arrays of any dtype.
+
+    Invariant: coordinates scale by new_w / w and new_h / h; ``interp`` is an interpolate mode
+    ("nearest", "nearest-exact", "bilinear", "bicubic", "area"; None means "bilinear"), label
+    maps use "nearest"; uint8 images are rounded (half to even) and clamped back to uint8.
+    (fvcore's interp=None reaches interpolate as mode None and fails; here it is "bilinear".)
+
+        t = ScaleTransform(h=4, w=4, new_h=2, new_w=2, interp="area")
+        t.apply_coords(np.array([[4.0, 2.0]]))  # [[2., 1.]]
+    """
+
+    def __init__(self, h: int, w: int, new_h: int, new_w: int, interp: str | None = None) -> None:
+        for name, v in (("h", h), ("w", w), ("new_h", new_h), ("new_w", new_w)):
+            if int(v) != v or v <= 0:
+                raise ValueError(f"ScaleTransform: {name} must be a positive integer, got {v!r}")
+        if interp is not None and interp not in _TORCH_RESIZE_MODES:
+            raise ValueError(
+                f"ScaleTransform: interp must be one of {_TORCH_RESIZE_MODES} or None, got {interp!r}"
+            )
+        self.h, self.w, self.new_h, self.new_w = int(h), int(w), int(new_h), int(new_w)
+        self.interp = interp
+
+    def apply_image(self, img: np.ndarray, interp: str | None = None) -> np.ndarray:
+        t = _to_nchw(img, "ScaleTransform")
+        if tuple(t.shape[2:]) != (self.h, self.w):
+            raise ValueError(
+                f"ScaleTransform was made for images of (h, w) = {(self.h, self.w)}, got {tuple(t.shape[2:])}"
+            )
+        mode = interp or self.interp or "bilinear"
+        align_corners = False if mode in ("bilinear", "bicubic") else None
+        out = F.interpolate(t, size=(self.new_h, self.new_w), mode=mode, align_corners=align_corners)
+        return _from_nchw(out, img.ndim, img.dtype)
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        coords = np.array(coords, dtype=_float_dtype_of(coords))
+        coords[:, 0] *= self.new_w / self.w
+        coords[:, 1] *= self.new_h / self.h
+        return coords
+
+    def apply_box(self, box: np.ndarray) -> np.ndarray:
+        return apply_box(_CoordsOnly(self), box)
+
+    def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
+        return [self.apply_coords(np.asarray(p).reshape(-1, 2)) for p in polygons]
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return self.apply_image(segmentation, interp="nearest")
+
+    def inverse(self) -> ScaleTransform:
+        return ScaleTransform(self.new_h, self.new_w, self.h, self.w, self.interp)
+
+    def __repr__(self) -> str:
+        return f"ScaleTransform(h={self.h}, w={self.w}, new_h={self.new_h}, new_w={self.new_w}, interp={self.interp!r})"
+
+
+class GridSampleTransform(Transform):
+    """Resample an image at the locations of ``grid`` (N, H_out, W_out, 2), (x, y) normalised to
+    [-1, 1] over the input (``torch.nn.functional.grid_sample``, align_corners=False, border
+    padding), as fvcore's GridSampleTransform.
+
+    Invariant: only pixels move; coordinates cannot be mapped through an arbitrary grid, so
+    ``apply_coords`` (and with it boxes and polygons) raises NotImplementedError.
+
+        ys, xs = np.meshgrid(np.linspace(-0.75, 0.75, 4), np.linspace(-0.75, 0.75, 4), indexing="ij")
+        t = GridSampleTransform(np.stack([xs, ys], -1)[None], "bilinear")  # identity on 4x4 images
+    """
+
+    def __init__(self, grid: np.ndarray, interp: str) -> None:
+        grid = np.asarray(grid)
+        if grid.ndim != 4 or grid.shape[-1] != 2:
+            raise ValueError(
+                f"GridSampleTransform: grid must be (N, H_out, W_out, 2) of (x, y) in [-1, 1], got shape {grid.shape}"
+            )
+        if interp not in _GRID_SAMPLE_MODES:
+            raise ValueError(
+                f"GridSampleTransform: interp must be one of {_GRID_SAMPLE_MODES}, got {interp!r}"
+            )
+        self.grid = grid
+        self.interp = interp
+
+    def apply_image(self, img: np.ndarray, interp: str | None = None) -> np.ndarray:
+        t = _to_nchw(img, "GridSampleTransform")
+        if img.ndim < 4 and self.grid.shape[0] != 1:
+            raise ValueError(
+                f"GridSampleTransform: a single image needs a grid with N = 1, got N = {self.grid.shape[0]}"
+            )
+        grid = torch.from_numpy(np.ascontiguousarray(self.grid)).to(t.dtype)
+        out = F.grid_sample(t, grid, mode=interp or self.interp, padding_mode="border", align_corners=False)
+        return _from_nchw(out, img.ndim, img.dtype)
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(
+            "GridSampleTransform cannot map coordinates (an arbitrary grid has no point-wise inverse); "
+            "use it only on images and segmentation"
+        )
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return self.apply_image(segmentation, interp="nearest")
+
+    def __repr__(self) -> str:
+        return f"GridSampleTransform(grid_shape={self.grid.shape}, interp={self.interp!r})"
