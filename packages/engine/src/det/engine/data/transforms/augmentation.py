@@ -14,9 +14,14 @@ __all__ = [
     "Augmentation",
     "AugmentationList",
     "StandardAugInput",
+    "TransformGen",
     "apply_augmentations",
     "apply_transform_gens",
 ]
+
+
+TransformGen = Augmentation
+"""detectron2's older name for :class:`Augmentation` (it generates transforms)."""
 
 
 def _check_augmentation(aug: Any) -> Any:

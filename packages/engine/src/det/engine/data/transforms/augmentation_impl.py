@@ -1,4 +1,5 @@
-"""Random augmentations of detectron2's ``data.transforms``: flips, crops, resizes, colour jitter."""
+"""Random augmentations of detectron2's ``data.transforms``: flips, crops (plain, semantic-area
+constrained, SSD min-IoU, extents), resizes, colour jitter."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from det.core.transforms import Augmentation, ResizeShortestEdge
 from det.engine.data.transforms.transform import (
     BlendTransform,
     CropTransform,
+    ExtentTransform,
     HFlipTransform,
     NoOpTransform,
     PadTransform,
@@ -23,12 +25,16 @@ from det.engine.data.transforms.transform import (
 
 __all__ = [
     "FixedSizeCrop",
+    "MinIoURandomCrop",
     "RandomApply",
     "RandomBrightness",
     "RandomContrast",
     "RandomCrop",
+    "RandomCrop_CategoryAreaConstraint",
+    "RandomExtent",
     "RandomFlip",
     "RandomLighting",
+    "RandomResize",
     "RandomRotation",
     "RandomSaturation",
     "Resize",
@@ -429,3 +435,265 @@ class FixedSizeCrop(Augmentation):
 
     def __repr__(self) -> str:
         return f"FixedSizeCrop(crop_size={self.crop_size}, pad={self.pad})"
+
+
+def _pair(value: Any, owner: str, name: str) -> tuple[float, float]:
+    try:
+        pair = tuple(float(v) for v in value)
+    except TypeError:
+        pair = ()
+    if len(pair) != 2:
+        raise ValueError(f"{owner}: {name} must be two numbers, got {value!r}")
+    return pair[0], pair[1]
+
+
+class RandomExtent(Augmentation):
+    """Cut a random rectangle out of the image: the whole image scaled about its centre by a
+    factor uniform in ``scale_range``, then shifted by ``(w / 2 * U(-sx, sx), h / 2 * U(-sy, sy))``
+    for ``shift_range = (sx, sy)``. Parts outside the image come out black (0); the output has
+    the rectangle's size, so scale 1 and shift 0 give the image unchanged.
+
+        RandomExtent(scale_range=(0.8, 1.2), shift_range=(0.1, 0.1))  # an ExtentTransform
+    """
+
+    def __init__(self, scale_range: tuple[float, float], shift_range: tuple[float, float]) -> None:
+        """
+        Args:
+            scale_range: (low, high), 0 < low <= high, the rectangle's size relative to the image.
+            shift_range: (sx, sy) >= 0, the largest shift as a fraction of half the image size.
+        """
+        lo, hi = _pair(scale_range, "RandomExtent", "scale_range")
+        if not 0 < lo <= hi:
+            raise ValueError(
+                f"RandomExtent: scale_range must be (low, high) with 0 < low <= high, got {scale_range!r}"
+            )
+        sx, sy = _pair(shift_range, "RandomExtent", "shift_range")
+        if sx < 0 or sy < 0:
+            raise ValueError(
+                f"RandomExtent: shift_range must be (x, y) fractions >= 0 (0 = centred), got {shift_range!r}"
+            )
+        self.scale_range = (lo, hi)
+        self.shift_range = (sx, sy)
+
+    def get_transform(self, image: np.ndarray) -> Any:
+        img_h, img_w = _image_hw(image, "RandomExtent")
+        # The rectangle, centred on the origin, then scaled, shifted and moved onto the image.
+        src_rect = np.array([-0.5 * img_w, -0.5 * img_h, 0.5 * img_w, 0.5 * img_h])
+        src_rect *= np.random.uniform(self.scale_range[0], self.scale_range[1])
+        src_rect[0::2] += self.shift_range[0] * img_w * (np.random.rand() - 0.5)
+        src_rect[1::2] += self.shift_range[1] * img_h * (np.random.rand() - 0.5)
+        src_rect[0::2] += 0.5 * img_w
+        src_rect[1::2] += 0.5 * img_h
+        out_h = max(1, int(src_rect[3] - src_rect[1]))
+        out_w = max(1, int(src_rect[2] - src_rect[0]))
+        return ExtentTransform(src_rect=tuple(float(v) for v in src_rect), output_size=(out_h, out_w))
+
+    def __repr__(self) -> str:
+        return f"RandomExtent(scale_range={self.scale_range}, shift_range={self.shift_range})"
+
+
+class RandomCrop_CategoryAreaConstraint(Augmentation):
+    """A :class:`RandomCrop` whose window keeps every semantic category below
+    ``single_category_max_area`` of the crop (a crop filled by one class destabilises training).
+
+    Invariant: up to 10 windows are drawn; the first with at least two counted categories and
+    none covering ``>= single_category_max_area`` of the counted pixels is taken, else the 10th
+    window (as detectron2). ``ignored_category`` pixels are not counted. A limit >= 1.0 is a
+    plain RandomCrop. Reads ``image`` and ``sem_seg`` of the :class:`AugInput`.
+
+        aug = RandomCrop_CategoryAreaConstraint("absolute", (512, 512), 0.75, ignored_category=255)
+        tfm = aug(AugInput(image, sem_seg=labels))
+    """
+
+    input_args = ("image", "sem_seg")
+
+    def __init__(
+        self,
+        crop_type: str,
+        crop_size: tuple[float, float],
+        single_category_max_area: float = 1.0,
+        ignored_category: int | None = None,
+    ) -> None:
+        """
+        Args:
+            crop_type, crop_size: as in :class:`RandomCrop`.
+            single_category_max_area: largest allowed area ratio of one category, in (0, 1];
+                1.0 disables the constraint.
+            ignored_category: a label allowed to exceed the ratio (usually the ignore label).
+        """
+        self.crop_aug = RandomCrop(crop_type, crop_size)
+        if not single_category_max_area > 0:
+            raise ValueError(
+                "RandomCrop_CategoryAreaConstraint: single_category_max_area must be > 0 "
+                f"(1.0 disables the constraint), got {single_category_max_area!r}"
+            )
+        if ignored_category is not None and int(ignored_category) != ignored_category:
+            raise ValueError(
+                f"RandomCrop_CategoryAreaConstraint: ignored_category must be an integer label or None, "
+                f"got {ignored_category!r}"
+            )
+        self.crop_type, self.crop_size = crop_type, self.crop_aug.crop_size
+        self.single_category_max_area = float(single_category_max_area)
+        self.ignored_category = ignored_category
+
+    def get_transform(self, image: np.ndarray, sem_seg: np.ndarray | None) -> Any:
+        if self.single_category_max_area >= 1.0:
+            return self.crop_aug.get_transform(image)
+        if sem_seg is None:
+            raise ValueError(
+                "RandomCrop_CategoryAreaConstraint needs a semantic segmentation: build the input as "
+                "AugInput(image, sem_seg=labels), or use RandomCrop when there is none"
+            )
+        sem_seg = np.asarray(sem_seg)
+        h, w = sem_seg.shape[:2]
+        for _ in range(10):
+            croph, cropw = self.crop_aug.get_crop_size((h, w))
+            y0 = np.random.randint(h - croph + 1)
+            x0 = np.random.randint(w - cropw + 1)
+            labels, counts = np.unique(sem_seg[y0 : y0 + croph, x0 : x0 + cropw], return_counts=True)
+            if self.ignored_category is not None:
+                counts = counts[labels != self.ignored_category]
+            if len(counts) > 1 and np.max(counts) < np.sum(counts) * self.single_category_max_area:
+                break
+        return CropTransform(int(x0), int(y0), int(cropw), int(croph), orig_w=w, orig_h=h)
+
+    def __repr__(self) -> str:
+        return (
+            f"RandomCrop_CategoryAreaConstraint(crop_type={self.crop_type!r}, crop_size={self.crop_size}, "
+            f"single_category_max_area={self.single_category_max_area}, ignored_category={self.ignored_category})"
+        )
+
+
+class RandomResize(Augmentation):
+    """Resize to one of ``shape_list``'s (h, w), chosen uniformly.
+
+    RandomResize([(480, 640), (600, 800)])
+    """
+
+    def __init__(self, shape_list: list[tuple[int, int]], interp: int = Image.Resampling.BILINEAR) -> None:
+        shapes = []
+        for shape in shape_list:
+            pair = tuple(shape) if isinstance(shape, (tuple, list)) else ()
+            if len(pair) != 2 or any(int(s) != s or s <= 0 for s in pair):
+                raise ValueError(
+                    f"RandomResize: shape_list must hold (h, w) pairs of positive ints, got {shape!r}"
+                )
+            shapes.append((int(pair[0]), int(pair[1])))
+        if not shapes:
+            raise ValueError("RandomResize: shape_list is empty; give at least one (h, w)")
+        self.shape_list = shapes
+        self.interp = interp
+
+    def get_transform(self, image: np.ndarray) -> Any:
+        h, w = _image_hw(image, "RandomResize")
+        new_h, new_w = self.shape_list[np.random.randint(low=0, high=len(self.shape_list))]
+        return ResizeTransform(h, w, new_h, new_w, self.interp)
+
+    def __repr__(self) -> str:
+        return f"RandomResize(shape_list={self.shape_list})"
+
+
+def _pairwise_iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, m) IoU of XYXY boxes ``a`` (n, 4) and ``b`` (m, 4); 0 where they do not intersect."""
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = inter / (area_a[:, None] + area_b[None, :] - inter)
+    return np.where(inter > 0, iou, 0.0)
+
+
+class MinIoURandomCrop(Augmentation):
+    """SSD's random crop: a window that overlaps every box with IoU >= a threshold drawn from
+    ``(1, *min_ious, 0)`` (1 means "keep the whole image") and holds at least one box centre.
+
+    Invariant: the window is ``min_crop_size``-to-1 times the image in each side with
+    height / width in [0.5, 2]; each threshold gets ``crop_trials`` windows, and up to
+    ``mode_trials`` thresholds are drawn; with no boxes input (``boxes`` None), or when every
+    trial fails, the image is kept (NoOpTransform). Reads ``image`` and ``boxes`` (N, 4 XYXY).
+    Unlike detectron2 (which returns None when every trial fails, places windows from
+    ``uniform(w - new_w)``, i.e. between 1 and w - new_w, and crops int(new_w) where it judged
+    int(left + new_w) - int(left)), windows are placed uniformly in [0, w - new_w] and the crop
+    is exactly the pixel window that was judged.
+
+        aug = MinIoURandomCrop(min_ious=(0.1, 0.3, 0.5), min_crop_size=0.3)
+        tfm = aug(AugInput(image, boxes=boxes))  # CropTransform or NoOpTransform
+    """
+
+    input_args = ("image", "boxes")
+
+    def __init__(
+        self,
+        min_ious: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9),
+        min_crop_size: float = 0.3,
+        mode_trials: int = 1000,
+        crop_trials: int = 50,
+    ) -> None:
+        """
+        Args:
+            min_ious: IoU thresholds in [0, 1] to draw from (with 1 = no crop and 0 = any overlap).
+            min_crop_size: smallest side of the window relative to the image's, in (0, 1].
+            mode_trials: how many thresholds to draw before giving up.
+            crop_trials: how many windows to try per threshold.
+        """
+        min_ious = tuple(min_ious)
+        if any(not 0 <= float(v) <= 1 for v in min_ious):
+            raise ValueError(f"MinIoURandomCrop: min_ious must be IoU thresholds in [0, 1], got {min_ious}")
+        if not 0 < min_crop_size <= 1:
+            raise ValueError(
+                f"MinIoURandomCrop: min_crop_size is a fraction of the image side in (0, 1], got {min_crop_size!r}"
+            )
+        for name, v in (("mode_trials", mode_trials), ("crop_trials", crop_trials)):
+            if int(v) != v or v < 1:
+                raise ValueError(f"MinIoURandomCrop: {name} must be a positive integer, got {v!r}")
+        self.min_ious = min_ious
+        self.sample_mode = (1, *min_ious, 0)
+        self.min_crop_size = float(min_crop_size)
+        self.mode_trials = int(mode_trials)
+        self.crop_trials = int(crop_trials)
+
+    def get_transform(self, image: np.ndarray, boxes: np.ndarray | None) -> Any:
+        h, w = _image_hw(image, "MinIoURandomCrop")
+        if boxes is None:
+            return NoOpTransform()
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        centers = (boxes[:, :2] + boxes[:, 2:]) / 2
+        n = self.crop_trials
+        for _ in range(self.mode_trials):
+            min_iou = self.sample_mode[np.random.randint(len(self.sample_mode))]
+            if min_iou == 1:
+                return NoOpTransform()
+            # The crop_trials windows of one threshold are drawn and judged together; the first
+            # one that passes is taken, as if they had been tried one by one.
+            new_w = np.random.uniform(self.min_crop_size * w, w, n)
+            new_h = np.random.uniform(self.min_crop_size * h, h, n)
+            left = np.random.uniform(0.0, 1.0, n) * (w - new_w)
+            top = np.random.uniform(0.0, 1.0, n) * (h - new_h)
+            # Windows snap to whole pixels before they are judged, so the crop made is exactly
+            # the window that passed the IoU and centre tests.
+            patches = np.floor(np.stack([left, top, left + new_w, top + new_h], axis=1))
+            ok = (new_h / new_w >= 0.5) & (new_h / new_w <= 2)
+            ok &= (patches[:, 2] > patches[:, 0]) & (patches[:, 3] > patches[:, 1])
+            if len(boxes) > 0:
+                ok &= _pairwise_iou_xyxy(patches, boxes).min(axis=1) >= min_iou
+                cx, cy = centers[None, :, 0], centers[None, :, 1]
+                inside = (
+                    (cx > patches[:, 0:1])
+                    & (cy > patches[:, 1:2])
+                    & (cx < patches[:, 2:3])
+                    & (cy < patches[:, 3:4])
+                )
+                ok &= inside.any(axis=1)
+            passed = np.flatnonzero(ok)
+            if len(passed) > 0:
+                x0, y0, x1, y1 = (int(v) for v in patches[passed[0]])
+                return CropTransform(x0, y0, x1 - x0, y1 - y0, orig_w=w, orig_h=h)
+        return NoOpTransform()
+
+    def __repr__(self) -> str:
+        return (
+            f"MinIoURandomCrop(min_ious={self.min_ious}, min_crop_size={self.min_crop_size}, "
+            f"mode_trials={self.mode_trials}, crop_trials={self.crop_trials})"
+        )
