@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from det.checkpoint import DetectionCheckpointer
 from det.engine.train import comm, hooks
 from det.engine.train.logger import setup_logger
+from det.engine.train.precise_bn import get_bn_modules
 from det.engine.train.solver import build_lr_scheduler as _build_lr_scheduler
 from det.engine.train.solver import build_optimizer as _build_optimizer
 from det.engine.train.train_loop import AMPTrainer, SimpleTrainer, TrainerBase
@@ -208,13 +209,26 @@ class DefaultTrainer(TrainerBase):
             self.start_iter = self.iter + 1
 
     def build_hooks(self) -> list[hooks.HookBase | None]:
-        """IterationTimer, LRScheduler, PeriodicCheckpointer (main process), EvalHook,
-        PeriodicWriter (main process); a ProgressBar per :attr:`progress_bar`."""
+        """IterationTimer, LRScheduler, PreciseBN (``TEST.PRECISE_BN.ENABLED`` and the model has
+        BN layers in training mode), PeriodicCheckpointer (main process), EvalHook, PeriodicWriter
+        (main process); a ProgressBar per :attr:`progress_bar`."""
         cfg = self.cfg.clone()
         cfg.defrost()
-        cfg.DATALOADER.NUM_WORKERS = 0
+        cfg.DATALOADER.NUM_WORKERS = 0  # for PreciseBN's loader: saves memory and start-up time
 
-        ret: list[hooks.HookBase | None] = [hooks.IterationTimer(), hooks.LRScheduler()]
+        ret: list[hooks.HookBase | None] = [
+            hooks.IterationTimer(),
+            hooks.LRScheduler(),
+            # same period as the evaluation and registered before it, so that evaluation sees the
+            # precise statistics; with its own loader, so training's batches are not consumed
+            hooks.PreciseBN(
+                cfg.TEST.EVAL_PERIOD, self.model, self.build_train_loader(cfg), cfg.TEST.PRECISE_BN.NUM_ITER
+            )
+            if cfg.TEST.PRECISE_BN.ENABLED and get_bn_modules(self.model)
+            else None,
+        ]
+        # After PreciseBN: the statistics it updates belong in the checkpoints. (A checkpoint
+        # period that differs from EVAL_PERIOD gives some checkpoints older statistics.)
         if comm.is_main_process():
             ret.append(hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD))
 
