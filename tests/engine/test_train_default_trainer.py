@@ -148,3 +148,33 @@ def test_hooks_module_exports():
     assert {"IterationTimer", "LRScheduler", "PeriodicCheckpointer", "EvalHook", "PeriodicWriter",
             "CallbackHook", "ProgressBar"} <= set(hooks.__all__)
     assert Path(DEMO_CONFIG).is_file()
+
+
+def test_default_setup_applies_float32_precision(tmp_path):
+    import argparse
+    import logging
+
+    from det.engine.train.defaults import default_setup
+
+    cfg = get_cfg()
+    cfg.OUTPUT_DIR = str(tmp_path)
+    cfg.SEED = 0
+    before = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    handlers_before = list(logging.getLogger("det").handlers)
+    try:
+        cfg.FLOAT32_PRECISION = "medium"
+        default_setup(cfg, argparse.Namespace(eval_only=True))
+        assert torch.get_float32_matmul_precision() == "medium" and torch.backends.cudnn.allow_tf32
+        cfg.FLOAT32_PRECISION = "highest"
+        default_setup(cfg, argparse.Namespace(eval_only=True))
+        assert torch.get_float32_matmul_precision() == "highest" and not torch.backends.cudnn.allow_tf32
+        cfg.FLOAT32_PRECISION = "fp16"
+        with pytest.raises(ValueError, match="FLOAT32_PRECISION must be one of"):
+            default_setup(cfg, argparse.Namespace(eval_only=True))
+    finally:
+        torch.set_float32_matmul_precision(before[0])
+        torch.backends.cudnn.allow_tf32 = before[1]
+        det_logger = logging.getLogger("det")
+        for handler in [h for h in det_logger.handlers if h not in handlers_before]:
+            det_logger.removeHandler(handler)
+            handler.close()

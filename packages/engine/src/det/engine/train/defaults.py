@@ -111,8 +111,8 @@ def seed_all_rng(seed: int | None = None) -> int:
 
 def default_setup(cfg: Any, args: Any) -> None:
     """Create ``OUTPUT_DIR``, set up logging (stdout on rank 0, ``log.txt`` in it), write the
-    merged config to ``OUTPUT_DIR/config.yaml`` (main process) and seed the RNGs (``SEED``,
-    offset by rank; random when negative)."""
+    merged config to ``OUTPUT_DIR/config.yaml`` (main process), seed the RNGs (``SEED``,
+    offset by rank; random when negative) and apply ``FLOAT32_PRECISION`` when set."""
     output_dir = cfg.OUTPUT_DIR
     if comm.is_main_process() and output_dir:
         os.makedirs(output_dir, exist_ok=True)
@@ -129,8 +129,23 @@ def default_setup(cfg: Any, args: Any) -> None:
             f.write(cfg.dump())
         logger.info("Full config saved to %s", path)
     seed_all_rng(None if cfg.SEED < 0 else cfg.SEED + rank)
+    if cfg.FLOAT32_PRECISION:
+        set_float32_precision(cfg.FLOAT32_PRECISION)
     if not (hasattr(args, "eval_only") and args.eval_only):
         torch.backends.cudnn.benchmark = cfg.CUDNN_BENCHMARK
+
+
+_FLOAT32_PRECISIONS = ("highest", "high", "medium")
+
+
+def set_float32_precision(precision: str) -> None:
+    """float32 matmul precision for torch (``torch.set_float32_matmul_precision``) and cuDNN:
+    "high" and "medium" allow TF32 on GPUs that have it, "highest" forbids it."""
+    if precision not in _FLOAT32_PRECISIONS:
+        raise ValueError(f"FLOAT32_PRECISION must be one of {_FLOAT32_PRECISIONS} or '' (leave torch's), got {precision!r}")
+    logger.info("Setting float32 precision to %s", precision)
+    torch.set_float32_matmul_precision(precision)
+    torch.backends.cudnn.allow_tf32 = precision != "highest"
 
 
 def default_writers(output_dir: str, max_iter: int | None = None) -> list[EventWriter]:
