@@ -34,12 +34,18 @@ _LAZY = {
     "WarmupParamScheduler": "det.engine.train.lr_scheduler",
     "MultiStepParamScheduler": "det.engine.train.lr_scheduler",
     "CosineParamScheduler": "det.engine.train.lr_scheduler",
+    "StepWithFixedGammaParamScheduler": "det.engine.train.lr_scheduler",
+    "set_float32_precision": "det.engine.train.defaults",
+    "get_bn_modules": "det.engine.train.precise_bn",
+    "update_bn_stats": "det.engine.train.precise_bn",
     "EventWriter": "det.engine.train.writers",
     "JSONWriter": "det.engine.train.writers",
     "CommonMetricPrinter": "det.engine.train.writers",
     "TensorboardXWriter": "det.engine.train.writers",
 }
-_SUBMODULES = ("comm", "hooks", "solver", "lr_scheduler", "writers", "defaults", "train_loop", "launch")
+_SUBMODULES = (
+    "comm", "hooks", "solver", "lr_scheduler", "writers", "defaults", "train_loop", "launch", "precise_bn",
+)  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
