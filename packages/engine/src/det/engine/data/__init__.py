@@ -5,6 +5,9 @@ Importing registers the built-in datasets ``shapes_train`` / ``shapes_val`` (gen
 on first ``DatasetCatalog.get``). Other names are imported on first use::
 
     from det.engine.data import DatasetCatalog, DatasetMapper, build_detection_train_loader
+
+``DatasetMapperTTA`` (test-time augmentation views) is here too; the model wrapper that uses it,
+``GeneralizedRCNNWithTTA``, is in :mod:`det.engine.test_time_augmentation`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ _LAZY = {
     "samplers": "det.engine.data.samplers",
     "shapes": "det.engine.data.shapes",
     "DatasetMapper": "det.engine.data.dataset_mapper",
+    "DatasetMapperTTA": "det.engine.data.dataset_mapper",
     "build_batch_data_loader": "det.engine.data.build",
     "build_detection_test_loader": "det.engine.data.build",
     "build_detection_train_loader": "det.engine.data.build",

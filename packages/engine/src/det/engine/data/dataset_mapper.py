@@ -1,9 +1,11 @@
-"""DatasetMapper: one standard dataset dict -> one model input dict."""
+"""Dataset mappers: ``DatasetMapper`` (one dataset dict -> one model input dict) and
+``DatasetMapperTTA`` (one model input dict -> its test-time augmented copies)."""
 
 from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -13,7 +15,7 @@ from det.core.config import configurable
 from det.engine.data import detection_utils as utils
 from det.engine.data import transforms as T
 
-__all__ = ["DatasetMapper"]
+__all__ = ["DatasetMapper", "DatasetMapperTTA"]
 
 logger = logging.getLogger(__name__)
 
@@ -146,3 +148,106 @@ class DatasetMapper:
         if "annotations" in dataset_dict:
             self._transform_annotations(dataset_dict, transforms, image_shape)
         return dataset_dict
+
+
+class DatasetMapperTTA:
+    """Test-time augmentation of one model input: a resized copy per short-side length in
+    ``min_sizes``, each followed (with ``flip``) by its horizontally mirrored copy.
+
+    Invariant: each returned dict is a copy of the input with its own ``image`` and a
+    ``transforms`` (:class:`~det.engine.data.transforms.TransformList`) that maps coordinates of the
+    *original* image -- the input's ``height`` x ``width``, which may differ from the size of the
+    ``image`` it carries -- into that augmented image; ``height``/``width`` keep the original size.
+    There are ``len(min_sizes) * (2 if flip else 1)`` of them, in the order of ``min_sizes``,
+    unflipped before flipped. The input dict is never modified.
+
+        mapper = DatasetMapperTTA(min_sizes=[400, 600], max_size=1000, flip=True)  # or DatasetMapperTTA(cfg)
+        views = mapper({"image": img_chw, "height": h, "width": w})
+        views[1]["image"], views[1]["transforms"]   # 400 px short side, mirrored; original -> view
+
+    Transforms are computed, not sampled: unlike ``ResizeShortestEdge``/``RandomFlip`` augmentations,
+    the mapper draws nothing from numpy's global RNG, so evaluating with TTA in the middle of
+    training does not change the training run's random stream.
+    """
+
+    @configurable
+    def __init__(self, min_sizes: Sequence[int], max_size: int, flip: bool) -> None:
+        """
+        Args:
+            min_sizes: short-side lengths to resize the image to (one view, or two with ``flip``,
+                per length).
+            max_size: upper bound of the longer side of every view.
+            flip: also add the horizontally flipped copy of each resized view.
+        """
+        if isinstance(min_sizes, (int, np.integer)):
+            min_sizes = [int(min_sizes)]
+        min_sizes = list(min_sizes)
+        if not min_sizes:
+            raise ValueError("DatasetMapperTTA: min_sizes (cfg.TEST.AUG.MIN_SIZES) is empty; give at least one size")
+        for s in min_sizes:
+            if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s <= 0:
+                raise ValueError(
+                    f"DatasetMapperTTA: min_sizes must be positive ints (short-side lengths), got {min_sizes}"
+                )
+        if isinstance(max_size, bool) or not isinstance(max_size, (int, np.integer)) or max_size <= 0:
+            raise ValueError(f"DatasetMapperTTA: max_size must be a positive int, got {max_size!r}")
+        self.min_sizes = [int(s) for s in min_sizes]
+        self.max_size = int(max_size)
+        self.flip = bool(flip)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> dict[str, Any]:
+        return {
+            "min_sizes": cfg.TEST.AUG.MIN_SIZES,
+            "max_size": cfg.TEST.AUG.MAX_SIZE,
+            "flip": cfg.TEST.AUG.FLIP,
+        }
+
+    def __call__(self, dataset_dict: dict[str, Any]) -> list[dict[str, Any]]:
+        """
+        Args:
+            dataset_dict: a model input: ``image`` (C, H, W) tensor, and ``height``/``width`` of
+                the original image when ``image`` was already resized (default: the image's size).
+
+        Returns:
+            list[dict]: the augmented copies, each with ``image`` and ``transforms``.
+        """
+        image: Any = dataset_dict.get("image") if isinstance(dataset_dict, dict) else None
+        if not isinstance(image, torch.Tensor) or image.dim() != 3 or 0 in image.shape:
+            got = type(image).__name__ if not isinstance(image, torch.Tensor) else f"shape {tuple(image.shape)}"
+            raise ValueError(
+                f"DatasetMapperTTA takes a model input dict with a non-empty (C, H, W) tensor under 'image'; got {got}"
+            )
+        numpy_image = np.ascontiguousarray(image.detach().cpu().permute(1, 2, 0).numpy())
+        h, w = numpy_image.shape[:2]
+        if ("height" in dataset_dict) != ("width" in dataset_dict):
+            raise ValueError("DatasetMapperTTA: give both 'height' and 'width' (the original size) or neither")
+        orig_h, orig_w = (h, w)
+        if "height" in dataset_dict:
+            orig_h, orig_w = int(dataset_dict["height"]), int(dataset_dict["width"])
+        # The input image may already be resized (e.g. by DatasetMapper): the recorded transforms
+        # start from the original image, so that their inverse lands detections there.
+        pre_tfm = T.ResizeTransform(orig_h, orig_w, h, w) if (h, w) != (orig_h, orig_w) else T.NoOpTransform()
+
+        rest = {k: v for k, v in dataset_dict.items() if k not in ("image", "transforms")}
+        ret = []
+        for min_size in self.min_sizes:
+            new_h, new_w = T.ResizeShortestEdge.get_output_shape(h, w, min_size, self.max_size)
+            resize = T.ResizeTransform(h, w, new_h, new_w)
+            resized = resize.apply_image(numpy_image)
+            views: list[tuple[np.ndarray, list[Any]]] = [(resized, [resize])]
+            if self.flip:
+                flip = T.HFlipTransform(new_w)
+                views.append((flip.apply_image(resized), [resize, flip]))
+            for view_image, tfms in views:
+                view = copy.deepcopy(rest)
+                # ascontiguousarray: the HWC -> CHW view and flips have strides torch cannot wrap;
+                # PIL's output is read-only, which torch does not support either
+                chw = np.ascontiguousarray(view_image.transpose(2, 0, 1))
+                view["image"] = torch.from_numpy(chw if chw.flags.writeable else chw.copy())
+                view["transforms"] = T.TransformList([pre_tfm, *tfms])
+                ret.append(view)
+        return ret
+
+    def __repr__(self) -> str:
+        return f"DatasetMapperTTA(min_sizes={self.min_sizes}, max_size={self.max_size}, flip={self.flip})"
