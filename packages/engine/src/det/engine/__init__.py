@@ -19,6 +19,7 @@ _LAZY = {
     "MetadataCatalog": "det.engine.data.catalog",
     "Metadata": "det.engine.data.catalog",
     "DatasetMapper": "det.engine.data.dataset_mapper",
+    "DatasetMapperTTA": "det.engine.data.dataset_mapper",
     "build_detection_train_loader": "det.engine.data.build",
     "build_detection_test_loader": "det.engine.data.build",
     "get_detection_dataset_dicts": "det.engine.data.build",
@@ -32,6 +33,8 @@ _LAZY = {
     "ShapesConfig": "det.engine.data.shapes",
     "register_shapes": "det.engine.data.shapes",
     "prepare_shapes": "det.engine.data.shapes",
+    # test-time augmentation (detectron2's modeling.test_time_augmentation)
+    "GeneralizedRCNNWithTTA": "det.engine.test_time_augmentation",
     # evaluation
     "DatasetEvaluator": "det.engine.evaluation.evaluator",
     "DatasetEvaluators": "det.engine.evaluation.evaluator",
