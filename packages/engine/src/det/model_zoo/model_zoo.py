@@ -1,0 +1,237 @@
+"""detectron2's model zoo through det: find a zoo config, its trained weights, and build it.
+
+det ships no copy of detectron2's YAML files. A zoo name such as
+``"COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"`` is looked up in one configs folder, the
+first of:
+
+1. the ``configs_root`` argument,
+2. the folder named by ``$DET_MODEL_ZOO_CONFIGS`` (laid out like detectron2's ``configs/``, e.g. a
+   detectron2 git checkout's ``configs/``),
+3. ``detectron2/model_zoo/configs`` of an installed detectron2 (found with importlib, never imported).
+
+Trained weights come from detectron2's download server (see :mod:`det.model_zoo.checkpoints`);
+:class:`~det.checkpoint.DetectionCheckpointer` downloads them into det's cache on first use.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from det.model_zoo.checkpoints import CHECKPOINT_URL_PREFIX, PUBLISHED_CHECKPOINTS, published_names
+
+if TYPE_CHECKING:
+    import torch
+
+    from det.core.config import CfgNode
+
+__all__ = ["CONFIGS_ENV_VAR", "ConfigNotFoundError", "get", "get_checkpoint_url", "get_config",
+           "get_config_file", "get_configs_root"]
+
+CONFIGS_ENV_VAR = "DET_MODEL_ZOO_CONFIGS"
+
+_HOW_TO_POINT = (
+    f"Point det at a folder laid out like detectron2's configs/ (e.g. the configs/ folder of a "
+    f"detectron2 git checkout): set {CONFIGS_ENV_VAR}=/path/to/configs or pass configs_root=... .")
+
+
+class ConfigNotFoundError(RuntimeError, FileNotFoundError):
+    """A model-zoo config that cannot be found: no configs folder, or no such file in it.
+
+    A RuntimeError, as detectron2's ``get_config_file`` raises, and a FileNotFoundError (a file is
+    missing). The message says which name was asked for, where det looked and how to point it
+    at a configs folder.
+    """
+
+    def __str__(self) -> str:  # OSError would format the arguments as a tuple
+        return str(self.args[0])
+
+
+def _split_suffix(config_path: str) -> tuple[str, str]:
+    """``"A/b_3x.yaml"`` -> ``("A/b_3x", ".yaml")``; a name without suffix keeps ``""``."""
+    for suffix in (".yaml", ".py"):
+        if config_path.endswith(suffix):
+            return config_path[: -len(suffix)], suffix
+    return config_path, ""
+
+
+def _check_relative(config_path: str) -> str:
+    if not isinstance(config_path, str) or not config_path:
+        raise TypeError(f"config_path must be a non-empty str like "
+                        f"'COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml', got {config_path!r}")
+    name = config_path.replace("\\", "/")
+    if os.path.isabs(name) or name.startswith("/"):
+        raise ValueError(f"{config_path!r} is an absolute path; model_zoo takes names relative to "
+                         "detectron2's configs/ folder. Merge your own file with "
+                         "get_cfg().merge_from_file(path) instead.")
+    if ".." in name.split("/"):
+        raise ValueError(f"{config_path!r} leaves the configs folder ('..'); give a name inside it")
+    return name
+
+
+def _refuse_lazy_config(config_path: str) -> None:
+    if _split_suffix(config_path)[1] == ".py":
+        raise NotImplementedError(
+            f"{config_path} is a LazyConfig (Python) file; det reads detectron2's yacs YAML configs "
+            "only. Use a .yaml config of the zoo (its trained weights are still named by "
+            "get_checkpoint_url, which accepts .py names).")
+
+
+def _detectron2_configs() -> Path | None:
+    """``detectron2/model_zoo/configs`` of an installed detectron2, found without importing it."""
+    try:
+        spec = importlib.util.find_spec("detectron2")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        folder = Path(location) / "model_zoo" / "configs"
+        if folder.is_dir():
+            return folder
+    return None
+
+
+def get_configs_root(configs_root: str | os.PathLike[str] | None = None) -> Path:
+    """The configs folder zoo names are resolved against (see the module docstring for the order).
+
+    Raises:
+        ConfigNotFoundError: ``configs_root`` or ``$DET_MODEL_ZOO_CONFIGS`` is not a folder, or
+            neither is given and no installed detectron2 has its configs.
+    """
+    if configs_root is not None:
+        folder = Path(configs_root).expanduser()
+        if not folder.is_dir():
+            raise ConfigNotFoundError(f"configs_root={os.fspath(configs_root)!r} is not a folder. {_HOW_TO_POINT}")
+        return folder
+    from_env = os.environ.get(CONFIGS_ENV_VAR)
+    if from_env:
+        folder = Path(from_env).expanduser()
+        if not folder.is_dir():
+            raise ConfigNotFoundError(f"${CONFIGS_ENV_VAR}={from_env!r} is not a folder. {_HOW_TO_POINT}")
+        return folder
+    folder = _detectron2_configs()
+    if folder is None:
+        raise ConfigNotFoundError(
+            "det ships no copy of detectron2's model-zoo configs, and found none: configs_root was "
+            f"not given, ${CONFIGS_ENV_VAR} is not set, and no installed detectron2 package has "
+            f"model_zoo/configs. {_HOW_TO_POINT}")
+    return folder
+
+
+def _zoo_files(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for pattern in ("*.yaml", "*.py") for p in root.rglob(pattern))
+
+
+def get_config_file(config_path: str, *, configs_root: str | os.PathLike[str] | None = None) -> str:
+    """The real path of a model-zoo config, like detectron2's ``model_zoo.get_config_file``.
+
+    Args:
+        config_path: file name relative to detectron2's ``configs/``, e.g.
+            ``"COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"``.
+        configs_root: the configs folder to use instead of ``$DET_MODEL_ZOO_CONFIGS`` or an
+            installed detectron2's.
+
+    Returns:
+        str: the path of the file; ``get_cfg().merge_from_file`` follows its ``_BASE_`` chain
+        relative to it.
+
+    Raises:
+        ConfigNotFoundError: no configs folder, or no such file in it (close names are listed).
+        NotImplementedError: a LazyConfig ``.py`` name.
+    """
+    name = _check_relative(config_path)
+    _refuse_lazy_config(name)
+    root = get_configs_root(configs_root)
+    path = root / name
+    if path.is_file():
+        return os.fspath(path)
+    close = difflib.get_close_matches(name, _zoo_files(root), n=5, cutoff=0.6)
+    hint = f" Close names: {', '.join(close)}." if close else ""
+    raise ConfigNotFoundError(f"{config_path} not available in the model zoo: no file {path}.{hint} "
+                              f"If {root} is not the configs folder you meant: {_HOW_TO_POINT}")
+
+
+def get_checkpoint_url(config_path: str) -> str:
+    """The URL of the model detectron2 trained with a zoo config, like detectron2's
+    ``model_zoo.get_checkpoint_url``.
+
+    Args:
+        config_path: zoo name, e.g. ``"COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"``
+            (``.yaml``, ``.py`` or no suffix).
+
+    Returns:
+        str: ``https://dl.fbaipublicfiles.com/detectron2/<name>/<model id>/model_final_<hash>.pkl``.
+
+    Raises:
+        RuntimeError: detectron2 published no model for that name (close names are listed).
+    """
+    name, given_suffix = _split_suffix(_check_relative(config_path))
+    folder, _, config_name = name.rpartition("/")
+    suffix = PUBLISHED_CHECKPOINTS.get(folder, {}).get(config_name)
+    if suffix is None:
+        close = difflib.get_close_matches(name, published_names(), n=5, cutoff=0.6)
+        hint = f" Close names with a published model: {', '.join(c + given_suffix for c in close)}." if close else ""
+        raise RuntimeError(f"Pretrained model for {config_path} is not available: detectron2 published "
+                           f"no checkpoint for it.{hint}")
+    return f"{CHECKPOINT_URL_PREFIX}{name}/{suffix}"
+
+
+def get_config(config_path: str, trained: bool = False, *,
+               configs_root: str | os.PathLike[str] | None = None) -> CfgNode:
+    """det's config for a zoo model, like detectron2's ``model_zoo.get_config``.
+
+    Args:
+        config_path: zoo name of a YAML config, e.g. ``"COCO-Detection/retinanet_R_50_FPN_1x.yaml"``.
+        trained: if True, ``MODEL.WEIGHTS`` is the URL of detectron2's trained model; otherwise it
+            is what the file says (usually ImageNet weights for the backbone only).
+        configs_root: see :func:`get_config_file`.
+
+    Returns:
+        CfgNode: ``get_cfg()`` (with the keys of installed plugins) merged with the file.
+    """
+    from det.core import get_cfg
+
+    cfg_file = get_config_file(config_path, configs_root=configs_root)
+    cfg = get_cfg()
+    cfg.merge_from_file(cfg_file)
+    if trained:
+        cfg.MODEL.WEIGHTS = get_checkpoint_url(config_path)
+    return cfg
+
+
+def get(config_path: str, trained: bool = False, device: str | None = None, *,
+        configs_root: str | os.PathLike[str] | None = None) -> torch.nn.Module:
+    """Build a zoo model and load its ``MODEL.WEIGHTS``, like detectron2's ``model_zoo.get``.
+
+        model = model_zoo.get("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml", trained=True)
+        model.eval()
+
+    Args:
+        config_path: zoo name of a YAML config.
+        trained: load detectron2's trained model (downloaded into det's cache once); otherwise the
+            config's own ``MODEL.WEIGHTS`` is loaded (usually an ImageNet backbone, also downloaded).
+        device: ``cfg.MODEL.DEVICE`` to use; by default the config's (``"cuda"``) when CUDA is
+            available, else ``"cpu"``.
+        configs_root: see :func:`get_config_file`.
+
+    Returns:
+        torch.nn.Module: the model, in training mode as detectron2 returns it (call ``.eval()``
+        before inference).
+    """
+    import torch
+
+    from det.checkpoint import DetectionCheckpointer
+    from det.core import build_model
+
+    cfg = get_config(config_path, trained, configs_root=configs_root)
+    if device is None and not torch.cuda.is_available():
+        device = "cpu"
+    if device is not None:
+        cfg.MODEL.DEVICE = device
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    return model
