@@ -169,7 +169,7 @@ def test_coco_panoptic_json_to_evaluator(tmp_path):
             {"id": 1, "category_id": 0, "iscrowd": 0, "isthing": True},
             {"id": 2, "category_id": 0, "iscrowd": 0, "isthing": False},
         ]
-        assert MetadataCatalog.get(name).evaluator_type == "coco_panoptic"
+        assert MetadataCatalog.get(name).evaluator_type == "coco_panoptic_seg"
         ev = COCOPanopticEvaluator(name, distributed=False)
         ev.reset()
         # Thing and stuff share contiguous id 0: isthing tells them apart. Swapped labels never match.

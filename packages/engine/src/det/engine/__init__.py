@@ -30,6 +30,10 @@ _LAZY = {
     "load_coco_json": "det.engine.data.datasets.coco",
     "load_sem_seg": "det.engine.data.datasets.coco",
     "register_coco_instances": "det.engine.data.datasets.coco",
+    "register_pascal_voc": "det.engine.data.datasets.pascal_voc",
+    "load_voc_instances": "det.engine.data.datasets.pascal_voc",
+    "register_all_builtin": "det.engine.data.datasets.builtin",
+    "get_builtin_metadata": "det.engine.data.datasets.builtin_meta",
     "ShapesConfig": "det.engine.data.shapes",
     "register_shapes": "det.engine.data.shapes",
     "prepare_shapes": "det.engine.data.shapes",
@@ -43,6 +47,7 @@ _LAZY = {
     "COCOEvaluator": "det.engine.evaluation.coco_evaluation",
     "SemSegEvaluator": "det.engine.evaluation.sem_seg_evaluation",
     "COCOPanopticEvaluator": "det.engine.evaluation.panoptic_evaluation",
+    "PascalVOCDetectionEvaluator": "det.engine.evaluation.pascal_voc_evaluation",
     "print_csv_format": "det.engine.evaluation.testing",
     # visualization
     "Visualizer": "det.engine.visualizer",

@@ -46,6 +46,13 @@ _LAZY = {
     "convert_to_coco_json": "det.engine.data.datasets.coco",
     "load_coco_panoptic_json": "det.engine.data.datasets.coco_panoptic",
     "register_coco_panoptic": "det.engine.data.datasets.coco_panoptic",
+    "register_coco_panoptic_separated": "det.engine.data.datasets.coco_panoptic",
+    "merge_to_panoptic": "det.engine.data.datasets.coco_panoptic",
+    "load_voc_instances": "det.engine.data.datasets.pascal_voc",
+    "register_pascal_voc": "det.engine.data.datasets.pascal_voc",
+    "get_builtin_metadata": "det.engine.data.datasets.builtin_meta",
+    "register_all_builtin": "det.engine.data.datasets.builtin",
+    "get_datasets_root": "det.engine.data.datasets.builtin",
     "ShapesConfig": "det.engine.data.shapes",
     "prepare_shapes": "det.engine.data.shapes",
     "register_shapes": "det.engine.data.shapes",
@@ -69,10 +76,20 @@ def __dir__() -> list[str]:
 
 
 def _register_builtin() -> None:
+    from det.engine.data.catalog import run_on_first_use
     from det.engine.data.shapes import register_shapes
 
     if "shapes_train" not in DatasetCatalog:
         register_shapes()
+    # detectron2's builtin datasets (coco_2017_train, voc_2007_test, ...): on the first use of
+    # a catalog, so that importing reads nothing and $DETECTRON2_DATASETS may be set later.
+    run_on_first_use(_register_detectron2_builtins)
+
+
+def _register_detectron2_builtins() -> None:
+    from det.engine.data.datasets.builtin import register_all_builtin
+
+    register_all_builtin()
 
 
 _register_builtin()

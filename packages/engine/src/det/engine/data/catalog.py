@@ -4,15 +4,68 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 import types
 from collections import UserDict
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["DatasetCatalog", "Metadata", "MetadataCatalog"]
+__all__ = ["DatasetCatalog", "Metadata", "MetadataCatalog", "run_on_first_use"]
+
+# Functions that fill the catalogs lazily (the builtin datasets), run once, in order, right
+# before either catalog is first read or written. A function stays in the list until it has
+# returned, so another thread that reaches a catalog meanwhile waits for it on the lock.
+_first_use_hooks: list[Callable[[], None]] = []
+_first_use_lock = threading.RLock()
+_first_use_running = False
 
 
-class _DatasetCatalog(UserDict):
+def run_on_first_use(func: Callable[[], None]) -> None:
+    """Call ``func()`` once, right before ``DatasetCatalog`` or ``MetadataCatalog`` is first
+    used (at once if one was used already, on the next use). ``det.engine.data`` registers the
+    builtin datasets this way, so importing it reads nothing and registers nothing heavy."""
+    _first_use_hooks.append(func)
+
+
+def _run_first_use_hooks() -> None:
+    global _first_use_running
+    with _first_use_lock:
+        if _first_use_running:  # a hook reading the catalog it is filling
+            return
+        _first_use_running = True
+        try:
+            while _first_use_hooks:
+                func = _first_use_hooks[0]
+                try:
+                    func()
+                finally:  # a failing hook is reported once, not on every later access
+                    _first_use_hooks.pop(0)
+        finally:
+            _first_use_running = False
+
+
+class _LazyFilledDict(UserDict):
+    """A UserDict whose every access first runs the pending :func:`run_on_first_use` hooks.
+    UserDict routes all its methods through ``self.data``, so that attribute is the one gate."""
+
+    @property
+    def data(self) -> dict:
+        if _first_use_hooks:
+            _run_first_use_hooks()
+        return self.__dict__["_data"]
+
+    @data.setter
+    def data(self, value: dict) -> None:
+        self.__dict__["_data"] = value
+
+    def __copy__(self) -> _LazyFilledDict:  # UserDict's reads __dict__["data"], which is a property here
+        inst = self.__class__.__new__(self.__class__)
+        inst.__dict__.update(self.__dict__)
+        inst.__dict__["_data"] = self.data.copy()
+        return inst
+
+
+class _DatasetCatalog(_LazyFilledDict):
     """Maps a dataset name to a zero-argument function returning ``list[dict]`` in detectron2's
     standard dataset format. The function is only called by :meth:`get`, so registering is cheap.
 
@@ -126,7 +179,7 @@ def _equal(a: Any, b: Any) -> bool:
         return a is b
 
 
-class _MetadataCatalog(UserDict):
+class _MetadataCatalog(_LazyFilledDict):
     """Maps a dataset name to its :class:`Metadata`, created empty on first access.
 
     MetadataCatalog.get("shapes_train").thing_classes

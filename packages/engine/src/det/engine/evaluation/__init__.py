@@ -12,6 +12,7 @@ from det.engine.evaluation.evaluator import (
     inference_on_dataset,
 )
 from det.engine.evaluation.panoptic_evaluation import COCOPanopticEvaluator
+from det.engine.evaluation.pascal_voc_evaluation import PascalVOCDetectionEvaluator
 from det.engine.evaluation.sem_seg_evaluation import SemSegEvaluator
 from det.engine.evaluation.testing import flatten_results_dict, print_csv_format, verify_results
 
@@ -20,6 +21,7 @@ __all__ = [
     "COCOPanopticEvaluator",
     "DatasetEvaluator",
     "DatasetEvaluators",
+    "PascalVOCDetectionEvaluator",
     "SemSegEvaluator",
     "flatten_results_dict",
     "inference_context",

@@ -9,6 +9,33 @@ from det.engine.data.datasets.coco import (
 )
 from det.engine.data.datasets.coco_panoptic import load_coco_panoptic_json, register_coco_panoptic
 
+# Imported on first use (PEP 562): name -> module.
+_LAZY = {
+    "register_coco_panoptic_separated": "det.engine.data.datasets.coco_panoptic",
+    "merge_to_panoptic": "det.engine.data.datasets.coco_panoptic",
+    "load_voc_instances": "det.engine.data.datasets.pascal_voc",
+    "register_pascal_voc": "det.engine.data.datasets.pascal_voc",
+    "get_builtin_metadata": "det.engine.data.datasets.builtin_meta",
+    "register_all_builtin": "det.engine.data.datasets.builtin",
+    "register_all_coco": "det.engine.data.datasets.builtin",
+    "register_all_pascal_voc": "det.engine.data.datasets.builtin",
+    "register_all_ade20k": "det.engine.data.datasets.builtin",
+    "get_datasets_root": "det.engine.data.datasets.builtin",
+    "builtin_dataset_names": "det.engine.data.datasets.builtin",
+}
+
+
+def __getattr__(name: str) -> object:
+    import importlib
+
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'det.engine.data.datasets' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "convert_to_coco_dict",
     "convert_to_coco_json",
@@ -17,4 +44,5 @@ __all__ = [
     "load_sem_seg",
     "register_coco_instances",
     "register_coco_panoptic",
+    *_LAZY,
 ]

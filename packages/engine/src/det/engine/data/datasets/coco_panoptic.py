@@ -8,7 +8,12 @@ from typing import Any
 
 from det.engine.data.catalog import DatasetCatalog, MetadataCatalog
 
-__all__ = ["load_coco_panoptic_json", "register_coco_panoptic"]
+__all__ = [
+    "load_coco_panoptic_json",
+    "merge_to_panoptic",
+    "register_coco_panoptic",
+    "register_coco_panoptic_separated",
+]
 
 
 def _convert_category_id(segment_info: dict, meta: dict) -> dict:
@@ -65,7 +70,9 @@ def register_coco_panoptic(
     panoptic_json: str,
     instances_json: str | None = None,
 ) -> None:
-    """Register a COCO panoptic dataset (lazily loaded) with evaluator_type "coco_panoptic"."""
+    """Register the "standard" COCO panoptic dataset ``name`` (lazily loaded): dicts with
+    ``pan_seg_file_name``/``segments_info``, metadata ``evaluator_type="coco_panoptic_seg"`` (what
+    detectron2 sets and ``DefaultTrainer.build_evaluator`` maps to COCOPanopticEvaluator)."""
     DatasetCatalog.register(
         name, lambda: load_coco_panoptic_json(panoptic_json, image_root, panoptic_root, metadata)
     )
@@ -74,9 +81,78 @@ def register_coco_panoptic(
         panoptic_root=panoptic_root,
         image_root=image_root,
         panoptic_json=panoptic_json,
-        evaluator_type="coco_panoptic",
+        evaluator_type="coco_panoptic_seg",
         ignore_label=255,
         label_divisor=1000,
         **extra,
         **metadata,
     )
+
+
+def register_coco_panoptic_separated(
+    name: str,
+    metadata: dict[str, Any],
+    image_root: str,
+    panoptic_root: str,
+    panoptic_json: str,
+    sem_seg_root: str,
+    instances_json: str,
+) -> None:
+    """Register Panoptic FPN's "separated" setting as two lazily loaded datasets:
+
+    - ``name + "_separated"``: COCO instance annotations (``instances_json``, with their own
+      overlapping polygons) merged per image with the semantic PNG of ``sem_seg_root`` (stuff
+      ids 1..53, every thing pixel 0); ``evaluator_type="coco_panoptic_seg"``.
+    - ``name + "_stuffonly"``: the semantic PNGs alone; ``evaluator_type="sem_seg"``.
+
+    Both get ``metadata`` (thing and stuff classes numbered separately), the paths and
+    ``ignore_label=255``.
+    """
+    from det.engine.data.datasets.coco import load_coco_json, load_sem_seg
+
+    panoptic_name = name + "_separated"
+    DatasetCatalog.register(
+        panoptic_name,
+        lambda: merge_to_panoptic(
+            load_coco_json(instances_json, image_root, panoptic_name),
+            load_sem_seg(sem_seg_root, image_root),
+        ),
+    )
+    MetadataCatalog.get(panoptic_name).set(
+        panoptic_root=panoptic_root,
+        image_root=image_root,
+        panoptic_json=panoptic_json,
+        sem_seg_root=sem_seg_root,
+        json_file=instances_json,
+        evaluator_type="coco_panoptic_seg",
+        ignore_label=255,
+        **metadata,
+    )
+
+    semantic_name = name + "_stuffonly"
+    DatasetCatalog.register(semantic_name, lambda: load_sem_seg(sem_seg_root, image_root))
+    MetadataCatalog.get(semantic_name).set(
+        sem_seg_root=sem_seg_root,
+        image_root=image_root,
+        evaluator_type="sem_seg",
+        ignore_label=255,
+        **metadata,
+    )
+
+
+def merge_to_panoptic(detection_dicts: list[dict], sem_seg_dicts: list[dict]) -> list[dict]:
+    """One dict per detection dict, updated with the keys of the semantic dict of the same
+    ``file_name`` (so it gains ``sem_seg_file_name``). Every detection image needs one."""
+    by_file = {d["file_name"]: d for d in sem_seg_dicts}
+    if not by_file:
+        raise ValueError("merge_to_panoptic: no semantic-segmentation dicts to merge")
+    merged = []
+    for det_dict in detection_dicts:
+        try:
+            sem = by_file[det_dict["file_name"]]
+        except KeyError:
+            raise KeyError(
+                f"merge_to_panoptic: image {det_dict['file_name']!r} has no semantic annotation"
+            ) from None
+        merged.append({**det_dict, **sem})
+    return merged
