@@ -65,6 +65,17 @@ def test_det_train_resume_and_eval_only(tiny, trained):
 
 
 @pytest.mark.slow
+def test_det_train_eval_only_with_test_time_augmentation(tiny, trained):
+    out = tiny["root"] / "evaltta"
+    status = det_main(["train", "--config-file", str(tiny["config"]), "--eval-only",
+                       "MODEL.WEIGHTS", str(trained / "model_final.pth"), "OUTPUT_DIR", str(out),
+                       "TEST.AUG.ENABLED", "True", "TEST.AUG.MIN_SIZES", "(56, 64)", "TEST.AUG.MAX_SIZE", "128"])
+    assert status == 0
+    assert (out / "inference" / "instances_predictions.pth").is_file()
+    assert (out / "inference_TTA" / "instances_predictions.pth").is_file()
+
+
+@pytest.mark.slow
 def test_det_eval_prints_and_writes_results(tiny, trained, capsys):
     out = tiny["root"] / "eval"
     status = det_main(["eval", "--config-file", str(tiny["config"]), "--weights", str(trained / "model_final.pth"),
@@ -128,7 +139,7 @@ def test_datasets_file_next_to_a_config_registers_its_datasets(tiny, tmp_path):
         "metadata": {"thing_classes": ["circle", "square", "triangle"]}}}))
     try:
         cfg = setup_cfg(str(tmp_path / "c.yaml"))
-        assert cfg.DATASETS.TEST == (name,)
+        assert cfg.DATASETS.TEST == (name,)  # noqa: SIM300  (name is a variable, not a constant)
         assert len(DatasetCatalog.get(name)) == 3
         assert MetadataCatalog.get(name).evaluator_type == "coco"
         assert register_datasets_file(tmp_path / "datasets.json") == []  # already registered

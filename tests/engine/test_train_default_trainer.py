@@ -91,6 +91,27 @@ def test_default_trainer_trains_evaluates_and_resumes(shapes_names, tmp_path):
 
 
 @pytest.mark.slow
+def test_test_with_tta_of_one_plain_view_matches_the_plain_evaluation(shapes_names, tmp_path):
+    torch.manual_seed(0)
+    cfg = tiny_cfg(shapes_names, tmp_path, SOLVER__MAX_ITER=2, TEST__EVAL_PERIOD=0,
+                   TEST__AUG__MIN_SIZES=(64,), TEST__AUG__MAX_SIZE=128, TEST__AUG__FLIP=False)
+    trainer = _Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    plain = DefaultTrainer.test(cfg, trainer.model)
+    tta = DefaultTrainer.test_with_TTA(cfg, trainer.model)
+    assert set(tta) == {"bbox_TTA", "segm_TTA"}
+    for task in ("bbox", "segm"):
+        assert tta[f"{task}_TTA"] == pytest.approx(plain[task], nan_ok=True)
+    plain_json = json.loads((tmp_path / "inference" / "coco_instances_results.json").read_text())
+    tta_json = json.loads((tmp_path / "inference_TTA" / "coco_instances_results.json").read_text())
+    assert len(tta_json) == len(plain_json) > 0
+    for a, b in zip(plain_json, tta_json, strict=True):
+        assert (a["image_id"], a["category_id"], a["segmentation"]) == (b["image_id"], b["category_id"], b["segmentation"])
+        assert a["bbox"] == pytest.approx(b["bbox"], abs=1e-3) and a["score"] == pytest.approx(b["score"], abs=1e-5)
+
+
+@pytest.mark.slow
 def test_default_trainer_without_resume_loads_weights_only(shapes_names, tmp_path):
     cfg = tiny_cfg(shapes_names, tmp_path / "a", SOLVER__MAX_ITER=2, TEST__EVAL_PERIOD=0)
     first = _Trainer(cfg)

@@ -21,7 +21,9 @@ __all__ = ["main", "register", "run"]
 
 
 def main(args: argparse.Namespace) -> Any:
-    """Train, or evaluate with ``args.eval_only``; returns the evaluation results (if any)."""
+    """Train, or evaluate with ``args.eval_only``; returns the evaluation results (if any). With
+    ``TEST.AUG.ENABLED`` the model is also evaluated with test-time augmentation (at the end of
+    training), as detectron2's ``tools/train_net.py`` does."""
     from det.checkpoint import DetectionCheckpointer
     from det.engine.train import comm
     from det.engine.train.defaults import DefaultTrainer, default_setup
@@ -32,6 +34,8 @@ def main(args: argparse.Namespace) -> Any:
         model = DefaultTrainer.build_model(cfg)
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = DefaultTrainer.test(cfg, model)
+        if cfg.TEST.AUG.ENABLED:
+            results.update(DefaultTrainer.test_with_TTA(cfg, model))
         if comm.is_main_process():
             from det.engine.evaluation.testing import verify_results
 
@@ -39,6 +43,10 @@ def main(args: argparse.Namespace) -> Any:
         return results
     trainer = DefaultTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
+    if cfg.TEST.AUG.ENABLED:
+        from det.engine.train import hooks
+
+        trainer.register_hooks([hooks.EvalHook(0, lambda: trainer.test_with_TTA(cfg, trainer.model))])
     return trainer.train()
 
 

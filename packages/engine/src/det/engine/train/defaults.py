@@ -397,6 +397,20 @@ class DefaultTrainer(TrainerBase):
             return next(iter(results.values()))
         return results
 
+    @classmethod
+    def test_with_TTA(cls, cfg: Any, model: torch.nn.Module) -> OrderedDict:
+        """Evaluate ``model`` with test-time augmentation (``cfg.TEST.AUG``: sizes, flip) on each of
+        ``cfg.DATASETS.TEST``, writing to ``OUTPUT_DIR/inference_TTA``; result keys end in ``_TTA``
+        (detectron2's ``tools/train_net.py``; ``det train`` calls it when ``TEST.AUG.ENABLED``)."""
+        from det.engine.test_time_augmentation import GeneralizedRCNNWithTTA
+
+        logger.info("Running inference with test-time augmentation ...")
+        tta_model = GeneralizedRCNNWithTTA(cfg, model)
+        output_folder = os.path.join(cfg.OUTPUT_DIR, "inference_TTA")
+        evaluators = [cls.build_evaluator(cfg, name, output_folder=output_folder) for name in cfg.DATASETS.TEST]
+        results = cls.test(cfg, tta_model, evaluators)
+        return OrderedDict((f"{key}_TTA", value) for key, value in results.items())
+
     @staticmethod
     def auto_scale_workers(cfg: Any, num_workers: int) -> Any:
         """With ``SOLVER.REFERENCE_WORLD_SIZE`` set (> 0) and a different world size: scale
