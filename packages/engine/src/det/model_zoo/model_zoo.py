@@ -102,24 +102,30 @@ def get_configs_root(configs_root: str | os.PathLike[str] | None = None) -> Path
         ConfigNotFoundError: ``configs_root`` or ``$DET_MODEL_ZOO_CONFIGS`` is not a folder, or
             neither is given and no installed detectron2 has its configs.
     """
+    return _configs_root(configs_root, wanted=None)
+
+
+def _configs_root(configs_root: str | os.PathLike[str] | None, wanted: str | None) -> Path:
+    asked = f"Cannot look up model-zoo config {wanted}: " if wanted else ""
     if configs_root is not None:
         folder = Path(configs_root).expanduser()
         if not folder.is_dir():
-            raise ConfigNotFoundError(f"configs_root={os.fspath(configs_root)!r} is not a folder. {_HOW_TO_POINT}")
+            raise ConfigNotFoundError(f"{asked}configs_root={os.fspath(configs_root)!r} is not a folder. "
+                                      f"{_HOW_TO_POINT}")
         return folder
     from_env = os.environ.get(CONFIGS_ENV_VAR)
     if from_env:
         folder = Path(from_env).expanduser()
         if not folder.is_dir():
-            raise ConfigNotFoundError(f"${CONFIGS_ENV_VAR}={from_env!r} is not a folder. {_HOW_TO_POINT}")
+            raise ConfigNotFoundError(f"{asked}${CONFIGS_ENV_VAR}={from_env!r} is not a folder. {_HOW_TO_POINT}")
         return folder
-    folder = _detectron2_configs()
-    if folder is None:
+    installed = _detectron2_configs()
+    if installed is None:
         raise ConfigNotFoundError(
-            "det ships no copy of detectron2's model-zoo configs, and found none: configs_root was "
-            f"not given, ${CONFIGS_ENV_VAR} is not set, and no installed detectron2 package has "
-            f"model_zoo/configs. {_HOW_TO_POINT}")
-    return folder
+            f"{asked}det ships no copy of detectron2's model-zoo configs, and found none: "
+            f"configs_root was not given, ${CONFIGS_ENV_VAR} is not set, and no installed detectron2 "
+            f"package (searched sys.path) has model_zoo/configs. {_HOW_TO_POINT}")
+    return installed
 
 
 def _zoo_files(root: Path) -> list[str]:
@@ -145,7 +151,7 @@ def get_config_file(config_path: str, *, configs_root: str | os.PathLike[str] | 
     """
     name = _check_relative(config_path)
     _refuse_lazy_config(name)
-    root = get_configs_root(configs_root)
+    root = _configs_root(configs_root, wanted=name)
     path = root / name
     if path.is_file():
         return os.fspath(path)
