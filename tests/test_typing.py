@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("mypy")
 
-PACKAGES = ["det.structures", "det.checkpoint", "det.export"]
+PACKAGES = ["det.structures", "det.checkpoint", "det.export", "det.model_zoo"]
 MODULES = [
     "det.core",
     "det.core.hookspecs",
