@@ -10,7 +10,7 @@ from collections import UserDict
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["DatasetCatalog", "Metadata", "MetadataCatalog", "run_on_first_use"]
+__all__ = ["DatasetCatalog", "Metadata", "MetadataCatalog", "run_on_every_use", "run_on_first_use"]
 
 # Functions that fill the catalogs lazily (the builtin datasets), run once, in order, right
 # before either catalog is first read or written. A function stays in the list until it has
@@ -25,6 +25,18 @@ def run_on_first_use(func: Callable[[], None]) -> None:
     used (at once if one was used already, on the next use). ``det.engine.data`` registers the
     builtin datasets this way, so importing it reads nothing and registers nothing heavy."""
     _first_use_hooks.append(func)
+
+
+# Cheap checks run before every use of a catalog (after the first-use hooks), e.g. the builtin
+# datasets following a changed $DETECTRON2_DATASETS. They guard their own re-entrance.
+_every_use_hooks: list[Callable[[], None]] = []
+
+
+def run_on_every_use(func: Callable[[], None]) -> None:
+    """Call ``func()`` before every use of ``DatasetCatalog`` or ``MetadataCatalog``. It runs on
+    every lookup, so it must be cheap; it may (re-)register entries, and must not recurse when
+    doing so uses the catalogs."""
+    _every_use_hooks.append(func)
 
 
 def _run_first_use_hooks() -> None:
@@ -52,6 +64,8 @@ class _LazyFilledDict(UserDict):
     def data(self) -> dict:
         if _first_use_hooks:
             _run_first_use_hooks()
+        for hook in _every_use_hooks:
+            hook()
         return self.__dict__["_data"]
 
     @data.setter

@@ -182,9 +182,23 @@ def pq_compute_single_image(
     return stat
 
 
+def _panoptic_ground_truth(dataset_name: str, meta: Any) -> list[dict]:
+    """The dataset's dicts, or, when its metadata names the COCO panoptic json, PNG folder and
+    image folder (detectron2's builtin panoptic datasets do), those read with the metadata's id
+    maps, as detectron2's evaluator does: Panoptic FPN's "separated" datasets hold instance
+    annotations and semantic PNGs, so their panoptic ground truth is only there."""
+    paths = [meta.get(key) for key in ("panoptic_json", "image_root", "panoptic_root")]
+    if all(isinstance(p, str) and p for p in paths):
+        from det.engine.data.datasets.coco_panoptic import load_coco_panoptic_json
+
+        return load_coco_panoptic_json(*paths, meta.as_dict())
+    return DatasetCatalog.get(dataset_name)
+
+
 class COCOPanopticEvaluator(DatasetEvaluator):
     """PQ, SQ, RQ (all / things / stuff) of ``panoptic_seg`` outputs against a dataset whose
-    dicts have ``pan_seg_file_name`` (COCO panoptic PNG) and ``segments_info``.
+    dicts have ``pan_seg_file_name`` (COCO panoptic PNG) and ``segments_info``, or whose
+    metadata names ``panoptic_json``, ``panoptic_root`` and ``image_root`` (then read from those).
 
     Results: ``{"panoptic_seg": {"PQ", "SQ", "RQ", "PQ_th", "SQ_th", "RQ_th", "PQ_st", "SQ_st",
     "RQ_st"}}`` in percent. Category ids of predictions and ground truth must use the same
@@ -198,7 +212,7 @@ class COCOPanopticEvaluator(DatasetEvaluator):
         self._output_dir = output_dir
         self._distributed = distributed
         self._gt = {}
-        for d in DatasetCatalog.get(dataset_name):
+        for d in _panoptic_ground_truth(dataset_name, self._metadata):
             if "pan_seg_file_name" not in d or "segments_info" not in d:
                 raise ValueError(
                     f"COCOPanopticEvaluator: dataset {dataset_name!r} dicts need 'pan_seg_file_name' and 'segments_info'"

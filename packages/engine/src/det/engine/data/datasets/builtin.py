@@ -10,10 +10,12 @@ lazy loaders and metadata (class names, ``evaluator_type``, the expected paths):
     dicts = DatasetCatalog.get("coco_2017_val")  # reads $DETECTRON2_DATASETS/coco/...
 
 The datasets root is ``$DET_DATASETS`` if set, else ``$DETECTRON2_DATASETS``, else ``datasets``
-(relative to the working directory); ``~`` is expanded. It is read when the datasets are
-registered and again when one is loaded: if it changed in between, every builtin dataset is
-registered again under the new root (metadata included) before loading. A missing folder is
-reported when the dataset is loaded, naming the expected paths and the variable to set.
+(relative to the working directory); ``~`` is expanded. The builtin datasets follow it: when a
+catalog is used and the variables name another root than the one the datasets were registered
+under, they are all registered again under the new one (metadata included, so ``json_file`` &
+co. always agree with what loads). :func:`register_all_builtin` with an explicit root stops
+the following. A missing folder is reported when the dataset is loaded, naming the expected
+paths and the variable to set.
 
 Layout under the root (detectron2's ``datasets/README.md``)::
 
@@ -36,13 +38,14 @@ import os
 import threading
 from collections.abc import Callable
 
-from det.engine.data.catalog import DatasetCatalog, MetadataCatalog
+from det.engine.data.catalog import DatasetCatalog, MetadataCatalog, run_on_every_use
 from det.engine.data.datasets.builtin_meta import ADE20K_SEM_SEG_CATEGORIES, get_builtin_metadata
 
 __all__ = [
     "BUILTIN_REGISTRARS",
     "DATASETS_ROOT_ENV_VARS",
     "builtin_dataset_names",
+    "follow_datasets_root",
     "get_datasets_root",
     "register_all_ade20k",
     "register_all_builtin",
@@ -152,7 +155,8 @@ _PATH_KEYS = (
 _lock = threading.RLock()
 # root: what the datasets were registered under; follow_env: re-read the variables at load time
 # (False after an explicit register_all_builtin(root)); names: what the registrars registered.
-_state: dict = {"root": None, "follow_env": True, "names": []}
+# busy_thread: the thread registering now (its own catalog lookups must not re-register).
+_state: dict = {"root": None, "follow_env": True, "names": [], "busy_thread": None}
 
 
 def get_datasets_root() -> str:
@@ -303,16 +307,10 @@ class _BuiltinDataset:
         return [v for v in values if isinstance(v, str) and v and "://" not in v]
 
     def __call__(self) -> list[dict]:
-        if _state["follow_env"] and get_datasets_root() != self.root:
-            with _lock:
-                if _state["follow_env"] and get_datasets_root() != _state["root"]:
-                    logger.info(
-                        "The datasets root changed from %r to %r: registering the builtin datasets again",
-                        _state["root"],
-                        get_datasets_root(),
-                    )
-                    register_all_builtin()
-            return DatasetCatalog.get(self.name)
+        follow_datasets_root()
+        current = DatasetCatalog.data.get(self.name)
+        if current is not self and isinstance(current, _BuiltinDataset):
+            return current()  # a stale entry someone kept: load the current one
         missing = [p for p in self._needed() if not os.path.exists(p)]
         if missing:
             listed = "\n".join(f"  {p}" for p in missing)
@@ -340,23 +338,48 @@ def register_all_builtin(root: str | os.PathLike | None = None) -> list[str]:
     with _lock:
         follow_env = root is None
         root = get_datasets_root() if root is None else os.fspath(root)
-        for name in _state["names"]:
-            if isinstance(DatasetCatalog.data.get(name), _BuiltinDataset):
-                DatasetCatalog.remove(name)
-                MetadataCatalog.pop(name, None)
-        _state.update(root=root, follow_env=follow_env, names=[])
-        for spec in BUILTIN_REGISTRARS:
-            before = set(DatasetCatalog.keys())
-            try:
-                register = _registrar(spec)
-                if register is not None:
-                    register(root)
-            except Exception:
-                logger.warning("Registering builtin datasets with %s failed", spec, exc_info=True)
-            for name in [n for n in DatasetCatalog if n not in before]:
-                DatasetCatalog[name] = _BuiltinDataset(name, DatasetCatalog[name], root)
-                _state["names"].append(name)
+        _state["busy_thread"] = threading.get_ident()
+        try:
+            for name in _state["names"]:
+                if isinstance(DatasetCatalog.data.get(name), _BuiltinDataset):
+                    DatasetCatalog.remove(name)
+                    MetadataCatalog.pop(name, None)
+            _state.update(root=root, follow_env=follow_env, names=[])
+            for spec in BUILTIN_REGISTRARS:
+                before = set(DatasetCatalog)
+                try:
+                    register = _registrar(spec)
+                    if register is not None:
+                        register(root)
+                except Exception:
+                    logger.warning("Registering builtin datasets with %s failed", spec, exc_info=True)
+                for name in [n for n in DatasetCatalog if n not in before]:
+                    DatasetCatalog[name] = _BuiltinDataset(name, DatasetCatalog[name], root)
+                    _state["names"].append(name)
+        finally:
+            _state["busy_thread"] = None
         return list(_state["names"])
+
+
+def follow_datasets_root() -> None:
+    """Register the builtin datasets again if ``$DET_DATASETS``/``$DETECTRON2_DATASETS`` now
+    name another root than the one they were registered under. Runs before every catalog use;
+    does nothing after an explicit ``register_all_builtin(root)``."""
+    busy = _state["busy_thread"]
+    if busy == threading.get_ident():
+        return  # the registration itself looking things up
+    if busy is None and (
+        not _state["follow_env"] or _state["root"] is None or get_datasets_root() == _state["root"]
+    ):
+        return
+    with _lock:  # another thread may be registering: wait for it
+        if _state["follow_env"] and _state["root"] is not None and get_datasets_root() != _state["root"]:
+            logger.info(
+                "The datasets root changed from %r to %r: registering the builtin datasets again",
+                _state["root"],
+                get_datasets_root(),
+            )
+            register_all_builtin()
 
 
 def builtin_dataset_names() -> list[str]:
@@ -364,3 +387,6 @@ def builtin_dataset_names() -> list[str]:
     catalogs yet)."""
     DatasetCatalog.keys()  # runs the first-use registration
     return list(_state["names"])
+
+
+run_on_every_use(follow_datasets_root)
