@@ -44,6 +44,9 @@ DEV_TOOLS = [
     "types-PyYAML",
     "types-tqdm",
 ]
+# Optional extras of workspace members that the test suite exercises, installed with the member.
+# det-engine[lvis]: the official LVIS API, which LVISEvaluator's tests run end to end.
+DEV_EXTRAS = {"packages/engine": "lvis"}
 
 
 def members() -> list[Path]:
@@ -51,6 +54,15 @@ def members() -> list[Path]:
     folders = sorted(p.parent for p in ROOT.glob("packages/*/pyproject.toml"))
     folders += sorted(p.parent for p in ROOT.glob("packages/heads/*/pyproject.toml"))
     return folders
+
+
+def editable_args(with_extras: bool) -> list[str]:
+    """``-e <folder>`` for every member; ``-e <folder>[extra]`` for those in DEV_EXTRAS."""
+    args = []
+    for folder in members():
+        extra = DEV_EXTRAS.get(folder.relative_to(ROOT).as_posix()) if with_extras else None
+        args += ["-e", f"{folder}[{extra}]" if extra else str(folder)]
+    return args
 
 
 def setup_hash() -> str:
@@ -76,9 +88,9 @@ def setup() -> None:
     run([*pip, *PINNED, *DEV_TOOLS])
     # All members in one call, from the tree: `det-core` and friends must never resolve from an
     # index (other projects own those names on PyPI). No build isolation: hatchling is in the venv.
-    editable = [arg for folder in members() for arg in ("-e", str(folder))]
-    run([*pip, "--no-build-isolation", "--no-deps", *editable])
-    run([*pip, "--no-build-isolation", *editable])  # now resolve third-party dependencies
+    run([*pip, "--no-build-isolation", "--no-deps", *editable_args(with_extras=False)])
+    # now resolve third-party dependencies, with the extras the tests need
+    run([*pip, "--no-build-isolation", *editable_args(with_extras=True)])
     STAMP.write_text(wanted)
 
 
