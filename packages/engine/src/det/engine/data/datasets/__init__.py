@@ -22,6 +22,13 @@ _LAZY = {
     "register_all_ade20k": "det.engine.data.datasets.builtin",
     "get_datasets_root": "det.engine.data.datasets.builtin",
     "builtin_dataset_names": "det.engine.data.datasets.builtin",
+    "load_lvis_json": "det.engine.data.datasets.lvis",
+    "register_lvis_instances": "det.engine.data.datasets.lvis",
+    "get_lvis_instances_meta": "det.engine.data.datasets.lvis",
+    "register_all_lvis": "det.engine.data.datasets.lvis",
+    "load_cityscapes_instances": "det.engine.data.datasets.cityscapes",
+    "load_cityscapes_semantic": "det.engine.data.datasets.cityscapes",
+    "register_all_cityscapes": "det.engine.data.datasets.cityscapes",
 }
 
 
