@@ -187,11 +187,13 @@ def _panoptic_ground_truth(dataset_name: str, meta: Any) -> list[dict]:
     image folder (detectron2's builtin panoptic datasets do), those read with the metadata's id
     maps, as detectron2's evaluator does: Panoptic FPN's "separated" datasets hold instance
     annotations and semantic PNGs, so their panoptic ground truth is only there."""
-    paths = [meta.get(key) for key in ("panoptic_json", "image_root", "panoptic_root")]
-    if all(isinstance(p, str) and p for p in paths):
+    json_file, image_root, panoptic_root = (
+        meta.get(k) for k in ("panoptic_json", "image_root", "panoptic_root")
+    )
+    if all(isinstance(p, str) and p for p in (json_file, image_root, panoptic_root)):
         from det.engine.data.datasets.coco_panoptic import load_coco_panoptic_json
 
-        return load_coco_panoptic_json(*paths, meta.as_dict())
+        return load_coco_panoptic_json(json_file, image_root, panoptic_root, meta.as_dict())
     return DatasetCatalog.get(dataset_name)
 
 

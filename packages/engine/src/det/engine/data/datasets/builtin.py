@@ -32,6 +32,7 @@ is not installed is skipped.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
@@ -246,9 +247,7 @@ def register_all_ade20k(root: str) -> None:
         name = f"ade20k_sem_seg_{split}"
         image_dir = os.path.join(base, "images", folder)
         gt_dir = os.path.join(base, "annotations_detectron2", folder)
-        DatasetCatalog.register(
-            name, lambda x=image_dir, y=gt_dir: load_sem_seg(y, x, gt_ext="png", image_ext="jpg")
-        )
+        DatasetCatalog.register(name, functools.partial(load_sem_seg, gt_dir, image_dir, "png", "jpg"))
         MetadataCatalog.get(name).set(
             stuff_classes=list(ADE20K_SEM_SEG_CATEGORIES),
             image_root=image_dir,

@@ -31,7 +31,7 @@ def _read_split(dirname: str, split: str) -> list[str]:
         return [line.split()[0] for line in f if line.strip()]
 
 
-def _text(node: ET.Element | ET.ElementTree, path: str, xml_file: str) -> str:
+def _text(node: ET.Element, path: str, xml_file: str) -> str:
     found = node.find(path)
     if found is None or found.text is None:
         raise ValueError(f"{xml_file}: <{path}> is missing")
@@ -55,15 +55,15 @@ def load_voc_instances(dirname: str, split: str, class_names: Sequence[str]) -> 
     dicts = []
     for fileid in _read_split(dirname, split):
         xml_file = os.path.join(dirname, "Annotations", fileid + ".xml")
-        tree = ET.parse(xml_file)
+        annotation = ET.parse(xml_file).getroot()
         record = {
             "file_name": os.path.join(dirname, "JPEGImages", fileid + ".jpg"),
             "image_id": fileid,
-            "height": int(_text(tree, "./size/height", xml_file)),
-            "width": int(_text(tree, "./size/width", xml_file)),
+            "height": int(_text(annotation, "size/height", xml_file)),
+            "width": int(_text(annotation, "size/width", xml_file)),
         }
         instances = []
-        for obj in tree.findall("object"):
+        for obj in annotation.findall("object"):
             cls = _text(obj, "name", xml_file)
             if cls not in class_index:
                 raise KeyError(f"{xml_file}: class {cls!r} is not one of class_names {list(class_names)}")
