@@ -285,6 +285,19 @@ def test_explicit_root_is_kept_until_the_next_call(datasets_root, monkeypatch, t
     assert MetadataCatalog.get("coco_2017_val").image_root == str(datasets_root / "coco" / "val2017")
 
 
+def test_a_replaced_builtin_survives_registering_again(datasets_root, tmp_path_factory):
+    DatasetCatalog.remove("voc_2007_val")
+    MetadataCatalog.remove("voc_2007_val")
+    DatasetCatalog.register("voc_2007_val", lambda: [{"file_name": "mine.jpg"}])
+    MetadataCatalog.get("voc_2007_val").set(thing_classes=["mine"])
+    register_all_builtin(tmp_path_factory.mktemp("other_root"))
+    assert DatasetCatalog.get("voc_2007_val") == [{"file_name": "mine.jpg"}]
+    assert MetadataCatalog.get("voc_2007_val").thing_classes == ["mine"]
+    assert MetadataCatalog.get("voc_2007_test").evaluator_type == "pascal_voc"  # the rest registered
+    DatasetCatalog.remove("voc_2007_val")  # back to the builtin one when the fixture re-registers
+    MetadataCatalog.remove("voc_2007_val")
+
+
 def test_default_trainer_builds_the_coco_evaluator(datasets_root):
     from det.core import get_cfg
     from det.engine.evaluation import COCOEvaluator

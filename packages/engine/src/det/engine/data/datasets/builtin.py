@@ -332,17 +332,22 @@ def register_all_builtin(root: str | os.PathLike | None = None) -> list[str]:
     With ``root=None`` (what the first catalog use does) the root is :func:`get_datasets_root`
     and is followed: a dataset loaded after the variables changed is registered again under the
     new root. An explicit ``root`` is kept until the next call. Builtin datasets registered
-    before are removed first, with their metadata.
+    before are removed first, with their metadata; a builtin name that was removed and
+    registered again with another loader keeps that loader and its metadata.
     """
     with _lock:
         follow_env = root is None
         root = get_datasets_root() if root is None else os.fspath(root)
         _state["busy_thread"] = threading.get_ident()
         try:
+            # A builtin name the user re-registered with their own loader is set aside and put
+            # back afterwards, so their entry wins and the registrars do not trip over it.
+            overridden = {}
             for name in _state["names"]:
-                if isinstance(DatasetCatalog.data.get(name), _BuiltinDataset):
-                    DatasetCatalog.remove(name)
-                    MetadataCatalog.pop(name, None)
+                entry = DatasetCatalog.data.pop(name, None)
+                meta = MetadataCatalog.data.pop(name, None)
+                if entry is not None and not isinstance(entry, _BuiltinDataset):
+                    overridden[name] = (entry, meta)
             _state.update(root=root, follow_env=follow_env, names=[])
             for spec in BUILTIN_REGISTRARS:
                 before = set(DatasetCatalog)
@@ -355,6 +360,10 @@ def register_all_builtin(root: str | os.PathLike | None = None) -> list[str]:
                 for name in [n for n in DatasetCatalog if n not in before]:
                     DatasetCatalog[name] = _BuiltinDataset(name, DatasetCatalog[name], root)
                     _state["names"].append(name)
+            for name, (entry, meta) in overridden.items():
+                DatasetCatalog.data[name] = entry
+                if meta is not None:
+                    MetadataCatalog.data[name] = meta
         finally:
             _state["busy_thread"] = None
         return list(_state["names"])
