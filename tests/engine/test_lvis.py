@@ -273,6 +273,24 @@ def test_cocofied_lvis_uses_coco_ids(tmp_path):
         MetadataCatalog.pop(name, None)
 
 
+def test_lvis_evaluator_box_proposals(lvis_dataset):
+    pytest.importorskip("lvis")
+    from det.engine.evaluation import LVISEvaluator
+
+    ev = LVISEvaluator(lvis_dataset, distributed=False)
+    ev.reset()
+    for d in DatasetCatalog.get(lvis_dataset):
+        proposals = Instances((d["height"], d["width"]))
+        # Every ground-truth box exactly, plus one box that matches nothing.
+        boxes = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in d["annotations"])]
+        proposals.proposal_boxes = Boxes(torch.tensor([*boxes, [0, 0, 1, 1]], dtype=torch.float32))
+        proposals.objectness_logits = torch.arange(len(boxes) + 1, 0, -1).float()
+        ev.process([{"image_id": d["image_id"]}], [{"proposals": proposals}])
+    res = ev.evaluate()["box_proposals"]
+    assert res["AR@100"] == pytest.approx(100.0)
+    assert res["ARs@1000"] == pytest.approx(100.0)
+
+
 def test_lvis_evaluator_import_error_names_the_extra(monkeypatch, lvis_dataset):
     import builtins
 

@@ -118,7 +118,8 @@ class RotatedCOCOEvaluator(COCOEvaluator):
                 prediction["instances"] = self.instances_to_json(instances, input["image_id"])
             if "proposals" in output:
                 prediction["proposals"] = output["proposals"].to(self._cpu_device)
-            self._predictions.append(prediction)
+            if len(prediction) > 1:
+                self._predictions.append(prediction)
 
     def instances_to_json(self, instances: Any, img_id: int) -> list[dict]:
         """COCO result dicts of one image: 5-number rotated boxes (4-number XYXY boxes become
