@@ -154,7 +154,7 @@ _PATH_KEYS = (
 )
 
 _lock = threading.RLock()
-# root: what the datasets were registered under; follow_env: re-read the variables at load time
+# root: what the datasets were registered under; follow_env: re-read the variables on every catalog use
 # (False after an explicit register_all_builtin(root)); names: what the registrars registered.
 # busy_thread: the thread registering now (its own catalog lookups must not re-register).
 _state: dict = {"root": None, "follow_env": True, "names": [], "busy_thread": None}
