@@ -14,6 +14,7 @@ polygons; detectron2's are a 0.5 px buffer of the raw polygon, or OpenCV's pixel
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import logging
@@ -326,14 +327,14 @@ def register_all_cityscapes(root: str | os.PathLike) -> None:
         inst_key = key.format(task="instance_seg")
         DatasetCatalog.register(
             inst_key,
-            lambda x=image_dir, y=gt_dir: load_cityscapes_instances(x, y, from_json=True, to_polygons=True),
+            functools.partial(load_cityscapes_instances, image_dir, gt_dir, from_json=True, to_polygons=True),
         )
         MetadataCatalog.get(inst_key).set(
             image_dir=image_dir, gt_dir=gt_dir, evaluator_type="cityscapes_instance", **meta
         )
 
         sem_key = key.format(task="sem_seg")
-        DatasetCatalog.register(sem_key, lambda x=image_dir, y=gt_dir: load_cityscapes_semantic(x, y))
+        DatasetCatalog.register(sem_key, functools.partial(load_cityscapes_semantic, image_dir, gt_dir))
         MetadataCatalog.get(sem_key).set(
             image_dir=image_dir, gt_dir=gt_dir, evaluator_type="cityscapes_sem_seg", ignore_label=255, **meta
         )
