@@ -340,12 +340,6 @@ def test_default_trainer_evaluates_panoptic_datasets(datasets_root, name, stuff_
     assert result["PQ"] == pytest.approx(100.0) and result["PQ_st"] == pytest.approx(100.0)
 
 
-@pytest.mark.xfail(
-    reason="DefaultTrainer.build_evaluator (train/defaults.py) does not map evaluator_type "
-    "'pascal_voc' to PascalVOCDetectionEvaluator yet",
-    raises=NotImplementedError,
-    strict=False,
-)
 def test_default_trainer_builds_the_voc_evaluator(datasets_root):
     from det.core import get_cfg
     from det.engine.evaluation import PascalVOCDetectionEvaluator

@@ -143,6 +143,43 @@ def test_build_evaluator_by_evaluator_type(shapes_names, tmp_path):
         DatasetCatalog.remove(name)
 
 
+@pytest.mark.parametrize(("evaluator_type", "metadata", "expected"), [
+    ("coco", {}, ["COCOEvaluator"]),
+    (None, {"json_file": "x.json"}, ["COCOEvaluator"]),
+    ("sem_seg", {}, ["SemSegEvaluator"]),
+    ("coco_panoptic_seg", {}, ["COCOPanopticEvaluator"]),
+    ("coco_panoptic_seg", {"sem_seg_root": "s", "json_file": "x.json"},
+     ["SemSegEvaluator", "COCOEvaluator", "COCOPanopticEvaluator"]),
+    ("lvis", {}, ["LVISEvaluator"]),
+    ("pascal_voc", {}, ["PascalVOCDetectionEvaluator"]),
+    ("cityscapes_instance", {}, ["CityscapesInstanceEvaluator"]),
+    ("cityscapes_sem_seg", {}, ["CityscapesSemSegEvaluator"]),
+])  # fmt: skip
+def test_build_evaluator_picks_detectron2s_evaluators(monkeypatch, tmp_path, evaluator_type, metadata, expected):
+    """The evaluator_type -> evaluators mapping of detectron2's tools/train_net.py."""
+    from det.engine import evaluation
+    from det.engine.data import MetadataCatalog
+
+    def recorder(cls_name):
+        return type(cls_name, (), {"__init__": lambda self, *args, **kwargs: None})
+
+    for cls_name in ("COCOEvaluator", "SemSegEvaluator", "COCOPanopticEvaluator", "LVISEvaluator",
+                     "PascalVOCDetectionEvaluator", "CityscapesInstanceEvaluator", "CityscapesSemSegEvaluator"):
+        monkeypatch.setattr(evaluation, cls_name, recorder(cls_name))
+    name = f"typed_{uuid.uuid4().hex[:6]}"
+    DatasetCatalog.register(name, lambda: [])
+    try:
+        MetadataCatalog.get(name).set(**metadata, **({"evaluator_type": evaluator_type} if evaluator_type else {}))
+        cfg = get_cfg()
+        cfg.OUTPUT_DIR = str(tmp_path)
+        built = DefaultTrainer.build_evaluator(cfg, name)
+        parts = built._evaluators if isinstance(built, evaluation.DatasetEvaluators) else [built]
+        assert [type(e).__name__ for e in parts] == expected
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+
+
 def test_auto_scale_workers():
     cfg = get_cfg()
     cfg.SOLVER.REFERENCE_WORLD_SIZE = 8

@@ -334,31 +334,56 @@ class DefaultTrainer(TrainerBase):
 
     @classmethod
     def build_evaluator(cls, cfg: Any, dataset_name: str, output_folder: str | None = None) -> Any:
-        """The evaluator for the dataset's ``evaluator_type`` metadata: ``"coco"`` (or any
-        dataset with a ``json_file``) -> COCOEvaluator, ``"sem_seg"`` -> SemSegEvaluator,
-        ``"coco_panoptic_seg"`` -> COCOPanopticEvaluator. Results go to
-        ``OUTPUT_DIR/inference`` unless ``output_folder`` is given."""
+        """The evaluator(s) for the dataset's ``evaluator_type`` metadata, as detectron2's
+        ``tools/train_net.py`` picks them:
+
+        - ``"coco"`` (or no type but a ``json_file``): COCOEvaluator
+        - ``"sem_seg"``: SemSegEvaluator
+        - ``"coco_panoptic_seg"``: COCOPanopticEvaluator, with SemSegEvaluator when the metadata
+          has a ``sem_seg_root`` and COCOEvaluator when it has a ``json_file`` (the "separated"
+          datasets), combined in DatasetEvaluators
+        - ``"lvis"``: LVISEvaluator; ``"pascal_voc"``: PascalVOCDetectionEvaluator;
+          ``"cityscapes_instance"`` / ``"cityscapes_sem_seg"``: the Cityscapes evaluators
+
+        Results go to ``OUTPUT_DIR/inference`` unless ``output_folder`` is given."""
         from det.engine.data.catalog import MetadataCatalog
+        from det.engine.evaluation import (
+            CityscapesInstanceEvaluator,
+            CityscapesSemSegEvaluator,
+            COCOEvaluator,
+            COCOPanopticEvaluator,
+            DatasetEvaluators,
+            LVISEvaluator,
+            PascalVOCDetectionEvaluator,
+            SemSegEvaluator,
+        )
 
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference")
         meta = MetadataCatalog.get(dataset_name)
         evaluator_type = meta.get("evaluator_type", None)
-        if evaluator_type in ("coco", "lvis") or (evaluator_type is None and meta.get("json_file", None)):
-            from det.engine.evaluation.coco_evaluation import COCOEvaluator
-
-            return COCOEvaluator(dataset_name, output_dir=output_folder)
-        if evaluator_type == "sem_seg":
-            from det.engine.evaluation.sem_seg_evaluation import SemSegEvaluator
-
-            return SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
+        if evaluator_type == "lvis":
+            return LVISEvaluator(dataset_name, output_dir=output_folder)
+        if evaluator_type == "pascal_voc":
+            return PascalVOCDetectionEvaluator(dataset_name)
+        if evaluator_type == "cityscapes_instance":
+            return CityscapesInstanceEvaluator(dataset_name)
+        if evaluator_type == "cityscapes_sem_seg":
+            return CityscapesSemSegEvaluator(dataset_name)
+        evaluators: list[Any] = []
+        if evaluator_type == "sem_seg" or (evaluator_type == "coco_panoptic_seg" and meta.get("sem_seg_root", None)):
+            evaluators.append(SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder))
+        if evaluator_type == "coco" or (
+            evaluator_type in (None, "coco_panoptic_seg") and meta.get("json_file", None)
+        ):
+            evaluators.append(COCOEvaluator(dataset_name, output_dir=output_folder))
         if evaluator_type == "coco_panoptic_seg":
-            from det.engine.evaluation.panoptic_evaluation import COCOPanopticEvaluator
-
-            return COCOPanopticEvaluator(dataset_name, output_folder)
-        raise NotImplementedError(
-            f"No evaluator for dataset {dataset_name!r} (evaluator_type={evaluator_type!r}); override "
-            "DefaultTrainer.build_evaluator or pass evaluators to DefaultTrainer.test")
+            evaluators.append(COCOPanopticEvaluator(dataset_name, output_folder))
+        if not evaluators:
+            raise NotImplementedError(
+                f"No evaluator for dataset {dataset_name!r} (evaluator_type={evaluator_type!r}); override "
+                "DefaultTrainer.build_evaluator or pass evaluators to DefaultTrainer.test")
+        return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)
 
     @classmethod
     def test(cls, cfg: Any, model: torch.nn.Module, evaluators: Any = None) -> OrderedDict | dict:
