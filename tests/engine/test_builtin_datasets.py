@@ -319,14 +319,17 @@ def test_default_trainer_evaluates_panoptic_datasets(datasets_root, name, stuff_
     import torch
 
     from det.core import get_cfg
-    from det.engine.evaluation import COCOPanopticEvaluator
+    from det.engine.evaluation import DatasetEvaluators
     from det.engine.train.defaults import DefaultTrainer
 
     _write_coco_tree(datasets_root)
     cfg = get_cfg()
     cfg.OUTPUT_DIR = str(datasets_root / "out")
-    evaluator = DefaultTrainer.build_evaluator(cfg, name)
-    assert isinstance(evaluator, COCOPanopticEvaluator)
+    built = DefaultTrainer.build_evaluator(cfg, name)
+    # with the instances json in the metadata, COCO AP is evaluated too (detectron2's train_net)
+    assert isinstance(built, DatasetEvaluators)
+    assert [type(e).__name__ for e in built._evaluators][-2:] == ["COCOEvaluator", "COCOPanopticEvaluator"]
+    evaluator = built._evaluators[-1]
     evaluator.reset()
     pred = torch.ones(6, 8, dtype=torch.int64)
     pred[:, 4:] = 2
