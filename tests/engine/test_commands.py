@@ -150,6 +150,26 @@ def test_datasets_file_next_to_a_config_registers_its_datasets(tiny, tmp_path):
         register_datasets_file(tmp_path / "bad.json")
 
 
+def test_datasets_file_entry_replaces_a_builtin_dataset_of_that_name(tiny, tmp_path):
+    from det.engine.commands._common import register_datasets_file
+    from det.engine.data import MetadataCatalog
+    from det.engine.data.datasets.builtin import register_all_builtin
+
+    DatasetCatalog.get(tiny["names"][1])
+    source = MetadataCatalog.get(tiny["names"][1])
+    (tmp_path / "datasets.json").write_text(json.dumps({"coco_2017_val": {
+        "json_file": source.json_file, "image_root": source.image_root}}))
+    try:
+        assert register_datasets_file(tmp_path / "datasets.json") == ["coco_2017_val"]
+        assert len(DatasetCatalog.get("coco_2017_val")) == 3
+        assert MetadataCatalog.get("coco_2017_val").json_file == source.json_file
+    finally:
+        DatasetCatalog.remove("coco_2017_val")
+        MetadataCatalog.remove("coco_2017_val")
+        register_all_builtin()
+    assert MetadataCatalog.get("coco_2017_val").json_file.endswith("instances_val2017.json")
+
+
 def test_engine_declares_its_commands():
     from det.core import plugins
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,8 +46,10 @@ def setup_cfg(config_file: str, opts: Sequence[str] | None = None, *, weights: s
 
 def register_datasets_file(path: str | os.PathLike) -> list[str]:
     """Register the COCO datasets listed in ``path`` (see :data:`DATASETS_FILE`) that are not
-    registered yet; returns their names. A missing file registers nothing."""
-    from det.engine.data.catalog import DatasetCatalog
+    registered yet; returns their names. A missing file registers nothing. An entry named like a
+    builtin dataset (``coco_2017_val``) replaces the builtin: the file names its paths explicitly."""
+    from det.engine.data.catalog import DatasetCatalog, MetadataCatalog
+    from det.engine.data.datasets.builtin import builtin_dataset_names
     from det.engine.data.datasets.coco import register_coco_instances
 
     path = Path(path)
@@ -59,8 +62,13 @@ def register_datasets_file(path: str | os.PathLike) -> list[str]:
     if not isinstance(entries, dict):
         raise CommandError(f"{path} must map dataset names to {{json_file, image_root}}, got {type(entries).__name__}")
     added = []
+    builtin = set(builtin_dataset_names())
     for name, entry in entries.items():
-        if name in DatasetCatalog:
+        if name in builtin and name in DatasetCatalog:
+            logging.getLogger(__name__).info("%s: dataset %r replaces the builtin one of that name", path, name)
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+        elif name in DatasetCatalog:
             continue
         try:
             json_file, image_root = entry["json_file"], entry["image_root"]
