@@ -7,7 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from det.export import TracingAdapter, UnsupportedModelError, flatten_inputs, unflatten_outputs
+from det.export import (
+    TracingAdapter,
+    UnsupportedModelError,
+    flatten_inputs,
+    supported_architectures,
+    unflatten_outputs,
+)
 
 from ._helpers import assert_same_as_eager, build_golden_model, eager_per_image
 
@@ -74,18 +80,30 @@ def test_unsupported_models_name_the_part(mask_model):
         TracingAdapter(nn.Linear(2, 2))
 
     class ProposalNetwork(nn.Module):
-        pass
+        def __init__(self, proposal_generator=None):
+            super().__init__()
+            self.proposal_generator = proposal_generator
 
-    with pytest.raises(UnsupportedModelError, match="ProposalNetwork"):
+    with pytest.raises(UnsupportedModelError, match="ProposalNetwork without a proposal generator"):
         TracingAdapter(ProposalNetwork())
 
-    roi_heads = mask_model.roi_heads
-    try:
-        mask_model.roi_heads = type("CascadeROIHeads", (nn.Module,), {})()
-        with pytest.raises(UnsupportedModelError, match="ROI_HEADS CascadeROIHeads"):
-            TracingAdapter(mask_model)
-    finally:
-        mask_model.roi_heads = roi_heads
+    def refused(part: str, name: str, message: str) -> None:
+        original = getattr(mask_model, part)
+        try:
+            setattr(mask_model, part, type(name, (nn.Module,), {})())
+            with pytest.raises(UnsupportedModelError, match=message):
+                TracingAdapter(mask_model)
+        finally:
+            setattr(mask_model, part, original)
+
+    refused("roi_heads", "MyROIHeads", "ROI_HEADS MyROIHeads: supported are .*CascadeROIHeads")
+    refused("proposal_generator", "PrecomputedProposals", "PROPOSAL_GENERATOR PrecomputedProposals: only RPN")
+    # rotated boxes have no torchvision op to export, whatever the meta-architecture
+    refused("roi_heads", "RROIHeads", "ROI_HEADS RROIHeads: rotated-box models")
+    refused("proposal_generator", "RRPN", "PROPOSAL_GENERATOR RRPN: rotated-box models")
+    with pytest.raises(UnsupportedModelError, match="PROPOSAL_GENERATOR RRPN: rotated-box models"):
+        TracingAdapter(ProposalNetwork(type("RRPN", (nn.Module,), {})()))
+
     rpn = mask_model.proposal_generator
     try:
         mask_model.proposal_generator = None
@@ -93,6 +111,16 @@ def test_unsupported_models_name_the_part(mask_model):
             TracingAdapter(mask_model)
     finally:
         mask_model.proposal_generator = rpn
+
+
+def test_supported_architectures():
+    assert supported_architectures() == (
+        "GeneralizedRCNN",
+        "PanopticFPN",
+        "ProposalNetwork",
+        "RetinaNet",
+        "SemanticSegmentor",
+    )
 
 
 def test_flatten_inputs_errors():

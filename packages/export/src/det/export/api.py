@@ -57,7 +57,8 @@ def export_torch(
     """``torch.export`` a det model (eval mode) for inference on one image of any size.
 
     Args:
-        model: a det GeneralizedRCNN, RetinaNet or SemanticSegmentor (or its TracingAdapter).
+        model: a det GeneralizedRCNN (Standard, Res5 or Cascade ROI heads), ProposalNetwork,
+            PanopticFPN, RetinaNet or SemanticSegmentor (or its TracingAdapter).
         sample_image: a (C, H, W) example image; any values (tracing uses shapes only).
         output: if given, save the program there (``torch.export.save``, with det's metadata).
         max_image_size: largest image height/width the program accepts.
@@ -141,14 +142,15 @@ class ExportedModel:
     """An exported det model (``.pt2`` or ``.onnx``) behind det's ``list[dict]`` contract.
 
     Invariant: ``exported(batched_inputs)`` returns what the eager model returns for each input
-    run alone (``{"instances": Instances}`` or ``{"sem_seg": Tensor}``, at height/width)::
+    run alone (``{"instances": Instances}``, ``{"proposals": Instances}``, ``{"sem_seg": Tensor}``
+    or PanopticFPN's ``sem_seg``/``instances``/``panoptic_seg``, at height/width)::
 
         exported = load_exported("model.onnx")
         outputs = exported([{"image": img, "height": h, "width": w}])
         outputs[0]["instances"].scores
 
-    The graph runs once per image; unflattening (rescaling, mask pasting, keypoint decoding)
-    runs in torch afterwards.
+    The graph runs once per image; unflattening (rescaling, mask pasting, keypoint decoding,
+    the panoptic merge) runs in torch afterwards.
     """
 
     def __init__(
@@ -181,7 +183,14 @@ class ExportedModel:
         results = []
         for inputs in batched_inputs:
             (image,) = flatten_inputs(inputs)
-            results.append(unflatten_outputs(self.run_flat(image), inputs, self.outputs_schema))
+            results.append(
+                unflatten_outputs(
+                    self.run_flat(image),
+                    inputs,
+                    self.outputs_schema,
+                    panoptic_combine=self.metadata.get("panoptic_combine"),
+                )
+            )
         return results
 
     def __repr__(self) -> str:

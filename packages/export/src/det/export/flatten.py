@@ -11,6 +11,11 @@ modules, weights and formulas, but no Python control flow on tensor values (``if
 no ``len()`` of data-dependent sizes, class-wise NMS as one ``torchvision::nms`` over
 class-offset boxes, and ``torch.sym_min`` for top-k sizes, so that image size and instance count
 stay symbolic.
+
+Exported: GeneralizedRCNN (RPN + StandardROIHeads, Res5ROIHeads or CascadeROIHeads, with mask
+and keypoint heads), ProposalNetwork, PanopticFPN (instance and semantic branches in the graph,
+the panoptic merge in :func:`unflatten_outputs`), RetinaNet and SemanticSegmentor. Rotated-box
+models (RRPN, RROIHeads) are refused: torchvision has no rotated NMS or ROIAlign op to export.
 """
 
 from __future__ import annotations
@@ -28,8 +33,16 @@ class UnsupportedModelError(NotImplementedError):
     """A model (or one of its parts) that det.export cannot export; the message names the part."""
 
 
-_SUPPORTED_ROI_HEADS = ("StandardROIHeads", "Res5ROIHeads")
-_SUPPORTED_META_ARCHS = ("GeneralizedRCNN", "RetinaNet", "SemanticSegmentor")
+_SUPPORTED_ROI_HEADS = ("StandardROIHeads", "Res5ROIHeads", "CascadeROIHeads")
+_SUPPORTED_META_ARCHS = (
+    "GeneralizedRCNN",
+    "PanopticFPN",
+    "ProposalNetwork",
+    "RetinaNet",
+    "SemanticSegmentor",
+)
+# parts on rotated boxes: their NMS, IoU and ROIAlign are det ops with no torchvision counterpart
+_ROTATED_PARTS = ("RRPN", "RROIHeads", "RotatedAnchorGenerator", "RotatedFastRCNNOutputLayers")
 
 
 def supported_architectures() -> tuple[str, ...]:
@@ -44,16 +57,8 @@ def _class_names(obj: object) -> list[str]:
 
 def _architecture(model: Any) -> str:
     names = _class_names(model)
-    refused = {"PanopticFPN", "ProposalNetwork"}
+    # the class itself, else its nearest supported base (PanopticFPN is met before GeneralizedRCNN)
     for name in names:
-        if name in refused:
-            raise UnsupportedModelError(
-                f"det.export cannot export META_ARCHITECTURE {name}: supported are "
-                f"{', '.join(_SUPPORTED_META_ARCHS)}"
-            )
-    if names[0] in _SUPPORTED_META_ARCHS:
-        return names[0]
-    for name in names:  # subclasses export as their supported base
         if name in _SUPPORTED_META_ARCHS:
             return name
     raise UnsupportedModelError(
@@ -62,27 +67,60 @@ def _architecture(model: Any) -> str:
     )
 
 
-def _check_rcnn_parts(model: Any) -> None:
+def _refuse_rotated(kind: str, part: Any) -> None:
+    for name in _class_names(part):
+        if name in _ROTATED_PARTS:
+            raise UnsupportedModelError(
+                f"det.export cannot export {kind} {type(part).__name__}: rotated-box models ({name}) are "
+                "not exportable, torchvision has no rotated NMS or ROIAlign op for the graph"
+            )
+
+
+def _check_rpn(model: Any, architecture: str) -> None:
     rpn = model.proposal_generator
     if rpn is None:
         raise UnsupportedModelError(
-            "det.export cannot export GeneralizedRCNN without a proposal generator "
+            f"det.export cannot export {architecture} without a proposal generator "
             "(precomputed proposals, MODEL.LOAD_PROPOSALS): the exported graph takes only an image"
         )
+    _refuse_rotated("PROPOSAL_GENERATOR", rpn)
+    _refuse_rotated("ANCHOR_GENERATOR", getattr(rpn, "anchor_generator", None))
     if type(rpn).__name__ != "RPN":
         raise UnsupportedModelError(
             f"det.export cannot export PROPOSAL_GENERATOR {type(rpn).__name__}: only RPN is supported"
         )
+
+
+def _check_rcnn_parts(model: Any, architecture: str) -> None:
+    _check_rpn(model, architecture)
     heads = model.roi_heads
     name = type(heads).__name__
+    _refuse_rotated("ROI_HEADS", heads)
     if name not in _SUPPORTED_ROI_HEADS:
         raise UnsupportedModelError(
             f"det.export cannot export ROI_HEADS {name}: supported are {', '.join(_SUPPORTED_ROI_HEADS)}"
         )
-    if getattr(heads, "mask_on", False) and name == "StandardROIHeads" and heads.mask_pooler is None:
+    if name == "CascadeROIHeads":
+        for stage, predictor in enumerate(heads.box_predictor):
+            _refuse_rotated("ROI box predictor", predictor)
+            # each stage's boxes are the next stage's proposals: one box per region
+            bbox_pred = getattr(predictor, "bbox_pred", None)
+            if bbox_pred is not None and bbox_pred.out_features != 4:
+                raise UnsupportedModelError(
+                    f"det.export cannot export CascadeROIHeads stage {stage} with class-specific "
+                    "box regression: cascade stages need CLS_AGNOSTIC_BBOX_REG"
+                )
+    else:
+        _refuse_rotated("ROI box predictor", heads.box_predictor)
+    if getattr(heads, "mask_on", False) and name != "Res5ROIHeads" and heads.mask_pooler is None:
         raise UnsupportedModelError("det.export cannot export a mask head without a mask pooler")
     if getattr(heads, "keypoint_on", False) and heads.keypoint_pooler is None:
         raise UnsupportedModelError("det.export cannot export a keypoint head without a keypoint pooler")
+    if architecture == "PanopticFPN" and not getattr(heads, "mask_on", False):
+        # the panoptic merge pastes instance masks; eager PanopticFPN fails without them too
+        raise UnsupportedModelError(
+            "det.export cannot export PanopticFPN without a mask head (MODEL.MASK_ON)"
+        )
 
 
 # --- export-friendly building blocks ------------------------------------------------------------
@@ -177,8 +215,11 @@ def _select(mask: Tensor, *tensors: Tensor) -> list[Tensor]:
     return [t[index] for t in tensors]
 
 
-def _rpn_proposals(rpn: Any, features: dict[str, Tensor], image_size: tuple[Any, Any]) -> Tensor:
-    """``RPN.forward`` + ``find_top_rpn_proposals`` at inference, for one image: (P, 4) boxes."""
+def _rpn_proposals(
+    rpn: Any, features: dict[str, Tensor], image_size: tuple[Any, Any]
+) -> tuple[Tensor, Tensor]:
+    """``RPN.forward`` + ``find_top_rpn_proposals`` at inference, for one image: (P, 4) boxes and
+    their (P,) objectness logits, by decreasing logit."""
     feats = [features[f] for f in rpn.in_features]
     anchors = rpn.anchor_generator(feats)
     pred_logits, pred_deltas = rpn.rpn_head(feats)
@@ -206,17 +247,26 @@ def _rpn_proposals(rpn: Any, features: dict[str, Tensor], image_size: tuple[Any,
     keep = (widths > rpn.min_box_size) & (heights > rpn.min_box_size)
     boxes, scores, levels = _select(keep, boxes, scores, levels)
     keep_idx = batched_nms_exportable(boxes, scores, levels, rpn.nms_thresh)[: rpn.post_nms_topk[False]]
-    return boxes[keep_idx]
+    return boxes[keep_idx], scores[keep_idx]
 
 
-def _fast_rcnn_inference(
-    box_predictor: Any, predictions: tuple[Tensor, Tensor], proposals: Tensor, image_size: tuple[Any, Any]
-) -> tuple[Tensor, Tensor, Tensor]:
-    """``FastRCNNOutputLayers.inference`` for one image: boxes, scores, classes."""
+def _predict_boxes_and_probs(
+    box_predictor: Any, predictions: tuple[Tensor, Tensor], proposals: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``FastRCNNOutputLayers.predict_boxes`` and ``predict_probs`` for one image."""
     logits, deltas = predictions
     boxes = box_predictor.box2box_transform.apply_deltas(deltas, proposals)
     probs = logits.sigmoid() if getattr(box_predictor, "use_sigmoid_ce", False) else F.softmax(logits, dim=-1)
+    return boxes, probs
 
+
+def _fast_rcnn_inference(
+    box_predictor: Any, boxes: Tensor, probs: Tensor, image_size: tuple[Any, Any]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``fast_rcnn_inference_single_image`` with ``box_predictor``'s thresholds: boxes, scores, classes.
+
+    ``boxes`` are (R, K*4) or class-agnostic (R, 4) predictions, ``probs`` (R, K+1).
+    """
     valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(probs).all(dim=1)
     boxes, probs = _select(valid, boxes, probs)
     probs = probs[:, :-1]
@@ -263,22 +313,52 @@ def _preprocess(model: Any, image: Tensor) -> tuple[Tensor, tuple[Any, Any]]:
     return padded.unsqueeze(0), (height, width)
 
 
-def _rcnn_forward(model: Any, image: Tensor) -> dict[str, Tensor]:
-    padded, image_size = _preprocess(model, image)
-    features = model.backbone(padded)
-    proposals = _rpn_proposals(model.proposal_generator, features, image_size)
+def _cascade_boxes_and_probs(
+    heads: Any, features: dict[str, Tensor], proposals: Tensor, image_size: tuple[Any, Any]
+) -> tuple[Tensor, Tensor]:
+    """``CascadeROIHeads._forward_box`` at inference up to ``fast_rcnn_inference``, for one image.
+
+    Stage k pools the (clipped) boxes of stage k-1; the last stage's boxes are returned with
+    the class probabilities averaged over the stages, summed in the eager order. Empty boxes
+    stay between stages (as eager at inference), so every stage scores the same regions.
+    """
+    box_in = [features[f] for f in heads.box_in_features]
+    probs_sum: Tensor | None = None
+    boxes = proposals
+    for stage in range(heads.num_cascade_stages):
+        if stage > 0:
+            proposals = _clip(boxes, *image_size)
+        predictor = heads.box_predictor[stage]
+        box_features = heads.box_head[stage](_pool(heads.box_pooler, box_in, proposals))
+        boxes, probs = _predict_boxes_and_probs(predictor, predictor(box_features), proposals)
+        probs_sum = probs if probs_sum is None else probs_sum + probs
+    assert probs_sum is not None
+    return boxes, probs_sum * (1.0 / heads.num_cascade_stages)
+
+
+def _rcnn_instances(
+    model: Any, features: dict[str, Tensor], image_size: tuple[Any, Any]
+) -> dict[str, Tensor]:
+    """The RPN and ROI heads of a GeneralizedRCNN on one image's features: the instance fields."""
+    proposals, _ = _rpn_proposals(model.proposal_generator, features, image_size)
 
     heads = model.roi_heads
-    res5 = type(heads).__name__ == "Res5ROIHeads"
-    if res5:
-        box_in = [features[f] for f in heads.in_features]
-        box_features = heads.res5(_pool(heads.pooler, box_in, proposals)).mean(dim=[2, 3])
+    name = type(heads).__name__
+    res5 = name == "Res5ROIHeads"
+    if name == "CascadeROIHeads":
+        box_predictor = heads.box_predictor[-1]  # its thresholds, as eager uses the last stage's
+        pred_boxes, probs = _cascade_boxes_and_probs(heads, features, proposals, image_size)
     else:
-        box_features = heads.box_head(
-            _pool(heads.box_pooler, [features[f] for f in heads.box_in_features], proposals)
-        )
-    predictions = heads.box_predictor(box_features)
-    boxes, scores, classes = _fast_rcnn_inference(heads.box_predictor, predictions, proposals, image_size)
+        box_predictor = heads.box_predictor
+        if res5:
+            box_in = [features[f] for f in heads.in_features]
+            box_features = heads.res5(_pool(heads.pooler, box_in, proposals)).mean(dim=[2, 3])
+        else:
+            box_features = heads.box_head(
+                _pool(heads.box_pooler, [features[f] for f in heads.box_in_features], proposals)
+            )
+        pred_boxes, probs = _predict_boxes_and_probs(box_predictor, box_predictor(box_features), proposals)
+    boxes, scores, classes = _fast_rcnn_inference(box_predictor, pred_boxes, probs, image_size)
     out = {"pred_boxes": boxes, "scores": scores, "pred_classes": classes}
 
     if heads.mask_on:
@@ -290,6 +370,26 @@ def _rcnn_forward(model: Any, image: Tensor) -> dict[str, Tensor]:
     if getattr(heads, "keypoint_on", False):
         x = _pool(heads.keypoint_pooler, [features[f] for f in heads.keypoint_in_features], boxes)
         out["pred_keypoint_heatmaps"] = heads.keypoint_head.layers(x)
+    return out
+
+
+def _rcnn_forward(model: Any, image: Tensor) -> dict[str, Tensor]:
+    padded, image_size = _preprocess(model, image)
+    return _rcnn_instances(model, model.backbone(padded), image_size)
+
+
+def _proposal_forward(model: Any, image: Tensor) -> dict[str, Tensor]:
+    padded, image_size = _preprocess(model, image)
+    boxes, logits = _rpn_proposals(model.proposal_generator, model.backbone(padded), image_size)
+    return {"proposal_boxes": boxes, "objectness_logits": logits}
+
+
+def _panoptic_forward(model: Any, image: Tensor) -> dict[str, Tensor]:
+    padded, image_size = _preprocess(model, image)
+    features = model.backbone(padded)
+    out = _rcnn_instances(model, features, image_size)
+    logits, _ = model.sem_seg_head(features, None)
+    out["sem_seg"] = logits[0]
     return out
 
 
@@ -334,6 +434,8 @@ def _semseg_forward(model: Any, image: Tensor) -> dict[str, Tensor]:
 
 _FORWARDS = {
     "GeneralizedRCNN": _rcnn_forward,
+    "PanopticFPN": _panoptic_forward,
+    "ProposalNetwork": _proposal_forward,
     "RetinaNet": _retinanet_forward,
     "SemanticSegmentor": _semseg_forward,
 }
@@ -342,21 +444,39 @@ _FORWARDS = {
 def _outputs_schema(model: Any, architecture: str) -> tuple[str, ...]:
     if architecture == "SemanticSegmentor":
         return ("sem_seg",)
+    if architecture == "ProposalNetwork":
+        return ("proposal_boxes", "objectness_logits")
     schema = ["pred_boxes", "scores", "pred_classes"]
-    if architecture == "GeneralizedRCNN":
+    if architecture in ("GeneralizedRCNN", "PanopticFPN"):
         if model.roi_heads.mask_on:
             schema.append("pred_masks")
         if getattr(model.roi_heads, "keypoint_on", False):
             schema.append("pred_keypoint_heatmaps")
+    if architecture == "PanopticFPN":
+        schema.append("sem_seg")
     return tuple(schema)
+
+
+def _panoptic_combine(model: Any) -> dict[str, float]:
+    """PanopticFPN's thresholds of ``combine_semantic_and_instance_outputs``, as keyword arguments.
+
+    Eager PanopticFPN always merges at inference (MODEL.PANOPTIC_FPN.COMBINE.ENABLED is no
+    longer read, as in detectron2), so the exported model always does too.
+    """
+    return {
+        "overlap_threshold": float(model.combine_overlap_thresh),
+        "stuff_area_thresh": float(model.combine_stuff_area_thresh),
+        "instances_score_thresh": float(model.combine_instances_score_thresh),
+    }
 
 
 class TracingAdapter(nn.Module):
     """Wraps a det model so that it maps one image tensor to a tuple of tensors.
 
     Invariant: ``forward(image)`` returns ``len(outputs_schema)`` tensors named by
-    ``outputs_schema`` and ``unflatten_outputs`` turns them back into the eager model's
-    ``{"instances": Instances}`` / ``{"sem_seg": Tensor}`` at the input's height/width::
+    ``outputs_schema`` and ``unflatten_outputs`` turns them back into the eager model's output
+    dict (``"instances"``, ``"proposals"``, ``"sem_seg"``, or PanopticFPN's three with
+    ``"panoptic_seg"``) at the input's height/width::
 
         adapter = TracingAdapter(model.eval())
         flat = adapter(*adapter.flatten_inputs(inputs[0]))
@@ -372,11 +492,16 @@ class TracingAdapter(nn.Module):
         if not isinstance(model, nn.Module):
             raise TypeError(f"TracingAdapter wraps a det model (torch.nn.Module), got {type(model).__name__}")
         self.architecture = _architecture(model)
-        if self.architecture == "GeneralizedRCNN":
-            _check_rcnn_parts(model)
+        if self.architecture in ("GeneralizedRCNN", "PanopticFPN"):
+            _check_rcnn_parts(model, self.architecture)
+        elif self.architecture == "ProposalNetwork":
+            _check_rpn(model, self.architecture)
+        elif self.architecture == "RetinaNet":
+            _refuse_rotated("ANCHOR_GENERATOR", model.anchor_generator)
         self.model: Any = model
         self.outputs_schema = _outputs_schema(model, self.architecture)
         self.input_format = getattr(model, "input_format", None)
+        self.panoptic_combine = _panoptic_combine(model) if self.architecture == "PanopticFPN" else None
 
     def forward(self, image: Tensor) -> tuple[Tensor, ...]:
         if self.model.training:
@@ -392,15 +517,18 @@ class TracingAdapter(nn.Module):
         self, outputs: tuple[Tensor, ...] | list[Tensor], inputs: dict[str, Any]
     ) -> dict[str, Any]:
         """The eager model's output dict for one image from the graph's flat outputs."""
-        return unflatten_outputs(outputs, inputs, self.outputs_schema)
+        return unflatten_outputs(outputs, inputs, self.outputs_schema, panoptic_combine=self.panoptic_combine)
 
     def metadata(self) -> dict[str, Any]:
         """What a saved exported model needs to unflatten its outputs (stored beside it)."""
-        return {
+        metadata = {
             "architecture": self.architecture,
             "outputs_schema": list(self.outputs_schema),
             "input_format": self.input_format,
         }
+        if self.panoptic_combine is not None:
+            metadata["panoptic_combine"] = dict(self.panoptic_combine)
+        return metadata
 
 
 def flatten_inputs(inputs: dict[str, Any]) -> tuple[Tensor]:
@@ -422,12 +550,18 @@ def unflatten_outputs(
     outputs: tuple[Tensor, ...] | list[Tensor],
     inputs: dict[str, Any],
     outputs_schema: tuple[str, ...] | list[str],
+    *,
+    panoptic_combine: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Turn an exported graph's flat outputs back into det's output dict for one image.
 
     Runs what the eager models run after their network: keypoint decoding
     (``keypoint_rcnn_inference``), ``detector_postprocess`` (rescale to ``height``/``width``,
-    paste masks) and ``sem_seg_postprocess``.
+    paste masks; for proposals too) and ``sem_seg_postprocess``. With both instance fields and
+    ``sem_seg`` (PanopticFPN) the result has ``"sem_seg"`` and ``"instances"``, and with
+    ``panoptic_combine`` (the keyword thresholds of ``combine_semantic_and_instance_outputs``,
+    :meth:`TracingAdapter.metadata` stores PanopticFPN's) also ``"panoptic_seg"``, merged as
+    eager PanopticFPN does.
     """
     from det.core.modeling.postprocessing import detector_postprocess, sem_seg_postprocess
     from det.structures import Boxes, Instances
@@ -440,8 +574,16 @@ def unflatten_outputs(
     image_size = (int(image.shape[-2]), int(image.shape[-1]))
     height = int(inputs.get("height", image_size[0]))
     width = int(inputs.get("width", image_size[1]))
+    sem_seg = None
     if "sem_seg" in fields:
-        return {"sem_seg": sem_seg_postprocess(fields["sem_seg"], image_size, height, width)}
+        sem_seg = sem_seg_postprocess(fields["sem_seg"], image_size, height, width)
+        if "pred_boxes" not in fields:
+            return {"sem_seg": sem_seg}
+    if "proposal_boxes" in fields:
+        proposals = Instances(image_size)
+        proposals.proposal_boxes = Boxes(fields["proposal_boxes"].clone())
+        proposals.objectness_logits = fields["objectness_logits"]
+        return {"proposals": detector_postprocess(proposals, height, width)}
 
     instances = Instances(image_size)
     # a copy: detector_postprocess scales boxes in place, and the flat outputs stay the caller's
@@ -460,4 +602,22 @@ def unflatten_outputs(
             ) from None
 
         keypoint_rcnn_inference(fields["pred_keypoint_heatmaps"], [instances])
-    return {"instances": detector_postprocess(instances, height, width)}
+    instances = detector_postprocess(instances, height, width)
+    if sem_seg is None:
+        return {"instances": instances}
+    results: dict[str, Any] = {"sem_seg": sem_seg, "instances": instances}
+    if panoptic_combine is not None:
+        results["panoptic_seg"] = _combine_panoptic(instances, sem_seg, panoptic_combine)
+    return results
+
+
+def _combine_panoptic(
+    instances: Any, sem_seg: Tensor, thresholds: dict[str, float]
+) -> tuple[Tensor, list[dict[str, Any]]]:
+    try:
+        from det.heads.semseg.panoptic_fpn import combine_semantic_and_instance_outputs
+    except ImportError:
+        raise ImportError(
+            'merging exported PanopticFPN outputs needs det-heads-semseg: pip install "det-export[panoptic]"'
+        ) from None
+    return combine_semantic_and_instance_outputs(instances, sem_seg.argmax(dim=0), **thresholds)
