@@ -23,7 +23,7 @@ from det.engine.data.catalog import DatasetCatalog, MetadataCatalog
 from det.engine.data.datasets.coco import convert_to_coco_json
 from det.engine.evaluation.evaluator import DatasetEvaluator
 
-__all__ = ["COCOEvaluator", "instances_to_coco_json"]
+__all__ = ["COCOEvaluator", "InstancePredictionsEvaluator", "instances_to_coco_json"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,59 @@ _METRICS = {
 }
 
 
-class COCOEvaluator(DatasetEvaluator):
+class InstancePredictionsEvaluator(DatasetEvaluator):
+    """What COCO-style evaluators share: collecting each image's instances (as COCO result
+    dicts) and proposals, gathering them from every process and saving them.
+
+    Subclasses set ``_distributed``, ``_output_dir``, ``_logger`` and call :meth:`reset` in
+    their constructor, and score in ``evaluate`` what :meth:`_collect_predictions` returns.
+    """
+
+    _cpu_device = torch.device("cpu")
+    _distributed: bool
+    _output_dir: str | None
+    _logger: logging.Logger
+
+    def reset(self) -> None:
+        self._predictions: list[dict] = []
+
+    def instances_to_json(self, instances: Any, img_id: int) -> list[dict]:
+        """One image's predictions as COCO result dicts."""
+        return instances_to_coco_json(instances, img_id)
+
+    def process(self, inputs: list[dict], outputs: list[dict]) -> None:
+        for input, output in zip(inputs, outputs):
+            if "image_id" not in input:
+                raise KeyError(f"{type(self).__name__}.process: every input dict needs its 'image_id'")
+            prediction: dict[str, Any] = {"image_id": input["image_id"]}
+            if "instances" in output:
+                instances = output["instances"].to(self._cpu_device)
+                prediction["instances"] = self.instances_to_json(instances, input["image_id"])
+            if "proposals" in output:
+                prediction["proposals"] = output["proposals"].to(self._cpu_device)
+            if len(prediction) > 1:
+                self._predictions.append(prediction)
+
+    def _collect_predictions(self) -> list[dict] | None:
+        """Every process's predictions on the main process (saved to ``instances_predictions.pth``
+        in ``output_dir``); None on the other processes and when there are none."""
+        if self._distributed:
+            comm.synchronize()
+            predictions = list(itertools.chain(*comm.gather(self._predictions, dst=0)))
+            if not comm.is_main_process():
+                return None
+        else:
+            predictions = self._predictions
+        if len(predictions) == 0:
+            self._logger.warning("[%s] Did not receive valid predictions.", type(self).__name__)
+            return None
+        if self._output_dir:
+            os.makedirs(self._output_dir, exist_ok=True)
+            torch.save(predictions, os.path.join(self._output_dir, "instances_predictions.pth"))
+        return predictions
+
+
+class COCOEvaluator(InstancePredictionsEvaluator):
     """COCO AP of instance predictions against a registered dataset's ground truth.
 
     Results look like detectron2's: ``{"bbox": {"AP", "AP50", "AP75", "APs", "APm", "APl",
@@ -79,7 +131,6 @@ class COCOEvaluator(DatasetEvaluator):
                     f"COCOEvaluator: unknown tasks {unknown}; expected a subset of {sorted(_METRICS)}"
                 )
         self._tasks = tuple(tasks) if tasks is not None else None
-        self._cpu_device = torch.device("cpu")
 
         self._metadata = MetadataCatalog.get(dataset_name)
         json_file = self._metadata.get("json_file")
@@ -105,41 +156,13 @@ class COCOEvaluator(DatasetEvaluator):
         self._do_evaluation = "annotations" in self._coco_api.dataset
         if self._do_evaluation:
             self._kpt_oks_sigmas = kpt_oks_sigmas or self._metadata.get("keypoint_oks_sigmas") or ()
-        self._predictions: list[dict] = []
-
-    def reset(self) -> None:
-        self._predictions = []
-
-    def process(self, inputs: list[dict], outputs: list[dict]) -> None:
-        for input, output in zip(inputs, outputs):
-            if "image_id" not in input:
-                raise KeyError("COCOEvaluator.process: every input dict needs its 'image_id'")
-            prediction: dict[str, Any] = {"image_id": input["image_id"]}
-            if "instances" in output:
-                instances = output["instances"].to(self._cpu_device)
-                prediction["instances"] = instances_to_coco_json(instances, input["image_id"])
-            if "proposals" in output:
-                prediction["proposals"] = output["proposals"].to(self._cpu_device)
-            if len(prediction) > 1:
-                self._predictions.append(prediction)
+        self.reset()
 
     def evaluate(self, img_ids: list[int] | None = None) -> OrderedDict | dict | None:
         """Metrics over everything processed; ``img_ids`` restricts COCOeval to those images."""
-        if self._distributed:
-            comm.synchronize()
-            predictions = list(itertools.chain(*comm.gather(self._predictions, dst=0)))
-            if not comm.is_main_process():
-                return {}
-        else:
-            predictions = self._predictions
-
-        if len(predictions) == 0:
-            self._logger.warning("[COCOEvaluator] Did not receive valid predictions.")
+        predictions = self._collect_predictions()
+        if predictions is None:
             return {}
-
-        if self._output_dir:
-            os.makedirs(self._output_dir, exist_ok=True)
-            torch.save(predictions, os.path.join(self._output_dir, "instances_predictions.pth"))
 
         self._results: OrderedDict = OrderedDict()
         if "proposals" in predictions[0]:

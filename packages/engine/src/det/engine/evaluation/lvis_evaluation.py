@@ -18,12 +18,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import torch
 
-from det.engine.data import _comm as comm
 from det.engine.data.catalog import MetadataCatalog
-from det.engine.evaluation.coco_evaluation import _evaluate_box_proposals, instances_to_coco_json
-from det.engine.evaluation.evaluator import DatasetEvaluator
+from det.engine.evaluation.coco_evaluation import InstancePredictionsEvaluator, _evaluate_box_proposals
 
 __all__ = ["LVISEvaluator"]
 
@@ -45,7 +42,7 @@ def _import_lvis() -> Any:
     return lvis
 
 
-class LVISEvaluator(DatasetEvaluator):
+class LVISEvaluator(InstancePredictionsEvaluator):
     """LVIS AP (federated: per image, only the categories verified present or absent count) of
     instance predictions against a registered LVIS dataset's json (metadata ``json_file``).
 
@@ -81,7 +78,6 @@ class LVISEvaluator(DatasetEvaluator):
         self._distributed = distributed
         self._output_dir = output_dir
         self._max_dets_per_image = max_dets_per_image
-        self._cpu_device = torch.device("cpu")
 
         self._metadata = MetadataCatalog.get(dataset_name)
         json_file = self._metadata.get("json_file")
@@ -95,37 +91,12 @@ class LVISEvaluator(DatasetEvaluator):
         self._lvis_api = lvis.LVIS(json_file)
         # Test sets (image info only) have no annotations: results files are written, not scored.
         self._do_evaluation = len(self._lvis_api.get_ann_ids()) > 0
-        self._predictions: list[dict] = []
+        self.reset()
 
-    def reset(self) -> None:
-        self._predictions = []
-
-    def process(self, inputs: list[dict], outputs: list[dict]) -> None:
-        for input, output in zip(inputs, outputs):
-            prediction: dict[str, Any] = {"image_id": input["image_id"]}
-            if "instances" in output:
-                instances = output["instances"].to(self._cpu_device)
-                prediction["instances"] = instances_to_coco_json(instances, input["image_id"])
-            if "proposals" in output:
-                prediction["proposals"] = output["proposals"].to(self._cpu_device)
-            self._predictions.append(prediction)
-
-    def evaluate(self) -> OrderedDict | dict | None:
-        if self._distributed:
-            comm.synchronize()
-            predictions = list(itertools.chain(*comm.gather(self._predictions, dst=0)))
-            if not comm.is_main_process():
-                return None
-        else:
-            predictions = self._predictions
-
-        if len(predictions) == 0:
-            self._logger.warning("[LVISEvaluator] Did not receive valid predictions.")
+    def evaluate(self) -> OrderedDict | dict:
+        predictions = self._collect_predictions()
+        if predictions is None:
             return {}
-
-        if self._output_dir:
-            os.makedirs(self._output_dir, exist_ok=True)
-            torch.save(predictions, os.path.join(self._output_dir, "instances_predictions.pth"))
 
         self._results: OrderedDict = OrderedDict()
         if "proposals" in predictions[0]:

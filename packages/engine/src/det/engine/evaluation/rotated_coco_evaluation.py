@@ -110,17 +110,6 @@ class RotatedCOCOEvaluator(COCOEvaluator):
     file (metadata ``json_file``): converting rotated dataset dicts to COCO json is not supported.
     """
 
-    def process(self, inputs: list[dict], outputs: list[dict]) -> None:
-        for input, output in zip(inputs, outputs):
-            prediction: dict[str, Any] = {"image_id": input["image_id"]}
-            if "instances" in output:
-                instances = output["instances"].to(self._cpu_device)
-                prediction["instances"] = self.instances_to_json(instances, input["image_id"])
-            if "proposals" in output:
-                prediction["proposals"] = output["proposals"].to(self._cpu_device)
-            if len(prediction) > 1:
-                self._predictions.append(prediction)
-
     def instances_to_json(self, instances: Any, img_id: int) -> list[dict]:
         """COCO result dicts of one image: 5-number rotated boxes (4-number XYXY boxes become
         XYWH), scores and contiguous category ids."""
