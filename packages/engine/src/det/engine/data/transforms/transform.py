@@ -403,7 +403,27 @@ class PadTransform(Transform):
         return f"PadTransform(x0={self.x0}, y0={self.y0}, x1={self.x1}, y1={self.y1})"
 
 
-class BlendTransform(Transform):
+class _PhotometricTransform(Transform):
+    """A transform of pixel values only: coordinates, boxes, polygons and segmentation pass
+    through, and the inverse is a no-op (as detectron2: colour changes are not undone)."""
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        return coords
+
+    def apply_box(self, box: np.ndarray) -> np.ndarray:
+        return box
+
+    def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
+        return polygons
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return segmentation
+
+    def inverse(self) -> NoOpTransform:
+        return NoOpTransform()
+
+
+class BlendTransform(_PhotometricTransform):
     """``src_weight * src_image + dst_weight * image`` (uint8 images are clipped to [0, 255]);
     geometry is untouched. Brightness, contrast and saturation are blends.
 
@@ -421,21 +441,6 @@ class BlendTransform(Transform):
             out = self.src_weight * self.src_image + self.dst_weight * img.astype(np.float32)
             return np.clip(out, 0, 255).astype(np.uint8)
         return self.src_weight * self.src_image + self.dst_weight * img
-
-    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
-        return coords
-
-    def apply_box(self, box: np.ndarray) -> np.ndarray:
-        return box
-
-    def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
-        return polygons
-
-    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
-        return segmentation
-
-    def inverse(self) -> NoOpTransform:
-        return NoOpTransform()
 
     def __repr__(self) -> str:
         return f"BlendTransform(src_weight={self.src_weight}, dst_weight={self.dst_weight})"
@@ -648,7 +653,7 @@ class ExtentTransform(Transform):
         return f"ExtentTransform(src_rect={self.src_rect}, output_size={self.output_size})"
 
 
-class ColorTransform(Transform):
+class ColorTransform(_PhotometricTransform):
     """A photometric change ``op(image) -> image`` (numpy in, numpy out): geometry (coordinates,
     boxes, polygons, segmentation) is untouched.
 
@@ -666,22 +671,6 @@ class ColorTransform(Transform):
 
     def apply_image(self, img: np.ndarray) -> np.ndarray:
         return self.op(img)
-
-    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
-        return coords
-
-    def apply_box(self, box: np.ndarray) -> np.ndarray:
-        return box
-
-    def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
-        return polygons
-
-    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
-        return segmentation
-
-    def inverse(self) -> NoOpTransform:
-        # as detectron2: colour changes are not undone on annotations (they have none)
-        return NoOpTransform()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(op={self.op!r})"
