@@ -65,17 +65,17 @@ class Transform:
         return self.apply_image(segmentation)
 
     def apply_box(self, box: np.ndarray) -> np.ndarray:
-        """Transform (N, 4) XYXY boxes: the box around the transformed four corners."""
+        """Transform (N, 4) XYXY boxes: the box around the transformed four corners (float64
+        boxes stay float64, any other dtype becomes float32)."""
+        box = np.asarray(box)
+        box = box.astype(np.float64 if box.dtype == np.float64 else np.float32).reshape(-1, 4)
         idxs = np.array([(0, 1), (2, 1), (0, 3), (2, 3)]).flatten()
-        coords = np.asarray(box).reshape(-1, 4)[:, idxs].reshape(-1, 2)
-        coords = self.apply_coords(coords).reshape((-1, 4, 2))
-        minxy = coords.min(axis=1)
-        maxxy = coords.max(axis=1)
-        return np.concatenate((minxy, maxxy), axis=1)
+        coords = self.apply_coords(box[:, idxs].reshape(-1, 2)).reshape((-1, 4, 2))
+        return np.concatenate((coords.min(axis=1), coords.max(axis=1)), axis=1)
 
     def apply_polygons(self, polygons: list) -> list:
-        """Transform a list of (N_i, 2) polygons."""
-        return [self.apply_coords(p) for p in polygons]
+        """Transform a list of polygons, each (N_i, 2) points or a flat [x0, y0, x1, y1, ...]."""
+        return [self.apply_coords(np.asarray(p).reshape(-1, 2)) for p in polygons]
 
     def inverse(self) -> Transform:
         """The transform that undoes this one (when it exists)."""

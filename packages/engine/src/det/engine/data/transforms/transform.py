@@ -170,12 +170,6 @@ class HFlipTransform(Transform):
         coords[:, 0] = self.width - coords[:, 0]
         return coords
 
-    def apply_box(self, box: np.ndarray) -> np.ndarray:
-        return apply_box(_CoordsOnly(self), box)
-
-    def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
-        return [self.apply_coords(np.asarray(p).reshape(-1, 2)) for p in polygons]
-
     def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
         return self.apply_image(segmentation)
 
@@ -204,12 +198,6 @@ class VFlipTransform(Transform):
         coords[:, 1] = self.height - coords[:, 1]
         return coords
 
-    def apply_box(self, box: np.ndarray) -> np.ndarray:
-        return apply_box(_CoordsOnly(self), box)
-
-    def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
-        return [self.apply_coords(np.asarray(p).reshape(-1, 2)) for p in polygons]
-
     def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
         return self.apply_image(segmentation)
 
@@ -218,13 +206,6 @@ class VFlipTransform(Transform):
 
     def __repr__(self) -> str:
         return f"VFlipTransform(height={self.height})"
-
-
-class _CoordsOnly:
-    """Adapter exposing only apply_coords, to reuse the generic corner-based box mapping."""
-
-    def __init__(self, tfm: Any) -> None:
-        self.apply_coords = tfm.apply_coords
 
 
 def _clip_polygon_to_box(poly: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
@@ -317,9 +298,6 @@ class CropTransform(Transform):
         coords[:, 1] -= self.y0
         return coords
 
-    def apply_box(self, box: np.ndarray) -> np.ndarray:
-        return apply_box(_CoordsOnly(self), box)
-
     def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
         x0, y0, x1, y1 = self.x0, self.y0, self.x0 + self.w, self.y0 + self.h
         cropped = []
@@ -383,12 +361,6 @@ class PadTransform(Transform):
         coords[:, 0] += self.x0
         coords[:, 1] += self.y0
         return coords
-
-    def apply_box(self, box: np.ndarray) -> np.ndarray:
-        return apply_box(_CoordsOnly(self), box)
-
-    def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
-        return [self.apply_coords(np.asarray(p).reshape(-1, 2)) for p in polygons]
 
     def inverse(self) -> CropTransform:
         if self.orig_w is None or self.orig_h is None:
@@ -528,9 +500,6 @@ class RotationTransform(Transform):
     def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
         return self._warp(segmentation, Image.Resampling.NEAREST)
 
-    def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
-        return [self.apply_coords(np.asarray(p).reshape(-1, 2)) for p in polygons]
-
     def inverse(self) -> TransformList:
         if not self.expand:
             raise NotImplementedError("cannot invert a RotationTransform with expand=False")
@@ -639,12 +608,6 @@ class ExtentTransform(Transform):
         coords[:, 0] = (coords[:, 0] - x0) * (w / (x1 - x0))
         coords[:, 1] = (coords[:, 1] - y0) * (h / (y1 - y0))
         return coords
-
-    def apply_box(self, box: np.ndarray) -> np.ndarray:
-        return apply_box(_CoordsOnly(self), box)
-
-    def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
-        return [self.apply_coords(np.asarray(p).reshape(-1, 2)) for p in polygons]
 
     def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
         return self.apply_image(segmentation, interp=Image.Resampling.NEAREST)
@@ -761,12 +724,6 @@ class ScaleTransform(Transform):
         coords[:, 0] *= self.new_w / self.w
         coords[:, 1] *= self.new_h / self.h
         return coords
-
-    def apply_box(self, box: np.ndarray) -> np.ndarray:
-        return apply_box(_CoordsOnly(self), box)
-
-    def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
-        return [self.apply_coords(np.asarray(p).reshape(-1, 2)) for p in polygons]
 
     def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
         return self.apply_image(segmentation, interp="nearest")
