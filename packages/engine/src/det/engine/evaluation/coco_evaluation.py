@@ -85,6 +85,14 @@ class InstancePredictionsEvaluator(DatasetEvaluator):
             torch.save(predictions, os.path.join(self._output_dir, "instances_predictions.pth"))
         return predictions
 
+    def _write_results_json(self, results: list[dict], file_name: str) -> None:
+        """Save result dicts to ``output_dir/file_name`` (nothing without an output_dir)."""
+        if self._output_dir:
+            file_path = os.path.join(self._output_dir, file_name)
+            self._logger.info("Saving results to %s", file_path)
+            with open(file_path, "w") as f:
+                f.write(json.dumps(results))
+
 
 class COCOEvaluator(InstancePredictionsEvaluator):
     """COCO AP of instance predictions against a registered dataset's ground truth.
@@ -201,11 +209,7 @@ class COCOEvaluator(InstancePredictionsEvaluator):
                     )
                 result["category_id"] = reverse_id_mapping[category_id]
 
-        if self._output_dir:
-            file_path = os.path.join(self._output_dir, "coco_instances_results.json")
-            self._logger.info("Saving results to %s", file_path)
-            with open(file_path, "w") as f:
-                f.write(json.dumps(coco_results))
+        self._write_results_json(coco_results, "coco_instances_results.json")
 
         if not self._do_evaluation:
             self._logger.info("Annotations are not available for evaluation.")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
-import json
 import logging
 import os
 import pickle
@@ -125,11 +124,7 @@ class LVISEvaluator(InstancePredictionsEvaluator):
             for result in lvis_results:  # LVIS ids are 1..K
                 result["category_id"] += 1
 
-        if self._output_dir:
-            file_path = os.path.join(self._output_dir, "lvis_instances_results.json")
-            self._logger.info("Saving results to %s", file_path)
-            with open(file_path, "w") as f:
-                f.write(json.dumps(lvis_results))
+        self._write_results_json(lvis_results, "lvis_instances_results.json")
 
         if not self._do_evaluation:
             self._logger.info("Annotations are not available for evaluation.")

@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
-import json
 import logging
-import os
 from typing import Any
 
 import numpy as np
@@ -142,11 +140,7 @@ class RotatedCOCOEvaluator(COCOEvaluator):
                     )
                 result["category_id"] = reverse_id_mapping[result["category_id"]]
 
-        if self._output_dir:
-            file_path = os.path.join(self._output_dir, "coco_instances_results.json")
-            self._logger.info("Saving results to %s", file_path)
-            with open(file_path, "w") as f:
-                f.write(json.dumps(coco_results))
+        self._write_results_json(coco_results, "coco_instances_results.json")
 
         if not self._do_evaluation:
             self._logger.info("Annotations are not available for evaluation.")
