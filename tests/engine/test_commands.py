@@ -179,4 +179,8 @@ def test_engine_declares_its_commands():
         "eval": "det.engine.commands.eval:register",
         "predict": "det.engine.commands.predict:register",
         "demo": "det.engine.commands.demo:register",
+        "analyze": "det.engine.commands.analyze:register",
+        "visualize-data": "det.engine.commands.visualize_data:register",
+        "visualize-json": "det.engine.commands.visualize_json:register",
+        "benchmark": "det.engine.commands.benchmark:register",
     }

@@ -81,6 +81,11 @@ _LAZY = {
     "CommonMetricPrinter": "det.engine.train.writers",
     "TensorboardXWriter": "det.engine.train.writers",
     "DefaultPredictor": "det.core.predictor",
+    # model statistics (detectron2's utils.analysis)
+    "parameter_count": "det.engine.analysis",
+    "parameter_count_table": "det.engine.analysis",
+    "flop_count_operators": "det.engine.analysis",
+    "activation_count_operators": "det.engine.analysis",
     "run_demo": "det.engine.demo",
 }
 

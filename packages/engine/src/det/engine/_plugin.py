@@ -18,4 +18,12 @@ def det_cli_commands():
         ("predict", "draw and save a model's predictions on image files", "det.engine.commands.predict:register"),
         ("demo", "train, evaluate and visualize a small Mask R-CNN on synthetic shapes (CPU, minutes)",
          "det.engine.commands.demo:register"),
+        ("analyze", "parameters, structure, FLOPs and activations of a config's model (analyze_model.py)",
+         "det.engine.commands.analyze:register"),
+        ("visualize-data", "draw a dataset's annotations or training batches to PNGs (visualize_data.py)",
+         "det.engine.commands.visualize_data:register"),
+        ("visualize-json", "draw COCO-format results json beside the ground truth (visualize_json_results.py)",
+         "det.engine.commands.visualize_json:register"),
+        ("benchmark", "time training, inference or data loading of a config (benchmark.py)",
+         "det.engine.commands.benchmark:register"),
     ]

@@ -77,3 +77,21 @@ def register_datasets_file(path: str | os.PathLike) -> list[str]:
         register_coco_instances(name, dict(entry.get("metadata", {})), json_file, image_root)
         added.append(name)
     return added
+
+
+def require_datasets(names: Sequence[str], key: str, *, hint: str = f"a {DATASETS_FILE} next to the config") -> list[str]:
+    """``names`` (from ``key``: a config key such as ``DATASETS.TEST``, or an option) as a list,
+    checked: at least one, each registered in the DatasetCatalog; a :class:`CommandError` that
+    says how to register them (``hint``) otherwise."""
+    from det.engine.data.catalog import DatasetCatalog
+
+    names = list(names)
+    if not names:
+        raise CommandError(f"the config names no dataset in {key}")
+    for name in names:
+        if name not in DatasetCatalog:
+            raise CommandError(
+                f"dataset {name!r} (from {key}) is not registered; register it in Python "
+                f"(register_coco_instances) or list it in {hint}"
+            )
+    return names
