@@ -258,7 +258,7 @@ def flop_count_operators(model: nn.Module, inputs: list[dict]) -> defaultdict[st
     standard model input). See the module docstring for what is counted and how it is named.
 
         flop_count_operators(nn.Sequential(nn.Conv2d(3, 8, 3)), torch.rand(1, 3, 10, 10))
-        # {'conv': 1.728e-05}: 8 out channels x 3*3*3 weights x 8*8 outputs
+        # {'conv': 1.3824e-05}: 8*8 output positions x 8 channels x 3*3*3 weights each
     """
     by_operator, _ = _count(model, inputs, _FLOP_FORMULAS)
     return defaultdict(float, {k: v / 1e9 for k, v in by_operator.items()})
@@ -301,6 +301,7 @@ def flop_count_table(model: nn.Module, flops_by_module: dict[str, int], max_dept
 
 def activation_count_operators(model: nn.Module, inputs: list[dict]) -> defaultdict[str, float]:
     """Millions of activations (output elements of convolutions and linear layers) per operator
-    type of one forward pass of ``model`` on ``inputs``, as detectron2's namesake."""
+    type of one forward pass of ``model`` on ``inputs``, as detectron2's namesake (which takes
+    one image only; here the counts are the batch's total)."""
     by_operator, _ = _count(model, inputs, _ACTIVATION_FORMULAS)
     return defaultdict(float, {k: v / 1e6 for k, v in by_operator.items()})
