@@ -8,8 +8,15 @@ faster ones per device type. Importing this package imports torch but not torchv
     conv = Conv2d(256, 256, 3, padding=1, norm=get_norm("GN", 256))
 """
 
-from det.core.layers.batch_norm import FrozenBatchNorm2d, LayerNorm, NaiveSyncBatchNorm, get_norm
-from det.core.layers.blocks import CNNBlockBase
+from det.core.layers.aspp import ASPP
+from det.core.layers.batch_norm import (
+    CycleBatchNormList,
+    FrozenBatchNorm2d,
+    LayerNorm,
+    NaiveSyncBatchNorm,
+    get_norm,
+)
+from det.core.layers.blocks import CNNBlockBase, DepthwiseSeparableConv2d
 from det.core.layers.deform_conv import DeformConv, ModulatedDeformConv
 from det.core.layers.losses import (
     ciou_loss,
@@ -43,11 +50,14 @@ from det.core.layers.wrappers import (
 )
 
 __all__ = [
+    "ASPP",
     "BatchNorm2d",
     "CNNBlockBase",
     "Conv2d",
     "ConvTranspose2d",
+    "CycleBatchNormList",
     "DeformConv",
+    "DepthwiseSeparableConv2d",
     "FrozenBatchNorm2d",
     "LayerNorm",
     "Linear",

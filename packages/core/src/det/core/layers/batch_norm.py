@@ -1,8 +1,10 @@
-"""Normalisation layers: FrozenBatchNorm2d, NaiveSyncBatchNorm, channels-first LayerNorm, get_norm."""
+"""Normalisation layers: FrozenBatchNorm2d, NaiveSyncBatchNorm, CycleBatchNormList, channels-first
+LayerNorm, get_norm."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -256,6 +258,40 @@ _NORMS: dict[str, Callable[[int], nn.Module]] = {
 }
 
 
+class CycleBatchNormList(nn.ModuleList):
+    """``length`` BatchNorms used in turn, one per forward call, with one shared affine transform:
+    domain-specific statistics (e.g. one per FPN level of a shared head; :paper:`rethinking-batchnorm`
+    sec. 5.2)::
+
+        norm = CycleBatchNormList(length=5, num_features=256)  # called once per level, in order
+
+    The caller must call it a multiple of ``length`` times per iteration, always in the same order,
+    or the statistics mix domains. ``bn_class`` and its keyword arguments build each BatchNorm;
+    ``affine=False`` drops the shared weight and bias.
+    """
+
+    def __init__(self, length: int, bn_class: type[nn.Module] = nn.BatchNorm2d, **kwargs: Any) -> None:
+        if length < 1:
+            raise ValueError(f"CycleBatchNormList needs at least one BatchNorm, got length={length}")
+        self._affine = kwargs.pop("affine", True)
+        super().__init__([bn_class(**kwargs, affine=False) for _ in range(length)])
+        if self._affine:
+            channels = self[0].num_features
+            self.weight = nn.Parameter(torch.ones(channels))
+            self.bias = nn.Parameter(torch.zeros(channels))
+        self._pos = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self[self._pos](x)
+        self._pos = (self._pos + 1) % len(self)
+        if not self._affine:
+            return out
+        return out * self.weight.reshape(1, -1, 1, 1) + self.bias.reshape(1, -1, 1, 1)
+
+    def extra_repr(self) -> str:
+        return f"affine={self._affine}"
+
+
 def get_norm(norm: str | Callable[[int], nn.Module] | None, out_channels: int) -> nn.Module | None:
     """The normalisation layer for ``out_channels`` channels, or None.
 
@@ -276,4 +312,4 @@ def get_norm(norm: str | Callable[[int], nn.Module] | None, out_channels: int) -
     return norm(out_channels)
 
 
-__all__ = ["FrozenBatchNorm2d", "LayerNorm", "NaiveSyncBatchNorm", "get_norm"]
+__all__ = ["CycleBatchNormList", "FrozenBatchNorm2d", "LayerNorm", "NaiveSyncBatchNorm", "get_norm"]
