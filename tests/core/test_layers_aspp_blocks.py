@@ -87,5 +87,5 @@ def test_cycle_batch_norm_list_keeps_one_set_of_statistics_per_domain():
     torch.testing.assert_close(out_a, expected)
     plain = CycleBatchNormList(length=3, num_features=3, affine=False)
     assert list(plain.parameters()) == [] and "affine=False" in repr(plain)
-    with pytest.raises(ValueError, match="at least one BatchNorm"):
+    with pytest.raises(ValueError, match="length must be a positive int"):
         CycleBatchNormList(length=0, num_features=3)

@@ -260,19 +260,24 @@ _NORMS: dict[str, Callable[[int], nn.Module]] = {
 
 class CycleBatchNormList(nn.ModuleList):
     """``length`` BatchNorms used in turn, one per forward call, with one shared affine transform:
-    domain-specific statistics (e.g. one per FPN level of a shared head; :paper:`rethinking-batchnorm`
-    sec. 5.2)::
+    domain-specific statistics (e.g. one per FPN level of a shared head, as RetinaNetHead with
+    ``norm="BN"``; :paper:`rethinking-batchnorm` sec. 5.2).
 
-        norm = CycleBatchNormList(length=5, num_features=256)  # called once per level, in order
+    Invariant: call k normalises with ``self[k % length]``, then multiplies by the shared
+    ``weight`` and adds ``bias``::
+
+        norm = CycleBatchNormList(length=5, num_features=256)
+        ys = [norm(x) for x in per_level_features]   # level i normalised by norm[i]
 
     The caller must call it a multiple of ``length`` times per iteration, always in the same order,
-    or the statistics mix domains. ``bn_class`` and its keyword arguments build each BatchNorm;
-    ``affine=False`` drops the shared weight and bias.
+    or the statistics mix domains. ``bn_class`` and its keyword arguments (``num_features``
+    required) build each BatchNorm with ``affine=False``; ``affine=False`` here also drops the
+    shared weight and bias. Parameter and buffer names are detectron2's.
     """
 
     def __init__(self, length: int, bn_class: type[nn.Module] = nn.BatchNorm2d, **kwargs: Any) -> None:
-        if length < 1:
-            raise ValueError(f"CycleBatchNormList needs at least one BatchNorm, got length={length}")
+        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+            raise ValueError(f"CycleBatchNormList: length must be a positive int (BatchNorms to cycle), got {length!r}")
         self._affine = kwargs.pop("affine", True)
         super().__init__([bn_class(**kwargs, affine=False) for _ in range(length)])
         if self._affine:

@@ -19,11 +19,11 @@ _LAZY = {
     "RetinaNetHead": "det.heads.retinanet.retinanet",
     "DenseDetector": "det.heads.retinanet.dense_detector",
     "permute_to_N_HWA_K": "det.heads.retinanet.dense_detector",
-    "CycleBatchNormList": "det.heads.retinanet.cycle_batch_norm",
+    "CycleBatchNormList": "det.core.layers",  # re-exported: it lives in det-core since 0.1
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
-    from det.heads.retinanet.cycle_batch_norm import CycleBatchNormList  # noqa: F401
+    from det.core.layers import CycleBatchNormList  # noqa: F401
     from det.heads.retinanet.dense_detector import DenseDetector, permute_to_N_HWA_K  # noqa: F401
     from det.heads.retinanet.retinanet import RetinaNet, RetinaNetHead  # noqa: F401
 

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from det.core.config import configurable
 from det.core.events import get_event_storage
-from det.core.layers import ShapeSpec, batched_nms, cat, get_norm, sigmoid_focal_loss_jit
+from det.core.layers import CycleBatchNormList, ShapeSpec, batched_nms, cat, get_norm, sigmoid_focal_loss_jit
 from det.core.modeling import (
     BOX_REG_LOSS_TYPES,
     Box2BoxTransform,
@@ -24,7 +24,6 @@ from det.core.modeling import (
     build_anchor_generator,
     build_backbone,
 )
-from det.heads.retinanet.cycle_batch_norm import CycleBatchNormList
 from det.heads.retinanet.dense_detector import DenseDetector
 from det.structures import Boxes, ImageList, Instances, pairwise_iou
 
