@@ -38,14 +38,30 @@ class InstancePredictionsEvaluator(DatasetEvaluator):
     """What COCO-style evaluators share: collecting each image's instances (as COCO result
     dicts) and proposals, gathering them from every process and saving them.
 
-    Subclasses set ``_distributed``, ``_output_dir``, ``_logger`` and call :meth:`reset` in
-    their constructor, and score in ``evaluate`` what :meth:`_collect_predictions` returns.
+    Subclasses call :meth:`_configure` and set ``_logger`` in their constructor, and score in
+    ``evaluate`` what :meth:`_collect_predictions` returns.
     """
 
     _cpu_device = torch.device("cpu")
     _distributed: bool
     _output_dir: str | None
     _logger: logging.Logger
+
+    def _configure(self, tasks: Any, known_tasks: Any, distributed: bool, output_dir: str | None) -> None:
+        """Check ``tasks`` against ``known_tasks`` (None, or an old-style CfgNode: inferred from the
+        predictions later) and start with no predictions."""
+        if tasks is not None and not isinstance(tasks, (list, tuple)):
+            tasks = None  # detectron2 once took a CfgNode here
+        if tasks is not None:
+            unknown = [t for t in tasks if t not in known_tasks]
+            if unknown:
+                raise ValueError(
+                    f"{type(self).__name__}: unknown tasks {unknown}; expected a subset of {sorted(known_tasks)}"
+                )
+        self._tasks: tuple[str, ...] | None = tuple(tasks) if tasks is not None else None
+        self._distributed = distributed
+        self._output_dir = output_dir
+        self.reset()
 
     def reset(self) -> None:
         self._predictions: list[dict] = []
@@ -118,27 +134,17 @@ class COCOEvaluator(InstancePredictionsEvaluator):
         allow_cached_coco: bool = True,
     ) -> None:
         self._logger = logger
-        self._distributed = distributed
-        self._output_dir = output_dir
         if use_fast_impl:
             logger.debug("det has no C++ COCOeval; using pycocotools' COCOeval")
         self._use_fast_impl = False
 
         self._max_dets_per_image = [1, 10, 100 if max_dets_per_image is None else max_dets_per_image]
-
         if tasks is not None and not isinstance(tasks, (list, tuple)):
-            # detectron2 once took a CfgNode here: tasks are then inferred from predictions.
+            # detectron2 once took a CfgNode here: its keypoint sigmas still count
             kpt_oks_sigmas = tuple(
                 getattr(getattr(tasks, "TEST", None), "KEYPOINT_OKS_SIGMAS", kpt_oks_sigmas)
             )
-            tasks = None
-        if tasks is not None:
-            unknown = [t for t in tasks if t not in _METRICS]
-            if unknown:
-                raise ValueError(
-                    f"COCOEvaluator: unknown tasks {unknown}; expected a subset of {sorted(_METRICS)}"
-                )
-        self._tasks = tuple(tasks) if tasks is not None else None
+        self._configure(tasks, _METRICS, distributed, output_dir)
 
         self._metadata = MetadataCatalog.get(dataset_name)
         json_file = self._metadata.get("json_file")
@@ -164,7 +170,6 @@ class COCOEvaluator(InstancePredictionsEvaluator):
         self._do_evaluation = "annotations" in self._coco_api.dataset
         if self._do_evaluation:
             self._kpt_oks_sigmas = kpt_oks_sigmas or self._metadata.get("keypoint_oks_sigmas") or ()
-        self.reset()
 
     def evaluate(self, img_ids: list[int] | None = None) -> OrderedDict | dict | None:
         """Metrics over everything processed; ``img_ids`` restricts COCOeval to those images."""

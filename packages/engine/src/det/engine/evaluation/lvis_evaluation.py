@@ -64,18 +64,7 @@ class LVISEvaluator(InstancePredictionsEvaluator):
     ) -> None:
         lvis = _import_lvis()
         self._logger = logger
-        if tasks is not None and not isinstance(tasks, (list, tuple)):
-            # detectron2 once took a CfgNode here: tasks are then inferred from predictions.
-            tasks = None
-        if tasks is not None:
-            unknown = [t for t in tasks if t not in _METRICS]
-            if unknown:
-                raise ValueError(
-                    f"LVISEvaluator: unknown tasks {unknown}; expected a subset of {sorted(_METRICS)}"
-                )
-        self._tasks = tuple(tasks) if tasks is not None else None
-        self._distributed = distributed
-        self._output_dir = output_dir
+        self._configure(tasks, _METRICS, distributed, output_dir)
         self._max_dets_per_image = max_dets_per_image
 
         self._metadata = MetadataCatalog.get(dataset_name)
@@ -90,7 +79,6 @@ class LVISEvaluator(InstancePredictionsEvaluator):
         self._lvis_api = lvis.LVIS(json_file)
         # Test sets (image info only) have no annotations: results files are written, not scored.
         self._do_evaluation = len(self._lvis_api.get_ann_ids()) > 0
-        self.reset()
 
     def evaluate(self) -> OrderedDict | dict:
         predictions = self._collect_predictions()
