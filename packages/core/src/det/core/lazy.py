@@ -6,6 +6,9 @@ package, so later accesses are plain attribute lookups::
 
     _LAZY = {"RPN": "det.heads.rpn.rpn", "find_top_rpn_proposals": "det.heads.rpn.proposal_utils"}
     __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+
+A name whose module is the package's own submodule of that name (``"hooks":
+"det.engine.train.hooks"``) is that submodule.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ def lazy_exports(
         module = names.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
+        imported = importlib.import_module(module)
+        value = imported if module == f"{package}.{name}" else getattr(imported, name)
         setattr(sys.modules[package], name, value)
         return value
 

@@ -7,9 +7,7 @@ Public names are imported on first use (PEP 562), so ``import det.engine`` stays
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from det.core.lazy import lazy_exports
 from det.engine.version import __version__
 
 # name -> module that defines it. Each engineer adds the names of their modules here.
@@ -90,19 +88,8 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'det.engine' has no attribute {name!r}")
-    if module.startswith("det.engine.data"):
-        importlib.import_module("det.engine.data")  # registers the built-in datasets
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+# importing a det.engine.data module imports det.engine.data first, which registers the builtin datasets
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = ["__version__", *sorted(_LAZY)]

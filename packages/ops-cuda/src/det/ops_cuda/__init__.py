@@ -13,9 +13,7 @@ Importing this package imports neither torch nor triton; each kernel module is i
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from det.core.lazy import lazy_exports
 from det.ops_cuda.version import __version__
 
 _EXPORTS = {
@@ -29,17 +27,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'det.ops_cuda' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = ["__version__", *_EXPORTS]

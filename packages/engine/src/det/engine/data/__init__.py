@@ -12,9 +12,7 @@ on first ``DatasetCatalog.get``). Other names are imported on first use::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from det.core.lazy import lazy_exports
 from det.engine.data.catalog import DatasetCatalog, Metadata, MetadataCatalog
 
 _LAZY = {
@@ -63,21 +61,7 @@ _LAZY = {
     "register_shapes": "det.engine.data.shapes",
 }
 
-_SUBMODULES = {"transforms", "detection_utils", "datasets", "samplers", "shapes"}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'det.engine.data' has no attribute {name!r}")
-    mod = importlib.import_module(module)
-    value = mod if name in _SUBMODULES else getattr(mod, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 def _register_builtin() -> None:

@@ -9,8 +9,7 @@ Names are imported on first use, so ``import det.engine.train`` does not import 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from det.core.lazy import lazy_exports
 
 _LAZY = {
     "HookBase": "det.engine.train.train_loop",
@@ -46,21 +45,10 @@ _LAZY = {
 _SUBMODULES = (
     "comm", "hooks", "solver", "lr_scheduler", "writers", "defaults", "train_loop", "launch", "precise_bn",
 )  # fmt: skip
+_LAZY.update({name: f"det.engine.train.{name}" for name in _SUBMODULES})
 
 
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        value = importlib.import_module(f"det.engine.train.{name}")
-    elif name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-    else:
-        raise AttributeError(f"module 'det.engine.train' has no attribute {name!r}")
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY, *_SUBMODULES])
-
-
-__all__ = sorted([*_LAZY, *_SUBMODULES])
+__all__ = sorted(_LAZY)

@@ -1,5 +1,6 @@
 """Dataset loaders in detectron2's standard format (COCO json, semantic-segmentation folders)."""
 
+from det.core.lazy import lazy_exports
 from det.engine.data.datasets.coco import (
     convert_to_coco_dict,
     convert_to_coco_json,
@@ -32,15 +33,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    import importlib
-
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'det.engine.data.datasets' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
