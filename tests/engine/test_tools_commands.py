@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
 
 import pytest
 import torch
-import yaml
 from torch import nn
 
 from det.core.cli import main as det_main
@@ -20,30 +18,12 @@ from det.engine.analysis import (
     parameter_count_table,
 )
 from det.engine.data import DatasetCatalog, MetadataCatalog
-from det.engine.data.shapes import ShapesConfig, register_shapes
-from det.engine.demo import DEMO_CONFIG
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tmp_path_factory, make_tiny_config):
     """A registered tiny shapes dataset and a config file (``_BASE_`` = the demo config)."""
-    root = tmp_path_factory.mktemp("tools")
-    names = (f"tools_train_{uuid.uuid4().hex[:6]}", f"tools_val_{uuid.uuid4().hex[:6]}")
-    register_shapes(ShapesConfig(num_train=4, num_val=2, seed=11, min_image_size=64, max_image_size=80,
-                                 min_shape_size=16, max_shape_size=36), root / "data", names=names)
-    config = {
-        "_BASE_": str(DEMO_CONFIG),
-        "DATASETS": {"TRAIN": [names[0]], "TEST": [names[1]]},
-        "INPUT": {"MIN_SIZE_TRAIN": [64], "MAX_SIZE_TRAIN": 128, "MIN_SIZE_TEST": 64, "MAX_SIZE_TEST": 128},
-        "MODEL": {"FPN": {"OUT_CHANNELS": 32}, "ROI_BOX_HEAD": {"FC_DIM": 32}, "ROI_MASK_HEAD": {"CONV_DIM": 16},
-                  "ROI_HEADS": {"BATCH_SIZE_PER_IMAGE": 32}},
-        "SOLVER": {"IMS_PER_BATCH": 2, "MAX_ITER": 2, "WARMUP_ITERS": 1},
-    }
-    config_file = root / "tiny.yaml"
-    config_file.write_text(yaml.safe_dump(config))
-    yield {"root": root, "config": config_file, "names": names}
-    for n in names:
-        DatasetCatalog.remove(n)
+    return make_tiny_config(tmp_path_factory.mktemp("tools"), "tools", num_train=4, num_val=2, seed=11)
 
 
 @pytest.fixture(scope="module")
