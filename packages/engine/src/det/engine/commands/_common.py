@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -95,3 +96,15 @@ def require_datasets(names: Sequence[str], key: str, *, hint: str = f"a {DATASET
                 f"(register_coco_instances) or list it in {hint}"
             )
     return names
+
+
+def add_config_overrides(parser: argparse.ArgumentParser) -> None:
+    """The trailing ``KEY VALUE`` config overrides every config-reading command takes."""
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=None,
+                        help="config overrides: space-separated 'PATH.KEY VALUE' pairs")
+
+
+def show_examples(parser: argparse.ArgumentParser, module_doc: str | None) -> None:
+    """Print the command module's docstring, past its first paragraph (the examples), under --help."""
+    parser.epilog = (module_doc or "").split("\n\n", 1)[-1]
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter

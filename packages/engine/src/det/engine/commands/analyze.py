@@ -18,7 +18,13 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from det.engine.commands._common import CommandError, require_datasets, setup_cfg
+from det.engine.commands._common import (
+    CommandError,
+    add_config_overrides,
+    require_datasets,
+    setup_cfg,
+    show_examples,
+)
 
 __all__ = ["TASKS", "main", "register", "run"]
 
@@ -165,8 +171,6 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
     parser.add_argument("--max-depth", type=int, default=None,
                         help="module levels in the tables (default 5 for parameters, 3 for flops)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, default=None,
-                        help="config overrides: space-separated 'PATH.KEY VALUE' pairs")
-    parser.epilog = __doc__.split("\n\n", 1)[1]
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    add_config_overrides(parser)
+    show_examples(parser, __doc__)
     return run

@@ -22,7 +22,13 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from det.engine.commands._common import CommandError, require_datasets, setup_cfg
+from det.engine.commands._common import (
+    CommandError,
+    add_config_overrides,
+    require_datasets,
+    setup_cfg,
+    show_examples,
+)
 
 __all__ = ["TASKS", "main", "register", "run"]
 
@@ -244,8 +250,6 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
     parser.add_argument("--num-machines", type=int, default=1, help="total number of machines")
     parser.add_argument("--machine-rank", type=int, default=0, help="the rank of this machine")
     parser.add_argument("--dist-url", default="auto", help="torch.distributed init URL ('auto': one machine)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, default=None,
-                        help="config overrides: space-separated 'PATH.KEY VALUE' pairs")
-    parser.epilog = __doc__.split("\n\n", 1)[1]
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    add_config_overrides(parser)
+    show_examples(parser, __doc__)
     return run

@@ -13,6 +13,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from det.engine.commands._common import show_examples
+
 __all__ = ["register", "run"]
 
 
@@ -53,6 +55,5 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
                         help="shapes dataset generator parameters (ShapesConfig fields), e.g. num_train=1000")
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
                         help="config overrides of the embedded demo config: 'PATH.KEY VALUE' pairs")
-    parser.epilog = __doc__.split("\n\n", 1)[1]
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    show_examples(parser, __doc__)
     return run

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from det.engine.commands._common import CommandError, setup_cfg
+from det.engine.commands._common import CommandError, add_config_overrides, setup_cfg, show_examples
 
 __all__ = ["main", "register", "run"]
 
@@ -59,8 +59,6 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
     parser.add_argument("--weights", required=True, metavar="FILE", help="checkpoint to evaluate (MODEL.WEIGHTS)")
     parser.add_argument("--output", default=None, metavar="DIR",
                         help="folder for results.json and evaluator files (default: OUTPUT_DIR/inference)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, default=None,
-                        help="config overrides: space-separated 'PATH.KEY VALUE' pairs")
-    parser.epilog = __doc__.split("\n\n", 1)[1]
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    add_config_overrides(parser)
+    show_examples(parser, __doc__)
     return run

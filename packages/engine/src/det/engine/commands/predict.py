@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from det.engine.commands._common import CommandError, setup_cfg
+from det.engine.commands._common import CommandError, setup_cfg, show_examples
 
 __all__ = ["instances_to_json", "main", "predict_images", "register", "run"]
 
@@ -121,6 +121,5 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
                         help="minimum score of the predictions kept (default 0.5)")
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
                         help="config overrides: space-separated 'PATH.KEY VALUE' pairs")
-    parser.epilog = __doc__.split("\n\n", 1)[1]
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    show_examples(parser, __doc__)
     return run

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from det.engine.commands._common import CommandError, setup_cfg
+from det.engine.commands._common import CommandError, setup_cfg, show_examples
 
 __all__ = ["main", "register", "run"]
 
@@ -75,6 +75,5 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
     from det.engine.train.defaults import default_argument_parser
 
     default_argument_parser(parser=parser)
-    parser.epilog = __doc__.split("\n\n", 1)[1]
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    show_examples(parser, __doc__)
     return run

@@ -21,7 +21,13 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from det.engine.commands._common import CommandError, require_datasets, setup_cfg
+from det.engine.commands._common import (
+    CommandError,
+    add_config_overrides,
+    require_datasets,
+    setup_cfg,
+    show_examples,
+)
 
 __all__ = ["SOURCES", "main", "register", "run"]
 
@@ -130,8 +136,6 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
                         help="images to draw (default: every image of DATASETS.TRAIN, once)")
     parser.add_argument("--scale", type=float, default=1.0, help="drawing scale of each image (default 1.0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, default=None,
-                        help="config overrides: space-separated 'PATH.KEY VALUE' pairs")
-    parser.epilog = __doc__.split("\n\n", 1)[1]
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    add_config_overrides(parser)
+    show_examples(parser, __doc__)
     return run

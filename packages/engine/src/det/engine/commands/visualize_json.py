@@ -21,7 +21,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from det.engine.commands._common import DATASETS_FILE, CommandError, register_datasets_file, require_datasets
+from det.engine.commands._common import (
+    DATASETS_FILE,
+    CommandError,
+    register_datasets_file,
+    require_datasets,
+    show_examples,
+)
 
 __all__ = ["create_instances", "load_results", "main", "register", "run"]
 
@@ -159,6 +165,5 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
     parser.add_argument("--datasets-file", default=None, metavar="FILE",
                         help="a datasets.json registering --dataset (as det demo writes one)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.epilog = __doc__.split("\n\n", 1)[1]
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    show_examples(parser, __doc__)
     return run
