@@ -102,16 +102,36 @@ def fast_rcnn_inference_single_image(
     topk_per_image: int,
 ) -> tuple[Instances, torch.Tensor]:
     """:func:`fast_rcnn_inference` for one image."""
+    return _inference_single_image(
+        boxes, scores, image_shape, score_thresh, nms_thresh, topk_per_image, Boxes, 4, batched_nms
+    )
+
+
+def _inference_single_image(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    image_shape: tuple[int, int],
+    score_thresh: float,
+    nms_thresh: float,
+    topk_per_image: int,
+    box_type: type,
+    box_dim: int,
+    class_wise_nms: Callable[..., torch.Tensor],
+) -> tuple[Instances, torch.Tensor]:
+    """One image's detections from (R, K*B) or (R, B) boxes of ``box_type`` (``box_dim`` numbers
+    per box: 4 for Boxes, 5 for RotatedBoxes) and (R, K+1) scores: drop non-finite rows, clip,
+    keep scores above ``score_thresh``, ``class_wise_nms``, then the top ``topk_per_image`` (all
+    when < 0)."""
     valid_mask = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores).all(dim=1)
     if not valid_mask.all():
         boxes = boxes[valid_mask]
         scores = scores[valid_mask]
 
     scores = scores[:, :-1]
-    num_bbox_reg_classes = boxes.shape[1] // 4
-    boxes = Boxes(boxes.reshape(-1, 4))
-    boxes.clip(image_shape)
-    boxes = boxes.tensor.view(-1, num_bbox_reg_classes, 4)  # R x C x 4
+    num_bbox_reg_classes = boxes.shape[1] // box_dim
+    clipped = box_type(boxes.reshape(-1, box_dim))
+    clipped.clip(image_shape)
+    boxes = clipped.tensor.view(-1, num_bbox_reg_classes, box_dim)  # R x C x B
 
     # thresholding first makes the NMS cheaper
     filter_mask = scores > score_thresh  # R x K
@@ -120,13 +140,13 @@ def fast_rcnn_inference_single_image(
     boxes = boxes[filter_inds[:, 0], 0] if num_bbox_reg_classes == 1 else boxes[filter_mask]
     scores = scores[filter_mask]
 
-    keep = batched_nms(boxes, scores, filter_inds[:, 1], nms_thresh)
+    keep = class_wise_nms(boxes, scores, filter_inds[:, 1], nms_thresh)
     if topk_per_image >= 0:
         keep = keep[:topk_per_image]
     boxes, scores, filter_inds = boxes[keep], scores[keep], filter_inds[keep]
 
     result = Instances(image_shape)
-    result.pred_boxes = Boxes(boxes)
+    result.pred_boxes = box_type(boxes)
     result.scores = scores
     result.pred_classes = filter_inds[:, 1]
     return result, filter_inds[:, 0]

@@ -616,13 +616,18 @@ class StandardROIHeads(ROIHeads):
         box_head = build_box_head(
             cfg, ShapeSpec(channels=in_channels, height=pooler_resolution, width=pooler_resolution)
         )
-        box_predictor = FastRCNNOutputLayers(cfg, box_head.output_shape)
+        box_predictor = cls._build_box_predictor(cfg, box_head.output_shape)
         return {
             "box_in_features": in_features,
             "box_pooler": box_pooler,
             "box_head": box_head,
             "box_predictor": box_predictor,
         }
+
+    @classmethod
+    def _build_box_predictor(cls, cfg, input_shape):
+        """The box predictor over the box head's output (subclasses swap the class)."""
+        return FastRCNNOutputLayers(cfg, input_shape)
 
     @classmethod
     def _init_mask_head(cls, cfg, input_shape):

@@ -7,13 +7,12 @@ import torch
 
 from det.core.config import configurable
 from det.core.events import get_event_storage
-from det.core.layers import ShapeSpec, batched_nms_rotated, box_iou_rotated
-from det.core.modeling import Box2BoxTransformRotated, ROIPooler
-from det.heads.roi.box_head import build_box_head
-from det.heads.roi.fast_rcnn import FastRCNNOutputLayers
+from det.core.layers import batched_nms_rotated, box_iou_rotated
+from det.core.modeling import Box2BoxTransformRotated
+from det.heads.roi.fast_rcnn import FastRCNNOutputLayers, _inference_single_image
 from det.heads.roi.proposal_utils import add_ground_truth_to_proposals
 from det.heads.roi.roi_heads import StandardROIHeads
-from det.structures import Instances, RotatedBoxes
+from det.structures import RotatedBoxes
 
 __all__ = [
     "RROIHeads",
@@ -45,33 +44,9 @@ def fast_rcnn_inference_rotated(
 
 def fast_rcnn_inference_single_image_rotated(boxes, scores, image_shape, score_thresh, nms_thresh, topk_per_image):
     """:func:`fast_rcnn_inference_rotated` for one image."""
-    valid_mask = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores).all(dim=1)
-    if not valid_mask.all():
-        boxes = boxes[valid_mask]
-        scores = scores[valid_mask]
-
-    B = 5  # (cx, cy, w, h, angle)
-    scores = scores[:, :-1]
-    num_bbox_reg_classes = boxes.shape[1] // B
-    boxes = RotatedBoxes(boxes.reshape(-1, B))
-    boxes.clip(image_shape)
-    boxes = boxes.tensor.view(-1, num_bbox_reg_classes, B)  # R x C x B
-
-    filter_mask = scores > score_thresh  # R x K
-    filter_inds = filter_mask.nonzero()
-    boxes = boxes[filter_inds[:, 0], 0] if num_bbox_reg_classes == 1 else boxes[filter_mask]
-    scores = scores[filter_mask]
-
-    keep = batched_nms_rotated(boxes, scores, filter_inds[:, 1], nms_thresh)
-    if topk_per_image >= 0:
-        keep = keep[:topk_per_image]
-    boxes, scores, filter_inds = boxes[keep], scores[keep], filter_inds[keep]
-
-    result = Instances(image_shape)
-    result.pred_boxes = RotatedBoxes(boxes)
-    result.scores = scores
-    result.pred_classes = filter_inds[:, 1]
-    return result, filter_inds[:, 0]
+    return _inference_single_image(
+        boxes, scores, image_shape, score_thresh, nms_thresh, topk_per_image, RotatedBoxes, 5, batched_nms_rotated
+    )
 
 
 class RotatedFastRCNNOutputLayers(FastRCNNOutputLayers):
@@ -125,33 +100,16 @@ class RROIHeads(StandardROIHeads):
 
     @classmethod
     def _init_box_head(cls, cfg, input_shape):
-        in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
-        pooler_resolution = cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION
-        pooler_scales = tuple(1.0 / input_shape[k].stride for k in in_features)
-        sampling_ratio = cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO
         pooler_type = cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE
-        if pooler_type not in ("ROIAlignRotated",):
+        if pooler_type != "ROIAlignRotated":
             raise ValueError(
                 f"RROIHeads pools rotated boxes: MODEL.ROI_BOX_HEAD.POOLER_TYPE must be ROIAlignRotated, got {pooler_type!r}"
             )
-        in_channels = next(input_shape[f].channels for f in in_features)
+        return super()._init_box_head(cfg, input_shape)
 
-        box_pooler = ROIPooler(
-            output_size=pooler_resolution,
-            scales=pooler_scales,
-            sampling_ratio=sampling_ratio,
-            pooler_type=pooler_type,
-        )
-        box_head = build_box_head(
-            cfg, ShapeSpec(channels=in_channels, height=pooler_resolution, width=pooler_resolution)
-        )
-        box_predictor = RotatedFastRCNNOutputLayers(cfg, box_head.output_shape)
-        return {
-            "box_in_features": in_features,
-            "box_pooler": box_pooler,
-            "box_head": box_head,
-            "box_predictor": box_predictor,
-        }
+    @classmethod
+    def _build_box_predictor(cls, cfg, input_shape):
+        return RotatedFastRCNNOutputLayers(cfg, input_shape)
 
     @torch.no_grad()
     def label_and_sample_proposals(self, proposals, targets):
