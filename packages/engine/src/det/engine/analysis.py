@@ -40,6 +40,8 @@ import torch
 from torch import nn
 from torch.utils import flop_counter as _fc
 
+from det.engine.train.logger import pipe_table
+
 __all__ = [
     "activation_count_operators",
     "flop_count",
@@ -78,17 +80,6 @@ def _format_size(n: float) -> str:
     return str(int(n)) if float(n).is_integer() else f"{n:.1f}"
 
 
-def _pipe_table(rows: list[tuple[str, ...]], headers: tuple[str, ...]) -> str:
-    """A markdown ("pipe") table; leading spaces of the cells are kept (they show the depth)."""
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-    lines = [
-        "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |",
-        "|:" + "|:".join("-" * (w + 1) for w in widths) + "|",
-    ]
-    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def parameter_count_table(model: nn.Module, max_depth: int = 3) -> str:
     """A table of :func:`parameter_count` down to ``max_depth`` name components: one row per
     module (its total, e.g. ``2.4M``) and per parameter (its shape), indented one space per
@@ -115,7 +106,7 @@ def parameter_count_table(model: nn.Module, max_depth: int = 3) -> str:
                 walk(name, depth + 1)
 
     walk("", 0)
-    return _pipe_table(rows, ("name", "#elements or shape"))
+    return pipe_table(rows, ("name", "#elements or shape"))
 
 
 # -- FLOPs and activations -----------------------------------------------------------------
@@ -296,7 +287,7 @@ def flop_count_table(model: nn.Module, flops_by_module: dict[str, int], max_dept
             walk(child, full + ".", depth + 1)
 
     walk(_unwrap(model), "", 0)
-    return _pipe_table(rows, ("module", "#parameters or shape", "#flops"))
+    return pipe_table(rows, ("module", "#parameters or shape", "#flops"))
 
 
 def activation_count_operators(model: nn.Module, inputs: list[dict]) -> defaultdict[str, float]:

@@ -24,6 +24,10 @@ _LAZY = {
     "seed_all_rng": "det.engine.train.defaults",
     "launch": "det.engine.train.launch",
     "setup_logger": "det.engine.train.logger",
+    "log_first_n": "det.engine.train.logger",
+    "log_every_n": "det.engine.train.logger",
+    "log_every_n_seconds": "det.engine.train.logger",
+    "create_small_table": "det.engine.train.logger",
     "build_optimizer": "det.engine.train.solver",
     "build_lr_scheduler": "det.engine.train.solver",
     "get_default_optimizer_params": "det.engine.train.solver",
@@ -43,7 +47,7 @@ _LAZY = {
     "TensorboardXWriter": "det.engine.train.writers",
 }
 _SUBMODULES = (
-    "comm", "hooks", "solver", "lr_scheduler", "writers", "defaults", "train_loop", "launch", "precise_bn",
+    "comm", "hooks", "solver", "lr_scheduler", "writers", "defaults", "train_loop", "launch", "precise_bn", "logger",
 )  # fmt: skip
 _LAZY.update({name: f"det.engine.train.{name}" for name in _SUBMODULES})
 

@@ -1,12 +1,28 @@
-"""Logging set-up for training runs (detectron2's ``utils.logger.setup_logger``)."""
+"""Logging for training runs (detectron2's ``utils.logger``): ``setup_logger``, rate-limited
+logging from a call site (``log_first_n``, ``log_every_n``, ``log_every_n_seconds``) and
+``create_small_table``.
+
+    log_every_n(logging.INFO, f"loss {loss:.3f}", n=20)   # every 20th call from this line
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-__all__ = ["setup_logger"]
+__all__ = [
+    "create_small_table",
+    "log_every_n",
+    "log_every_n_seconds",
+    "log_first_n",
+    "pipe_table",
+    "setup_logger",
+]
 
 _CONFIGURED: set[tuple[str, str | None, int]] = set()
 
@@ -41,3 +57,83 @@ def setup_logger(output: str | os.PathLike | None = None, distributed_rank: int 
         fh.setFormatter(formatter)
         logger.addHandler(fh)
     return logger
+
+
+_CALL_COUNTS: Counter = Counter()
+_LAST_LOGGED: dict[Any, float] = {}
+
+
+def _caller(depth: int = 2) -> tuple[str, tuple[str, int, str]]:
+    """The module name and (file, line, function) of the code that called our caller."""
+    frame = sys._getframe(depth)
+    try:
+        code = frame.f_code
+        module = frame.f_globals.get("__name__", "__main__")
+        return (module if module != "__main__" else "det"), (code.co_filename, frame.f_lineno, code.co_name)
+    finally:
+        del frame
+
+
+def log_first_n(lvl: int, msg: str, n: int = 1, *, name: str | None = None,
+                key: str | Sequence[str] = "caller") -> None:
+    """Log ``msg`` only the first ``n`` times for its key: ``"caller"`` (this call site),
+    ``"message"`` (this text) or both (``("caller", "message")``). ``name`` is the logger's,
+    by default the calling module's."""
+    keys = (key,) if isinstance(key, str) else tuple(key)
+    if not keys or set(keys) - {"caller", "message"}:
+        raise ValueError(f"log_first_n: key must be 'caller', 'message' or both, got {key!r}")
+    module, site = _caller()
+    hash_key: tuple = ()
+    if "caller" in keys:
+        hash_key += site
+    if "message" in keys:
+        hash_key += (msg,)
+    _CALL_COUNTS[hash_key] += 1
+    if _CALL_COUNTS[hash_key] <= n:
+        logging.getLogger(name or module).log(lvl, msg)
+
+
+def log_every_n(lvl: int, msg: str, n: int = 1, *, name: str | None = None) -> None:
+    """Log ``msg`` on the 1st, (n+1)th, (2n+1)th ... call from this call site."""
+    module, site = _caller()
+    _CALL_COUNTS[site] += 1
+    if n == 1 or _CALL_COUNTS[site] % n == 1:
+        logging.getLogger(name or module).log(lvl, msg)
+
+
+def log_every_n_seconds(lvl: int, msg: str, n: float = 1, *, name: str | None = None) -> None:
+    """Log ``msg`` at most once every ``n`` seconds from this call site."""
+    module, site = _caller()
+    last = _LAST_LOGGED.get(site)
+    now = time.time()
+    if last is None or now - last >= n:
+        logging.getLogger(name or module).log(lvl, msg)
+        _LAST_LOGGED[site] = now
+
+
+def pipe_table(rows: Sequence[Sequence[str]], headers: Sequence[str], *, align: str = "left") -> str:
+    """A markdown ("pipe") table of string cells, columns ``align``ed "left" or "center"."""
+    if align not in ("left", "center"):
+        raise ValueError(f"pipe_table: align must be 'left' or 'center', got {align!r}")
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = (c.center(w) if align == "center" else c.ljust(w) for c, w in zip(cells, widths, strict=True))
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join(":" + "-" * w + (":" if align == "center" else "-") for w in widths) + "|"
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def create_small_table(small_dict: Mapping[str, Any]) -> str:
+    """A one-row table of a few named values (floats with 3 decimals), as detectron2 logs
+    evaluation results::
+
+        |   AP   |  AP50  |
+        |:------:|:------:|
+        | 54.190 | 80.000 |
+    """
+    if not small_dict:
+        raise ValueError("create_small_table needs at least one value")
+    cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in small_dict.values()]
+    return pipe_table([cells], [str(k) for k in small_dict], align="center")
