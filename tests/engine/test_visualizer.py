@@ -156,3 +156,39 @@ def test_image_bw_mode_keeps_colour_only_inside_masks():
     np.testing.assert_array_equal(out[5, 70], [gray] * 3)  # outside: grayscale
     expected = np.round(0.7 * np.array([200, GRAY, GRAY]) + 0.3 * np.array(_PALETTE[0])).astype(np.uint8)
     np.testing.assert_array_equal(out[33, 17], expected)  # inside: original colour, alpha 0.3
+
+
+def test_generic_mask_converts_between_polygons_rle_and_arrays():
+    import pycocotools.mask as mask_util
+
+    from det.engine.visualizer import GenericMask
+
+    triangle = GenericMask([[10, 10, 30, 10, 30, 20]], height=40, width=40)
+    assert triangle.mask.shape == (40, 40) and triangle.mask.dtype == np.uint8
+    assert triangle.area() == 100 and not triangle.has_holes
+    np.testing.assert_array_equal(triangle.bbox(), [11.0, 10.0, 30.0, 20.0])  # pycocotools' rasterization
+
+    ring = np.zeros((40, 40), dtype=bool)
+    ring[5:15, 8:20] = True
+    ring[8:10, 10:12] = False
+    from_array = GenericMask(ring, 40, 40)
+    assert from_array.area() == 116 and from_array.has_holes
+    assert [p.tolist() for p in from_array.polygons] == [
+        [8.0, 5.0, 20.0, 5.0, 20.0, 15.0, 8.0, 15.0], [10.0, 8.0, 10.0, 10.0, 12.0, 10.0, 12.0, 8.0]]
+    np.testing.assert_array_equal(from_array.bbox(), [8.0, 5.0, 20.0, 15.0])
+    from_rle = GenericMask(mask_util.encode(np.asfortranarray(ring.astype(np.uint8))), 40, 40)
+    np.testing.assert_array_equal(from_rle.mask, ring)
+    with pytest.raises(ValueError, match="the mask is 40x40, expected 30x40"):
+        GenericMask(ring, 30, 40)
+
+
+def test_colormap_and_random_colors_are_bgr_by_default_like_detectron2():
+    from det.engine.visualizer import colormap, random_color, random_colors
+
+    bgr, rgb = colormap(), colormap(rgb=True, maximum=1)
+    assert bgr.shape == (64, 3)
+    np.testing.assert_allclose(bgr[:, ::-1] / 255.0, rgb)
+    np.testing.assert_array_equal(bgr[0], np.array(_PALETTE[0], dtype=np.float64)[::-1])
+    np.testing.assert_array_equal(random_color(index=3), bgr[3])
+    colors = random_colors(70)
+    assert len(colors) == 70 and len({tuple(c) for c in colors[:64]}) == 64

@@ -20,7 +20,7 @@ import pycocotools.mask as mask_util
 import torch
 from PIL import Image, ImageColor, ImageDraw, ImageFont
 
-__all__ = ["ColorMode", "VisImage", "Visualizer", "random_color"]
+__all__ = ["ColorMode", "GenericMask", "VisImage", "Visualizer", "colormap", "random_color", "random_colors"]
 
 _SMALL_OBJECT_AREA_THRESH = 1000
 _KEYPOINT_THRESHOLD = 0.05
@@ -44,12 +44,25 @@ def _make_palette(n: int = 64) -> list[tuple[int, int, int]]:
 _PALETTE = _make_palette()
 
 
-def random_color(rgb: bool = True, maximum: int = 255, index: int | None = None) -> np.ndarray:
-    """A colour of det's palette: the ``index``-th (deterministic) or a random one; as RGB (or
-    BGR when ``rgb=False``) in [0, maximum]."""
+def colormap(rgb: bool = False, maximum: int = 255) -> np.ndarray:
+    """det's palette as a (64, 3) float array in [0, maximum], BGR unless ``rgb`` (detectron2's
+    ``utils.colormap.colormap``; the colours are det's own, spread by golden-ratio hue steps)."""
+    palette = np.array(_PALETTE, dtype=np.float64) * (maximum / 255.0)
+    return palette if rgb else palette[:, ::-1]
+
+
+def random_color(rgb: bool = False, maximum: int = 255, index: int | None = None) -> np.ndarray:
+    """A colour of det's palette: the ``index``-th (deterministic) or a random one; BGR (RGB with
+    ``rgb=True``) in [0, maximum], as detectron2's ``random_color``."""
     i = np.random.randint(0, len(_PALETTE)) if index is None else index % len(_PALETTE)
-    ret = np.array(_PALETTE[i], dtype=np.float64) * (maximum / 255.0)
-    return ret if rgb else ret[::-1]
+    return colormap(rgb, maximum)[i]
+
+
+def random_colors(n: int, rgb: bool = False, maximum: int = 255) -> list[np.ndarray]:
+    """``n`` different palette colours in random order (repeating past 64), BGR unless ``rgb``."""
+    palette = colormap(rgb, maximum)
+    order = np.random.permutation(len(palette))
+    return [palette[order[i % len(palette)]] for i in range(n)]
 
 
 def _to_rgb(color: Any) -> tuple[int, int, int]:
@@ -111,6 +124,70 @@ def _segmentation_to_mask(segm: Any, height: int, width: int) -> np.ndarray:
     if arr.ndim != 2:
         raise ValueError(f"a mask must be (H,W), polygons or RLE; got an array of shape {arr.shape}")
     return arr.astype(bool)
+
+
+class GenericMask:
+    """One instance mask given as polygons, an RLE dict or an (H, W) array, with both forms
+    available (detectron2's ``utils.visualizer.GenericMask``)::
+
+        m = GenericMask([[10, 10, 30, 10, 30, 20]], height=40, width=40)
+        m.mask.shape, m.area(), m.bbox()   # (40, 40), 100, [11., 10., 30., 20.]
+
+    Polygons of an array or RLE mask are traced exactly on pixel corners by
+    :func:`det.structures.mask_to_polygons` (detectron2 uses OpenCV contours through pixel centres).
+    """
+
+    def __init__(self, mask_or_polygons: Any, height: int, width: int) -> None:
+        self.height, self.width = int(height), int(width)
+        self._mask: np.ndarray | None = None
+        self._polygons: list[np.ndarray] | None = None
+        self._has_holes: bool | None = None
+        if isinstance(mask_or_polygons, list):
+            self._polygons = [np.asarray(p, dtype=np.float64).reshape(-1) for p in mask_or_polygons]
+            self._polygons = [p for p in self._polygons if len(p) >= 6]
+            self._has_holes = False
+            return
+        mask = _segmentation_to_mask(mask_or_polygons, self.height, self.width)
+        if mask.shape != (self.height, self.width):
+            raise ValueError(
+                f"GenericMask: the mask is {mask.shape[0]}x{mask.shape[1]}, expected {self.height}x{self.width}"
+            )
+        self._mask = mask.astype(np.uint8)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The (H, W) uint8 0/1 mask."""
+        if self._mask is None:
+            self._mask = _segmentation_to_mask(list(self.polygons), self.height, self.width).astype(np.uint8)
+        return self._mask
+
+    @property
+    def polygons(self) -> list[np.ndarray]:
+        """Flat [x0, y0, x1, y1, ...] outlines (outer outlines, then holes)."""
+        if self._polygons is None:
+            from det.structures import mask_to_polygons
+
+            self._polygons, self._has_holes = mask_to_polygons(self.mask)
+        return self._polygons
+
+    @property
+    def has_holes(self) -> bool:
+        if self._has_holes is None:
+            self.polygons  # noqa: B018  (tracing the outlines finds the holes)
+        return bool(self._has_holes)
+
+    def area(self) -> int:
+        return int(self.mask.sum())
+
+    def bbox(self) -> np.ndarray:
+        """[x0, y0, x1, y1] around the rasterized polygons (pycocotools' box of their union, as
+        detectron2)."""
+        if not self.polygons:
+            return np.zeros(4, dtype=np.float64)
+        rle = mask_util.merge(mask_util.frPyObjects([p.tolist() for p in self.polygons], self.height, self.width))
+        box = mask_util.toBbox(rle).astype(np.float64)
+        box[2:] += box[:2]
+        return box
 
 
 def _masks_to_list(masks: Any, height: int, width: int) -> list[np.ndarray]:
