@@ -420,3 +420,42 @@ def test_grid_sample_transform_rejects_bad_grids():
         T.GridSampleTransform(np.zeros((1, 4, 4, 2)), "area")
     with pytest.raises(ValueError, match="N = 1"):
         T.GridSampleTransform(np.zeros((2, 4, 4, 2)), "bilinear").apply_image(np.zeros((4, 4)))
+
+
+def test_rotated_boxes_through_flip_resize_and_transform_lists():
+    from det.engine.data.detection_utils import annotations_to_instances_rotated
+
+    boxes = np.array([[10.0, 20.0, 8.0, 4.0, 30.0]])
+    np.testing.assert_allclose(T.HFlipTransform(100).apply_rotated_box(boxes.copy()), [[90, 20, 8, 4, -30]])
+    uniform = T.ResizeTransform(50, 100, 100, 200).apply_rotated_box(boxes.copy())
+    np.testing.assert_allclose(uniform, [[20, 40, 16, 8, 30]])
+    # x doubles only: a box at 0 degrees doubles its width, one at 90 degrees its height
+    stretch = T.ResizeTransform(50, 100, 50, 200)
+    np.testing.assert_allclose(stretch.apply_rotated_box(np.array([[10.0, 20, 8, 4, 0]])), [[20, 20, 16, 4, 0]])
+    np.testing.assert_allclose(stretch.apply_rotated_box(np.array([[10.0, 20, 8, 4, 90]])), [[20, 20, 8, 8, 90]],
+                               atol=1e-12)
+    both = T.TransformList([T.ResizeTransform(50, 100, 100, 200), T.HFlipTransform(200), T.NoOpTransform()])
+    np.testing.assert_allclose(both.apply_rotated_box(boxes.copy()), [[180, 40, 16, 8, -30]])
+
+    instances = annotations_to_instances_rotated(
+        [{"bbox": [10, 20, 8, 4, 30], "category_id": 2}, {"bbox": [5, 5, 2, 2, 0], "category_id": 0}], (50, 100))
+    assert instances.gt_boxes.tensor.tolist() == [[10, 20, 8, 4, 30], [5, 5, 2, 2, 0]]
+    assert instances.gt_classes.tolist() == [2, 0] and instances.image_size == (50, 100)
+    with pytest.raises(ValueError, match=r"\(cx, cy, w, h, angle\)"):
+        annotations_to_instances_rotated([{"bbox": [1, 2, 3, 4], "category_id": 0}], (50, 100))
+
+
+def test_register_type_adds_an_apply_method_that_transform_lists_follow():
+    T.VFlipTransform.register_type("marks", lambda t, marks: [t.height - m for m in marks])
+    try:
+        vflip = T.VFlipTransform(10)
+        assert vflip.apply_marks([1, 4]) == [9, 6]
+        assert T.TransformList([vflip, vflip]).apply_marks([1, 4]) == [1, 4]
+        with pytest.raises(AttributeError, match="apply_marks"):
+            T.TransformList([T.HFlipTransform(4)]).apply_marks([1])
+        with pytest.raises(TypeError, match="must be callable"):
+            T.VFlipTransform.register_type("other", 3)
+        with pytest.raises(ValueError, match="identifier"):
+            T.VFlipTransform.register_type("two words", lambda t, x: x)
+    finally:
+        del T.VFlipTransform.apply_marks

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import inspect
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -81,6 +83,20 @@ class Transform:
         """The transform that undoes this one (when it exists)."""
         raise NotImplementedError(f"{type(self).__name__} has no inverse")
 
+    @classmethod
+    def register_type(cls, data_type: str, func: Callable[[Any, Any], Any]) -> None:
+        """Teach this transform class a new kind of data: ``func(transform, data)`` becomes the
+        method ``apply_<data_type>`` (fvcore's ``Transform.register_type``)::
+
+            HFlipTransform.register_type("voxel", lambda t, v: v[..., ::-1])
+            HFlipTransform(8).apply_voxel(v)
+        """
+        if not callable(func):
+            raise TypeError(f"register_type: func must be callable as func(transform, data), got {func!r}")
+        if not data_type.isidentifier():
+            raise ValueError(f"register_type: data_type must be a Python identifier, got {data_type!r}")
+        setattr(cls, f"apply_{data_type}", func)
+
     def __repr__(self) -> str:
         return _repr_from_init_args(self)
 
@@ -100,6 +116,9 @@ class NoOpTransform(Transform):
 
     def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
         return segmentation
+
+    def apply_rotated_box(self, rotated_boxes: np.ndarray) -> np.ndarray:
+        return rotated_boxes
 
     def inverse(self) -> Transform:
         return self
@@ -175,6 +194,20 @@ class ResizeTransform(Transform):
         coords[:, 1] = coords[:, 1] * (self.new_h * 1.0 / self.h)
         return coords
 
+
+    def apply_rotated_box(self, rotated_boxes: np.ndarray) -> np.ndarray:
+        """(N, 5) [cx, cy, w, h, angle in degrees] boxes, in place: the centre scales; a box
+        scaled unevenly becomes the rotated box whose sides are its scaled sides (detectron2's
+        formula, exact for a rectangle's edge vectors)."""
+        sx, sy = self.new_w * 1.0 / self.w, self.new_h * 1.0 / self.h
+        rotated_boxes[:, 0] *= sx
+        rotated_boxes[:, 1] *= sy
+        theta = rotated_boxes[:, 4] * np.pi / 180.0
+        c, s = np.cos(theta), np.sin(theta)
+        rotated_boxes[:, 2] *= np.sqrt(np.square(sx * c) + np.square(sy * s))
+        rotated_boxes[:, 3] *= np.sqrt(np.square(sx * s) + np.square(sy * c))
+        rotated_boxes[:, 4] = np.arctan2(sx * s, sy * c) * 180 / np.pi
+        return rotated_boxes
     def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
         # labels must not be blended
         return self.apply_image(segmentation, interp=Image.NEAREST)

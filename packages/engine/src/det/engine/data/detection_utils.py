@@ -17,6 +17,7 @@ from det.engine.data.catalog import MetadataCatalog
 __all__ = [
     "SizeMismatchError",
     "annotations_to_instances",
+    "annotations_to_instances_rotated",
     "build_augmentation",
     "build_transform_gen",
     "check_image_size",
@@ -324,6 +325,21 @@ def annotations_to_instances(
             )
         target.gt_keypoints = Keypoints(np.stack(kpts))
 
+    return target
+
+
+def annotations_to_instances_rotated(annos: list[dict], image_size: tuple[int, int]) -> Any:
+    """Ground-truth ``Instances`` of rotated boxes: ``gt_boxes`` (RotatedBoxes from each
+    annotation's (cx, cy, w, h, angle) ``bbox``, clipped where nearly horizontal) and ``gt_classes``."""
+    from det.structures import Instances, RotatedBoxes
+
+    boxes = [obj["bbox"] for obj in annos]
+    if any(len(b) != 5 for b in boxes):
+        raise ValueError("annotations_to_instances_rotated: every bbox must be (cx, cy, w, h, angle)")
+    target = Instances(image_size)
+    target.gt_boxes = RotatedBoxes(torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 5))
+    target.gt_boxes.clip(image_size)
+    target.gt_classes = torch.tensor([obj["category_id"] for obj in annos], dtype=torch.int64)
     return target
 
 

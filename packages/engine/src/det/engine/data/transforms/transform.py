@@ -113,6 +113,17 @@ class TransformList(Transform):
             segmentation = apply_segmentation(t, segmentation)
         return segmentation
 
+    def __getattr__(self, name: str) -> Any:
+        # apply_<type> of a data type registered with Transform.register_type: each transform in turn
+        if name.startswith("apply_") and name != "apply_":
+            def apply_all(data: Any) -> Any:
+                for t in self.transforms:
+                    data = getattr(t, name)(data)
+                return data
+
+            return apply_all
+        raise AttributeError(f"'TransformList' object has no attribute {name!r}")
+
     def __add__(self, other: Any) -> TransformList:
         others = other.transforms if isinstance(other, TransformList) else [other]
         return TransformList(self.transforms + others)
@@ -172,6 +183,13 @@ class HFlipTransform(Transform):
 
     def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
         return self.apply_image(segmentation)
+
+    def apply_rotated_box(self, rotated_boxes: np.ndarray) -> np.ndarray:
+        """(N, 5) [cx, cy, w, h, angle in degrees] boxes, in place: the centre mirrors and the
+        angle (counter-clockwise) changes sign."""
+        rotated_boxes[:, 0] = self.width - rotated_boxes[:, 0]
+        rotated_boxes[:, 4] = -rotated_boxes[:, 4]
+        return rotated_boxes
 
     def inverse(self) -> HFlipTransform:
         return self
