@@ -227,6 +227,17 @@ def test_fed_loss_weights_come_from_dataset_metadata():
     with pytest.raises(ValueError, match="class_image_count"):
         get_fed_loss_cls_weights("_heads_roi_fed_missing")
 
+    # a dataset that sets class_image_count when loaded (LVIS reads it from its json) is loaded first
+    def load_lazily():
+        engine.MetadataCatalog.get("_heads_roi_fed_lazy").set(class_image_count=[{"id": 1, "image_count": 16}])
+        return []
+
+    engine.DatasetCatalog.register("_heads_roi_fed_lazy", load_lazily)
+    try:
+        assert get_fed_loss_cls_weights("_heads_roi_fed_lazy", 0.5).tolist() == [4.0]
+    finally:
+        engine.DatasetCatalog.remove("_heads_roi_fed_lazy")
+
     cfg = get_cfg()
     cfg.DATASETS.TRAIN = ("_heads_roi_fed_a",)
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = 2

@@ -30,12 +30,13 @@ __all__ = [
 
 def get_fed_loss_cls_weights(dataset_names: str | list[str], freq_weight_power: float = 1.0) -> torch.Tensor:
     """Per-class weights for the federated loss: (number of training images showing the class)
-    ** ``freq_weight_power``, read from the datasets' ``class_image_count`` metadata (LVIS).
+    ** ``freq_weight_power``, read from the datasets' ``class_image_count`` metadata (LVIS; a
+    registered dataset that sets it only when loaded is loaded first).
 
     Needs det-engine's ``MetadataCatalog`` (imported only when the federated loss is used).
     """
     try:
-        from det.engine import MetadataCatalog  # type: ignore[attr-defined]
+        from det.engine import DatasetCatalog, MetadataCatalog  # type: ignore[attr-defined]
     except ImportError as e:
         raise ImportError(
             "MODEL.ROI_BOX_HEAD.USE_FED_LOSS reads class frequencies from the dataset metadata "
@@ -43,7 +44,14 @@ def get_fed_loss_cls_weights(dataset_names: str | list[str], freq_weight_power: 
         ) from e
     if isinstance(dataset_names, str):
         dataset_names = [dataset_names]
-    counts = [getattr(MetadataCatalog.get(name), "class_image_count", None) for name in dataset_names]
+    counts = []
+    for name in dataset_names:
+        count = getattr(MetadataCatalog.get(name), "class_image_count", None)
+        if count is None and name in DatasetCatalog:
+            # LVIS fills its class metadata from the json when the dataset is first loaded
+            DatasetCatalog.get(name)
+            count = getattr(MetadataCatalog.get(name), "class_image_count", None)
+        counts.append(count)
     if counts[0] is None:
         raise ValueError(
             f"the federated loss needs 'class_image_count' in the metadata of dataset {dataset_names[0]!r}"
