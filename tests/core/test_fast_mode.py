@@ -160,6 +160,25 @@ def test_fast_mode_bf16_agrees_with_golden_mask_rcnn(mask_case):
         assert (best > 0.3).float().mean() >= 0.95, best
 
 
+def test_fast_mode_bf16_pools_in_bf16_and_group_norm_heads_take_it(configs_dir):
+    """ROI poolers hand bf16 regions to the heads; a head whose convolutions keep float32 (GN cannot
+    be folded) converts them. Mask R-CNN with GN in the backbone and every head runs end to end."""
+    cfg = get_cfg()
+    cfg.merge_from_file(str(configs_dir / "Misc" / "mask_rcnn_R_50_FPN_3x_gn.yaml"))
+    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0,
+                         "MODEL.RPN.POST_NMS_TOPK_TEST", 50, "TEST.DETECTIONS_PER_IMAGE", 5])
+    torch.manual_seed(0)
+    model = fast_mode(build_model(cfg).eval(), bf16=True)
+    assert model.roi_heads.box_head.conv1.weight.dtype == torch.float32  # GN: plain float32 path
+    pooled = []
+    model.roi_heads.box_pooler.register_forward_hook(lambda m, i, o: pooled.append(o.dtype))
+    with torch.no_grad():
+        (out,) = model([{"image": torch.randint(0, 255, (3, 96, 128), dtype=torch.uint8)}])
+    inst = out["instances"]
+    assert pooled == [torch.bfloat16] and len(inst) == 5
+    assert inst.scores.dtype == torch.float32 and inst.pred_masks.shape == (5, 96, 128)
+
+
 @pytest.mark.skipif(not __import__("os").path.exists("/proc/self/maps"), reason="reads /proc/self/maps")
 def test_fast_mode_releases_the_memory_mapped_checkpoint(configs_dir, tmp_path):
     """DefaultPredictor's weights are views of the checkpoint file's mapping; once fast mode has

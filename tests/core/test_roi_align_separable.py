@@ -99,3 +99,20 @@ def test_huge_boxes_go_to_torchvision_kernel_and_non_finite_boxes_are_refused():
         assert torch.equal(got, torch.ops.torchvision.roi_align(x, huge, 0.25, 7, 7, 0, True))
         with pytest.raises(ValueError, match="NaN or infinite"):
             pool(x, torch.tensor([[0.0, float("nan"), 0.0, 10.0, 10.0]]))
+
+
+def test_bfloat16_features_pool_in_bfloat16_with_float32_geometry():
+    features, rois = _features(channels_last=True), _rois()
+    rois[6:] += torch.tensor([0.0, 800.0, 600.0, 800.0, 600.0])  # far from the origin: bf16 would round them
+    big = torch.nn.functional.pad(features, (0, 200, 0, 200)).contiguous(memory_format=torch.channels_last)
+    expected = roi_align_separable(big, rois, (7, 7), 0.25, 0, True)
+    with torch.no_grad():
+        pooled = ROIAlign((7, 7), spatial_scale=0.25, sampling_ratio=0)(big.to(torch.bfloat16), rois)
+    assert pooled.dtype == torch.bfloat16 and pooled.shape == expected.shape
+    # the features and weights are rounded to bf16 (8 bits); the geometry is not
+    torch.testing.assert_close(pooled.float(), expected, rtol=0.02, atol=0.03)
+    # boxes too large for the separable form pool through torchvision's kernel in float32
+    huge = torch.tensor([[0.0, 0.0, 0.0, 2000.0, 2000.0]])
+    torch.testing.assert_close(
+        roi_align(big.to(torch.bfloat16), huge, (2, 2), 1.0, 0, True).float(),
+        roi_align(big.to(torch.bfloat16).float(), huge, (2, 2), 1.0, 0, True), rtol=0.01, atol=0.01)

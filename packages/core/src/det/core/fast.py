@@ -14,6 +14,9 @@
   backbone runs in bfloat16 end to end, head convolutions and FC layers take bfloat16 inputs and
   weights and return float32; the final predictor layers (class scores, box/anchor deltas,
   objectness, mask logits) stay float32, so scores, boxes and thresholds are decided in float32.
+  ROI poolers (ROIAlign) pool the bfloat16 features in bfloat16 (box geometry in float32) and hand
+  bfloat16 regions to the heads, whose layers take them as they are; layers that stay float32
+  (predictors, convolutions with a norm that cannot be folded, e.g. GN) convert their input.
 - **allocator**: calls :func:`det.core.allocator.retain_freed_memory`, so the activations of one
   forward pass are not unmapped and page-faulted again by the next (process-wide).
 
@@ -41,7 +44,9 @@ from torch import nn
 
 from det.core.allocator import retain_freed_memory
 from det.core.layers.batch_norm import FrozenBatchNorm2d
+from det.core.layers.roi_align import ROIAlign
 from det.core.layers.wrappers import Conv2d
+from det.core.modeling.poolers import ROIPooler
 
 # Final prediction layers keep float32: scores and box deltas decide thresholds, NMS and box edges.
 PREDICTOR_NAMES = frozenset(
@@ -237,6 +242,30 @@ def _wrap_float32_outputs(module: nn.Module) -> None:
     module.forward = forward
 
 
+def _convert_inputs_to_weight_dtype(module: nn.Module) -> None:
+    """Make a layer that keeps its own weights' dtype accept inputs of any float dtype."""
+    inner = module.forward
+
+    def forward(x: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != module.weight.dtype:
+            x = x.to(module.weight.dtype)
+        return inner(x, *args, **kwargs)
+
+    module.forward = forward
+
+
+def _pool_in(pooler: nn.Module, dtype: torch.dtype) -> None:
+    """Make a ROIPooler of ROIAlign levels pool ``dtype`` features (converting float32 ones, ~2 ms
+    for an FPN at 800x1067): reading bfloat16 windows halves the memory traffic of the separable
+    ROIAlign, which is what its time goes into (box pooler: 84 -> 36 ms)."""
+    inner = pooler.forward
+
+    def forward(x: list[torch.Tensor], box_lists: Any) -> torch.Tensor:
+        return inner([f.to(dtype) if f.is_floating_point() else f for f in x], box_lists)
+
+    pooler.forward = forward
+
+
 _FUSED = _fused_op_available()
 
 
@@ -308,8 +337,13 @@ def fast_mode(
             if fuse_relu and module.norm is None and _is_relu(module.activation):
                 module.activation, relu = None, True
             if module.norm is not None or module.activation is not None:
-                continue  # a norm/activation that cannot be fused (e.g. GN): keep the plain path
+                # a norm/activation that cannot be fused (e.g. GN): keep the plain float32 path
+                if bf16 and id(module) not in in_backbone:
+                    _convert_inputs_to_weight_dtype(module)
+                continue
             _prepare_conv(module, relu=relu, dtype=dtype, out_dtype=out_dtype, channels_last=channels_last)
+        elif keep_fp32 and bf16 and isinstance(module, (nn.Conv2d, nn.Linear, nn.ConvTranspose2d)):
+            _convert_inputs_to_weight_dtype(module)
         elif type(module) is nn.Conv2d and not keep_fp32 and (bf16 or channels_last):
             _prepare_conv(module, relu=False, dtype=dtype, out_dtype=out_dtype, channels_last=channels_last)
         elif isinstance(module, nn.Linear) and not keep_fp32 and bf16:
@@ -324,6 +358,11 @@ def fast_mode(
 
     if backbone is not None and bf16:
         _wrap_float32_outputs(backbone)
+    if bf16:
+        for module in model.modules():
+            levels = getattr(module, "level_poolers", None)
+            if isinstance(module, ROIPooler) and levels and all(type(p) is ROIAlign for p in levels):
+                _pool_in(module, low)
     _own_storage(model)
     for p in model.parameters():
         p.requires_grad_(False)

@@ -71,7 +71,7 @@ class ROIAlign(nn.Module):
         _check_roi_args("ROIAlign", input, rois, 5, "[batch index, x0, y0, x1, y1]")
         return roi_align(
             input,
-            rois.to(dtype=input.dtype),
+            rois.to(dtype=_geometry_dtype(input.dtype)),
             self.output_size,
             self.spatial_scale,
             self.sampling_ratio,
@@ -100,13 +100,24 @@ def _roi_align_reference(
         )
     if _separable_applies(input) and _separable_fits(rois, output_size, spatial_scale, sampling_ratio):
         return roi_align_separable(input, rois, output_size, spatial_scale, sampling_ratio, aligned)
+    if input.dtype == torch.bfloat16:  # torchvision's kernel has no bfloat16: pool in float32
+        pooled = torchvision_ops().roi_align(
+            input.float(), rois.float(), output_size, spatial_scale, sampling_ratio, aligned
+        )
+        return pooled.to(torch.bfloat16)
     return torchvision_ops().roi_align(input, rois, output_size, spatial_scale, sampling_ratio, aligned)
+
+
+def _geometry_dtype(feature_dtype: torch.dtype) -> torch.dtype:
+    """The dtype box coordinates are kept in: the features' own, but float32 for bfloat16 features
+    (bfloat16 would round a coordinate near 1000 to a multiple of 4)."""
+    return torch.float32 if feature_dtype == torch.bfloat16 else feature_dtype
 
 
 def _separable_applies(input: torch.Tensor) -> bool:
     """Inference on the CPU: the separable form serves it. Training keeps torchvision's kernel, whose
     forward (and so detectron2's training losses) it matches bit for bit."""
-    return input.dtype in (torch.float32, torch.float64) and eager_cpu_inference(input)
+    return input.dtype in (torch.float32, torch.float64, torch.bfloat16) and eager_cpu_inference(input)
 
 
 _MAX_SAMPLES_PER_BIN_SIDE = 64
@@ -144,7 +155,9 @@ def roi_align_separable(
     in BLAS: ~3.5x faster than torchvision's kernel on the bench boxes (bench/README.md).
 
     The result is (R, C, h, w) in channels_last memory format (the heads that convolve it want
-    NHWC; flattening it copies). Channels_last input is read without a copy.
+    NHWC; flattening it copies). Channels_last input is read without a copy. bfloat16 features
+    (fast mode) are pooled in bfloat16 with float32 box geometry: the weights are computed in
+    float32 and rounded once, and the products accumulate in float32 inside BLAS.
     """
     num_images, channels, height, width = input.shape
     pooled_h, pooled_w = output_size
@@ -154,12 +167,13 @@ def roi_align_separable(
         return out.permute(0, 3, 1, 2)
     pixels = input.permute(0, 2, 3, 1).reshape(num_images * height * width, channels)
 
-    boxes = rois[:, 1:].to(input.dtype) * spatial_scale - (0.5 if aligned else 0.0)
+    boxes = rois[:, 1:].to(_geometry_dtype(input.dtype)) * spatial_scale - (0.5 if aligned else 0.0)
     box_w, box_h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     if not aligned:  # Detectron's legacy ROIAlign: boxes at least 1x1
         box_w, box_h = box_w.clamp(min=1.0), box_h.clamp(min=1.0)
     row_weights, row_start, row_count = _axis_weights(boxes[:, 1], box_h, pooled_h, height, sampling_ratio)
     col_weights, col_start, col_count = _axis_weights(boxes[:, 0], box_w, pooled_w, width, sampling_ratio)
+    row_weights, col_weights = row_weights.to(input.dtype), col_weights.to(input.dtype)
     image_offset = rois[:, 0].to(torch.int64) * (height * width)
 
     # boxes in order of window size, in groups whose windows fit the budget
