@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -108,3 +109,13 @@ def show_examples(parser: argparse.ArgumentParser, module_doc: str | None) -> No
     """Print the command module's docstring, past its first paragraph (the examples), under --help."""
     parser.epilog = (module_doc or "").split("\n\n", 1)[-1]
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+USER_ERRORS = (CommandError, FileNotFoundError, KeyError, ValueError)
+"""What a command reports as a one-line error (exit status 2) instead of a traceback."""
+
+
+def report_user_error(command: str, error: BaseException) -> int:
+    """Print ``det <command>: error: ...`` to stderr; returns the exit status, 2."""
+    print(f"det {command}: error: {error}", file=sys.stderr)
+    return 2

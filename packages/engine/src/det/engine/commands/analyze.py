@@ -13,14 +13,15 @@ first ``-n`` images of ``DATASETS.TEST[0]``, in fvcore's units (GFLOPs count mul
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from det.engine.commands._common import (
+    USER_ERRORS,
     CommandError,
     add_config_overrides,
+    report_user_error,
     require_datasets,
     setup_cfg,
     show_examples,
@@ -156,9 +157,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         main(args.config_file, args.tasks, num_inputs=args.num_inputs, max_depth=args.max_depth, opts=args.opts,
              progress=not args.no_progress)
-    except (CommandError, FileNotFoundError, KeyError, ValueError) as e:
-        print(f"det analyze: error: {e}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as e:
+        return report_user_error("analyze", e)
     return 0
 
 

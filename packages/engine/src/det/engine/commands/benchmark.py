@@ -23,8 +23,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from det.engine.commands._common import (
+    USER_ERRORS,
     CommandError,
     add_config_overrides,
+    report_user_error,
     require_datasets,
     setup_cfg,
     show_examples,
@@ -231,9 +233,8 @@ def run(args: argparse.Namespace) -> int:
         iters = DEFAULT_ITERS[args.task] if args.iters is None else args.iters
         opts = _opts(args.task, args.opts)
         setup_cfg(args.config_file, opts)  # a bad config fails here, before any worker starts
-    except (CommandError, FileNotFoundError, KeyError, ValueError) as e:
-        print(f"det benchmark: error: {e}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as e:
+        return report_user_error("benchmark", e)
     launch(_worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args.task, args.config_file, opts, iters, args.warmup, not args.no_progress))
     return 0

@@ -12,11 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
-from det.engine.commands._common import CommandError, add_config_overrides, setup_cfg, show_examples
+from det.engine.commands._common import (
+    USER_ERRORS,
+    CommandError,
+    add_config_overrides,
+    report_user_error,
+    setup_cfg,
+    show_examples,
+)
 
 __all__ = ["main", "register", "run"]
 
@@ -47,9 +53,8 @@ def main(config_file: str, weights: str, output: str | None = None, opts: list[s
 def run(args: argparse.Namespace) -> int:
     try:
         results = main(args.config_file, args.weights, args.output, args.opts)
-    except (CommandError, FileNotFoundError, KeyError, ValueError) as e:
-        print(f"det eval: error: {e}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as e:
+        return report_user_error("eval", e)
     print(json.dumps(results, indent=2, default=float))
     return 0
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from det.engine.commands._common import CommandError, setup_cfg, show_examples
+from det.engine.commands._common import USER_ERRORS, CommandError, report_user_error, setup_cfg, show_examples
 
 __all__ = ["instances_to_json", "main", "predict_images", "register", "run"]
 
@@ -103,9 +102,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         entries = main(args.config_file, args.weights, args.images, args.output,
                        confidence_threshold=args.confidence_threshold, opts=args.opts)
-    except (CommandError, FileNotFoundError, KeyError, ValueError) as e:
-        print(f"det predict: error: {e}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as e:
+        return report_user_error("predict", e)
     total = sum(len(e["instances"]) for e in entries)
     print(f"{total} predictions on {len(entries)} images written to {args.output} "
           f"(PNG per image, predictions.json)")

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Callable
 from typing import Any
 
-from det.engine.commands._common import CommandError, setup_cfg, show_examples
+from det.engine.commands._common import CommandError, report_user_error, setup_cfg, show_examples
 
 __all__ = ["main", "register", "run"]
 
@@ -57,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
         # checked here, in the launching process, so a bad config fails before any worker starts
         setup_cfg(args.config_file, args.opts)
     except (CommandError, KeyError, ValueError) as e:
-        print(f"det train: error: {e}", file=sys.stderr)
-        return 2
+        return report_user_error("train", e)
     logging.getLogger("det").info("Command line arguments: %s", args)
     launch(
         main,

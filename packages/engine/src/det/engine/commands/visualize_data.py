@@ -16,14 +16,15 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from det.engine.commands._common import (
+    USER_ERRORS,
     CommandError,
     add_config_overrides,
+    report_user_error,
     require_datasets,
     setup_cfg,
     show_examples,
@@ -120,9 +121,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         written = main(args.config_file, args.source, args.output_dir, num_images=args.num_images,
                        scale=args.scale, opts=args.opts, progress=not args.no_progress)
-    except (CommandError, FileNotFoundError, KeyError, ValueError) as e:
-        print(f"det visualize-data: error: {e}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as e:
+        return report_user_error("visualize-data", e)
     print(f"{len(written)} images drawn from the {args.source} written to {os.fspath(args.output_dir)}")
     return 0
 

@@ -23,8 +23,10 @@ from typing import Any
 
 from det.engine.commands._common import (
     DATASETS_FILE,
+    USER_ERRORS,
     CommandError,
     register_datasets_file,
+    report_user_error,
     require_datasets,
     show_examples,
 )
@@ -149,9 +151,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         written = main(args.input, args.output, args.dataset, conf_threshold=args.conf_threshold,
                        datasets_file=args.datasets_file, progress=not args.no_progress)
-    except (CommandError, FileNotFoundError, KeyError, ValueError) as e:
-        print(f"det visualize-json: error: {e}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as e:
+        return report_user_error("visualize-json", e)
     print(f"{len(written)} images (predictions | ground truth) written to {args.output}")
     return 0
 
