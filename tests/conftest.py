@@ -25,6 +25,14 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    # CI logs say which CPU level the suite ran on: tests that need bf16 or AVX-512 select
+    # themselves by this (det.core.machine), so the same suite passes on AVX2-only machines.
+    from det.core.machine import machine_info
+
+    return f"det machine: {machine_info().describe()}"
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
