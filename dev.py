@@ -45,8 +45,8 @@ DEV_TOOLS = [
     "types-tqdm",
 ]
 # Optional extras of workspace members that the test suite exercises, installed with the member.
-# det-engine[lvis]: the official LVIS API, which LVISEvaluator's tests run end to end.
-DEV_EXTRAS = {"packages/engine": "lvis"}
+# det-evaluation[lvis]: the official LVIS API, which LVISEvaluator's tests run end to end.
+DEV_EXTRAS = {"packages/evaluation": "lvis"}
 
 
 def members() -> list[Path]:

@@ -7,8 +7,8 @@ import uuid
 import pytest
 import yaml
 
-from det.engine.data import DatasetCatalog
-from det.engine.data.shapes import ShapesConfig, register_shapes
+from det.data import DatasetCatalog
+from det.data.shapes import ShapesConfig, register_shapes
 from det.engine.demo import DEMO_CONFIG
 
 

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from det.engine.data import DatasetCatalog, MetadataCatalog
-from det.engine.data.datasets.builtin import builtin_dataset_names, get_datasets_root, register_all_builtin
-from det.engine.data.datasets.builtin_meta import COCO_CATEGORIES, get_builtin_metadata
+from det.data import DatasetCatalog, MetadataCatalog
+from det.data.datasets.builtin import builtin_dataset_names, get_datasets_root, register_all_builtin
+from det.data.datasets.builtin_meta import COCO_CATEGORIES, get_builtin_metadata
 
 CONFIGS = Path(__file__).resolve().parents[2].parent / "shared" / "detectron2-configs"
 
@@ -178,8 +178,8 @@ def test_datasets_root_variables(monkeypatch):
 
 def test_registration_is_lazy_and_reads_nothing(tmp_path):
     code = (
-        "import sys, det.engine.data as d\n"
-        "assert 'det.engine.data.datasets.builtin' not in sys.modules\n"
+        "import sys, det.data as d\n"
+        "assert 'det.data.datasets.builtin' not in sys.modules\n"
         "assert 'coco_2017_train' in d.DatasetCatalog\n"
         "print(d.MetadataCatalog.get('voc_2007_test').dirname)\n"
     )
@@ -300,7 +300,7 @@ def test_a_replaced_builtin_survives_registering_again(datasets_root, tmp_path_f
 
 def test_default_trainer_builds_the_coco_evaluator(datasets_root):
     from det.core import get_cfg
-    from det.engine.evaluation import COCOEvaluator
+    from det.evaluation import COCOEvaluator
     from det.engine.train.defaults import DefaultTrainer
 
     _write_coco_tree(datasets_root)
@@ -319,7 +319,7 @@ def test_default_trainer_evaluates_panoptic_datasets(datasets_root, name, stuff_
     import torch
 
     from det.core import get_cfg
-    from det.engine.evaluation import DatasetEvaluators
+    from det.evaluation import DatasetEvaluators
     from det.engine.train.defaults import DefaultTrainer
 
     _write_coco_tree(datasets_root)
@@ -345,7 +345,7 @@ def test_default_trainer_evaluates_panoptic_datasets(datasets_root, name, stuff_
 
 def test_default_trainer_builds_the_voc_evaluator(datasets_root):
     from det.core import get_cfg
-    from det.engine.evaluation import PascalVOCDetectionEvaluator
+    from det.evaluation import PascalVOCDetectionEvaluator
     from det.engine.train.defaults import DefaultTrainer
 
     cfg = get_cfg()

@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent('''
 
     import torch
 
-    from det.engine.data.shapes import ShapesConfig, register_shapes
+    from det.data.shapes import ShapesConfig, register_shapes
 
     OUT = Path(sys.argv[1])
     NAMES = ("ddp_shapes_train", "ddp_shapes_val")

@@ -77,7 +77,7 @@ def test_demo_rejects_bad_options(capsys, tmp_path, monkeypatch):
     assert det_main(["demo", "--shapes", "num_trains=5"]) == 2
     assert "num_trains" in capsys.readouterr().err
     # the standard registration is back after a failed run
-    from det.engine.data import MetadataCatalog
+    from det.data import MetadataCatalog
 
     assert MetadataCatalog.get("shapes_train").shapes_config["num_train"] == 500
     assert not (tmp_path / "det-demo-output").exists()  # nothing written for bad options

@@ -17,7 +17,7 @@ from det.engine.analysis import (
     parameter_count,
     parameter_count_table,
 )
-from det.engine.data import DatasetCatalog, MetadataCatalog
+from det.data import DatasetCatalog, MetadataCatalog
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_counting_sees_the_training_path_ops_and_restores_the_model():
 def test_detection_model_conv_and_linear_flops_match_their_layers(tiny, tiny_model):
     """Every conv and linear layer's multiply-adds, from its real input/output shapes, add up to
     the counted ``conv`` and ``linear`` GFLOPs of a whole Mask R-CNN forward."""
-    from det.engine.data.build import build_detection_test_loader
+    from det.data.build import build_detection_test_loader
 
     cfg, model = tiny_model
     batch = next(iter(build_detection_test_loader(cfg, tiny["names"][1])))

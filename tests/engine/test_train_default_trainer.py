@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from det.core.config import get_cfg
-from det.engine.data import DatasetCatalog
-from det.engine.data.shapes import ShapesConfig, register_shapes
+from det.data import DatasetCatalog
+from det.data.shapes import ShapesConfig, register_shapes
 from det.engine.demo import DEMO_CONFIG
 from det.engine.train import hooks
 from det.engine.train.defaults import DefaultTrainer, default_argument_parser
@@ -127,8 +127,8 @@ def test_default_trainer_without_resume_loads_weights_only(shapes_names, tmp_pat
 
 
 def test_build_evaluator_by_evaluator_type(shapes_names, tmp_path):
-    from det.engine.data import MetadataCatalog
-    from det.engine.evaluation import COCOEvaluator
+    from det.data import MetadataCatalog
+    from det.evaluation import COCOEvaluator
 
     cfg = tiny_cfg(shapes_names, tmp_path)
     evaluator = DefaultTrainer.build_evaluator(cfg, shapes_names[1])
@@ -157,8 +157,8 @@ def test_build_evaluator_by_evaluator_type(shapes_names, tmp_path):
 ])  # fmt: skip
 def test_build_evaluator_picks_detectron2s_evaluators(monkeypatch, tmp_path, evaluator_type, metadata, expected):
     """The evaluator_type -> evaluators mapping of detectron2's tools/train_net.py."""
-    from det.engine import evaluation
-    from det.engine.data import MetadataCatalog
+    from det import evaluation
+    from det.data import MetadataCatalog
 
     def recorder(cls_name):
         return type(cls_name, (), {"__init__": lambda self, *args, **kwargs: None})

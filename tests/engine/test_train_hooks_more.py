@@ -378,8 +378,8 @@ def test_torch_memory_stats_logs_every_period_at_most_max_runs(monkeypatch, hook
 
 @pytest.fixture(scope="module")
 def shapes_names(tmp_path_factory):
-    from det.engine.data import DatasetCatalog
-    from det.engine.data.shapes import ShapesConfig, register_shapes
+    from det.data import DatasetCatalog
+    from det.data.shapes import ShapesConfig, register_shapes
 
     names = (f"pbn_train_{uuid.uuid4().hex[:6]}", f"pbn_val_{uuid.uuid4().hex[:6]}")
     register_shapes(

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from det.engine.data.catalog import Metadata
+from det.data.catalog import Metadata
 from det.engine.visualizer import _PALETTE, ColorMode, VisImage, Visualizer
 from det.structures import Boxes, BoxMode, Instances
 

@@ -9,16 +9,21 @@ package, so later accesses are plain attribute lookups::
 
 A name whose module is the package's own submodule of that name (``"hooks":
 "det.engine.train.hooks"``) is that submodule.
+
+``alias_package(old, new)`` is the other half: a package that moved keeps answering to its old
+import path (``det.engine.data`` -> ``det.data``) with the very same module objects.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["lazy_exports"]
+__all__ = ["alias_package", "lazy_exports"]
 
 
 def lazy_exports(
@@ -40,3 +45,52 @@ def lazy_exports(
         return sorted({*vars(sys.modules[package]), *names})
 
     return __getattr__, __dir__
+
+
+class _AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Serves ``old`` and every ``old.<sub>`` as the already-importable ``new`` / ``new.<sub>``."""
+
+    def __init__(self, old: str, new: str, warning: str | None) -> None:
+        self.old, self.new, self.warning = old, new, warning
+
+    def target(self, fullname: str) -> str | None:
+        if fullname == self.old or fullname.startswith(self.old + "."):
+            return self.new + fullname[len(self.old) :]
+        return None
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        aliased = self.target(fullname)
+        if aliased is None:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec: Any) -> Any:
+        aliased = self.target(spec.name)
+        assert aliased is not None
+        if self.warning and spec.name == self.old:
+            import warnings
+
+            warnings.warn(self.warning, DeprecationWarning, stacklevel=3)
+        # the very module object: importlib keeps its __name__/__spec__ and files it under both names
+        return importlib.import_module(aliased)
+
+    def exec_module(self, module: Any) -> None:
+        pass  # already executed under its own name
+
+
+def alias_package(old: str, new: str, *, warning: str | None = None) -> None:
+    """Make ``import old`` and ``import old.x.y`` give the module objects of ``new`` and ``new.x.y``.
+
+    One object, two names: classes keep their identity (``isinstance`` and registries work across
+    both), and nothing is imported until the old name is. ``warning`` is issued as a
+    DeprecationWarning when ``old`` itself is first imported. Installing the same alias twice is a
+    no-op; a different target for the same name is a ValueError.
+    """
+    for finder in sys.meta_path:
+        if isinstance(finder, _AliasFinder) and finder.old == old:
+            if finder.new != new:
+                raise ValueError(f"{old!r} is already an alias of {finder.new!r}, not {new!r}")
+            return
+    # first on the path: otherwise the real finders would load a second copy of new's submodules
+    # under the old name through the aliased parent's __path__
+    sys.meta_path.insert(0, _AliasFinder(old, new, warning))

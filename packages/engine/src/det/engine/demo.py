@@ -183,8 +183,8 @@ def _prediction_figures(cfg: Any, dataset_name: str, out_dir: Path, num_images: 
 
     from det.core.predictor import DefaultPredictor
     from det.engine.commands.predict import predict_images
-    from det.engine.data.catalog import DatasetCatalog, MetadataCatalog
-    from det.engine.data.detection_utils import read_image
+    from det.data.catalog import DatasetCatalog, MetadataCatalog
+    from det.data.detection_utils import read_image
     from det.engine.visualizer import Visualizer
 
     metadata = MetadataCatalog.get(dataset_name)
@@ -270,12 +270,12 @@ def run_demo(output_dir: str | os.PathLike = "./det-demo-output", *, max_iter: i
         quick: a smoke run on a tiny dataset (about a minute): checks the pipeline, not accuracy.
         num_threads: torch CPU threads (default: one per core not kept busy by other processes).
         opts: extra ``KEY VALUE`` config overrides.
-        shapes: :class:`~det.engine.data.shapes.ShapesConfig` fields that change the generated
+        shapes: :class:`~det.data.shapes.ShapesConfig` fields that change the generated
             dataset (default: ``{"color_by_class": True}``; e.g. ``{"num_train": 1000}``).
     """
     import torch
 
-    from det.engine.data.shapes import ShapesConfig, register_shapes
+    from det.data.shapes import ShapesConfig, register_shapes
     from det.engine.train.defaults import seed_all_rng
 
     start = time.perf_counter()
@@ -308,7 +308,7 @@ def _run_steps(cfg: Any, output: Path, start: float, *, quick: bool, progress: b
     import torch
 
     from det.engine.commands._common import DATASETS_FILE
-    from det.engine.data.catalog import DatasetCatalog, MetadataCatalog
+    from det.data.catalog import DatasetCatalog, MetadataCatalog
     from det.engine.train.defaults import DefaultTrainer
     from det.engine.train.writers import CommonMetricPrinter, JSONWriter
 

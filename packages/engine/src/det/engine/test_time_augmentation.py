@@ -1,5 +1,5 @@
 """Test-time augmentation for GeneralizedRCNN (detectron2's ``modeling.test_time_augmentation``):
-``GeneralizedRCNNWithTTA`` and, re-exported from det-engine's data pipeline, ``DatasetMapperTTA``.
+``GeneralizedRCNNWithTTA`` and, re-exported from det-data's pipeline, ``DatasetMapperTTA``.
 
 Why this lives in det-engine (and not next to the ROI heads): the wrapper is made of the data
 side -- the TTA mapper, the transforms and their inverses, reading images -- which det-engine owns,
@@ -30,9 +30,9 @@ from torch.nn.parallel import DistributedDataParallel
 from det.core.layers import batched_nms
 from det.core.modeling.meta_arch import GeneralizedRCNN
 from det.core.modeling.postprocessing import detector_postprocess
-from det.engine.data.dataset_mapper import DatasetMapperTTA
-from det.engine.data.detection_utils import read_image
-from det.engine.data.transforms import HFlipTransform, TransformList, VFlipTransform
+from det.data.dataset_mapper import DatasetMapperTTA
+from det.data.detection_utils import read_image
+from det.data.transforms import HFlipTransform, TransformList, VFlipTransform
 from det.structures import Boxes, Instances, heatmaps_to_keypoints
 
 __all__ = ["DatasetMapperTTA", "GeneralizedRCNNWithTTA"]

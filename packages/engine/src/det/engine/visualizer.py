@@ -317,7 +317,7 @@ class Visualizer:
             raise ValueError(f"Visualizer needs an (H,W,3) RGB image, got shape {img.shape}")
         self.img = np.clip(img, 0, 255).astype(np.uint8)
         if metadata is None:
-            from det.engine.data.catalog import Metadata
+            from det.data.catalog import Metadata
 
             metadata = Metadata(name="__nonexist__")
         self.metadata = metadata
@@ -495,7 +495,7 @@ class Visualizer:
 
         pan_seg = dic.get("pan_seg")
         if pan_seg is None and "pan_seg_file_name" in dic:
-            from det.engine.evaluation.panoptic_evaluation import rgb2id
+            from det.evaluation.panoptic_evaluation import rgb2id
 
             with Image.open(dic["pan_seg_file_name"]) as f:
                 pan_seg = rgb2id(np.asarray(f))

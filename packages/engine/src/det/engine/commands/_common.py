@@ -34,7 +34,7 @@ def setup_cfg(config_file: str, opts: Sequence[str] | None = None, *, weights: s
         opts = opts[1:]
     if len(opts) % 2:
         raise CommandError(f"config overrides must be KEY VALUE pairs, got an odd number of items: {opts}")
-    import det.engine.data  # noqa: F401  (registers the built-in datasets named in configs)
+    import det.data  # noqa: F401  (registers the built-in datasets named in configs)
 
     register_datasets_file(Path(config_file).parent / DATASETS_FILE)
     cfg = get_cfg()
@@ -50,9 +50,9 @@ def register_datasets_file(path: str | os.PathLike) -> list[str]:
     """Register the COCO datasets listed in ``path`` (see :data:`DATASETS_FILE`) that are not
     registered yet; returns their names. A missing file registers nothing. An entry named like a
     builtin dataset (``coco_2017_val``) replaces the builtin: the file names its paths explicitly."""
-    from det.engine.data.catalog import DatasetCatalog, MetadataCatalog
-    from det.engine.data.datasets.builtin import builtin_dataset_names
-    from det.engine.data.datasets.coco import register_coco_instances
+    from det.data.catalog import DatasetCatalog, MetadataCatalog
+    from det.data.datasets.builtin import builtin_dataset_names
+    from det.data.datasets.coco import register_coco_instances
 
     path = Path(path)
     if not path.is_file():
@@ -85,7 +85,7 @@ def require_datasets(names: Sequence[str], key: str, *, hint: str = f"a {DATASET
     """``names`` (from ``key``: a config key such as ``DATASETS.TEST``, or an option) as a list,
     checked: at least one, each registered in the DatasetCatalog; a :class:`CommandError` that
     says how to register them (``hint``) otherwise."""
-    from det.engine.data.catalog import DatasetCatalog
+    from det.data.catalog import DatasetCatalog
 
     names = list(names)
     if not names:

@@ -46,7 +46,7 @@ def _inputs(cfg: Any, num_inputs: int, progress: bool, desc: str):
     """The first ``num_inputs`` batches (one image each) of the test loader, with a progress bar."""
     from tqdm import tqdm
 
-    from det.engine.data.build import build_detection_test_loader
+    from det.data.build import build_detection_test_loader
 
     name = require_datasets(cfg.DATASETS.TEST, "DATASETS.TEST")[0]
     loader = build_detection_test_loader(cfg, name)

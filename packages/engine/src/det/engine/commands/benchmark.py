@@ -92,7 +92,7 @@ def _load_model(cfg: Any) -> Any:
 def benchmark_eval(cfg: Any, iters: int, warmup: int, progress: bool = True) -> dict[str, float]:
     import torch
 
-    from det.engine.data.build import build_detection_test_loader
+    from det.data.build import build_detection_test_loader
 
     name = require_datasets(cfg.DATASETS.TEST, "DATASETS.TEST")[0]
     model = _load_model(cfg).eval()
@@ -110,7 +110,7 @@ def benchmark_eval(cfg: Any, iters: int, warmup: int, progress: bool = True) -> 
 
 
 def benchmark_train(cfg: Any, iters: int, warmup: int, progress: bool = True) -> dict[str, float]:
-    from det.engine.data.build import build_detection_train_loader
+    from det.data.build import build_detection_train_loader
     from det.engine.train import comm, hooks
     from det.engine.train.defaults import create_ddp_model
     from det.engine.train.solver import build_optimizer
@@ -144,7 +144,7 @@ def benchmark_train(cfg: Any, iters: int, warmup: int, progress: bool = True) ->
 
 
 def benchmark_data(cfg: Any, iters: int, warmup: int, progress: bool = True) -> dict[str, float]:
-    from det.engine.data.build import build_detection_train_loader
+    from det.data.build import build_detection_train_loader
 
     require_datasets(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
     loader = build_detection_train_loader(cfg)
@@ -156,9 +156,9 @@ def benchmark_data(cfg: Any, iters: int, warmup: int, progress: bool = True) -> 
 
 def benchmark_data_advanced(cfg: Any, iters: int, warmup: int, progress: bool = True) -> dict[str, dict[str, float]]:
     """The loader's stages one at a time: dataset indexing, mapper, loader with workers."""
-    from det.engine.data.build import build_detection_train_loader, get_detection_dataset_dicts
-    from det.engine.data.common import DatasetFromList
-    from det.engine.data.dataset_mapper import DatasetMapper
+    from det.data.build import build_detection_train_loader, get_detection_dataset_dicts
+    from det.data.common import DatasetFromList
+    from det.data.dataset_mapper import DatasetMapper
 
     names = require_datasets(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
     start = time.perf_counter()

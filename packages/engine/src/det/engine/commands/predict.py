@@ -54,7 +54,7 @@ def predict_images(predictor: Any, image_paths: Sequence[str | os.PathLike], out
     """Run ``predictor`` (a :class:`~det.core.DefaultPredictor`) on each image; write
     ``<output>/<image stem>.png`` visualizations and ``<output>/predictions.json``; return the
     JSON entries. Predictions below ``confidence_threshold`` are left out of both."""
-    from det.engine.data.detection_utils import read_image
+    from det.data.detection_utils import read_image
     from det.engine.visualizer import Visualizer
 
     output = Path(output)
@@ -84,7 +84,7 @@ def predict_images(predictor: Any, image_paths: Sequence[str | os.PathLike], out
 def main(config_file: str, weights: str, images: Sequence[str], output: str, *,
          confidence_threshold: float = 0.5, opts: Sequence[str] | None = None) -> list[dict]:
     from det.core.predictor import DefaultPredictor
-    from det.engine.data.catalog import MetadataCatalog
+    from det.data.catalog import MetadataCatalog
 
     if not 0.0 <= confidence_threshold <= 1.0:
         raise CommandError(f"--confidence-threshold must be in [0, 1], got {confidence_threshold}")

@@ -36,7 +36,7 @@ def main(args: argparse.Namespace) -> Any:
         if cfg.TEST.AUG.ENABLED:
             results.update(DefaultTrainer.test_with_TTA(cfg, model))
         if comm.is_main_process():
-            from det.engine.evaluation.testing import verify_results
+            from det.evaluation.testing import verify_results
 
             verify_results(cfg, results)
         return results

@@ -50,7 +50,7 @@ class _UniqueNames:
 
 
 def _annotation_images(dicts: list[dict], metadata: Any, scale: float) -> Iterator[tuple[str, Any]]:
-    from det.engine.data.detection_utils import read_image
+    from det.data.detection_utils import read_image
     from det.engine.visualizer import Visualizer
 
     for dic in dicts:
@@ -59,8 +59,8 @@ def _annotation_images(dicts: list[dict], metadata: Any, scale: float) -> Iterat
 
 
 def _dataloader_images(cfg: Any, metadata: Any, scale: float) -> Iterator[tuple[str, Any]]:
-    from det.engine.data.build import build_detection_train_loader
-    from det.engine.data.detection_utils import convert_image_to_rgb
+    from det.data.build import build_detection_train_loader
+    from det.data.detection_utils import convert_image_to_rgb
     from det.engine.visualizer import Visualizer
 
     class_names = metadata.get("thing_classes", None)
@@ -83,8 +83,8 @@ def main(config_file: str, source: str, output_dir: str, *, num_images: int | No
     ``output_dir``; return the PNG paths written."""
     from tqdm import tqdm
 
-    from det.engine.data.build import filter_images_with_few_keypoints
-    from det.engine.data.catalog import DatasetCatalog, MetadataCatalog
+    from det.data.build import filter_images_with_few_keypoints
+    from det.data.catalog import DatasetCatalog, MetadataCatalog
 
     if source not in SOURCES:
         raise CommandError(f"unknown --source {source!r}: choose {' or '.join(SOURCES)}")

@@ -101,9 +101,9 @@ def main(input: str, output: str, dataset: str = "coco_2017_val", *, conf_thresh
     from PIL import Image
     from tqdm import tqdm
 
-    import det.engine.data  # noqa: F401  (registers the built-in datasets)
-    from det.engine.data.catalog import DatasetCatalog, MetadataCatalog
-    from det.engine.data.detection_utils import read_image
+    import det.data  # noqa: F401  (registers the built-in datasets)
+    from det.data.catalog import DatasetCatalog, MetadataCatalog
+    from det.data.detection_utils import read_image
     from det.engine.visualizer import Visualizer
 
     if not 0.0 <= conf_threshold <= 1.0:

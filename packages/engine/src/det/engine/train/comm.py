@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 # The data pipeline owns the basic helpers; they are re-exported here so that there is one
 # implementation and one public place (``det.engine.train.comm``) to import them from.
-from det.engine.data._comm import (
+from det.data.comm import (
     all_gather,
     gather,
     get_rank,

@@ -266,7 +266,7 @@ class DefaultTrainer(TrainerBase):
         """Train to ``max_iter``; returns the last evaluation's results (None without evaluation)."""
         super().train(self.start_iter, self.max_iter)
         if len(self.cfg.TEST.EXPECTED_RESULTS) and comm.is_main_process():
-            from det.engine.evaluation.testing import verify_results
+            from det.evaluation.testing import verify_results
 
             if not hasattr(self, "_last_eval_results"):
                 raise RuntimeError("No evaluation results obtained during training!")
@@ -321,14 +321,14 @@ class DefaultTrainer(TrainerBase):
     @classmethod
     def build_train_loader(cls, cfg: Any) -> Any:
         """``build_detection_train_loader(cfg)``."""
-        from det.engine.data.build import build_detection_train_loader
+        from det.data.build import build_detection_train_loader
 
         return build_detection_train_loader(cfg)
 
     @classmethod
     def build_test_loader(cls, cfg: Any, dataset_name: str) -> Any:
         """``build_detection_test_loader(cfg, dataset_name)``."""
-        from det.engine.data.build import build_detection_test_loader
+        from det.data.build import build_detection_test_loader
 
         return build_detection_test_loader(cfg, dataset_name)
 
@@ -346,8 +346,8 @@ class DefaultTrainer(TrainerBase):
           ``"cityscapes_instance"`` / ``"cityscapes_sem_seg"``: the Cityscapes evaluators
 
         Results go to ``OUTPUT_DIR/inference`` unless ``output_folder`` is given."""
-        from det.engine.data.catalog import MetadataCatalog
-        from det.engine.evaluation import (
+        from det.data.catalog import MetadataCatalog
+        from det.evaluation import (
             CityscapesInstanceEvaluator,
             CityscapesSemSegEvaluator,
             COCOEvaluator,
@@ -389,8 +389,8 @@ class DefaultTrainer(TrainerBase):
     def test(cls, cfg: Any, model: torch.nn.Module, evaluators: Any = None) -> OrderedDict | dict:
         """Evaluate ``model`` on each of ``cfg.DATASETS.TEST``; returns ``{dataset: results}``
         (just the results when there is one dataset)."""
-        from det.engine.evaluation.evaluator import inference_on_dataset
-        from det.engine.evaluation.testing import print_csv_format
+        from det.evaluation.evaluator import inference_on_dataset
+        from det.evaluation.testing import print_csv_format
 
         if evaluators is not None:
             if not isinstance(evaluators, list | tuple):

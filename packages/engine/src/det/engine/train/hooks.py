@@ -335,7 +335,7 @@ class EvalHook(HookBase):
         self._eval_after_train = eval_after_train
 
     def _do_eval(self) -> None:
-        from det.engine.evaluation.testing import flatten_results_dict
+        from det.evaluation.testing import flatten_results_dict
 
         results = self._func()
         if results:

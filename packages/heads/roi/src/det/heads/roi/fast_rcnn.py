@@ -33,14 +33,14 @@ def get_fed_loss_cls_weights(dataset_names: str | list[str], freq_weight_power: 
     ** ``freq_weight_power``, read from the datasets' ``class_image_count`` metadata (LVIS; a
     registered dataset that sets it only when loaded is loaded first).
 
-    Needs det-engine's ``MetadataCatalog`` (imported only when the federated loss is used).
+    Needs det-data's ``MetadataCatalog`` (imported only when the federated loss is used).
     """
     try:
-        from det.engine import DatasetCatalog, MetadataCatalog  # type: ignore[attr-defined]
+        from det.data import DatasetCatalog, MetadataCatalog
     except ImportError as e:
         raise ImportError(
             "MODEL.ROI_BOX_HEAD.USE_FED_LOSS reads class frequencies from the dataset metadata "
-            "(MetadataCatalog), which det-engine provides: pip install det-engine"
+            "(MetadataCatalog), which det-data provides: pip install det-data"
         ) from e
     if isinstance(dataset_names, str):
         dataset_names = [dataset_names]

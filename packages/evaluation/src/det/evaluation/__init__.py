@@ -1,0 +1,39 @@
+"""Evaluation (detectron2's ``detectron2.evaluation``): COCO AP through pycocotools, semantic
+segmentation mIoU, panoptic quality, and the inference loop.
+
+    from det.evaluation import COCOEvaluator, inference_on_dataset
+"""
+
+from det.evaluation.cityscapes_evaluation import CityscapesInstanceEvaluator, CityscapesSemSegEvaluator
+from det.evaluation.coco_evaluation import COCOEvaluator, instances_to_coco_json
+from det.evaluation.evaluator import (
+    DatasetEvaluator,
+    DatasetEvaluators,
+    inference_context,
+    inference_on_dataset,
+)
+from det.evaluation.lvis_evaluation import LVISEvaluator
+from det.evaluation.panoptic_evaluation import COCOPanopticEvaluator
+from det.evaluation.pascal_voc_evaluation import PascalVOCDetectionEvaluator
+from det.evaluation.rotated_coco_evaluation import RotatedCOCOEvaluator
+from det.evaluation.sem_seg_evaluation import SemSegEvaluator
+from det.evaluation.testing import flatten_results_dict, print_csv_format, verify_results
+
+__all__ = [
+    "COCOEvaluator",
+    "COCOPanopticEvaluator",
+    "CityscapesInstanceEvaluator",
+    "CityscapesSemSegEvaluator",
+    "DatasetEvaluator",
+    "DatasetEvaluators",
+    "LVISEvaluator",
+    "PascalVOCDetectionEvaluator",
+    "RotatedCOCOEvaluator",
+    "SemSegEvaluator",
+    "flatten_results_dict",
+    "inference_context",
+    "inference_on_dataset",
+    "instances_to_coco_json",
+    "print_csv_format",
+    "verify_results",
+]
