@@ -30,7 +30,7 @@ def evaluate(cfg, weights: str, variant: str, limit: int) -> tuple[dict, float]:
     from det.checkpoint import DetectionCheckpointer
     from det.core import build_model
     from det.engine import COCOEvaluator, DatasetCatalog, DatasetMapper, build_detection_test_loader
-    from det.engine.evaluation.evaluator import inference_on_dataset
+    from det.evaluation.evaluator import inference_on_dataset
 
     model = build_model(cfg).eval()
     DetectionCheckpointer(model).load(weights)
