@@ -46,7 +46,8 @@ DEV_TOOLS = [
 ]
 # Optional extras of workspace members that the test suite exercises, installed with the member.
 # det-evaluation[lvis]: the official LVIS API, which LVISEvaluator's tests run end to end.
-DEV_EXTRAS = {"packages/evaluation": "lvis"}
+# det-core[format]: black, with which LazyConfig.to_py formats its code (as detectron2's does).
+DEV_EXTRAS = {"packages/evaluation": "lvis", "packages/core": "format"}
 
 
 def members() -> list[Path]:

@@ -21,6 +21,7 @@ MODULES = [
     "det.core",
     "det.core.hookspecs",
     "det.core.config",
+    "det.core.config.lazy",
     "det.core.events",
     "det.core.modeling.build",
     "det.core.plugins",

@@ -266,10 +266,36 @@ def test_unknown_config_name_lists_close_names():
     assert str(CONFIGS_ROOT) in message
 
 
-@pytest.mark.parametrize("call", [model_zoo.get_config_file, model_zoo.get_config, model_zoo.get])
-def test_lazy_config_names_are_not_read(call):
-    with pytest.raises(NotImplementedError, match="det reads detectron2's yacs YAML configs only"):
-        call("new_baselines/mask_rcnn_R_50_FPN_100ep_LSJ.py")
+LAZY_ZOO_CONFIG = """
+import torch
+from det.core.config import LazyCall as L
+
+model = L(torch.nn.Conv2d)(in_channels=3, out_channels=4, kernel_size=1)
+train = dict(init_checkpoint="", device="cpu")
+"""
+
+
+def test_lazy_config_names_load_as_lazy_configs(tmp_path):
+    from omegaconf import DictConfig
+
+    (tmp_path / "new_baselines").mkdir()
+    (tmp_path / "new_baselines" / "mask_rcnn_R_50_FPN_100ep_LSJ.py").write_text(LAZY_ZOO_CONFIG)
+    name = "new_baselines/mask_rcnn_R_50_FPN_100ep_LSJ.py"
+    assert model_zoo.get_config_file(name, configs_root=tmp_path).endswith(name)
+    cfg = model_zoo.get_config(name, configs_root=tmp_path)
+    assert isinstance(cfg, DictConfig) and cfg.train.init_checkpoint == ""
+    trained = model_zoo.get_config(name, trained=True, configs_root=tmp_path)
+    assert trained.train.init_checkpoint == model_zoo.get_checkpoint_url(name)
+    model = model_zoo.get(name, configs_root=tmp_path)
+    assert isinstance(model, torch.nn.Conv2d) and model.training
+
+
+def test_trained_lazy_config_without_init_checkpoint_is_refused(tmp_path):
+    (tmp_path / "new_baselines").mkdir()
+    name = "new_baselines/mask_rcnn_R_50_FPN_100ep_LSJ.py"
+    (tmp_path / name).write_text("model = dict(a=1)\n")
+    with pytest.raises(NotImplementedError, match=r"has no train\.init_checkpoint"):
+        model_zoo.get_config(name, trained=True, configs_root=tmp_path)
 
 
 def test_absolute_paths_are_refused(configs_dir):

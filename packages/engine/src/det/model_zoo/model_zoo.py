@@ -25,6 +25,7 @@ from det.model_zoo.checkpoints import CHECKPOINT_URL_PREFIX, PUBLISHED_CHECKPOIN
 
 if TYPE_CHECKING:
     import torch
+    from omegaconf import DictConfig
 
     from det.core.config import CfgNode
 
@@ -70,14 +71,6 @@ def _check_relative(config_path: str) -> str:
     if ".." in name.split("/"):
         raise ValueError(f"{config_path!r} leaves the configs folder ('..'); give a name inside it")
     return name
-
-
-def _refuse_lazy_config(config_path: str) -> None:
-    if _split_suffix(config_path)[1] == ".py":
-        raise NotImplementedError(
-            f"{config_path} is a LazyConfig (Python) file; det reads detectron2's yacs YAML configs "
-            "only. Use a .yaml config of the zoo (its trained weights are still named by "
-            "get_checkpoint_url, which accepts .py names).")
 
 
 def _detectron2_configs() -> Path | None:
@@ -147,10 +140,8 @@ def get_config_file(config_path: str, *, configs_root: str | os.PathLike[str] | 
 
     Raises:
         ConfigNotFoundError: no configs folder, or no such file in it (close names are listed).
-        NotImplementedError: a LazyConfig ``.py`` name.
     """
     name = _check_relative(config_path)
-    _refuse_lazy_config(name)
     root = _configs_root(configs_root, wanted=name)
     path = root / name
     if path.is_file():
@@ -187,21 +178,41 @@ def get_checkpoint_url(config_path: str) -> str:
 
 
 def get_config(config_path: str, trained: bool = False, *,
-               configs_root: str | os.PathLike[str] | None = None) -> CfgNode:
+               configs_root: str | os.PathLike[str] | None = None) -> CfgNode | DictConfig:
     """det's config for a zoo model, like detectron2's ``model_zoo.get_config``.
 
     Args:
-        config_path: zoo name of a YAML config, e.g. ``"COCO-Detection/retinanet_R_50_FPN_1x.yaml"``.
-        trained: if True, ``MODEL.WEIGHTS`` is the URL of detectron2's trained model; otherwise it
-            is what the file says (usually ImageNet weights for the backbone only).
+        config_path: zoo name of a YAML config (``"COCO-Detection/retinanet_R_50_FPN_1x.yaml"``)
+            or of a LazyConfig Python file (``"new_baselines/mask_rcnn_R_50_FPN_100ep_LSJ.py"``).
+        trained: if True, the weights are the URL of detectron2's trained model
+            (``MODEL.WEIGHTS`` of a YAML config, ``train.init_checkpoint`` of a LazyConfig);
+            otherwise what the file says (usually ImageNet weights for the backbone only).
         configs_root: see :func:`get_config_file`.
 
     Returns:
-        CfgNode: ``get_cfg()`` (with the keys of installed plugins) merged with the file.
+        CfgNode: for a YAML name, ``get_cfg()`` (with the keys of installed plugins) merged with
+        the file. DictConfig: for a ``.py`` name, ``LazyConfig.load`` of the file (its
+        ``detectron2.*`` imports need det-compat-detectron2).
+
+    Raises:
+        NotImplementedError: ``trained=True`` for a LazyConfig without ``train.init_checkpoint``
+            (as detectron2).
     """
+    cfg_file = get_config_file(config_path, configs_root=configs_root)
+    if _split_suffix(cfg_file)[1] == ".py":
+        from det.core.config import LazyConfig
+
+        lazy_cfg: DictConfig = LazyConfig.load(cfg_file)
+        if trained:
+            url = get_checkpoint_url(config_path)
+            if "train" not in lazy_cfg or "init_checkpoint" not in lazy_cfg.train:
+                raise NotImplementedError(f"{config_path} has no train.init_checkpoint to set the trained "
+                                          f"weights {url} into")
+            lazy_cfg.train.init_checkpoint = url
+        return lazy_cfg
+
     from det.core import get_cfg
 
-    cfg_file = get_config_file(config_path, configs_root=configs_root)
     cfg = get_cfg()
     cfg.merge_from_file(cfg_file)
     if trained:
@@ -211,31 +222,45 @@ def get_config(config_path: str, trained: bool = False, *,
 
 def get(config_path: str, trained: bool = False, device: str | None = None, *,
         configs_root: str | os.PathLike[str] | None = None) -> torch.nn.Module:
-    """Build a zoo model and load its ``MODEL.WEIGHTS``, like detectron2's ``model_zoo.get``.
+    """Build a zoo model and load its weights, like detectron2's ``model_zoo.get``.
 
         model = model_zoo.get("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml", trained=True)
         model.eval()
 
     Args:
-        config_path: zoo name of a YAML config.
+        config_path: zoo name of a YAML config or a LazyConfig ``.py`` file.
         trained: load detectron2's trained model (downloaded into det's cache once); otherwise the
-            config's own ``MODEL.WEIGHTS`` is loaded (usually an ImageNet backbone, also downloaded).
-        device: ``cfg.MODEL.DEVICE`` to use; by default the config's (``"cuda"``) when CUDA is
+            config's own weights are loaded (usually an ImageNet backbone, also downloaded).
+        device: the device to build on; by default the config's (``"cuda"``) when CUDA is
             available, else ``"cpu"``.
         configs_root: see :func:`get_config_file`.
 
     Returns:
         torch.nn.Module: the model, in training mode as detectron2 returns it (call ``.eval()``
-        before inference).
+        before inference). A YAML config's ``MODEL.WEIGHTS`` is loaded; a LazyConfig's
+        ``train.init_checkpoint`` when it has one.
     """
     import torch
 
     from det.checkpoint import DetectionCheckpointer
-    from det.core import build_model
 
     cfg = get_config(config_path, trained, configs_root=configs_root)
     if device is None and not torch.cuda.is_available():
         device = "cpu"
+    from det.core.config import CfgNode
+
+    if not isinstance(cfg, CfgNode):
+        from det.core.config import instantiate
+
+        model: torch.nn.Module = instantiate(cfg.model)
+        if device is not None:
+            model = model.to(device)
+        if "train" in cfg and "init_checkpoint" in cfg.train:
+            DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
+        return model
+
+    from det.core import build_model
+
     if device is not None:
         cfg.MODEL.DEVICE = device
     model = build_model(cfg)

@@ -1,9 +1,22 @@
-"""det's config system: detectron2's schema and merge rules, torch-free.
+"""det's config system: detectron2's yacs schema and merge rules, and its LazyConfig Python files.
 
     from det.core.config import get_cfg, configurable
     cfg = get_cfg(); cfg.merge_from_file("mask_rcnn_R_50_FPN_3x.yaml")
+
+    from det.core.config import LazyConfig, LazyCall, instantiate
+    cfg = LazyConfig.load("mask_rcnn_R_50_FPN_1x.py"); model = instantiate(cfg.model)
+
+Importing this package imports neither torch nor omegaconf: ``LazyConfig`` and ``LazyCall`` load
+``det.core.config.lazy`` (and omegaconf) on first use.
 """
 
 from det.core.config.config import CfgNode, ConfigKeyError, configurable, get_cfg
 
-__all__ = ["CfgNode", "ConfigKeyError", "configurable", "get_cfg"]
+# The function shadows its module's name on the package, as detectron2's ``config.instantiate``.
+from det.core.config.instantiate import instantiate
+from det.core.lazy import lazy_exports
+
+__all__ = ["CfgNode", "ConfigKeyError", "LazyCall", "LazyConfig", "configurable", "get_cfg", "instantiate"]
+
+__getattr__, __dir__ = lazy_exports(__name__, {"LazyCall": "det.core.config.lazy",
+                                               "LazyConfig": "det.core.config.lazy"})
