@@ -113,14 +113,28 @@ def test_rescale_interval_restarts_the_schedule_after_warmup():
     assert _lrs(cfg, 10) == pytest.approx([0.5] * 4 + [1.0] * 3 + [0.1] * 3)
 
 
-def test_step_schedulers_check_their_arguments():
-    assert [StepParamScheduler(4, [3, 2])(x / 4) for x in range(5)] == [3, 3, 2, 2, 2]
-    with pytest.raises(ValueError, match="at least one value"):
-        StepParamScheduler(4, [])
-    with pytest.raises(ValueError, match="NUM_DECAYS"):
-        StepWithFixedGammaParamScheduler(base_value=1.0, num_decays=0, gamma=0.1, num_updates=10)
+def test_step_schedulers_are_fvcores():
+    import fvcore.common.param_scheduler as fvcore_schedulers
+
+    assert StepParamScheduler is fvcore_schedulers.StepParamScheduler
+    assert StepWithFixedGammaParamScheduler is fvcore_schedulers.StepWithFixedGammaParamScheduler
+    assert issubclass(WarmupParamScheduler, fvcore_schedulers.CompositeParamScheduler)
+    assert [StepParamScheduler(4, [3, 2])(x / 4) for x in range(4)] == [3, 3, 2, 2]
     with pytest.raises(ValueError, match="positive"):
         StepWithFixedGammaParamScheduler(base_value=1.0, num_decays=2, gamma=-0.1, num_updates=10)
+
+
+def test_fixed_gamma_schedule_checks_the_config_and_survives_the_last_step():
+    cfg = get_cfg()
+    cfg.SOLVER.LR_SCHEDULER_NAME = "WarmupStepWithFixedGammaLR"
+    cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER, cfg.SOLVER.WARMUP_ITERS = 1.0, 4, 0
+    cfg.SOLVER.NUM_DECAYS, cfg.SOLVER.GAMMA = 1, 0.5
+    # the step after the last iteration (where = 1) has no fvcore value: the last one is kept
+    assert _lrs(cfg, 5) == pytest.approx([1.0, 1.0, 0.5, 0.5, 0.5])
+    cfg.SOLVER.NUM_DECAYS = 0
+    opt = torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"SOLVER\.NUM_DECAYS must be a positive integer, got 0"):
+        build_lr_scheduler(cfg, opt)
 
 
 def test_unknown_scheduler_and_bad_end_lr_raise():
@@ -144,10 +158,14 @@ def test_param_schedulers():
     assert warm(0.0) == pytest.approx(0.5)
     assert warm(0.05) == pytest.approx(0.5 * 0.5 + 0.5 * cos(0.1))
     assert warm(0.5) == pytest.approx(0.5)
-    with pytest.raises(ValueError, match="one more value than milestones"):
+    with pytest.raises(ValueError, match="requires a list of 1 miletones"):  # fvcore's words
         MultiStepParamScheduler([1, 0.1], num_updates=10, milestones=[3, 6])
     with pytest.raises(ValueError, match="warmup method"):
         WarmupParamScheduler(cos, 0.1, 0.1, "exp")
+    # detectron2: a rescaled schedule starts over after warmup, so warmup ends at scheduler(0)
+    step = MultiStepParamScheduler([1, 0.1], num_updates=10, milestones=[5])
+    assert WarmupParamScheduler(step, 0.5, 0.5, rescale_interval=True)(0.5 - 1e-3) == pytest.approx(1.0, abs=1e-2)
+    assert WarmupParamScheduler(step, 0.5, 0.5, rescale_interval=False)(0.5 - 1e-3) == pytest.approx(0.1, abs=1e-2)
 
 
 def test_lr_multiplier_state_is_position_only():
@@ -157,7 +175,7 @@ def test_lr_multiplier_state_is_position_only():
         opt.step()
         sched.step()
     assert sched.state_dict() == {"base_lrs": [1.0], "last_epoch": 3}
-    with pytest.raises(TypeError, match="ParamScheduler"):
+    with pytest.raises(ValueError, match="fvcore's ParamScheduler"):
         LRMultiplier(opt, lambda x: x, max_iter=10)
 
 

@@ -38,6 +38,7 @@ _LAZY = {
     "MultiStepParamScheduler": "det.engine.train.lr_scheduler",
     "CosineParamScheduler": "det.engine.train.lr_scheduler",
     "StepWithFixedGammaParamScheduler": "det.engine.train.lr_scheduler",
+    "ParamScheduler": "det.engine.train.lr_scheduler",
     "set_float32_precision": "det.engine.train.defaults",
     "get_bn_modules": "det.engine.train.precise_bn",
     "update_bn_stats": "det.engine.train.precise_bn",

@@ -241,6 +241,10 @@ def build_lr_scheduler(cfg: Any, optimizer: torch.optim.Optimizer) -> LRMultipli
                 f"SOLVER.BASE_LR_END ({cfg.SOLVER.BASE_LR_END}) must be between 0 and SOLVER.BASE_LR ({cfg.SOLVER.BASE_LR})")
         sched = CosineParamScheduler(1, end_value)
     elif name == "WarmupStepWithFixedGammaLR":
+        if not (isinstance(cfg.SOLVER.NUM_DECAYS, int) and cfg.SOLVER.NUM_DECAYS > 0):
+            raise ValueError(f"SOLVER.NUM_DECAYS must be a positive integer, got {cfg.SOLVER.NUM_DECAYS!r}")
+        if not cfg.SOLVER.GAMMA > 0:
+            raise ValueError(f"SOLVER.GAMMA must be positive, got {cfg.SOLVER.GAMMA!r}")
         sched = StepWithFixedGammaParamScheduler(
             base_value=1.0, gamma=cfg.SOLVER.GAMMA, num_decays=cfg.SOLVER.NUM_DECAYS, num_updates=max_iter)
     else:
