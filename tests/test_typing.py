@@ -61,7 +61,7 @@ def test_every_distribution_ships_py_typed(repo_root):
     folders = sorted(p.parent for p in repo_root.glob("packages/**/pyproject.toml"))
     assert len(folders) >= 13
     for folder in folders:
-        assert list(folder.glob("src/det/**/py.typed")), f"{folder.name} has no py.typed"
+        assert list(folder.glob("src/**/py.typed")), f"{folder.name} has no py.typed"
 
 
 @pytest.mark.slow

@@ -106,7 +106,8 @@ def test_extend_config_is_called_by_get_cfg(monkeypatch):
 
 def test_hookspecs_names():
     assert hookspecs.HOOK_NAMES == (
-        "det_components", "det_ops", "det_checkpoint_converters", "det_extend_config", "det_cli_commands")
+        "det_components", "det_ops", "det_checkpoint_converters", "det_extend_config", "det_cli_commands",
+        "det_detectron2_names")
     assert all(callable(getattr(hookspecs, name)) for name in hookspecs.HOOK_NAMES)
     assert sorted(n for n in hookspecs.__all__ if n.startswith("det_")) == sorted(hookspecs.HOOK_NAMES)
 

@@ -261,7 +261,7 @@ def test_broken_plugins_are_reported_by_distribution_and_the_rest_works(venv_wit
         "det_extend_config() changed existing config keys SOLVER.BASE_LR; a plugin may only add keys",
         "det_ops() returned ('nms', 'cuda'); expected (op name, device type, \"module:attribute\")",
         "implements unknown hook 'det_component' (det's hooks: det_components, det_ops, "
-        "det_checkpoint_converters, det_extend_config, det_cli_commands)",
+        "det_checkpoint_converters, det_extend_config, det_cli_commands, det_detectron2_names)",
     ]
     # the rude plugin's config changes are undone as a whole; alpha's keys stay
     assert (out["base_lr"], out["rude_key"], out["toy_depth"]) == (0.001, False, 3)

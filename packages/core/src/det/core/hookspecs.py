@@ -35,7 +35,8 @@ PLUGIN_API_VERSION = 1
 """Bumped when a hook changes incompatibly. A plugin module declares the version it was written for
 as ``DET_PLUGIN_API_VERSION``; a plugin declaring another one is refused (and reported by name)."""
 
-HOOK_NAMES = ("det_components", "det_ops", "det_checkpoint_converters", "det_extend_config", "det_cli_commands")
+HOOK_NAMES = ("det_components", "det_ops", "det_checkpoint_converters", "det_extend_config", "det_cli_commands",
+              "det_detectron2_names")
 """Every hook of this module, in the order the plugin manager collects them."""
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -52,6 +53,11 @@ ConverterDecl = tuple[str, str]
 
 CommandDecl = tuple[str, str, str]
 """(command name, one-line help, "module:attribute") of a ``det`` subcommand."""
+
+Detectron2NameDecl = tuple[str, str, str]
+"""(detectron2 module path, name, "module:attribute") that det-compat-detectron2 serves, e.g.
+("detectron2.modeling", "ViT", "det.backbones.vit:ViT"); name ``"*"`` with ``"module:*"`` serves
+every public name of that module."""
 
 
 @hookspec
@@ -111,6 +117,22 @@ def det_cli_commands() -> Iterable[CommandDecl]:
     raise NotImplementedError
 
 
+@hookspec
+def det_detectron2_names() -> Iterable[Detectron2NameDecl]:
+    """Declare names of detectron2's import paths that this plugin's objects stand for, for the
+    ``detectron2`` namespace of det-compat-detectron2 (a plugin does not need that distribution to
+    declare them): (detectron2 module path, name, "module:attribute").
+
+    Called once, the first time the namespace is asked for a module path or a name its own table
+    lacks. A path that does not exist yet (``"detectron2.modeling.backbone.vit"``) is created.
+    Name ``"*"`` with target ``"module:*"`` serves every public name of ``module`` under that path::
+
+        ("detectron2.modeling", "ViT", "det.backbones.vit:ViT"),
+        ("detectron2.modeling.backbone.vit", "*", "det.backbones.vit.vit:*"),
+    """
+    raise NotImplementedError
+
+
 __all__ = [
     "HOOK_NAMES",
     "PLUGIN_API_VERSION",
@@ -118,10 +140,12 @@ __all__ = [
     "CommandDecl",
     "ComponentDecl",
     "ConverterDecl",
+    "Detectron2NameDecl",
     "OpDecl",
     "det_checkpoint_converters",
     "det_cli_commands",
     "det_components",
+    "det_detectron2_names",
     "det_extend_config",
     "det_ops",
     "hookimpl",

@@ -121,6 +121,18 @@ class CommandDeclaration:
     plugin: str
 
 
+@dataclass(frozen=True)
+class Detectron2NameDeclaration:
+    """``detectron2.<path>.<name>`` served by det-compat-detectron2 as ``target``
+    ("module:attribute"; name "*" with "module:*" serves every public name of the module)."""
+
+    path: str
+    name: str
+    target: str
+    distribution: str
+    plugin: str
+
+
 @dataclass
 class _State:
     manager: pluggy.PluginManager
@@ -129,6 +141,7 @@ class _State:
     ops: list[OpDeclaration] = field(default_factory=list)
     converters: list[ConverterDeclaration] = field(default_factory=list)
     commands: list[CommandDeclaration] = field(default_factory=list)
+    detectron2_names: list[Detectron2NameDeclaration] = field(default_factory=list)
     errors: list[PluginError] = field(default_factory=list)
     # plugin (registration) name -> PluginInfo of the loaded ones
     by_name: dict[str, PluginInfo] = field(default_factory=dict)
@@ -348,6 +361,19 @@ def _collect(state: _State) -> None:
             if _check_decl(state, plugin, "det_cli_commands", item, 3, '(name, one-line help, "module:attribute")'):
                 name, help_text, target = item
                 state.commands.append(CommandDeclaration(name, help_text, target, plugin.distribution, plugin.name))
+    for plugin, items in _call_each(state, "det_detectron2_names"):
+        for item in items:
+            if not _check_decl(state, plugin, "det_detectron2_names", item, 3,
+                               '(detectron2 module path, name, "module:attribute")'):
+                continue
+            path, name, target = item
+            if not (path == "detectron2" or path.startswith("detectron2.")) or ((name == "*") != target.endswith(":*")):
+                state.errors.append(PluginError(plugin.name, plugin.distribution,
+                                                f"det_detectron2_names() returned {item!r}; the path must start with "
+                                                "'detectron2' and name '*' goes with a 'module:*' target"))
+                continue
+            state.detectron2_names.append(Detectron2NameDeclaration(path, name, target, plugin.distribution,
+                                                                    plugin.name))
 
 
 def _get_state() -> _State:
@@ -393,6 +419,11 @@ def converter_declarations() -> list[ConverterDeclaration]:
 
 def command_declarations() -> list[CommandDeclaration]:
     return list(_get_state().commands)
+
+
+def detectron2_name_declarations() -> list[Detectron2NameDeclaration]:
+    """The ``detectron2.*`` names plugins declare for det-compat-detectron2 (nothing imported)."""
+    return list(_get_state().detectron2_names)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -528,12 +559,14 @@ __all__ = [
     "CommandDeclaration",
     "ComponentDeclaration",
     "ConverterDeclaration",
+    "Detectron2NameDeclaration",
     "OpDeclaration",
     "PluginError",
     "PluginInfo",
     "command_declarations",
     "component_declarations",
     "converter_declarations",
+    "detectron2_name_declarations",
     "disable",
     "disabled_names",
     "extend_config",

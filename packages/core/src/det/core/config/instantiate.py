@@ -130,6 +130,7 @@ def instantiate(cfg: Any) -> Any:
 
     Returns:
         The object built by calling ``_target_(**arguments)``; a ``ListConfig`` for a ListConfig
+        (a list when it holds dataclass instances, which a ListConfig would turn back into dicts)
         and a list for a list; ``cfg`` itself when there is nothing to build.
     """
     return _instantiate(cfg, _full_key(cfg, ""))
@@ -142,6 +143,9 @@ def _instantiate(cfg: Any, key: str) -> Any:
     where = f"config key {key!r}" if key else "the config"
     if isinstance(cfg, ListConfig):
         items = [_instantiate(x, _join(key, i)) for i, x in enumerate(_items(cfg, key))]
+        if any(dataclasses.is_dataclass(x) and not isinstance(x, type) for x in items):
+            # a ListConfig would turn the dataclass instances (ShapeSpec, ...) back into dicts
+            return items
         return ListConfig(items, flags={"allow_objects": True})
     if isinstance(cfg, list):
         # many components take a list of objects (ResNet's stages, DatasetMapper's augmentations)
