@@ -33,13 +33,15 @@ DISTRIBUTIONS = {
     "det.heads.keypoint": "det-heads-keypoint",
     "det.heads.semseg": "det-heads-semseg",
     "det.heads.retinanet": "det-heads-retinanet",
+    "det.data": "det-data",
+    "det.evaluation": "det-evaluation",
     "det.engine": "det-engine",
     "det.model_zoo": "det-engine",
     "det.export": "det-export",
 }
 
-_DATA = "det.engine.data"
-_EVAL = "det.engine.evaluation"
+_DATA = "det.data"
+_EVAL = "det.evaluation"
 _TRAIN = "det.engine.train"
 
 ALIASED_MODULES = {

@@ -16,7 +16,7 @@ Trained weights come from detectron2's download server (see :mod:`det.model_zoo.
 from __future__ import annotations
 
 import difflib
-import importlib.util
+import importlib.machinery
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,7 +76,9 @@ def _check_relative(config_path: str) -> str:
 def _detectron2_configs() -> Path | None:
     """``detectron2/model_zoo/configs`` of an installed detectron2, found without importing it."""
     try:
-        spec = importlib.util.find_spec("detectron2")
+        # the path finder, not find_spec: an imported `detectron2` (det-compat-detectron2) would
+        # answer from sys.modules and hide a detectron2 installation further down sys.path
+        spec = importlib.machinery.PathFinder.find_spec("detectron2")
     except (ImportError, ValueError):
         return None
     if spec is None or not spec.submodule_search_locations:
