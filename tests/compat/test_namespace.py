@@ -195,10 +195,10 @@ def test_lazy_config_from_the_zoo_builds_a_model(configs_dir):
 
 def test_video_visualizer_keeps_an_instances_colour():
     import numpy as np
-
-    from det.structures import Boxes, Instances
     from detectron2.data import MetadataCatalog
     from detectron2.utils.video_visualizer import VideoVisualizer
+
+    from det.structures import Boxes, Instances
 
     def frame_predictions(x0: float) -> Instances:
         inst = Instances((60, 80))
