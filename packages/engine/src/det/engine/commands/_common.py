@@ -29,6 +29,9 @@ def setup_cfg(config_file: str, opts: Sequence[str] | None = None, *, weights: s
         raise CommandError("--config-file is required (a detectron2/det YAML file)")
     if not os.path.isfile(config_file):
         raise CommandError(f"config file {config_file!r} does not exist")
+    if str(config_file).endswith(".py"):
+        raise CommandError(f"{config_file} is a LazyConfig (Python) file; this command reads YAML (yacs) configs "
+                           "only (det train, eval, predict and export read both)")
     opts = list(opts or [])
     if opts and opts[0] == "--":
         opts = opts[1:]
@@ -109,6 +112,13 @@ def show_examples(parser: argparse.ArgumentParser, module_doc: str | None) -> No
     """Print the command module's docstring, past its first paragraph (the examples), under --help."""
     parser.epilog = (module_doc or "").split("\n\n", 1)[-1]
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+def announce_config(command: str, config_file: str) -> None:
+    """The one line that says which config language a command reads (on stderr, so stdout stays
+    the command's output)."""
+    kind = "a LazyConfig (Python) file" if str(config_file).endswith(".py") else "a YAML (yacs) config"
+    print(f"det {command}: reading {kind}: {config_file}", file=sys.stderr)
 
 
 USER_ERRORS = (CommandError, FileNotFoundError, KeyError, ValueError)

@@ -18,7 +18,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from det.engine.commands._common import USER_ERRORS, CommandError, report_user_error, setup_cfg, show_examples
+from det.engine.commands._common import (
+    USER_ERRORS,
+    CommandError,
+    announce_config,
+    report_user_error,
+    setup_cfg,
+    show_examples,
+)
 
 __all__ = ["instances_to_json", "main", "predict_images", "register", "run"]
 
@@ -93,6 +100,15 @@ def main(config_file: str, weights: str, images: Sequence[str], output: str, *,
         raise CommandError(f"image file(s) not found: {', '.join(missing)}")
     if not os.path.isfile(weights) and "://" not in weights:
         raise CommandError(f"weights file {weights!r} does not exist")
+    if config_file.endswith(".py"):
+        from det.engine.commands._lazy import LazyPredictor, build_lazy_model, setup_lazy_cfg
+
+        lazy_cfg = setup_lazy_cfg(config_file, opts, weights=weights)
+        names = lazy_cfg.dataloader.test.dataset.get("names") if "dataloader" in lazy_cfg else None
+        name = names if isinstance(names, str) else (names[0] if names else None)
+        metadata = MetadataCatalog.get(name) if name else None
+        predictor = LazyPredictor(lazy_cfg, build_lazy_model(lazy_cfg, load=True))
+        return predict_images(predictor, images, output, metadata, confidence_threshold)
     cfg = setup_cfg(config_file, opts, weights=weights)
     metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0]) if len(cfg.DATASETS.TEST) else None
     return predict_images(DefaultPredictor(cfg), images, output, metadata, confidence_threshold)
@@ -100,6 +116,7 @@ def main(config_file: str, weights: str, images: Sequence[str], output: str, *,
 
 def run(args: argparse.Namespace) -> int:
     try:
+        announce_config("predict", args.config_file)
         entries = main(args.config_file, args.weights, args.images, args.output,
                        confidence_threshold=args.confidence_threshold, opts=args.opts)
     except USER_ERRORS as e:
@@ -118,6 +135,7 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
     parser.add_argument("--confidence-threshold", type=float, default=0.5,
                         help="minimum score of the predictions kept (default 0.5)")
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
-                        help="config overrides: space-separated 'PATH.KEY VALUE' pairs")
+                        help="config overrides: space-separated 'PATH.KEY VALUE' pairs (YAML), or "
+                             "'path.key=value' (a LazyConfig .py file)")
     show_examples(parser, __doc__)
     return run

@@ -4,6 +4,7 @@ several processes (detectron2's ``tools/train_net.py``).
     det train --config-file configs/my.yaml SOLVER.MAX_ITER 1000 OUTPUT_DIR out/
     det train --config-file configs/my.yaml --resume              # continue from out/last_checkpoint
     det train --config-file configs/my.yaml --num-gpus 2          # 2 processes (gloo on CPU)
+    det train --config-file mask_rcnn_R_50_FPN_1x.py train.max_iter=100   # a LazyConfig: key=value
     torchrun --nnodes 2 --nproc-per-node 4 ... -m det.core.cli train --config-file configs/my.yaml
 """
 
@@ -14,7 +15,14 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from det.engine.commands._common import CommandError, report_user_error, setup_cfg, show_examples
+from det.engine.commands._common import (
+    CommandError,
+    announce_config,
+    report_user_error,
+    setup_cfg,
+    show_examples,
+)
+from det.engine.commands._lazy import is_lazy_config
 
 __all__ = ["main", "register", "run"]
 
@@ -27,6 +35,8 @@ def main(args: argparse.Namespace) -> Any:
     from det.engine.train import comm
     from det.engine.train.defaults import DefaultTrainer, default_setup
 
+    if is_lazy_config(args.config_file):
+        return lazy_main(args)
     cfg = setup_cfg(args.config_file, args.opts)
     default_setup(cfg, args)
     if args.eval_only:
@@ -49,12 +59,37 @@ def main(args: argparse.Namespace) -> Any:
     return trainer.train()
 
 
+def lazy_main(args: argparse.Namespace) -> Any:
+    """detectron2's ``tools/lazyconfig_train_net.py`` main: train, or evaluate ``train.init_checkpoint``
+    with ``--eval-only``."""
+    from det.checkpoint import DetectionCheckpointer
+    from det.engine.commands._lazy import build_lazy_model, do_test, do_train, setup_lazy_cfg
+    from det.engine.train.defaults import create_ddp_model, default_setup
+
+    cfg = setup_lazy_cfg(args.config_file, args.opts)
+    default_setup(cfg, args)
+    if args.eval_only:
+        model = create_ddp_model(build_lazy_model(cfg))
+        DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
+        results = do_test(cfg, model)
+        print(results)
+        return results
+    do_train(args, cfg)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from det.engine.train.launch import launch
 
     try:
         # checked here, in the launching process, so a bad config fails before any worker starts
-        setup_cfg(args.config_file, args.opts)
+        announce_config("train", args.config_file)
+        if is_lazy_config(args.config_file):
+            from det.engine.commands._lazy import setup_lazy_cfg
+
+            setup_lazy_cfg(args.config_file, args.opts)
+        else:
+            setup_cfg(args.config_file, args.opts)
     except (CommandError, KeyError, ValueError) as e:
         return report_user_error("train", e)
     logging.getLogger("det").info("Command line arguments: %s", args)

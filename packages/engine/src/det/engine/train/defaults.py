@@ -91,8 +91,9 @@ def default_argument_parser(epilog: str | None = None, parser: argparse.Argument
     )
     parser.add_argument(
         "opts",
-        help="Modify config options at the end of the command: space-separated 'PATH.KEY VALUE' pairs, "
-        "e.g. SOLVER.MAX_ITER 100 MODEL.WEIGHTS model.pth",
+        help="Modify config options at the end of the command. For YAML (yacs) configs: space-separated "
+        "'PATH.KEY VALUE' pairs, e.g. SOLVER.MAX_ITER 100 MODEL.WEIGHTS model.pth. For Python LazyConfig "
+        "files: 'path.key=value', e.g. train.max_iter=100 train.init_checkpoint=model.pth",
         default=None,
         nargs=argparse.REMAINDER,
     )
@@ -109,11 +110,35 @@ def seed_all_rng(seed: int | None = None) -> int:
     return seed
 
 
+def _try_get_key(cfg: Any, *keys: str, default: Any = None) -> Any:
+    """The first of ``keys`` (dotted) that ``cfg`` has: a yacs config's ``OUTPUT_DIR`` or a
+    LazyConfig's ``train.output_dir``, as detectron2's default_setup looks them up."""
+    from det.core.config import CfgNode
+
+    if isinstance(cfg, CfgNode):
+        cfg = cfg.clone()  # yacs: select on a copy, so no key is created
+    for key in keys:
+        node = cfg
+        try:
+            for part in key.split("."):
+                node = node[part] if isinstance(node, dict) or hasattr(node, "keys") else getattr(node, part)
+        except (KeyError, AttributeError, TypeError):
+            continue
+        return node
+    return default
+
+
 def default_setup(cfg: Any, args: Any) -> None:
-    """Create ``OUTPUT_DIR``, set up logging (stdout on rank 0, ``log.txt`` in it), write the
-    merged config to ``OUTPUT_DIR/config.yaml`` (main process), seed the RNGs (``SEED``,
-    offset by rank; random when negative) and apply ``FLOAT32_PRECISION`` when set."""
-    output_dir = cfg.OUTPUT_DIR
+    """Create the output folder, set up logging (stdout on rank 0, ``log.txt`` in it), write the
+    config to ``<output>/config.yaml`` (main process), seed the RNGs (offset by rank; random when
+    negative) and apply ``FLOAT32_PRECISION`` when set.
+
+    ``cfg`` is a yacs config (``OUTPUT_DIR``, ``SEED``, ``CUDNN_BENCHMARK``) or, as in detectron2,
+    a LazyConfig (``train.output_dir``, ``train.seed``, ``train.cudnn_benchmark``; saved with
+    ``LazyConfig.save``)."""
+    from det.core.config import CfgNode
+
+    output_dir = _try_get_key(cfg, "OUTPUT_DIR", "output_dir", "train.output_dir", default="")
     if comm.is_main_process() and output_dir:
         os.makedirs(output_dir, exist_ok=True)
     rank = comm.get_rank()
@@ -125,14 +150,21 @@ def default_setup(cfg: Any, args: Any) -> None:
             logger.info("Contents of args.config_file=%s:\n%s", args.config_file, f.read())
     if comm.is_main_process() and output_dir:
         path = os.path.join(output_dir, "config.yaml")
-        with open(path, "w") as f:
-            f.write(cfg.dump())
+        if isinstance(cfg, CfgNode):
+            with open(path, "w") as f:
+                f.write(cfg.dump())
+        else:
+            from det.core.config import LazyConfig
+
+            LazyConfig.save(cfg, path)
         logger.info("Full config saved to %s", path)
-    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED + rank)
-    if cfg.FLOAT32_PRECISION:
-        set_float32_precision(cfg.FLOAT32_PRECISION)
+    seed = _try_get_key(cfg, "SEED", "train.seed", default=-1)
+    seed_all_rng(None if seed < 0 else seed + rank)
+    precision = _try_get_key(cfg, "FLOAT32_PRECISION", "train.float32_precision", default="")
+    if precision:
+        set_float32_precision(precision)
     if not (hasattr(args, "eval_only") and args.eval_only):
-        torch.backends.cudnn.benchmark = cfg.CUDNN_BENCHMARK
+        torch.backends.cudnn.benchmark = _try_get_key(cfg, "CUDNN_BENCHMARK", "train.cudnn_benchmark", default=False)
 
 
 _FLOAT32_PRECISIONS = ("highest", "high", "medium")
