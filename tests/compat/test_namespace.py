@@ -63,6 +63,11 @@ def test_file_for_file_modules_are_dets_modules():
     assert callable(default_setup) and DefaultPredictor.__name__ == "DefaultPredictor"
     assert comm is det.engine.train.comm
     assert JSONWriter is det.engine.train.writers.JSONWriter and EventStorage.__name__ == "EventStorage"
+    # a package name that is also a submodule: the package exports the function, as detectron2's
+    import detectron2.engine.launch
+    from detectron2.engine import launch
+
+    assert launch is det.engine.train.launch.launch and callable(launch)
 
 
 class _Heads(det.heads.roi.StandardROIHeads):

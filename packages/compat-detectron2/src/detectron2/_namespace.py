@@ -171,6 +171,13 @@ class _CompatModule(types.ModuleType):
     def __dir__(self) -> list[str]:
         return sorted(set(super().__dir__()) | set(provided_names(self.__name__)))
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Importing a submodule sets it on its package; where the package exports an object of
+        # that name instead (detectron2.engine.launch, the function), the object stays.
+        if isinstance(value, types.ModuleType) and not name.startswith("_") and name in _explicit(self.__name__):
+            return
+        super().__setattr__(name, value)
+
 
 class _CompatFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Creates the ``detectron2.*`` modules of ``_table.MODULES`` and of plugin declarations."""

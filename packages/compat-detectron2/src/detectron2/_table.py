@@ -159,7 +159,9 @@ NAMES: dict[str, dict[str, str]] = {
     "detectron2.modeling.proposal_generator": {
         "build_proposal_generator": "det.core.modeling.build:build_proposal_generator"},
     "detectron2.modeling.roi_heads": {"build_roi_heads": "det.core.modeling.build:build_roi_heads"},
-    "detectron2.engine": {"DefaultPredictor": "det.core.predictor:DefaultPredictor"},
+    # `launch` is both a submodule and (what the package exports, as in detectron2) the function
+    "detectron2.engine": {"DefaultPredictor": "det.core.predictor:DefaultPredictor",
+                          "launch": f"{_TRAIN}.launch:launch"},
     "detectron2.solver": {"LRScheduler": "torch.optim.lr_scheduler:LRScheduler"},
     "detectron2.utils.env": {"seed_all_rng": f"{_TRAIN}.defaults:seed_all_rng"},
     "detectron2.utils.registry": {"locate": "det.core.config.instantiate:locate",

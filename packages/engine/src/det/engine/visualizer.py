@@ -650,7 +650,9 @@ class Visualizer:
         s = self.output.scale
         linewidth = max(round(self._default_font_size / 4 * s), 1)
         draw = ImageDraw.Draw(self.output.canvas)
-        draw.rectangle([x0 * s, y0 * s, x1 * s - 1, y1 * s - 1], outline=_to_rgb(edge_color), width=linewidth)
+        # a box under one pixel (an untrained model predicts some) is drawn as a line, not refused by PIL
+        draw.rectangle([x0 * s, y0 * s, max(x1 * s - 1, x0 * s), max(y1 * s - 1, y0 * s)],
+                       outline=_to_rgb(edge_color), width=linewidth)
         return self.output
 
     def draw_circle(self, circle_coord: tuple[float, float], color: Any, radius: float = 3) -> VisImage:

@@ -142,6 +142,9 @@ def default_setup(cfg: Any, args: Any) -> None:
     if comm.is_main_process() and output_dir:
         os.makedirs(output_dir, exist_ok=True)
     rank = comm.get_rank()
+    # detectron2's scripts log to "detectron2" (and fvcore to "fvcore"): set them up as detectron2 does
+    for name in ("fvcore", "detectron2"):
+        setup_logger(output_dir or None, distributed_rank=rank, name=name)
     setup_logger(output_dir or None, distributed_rank=rank, name="det")
     logger.info("Rank of current process: %d. World size: %d", rank, comm.get_world_size())
     logger.info("Command line arguments: %s", args)

@@ -1,0 +1,114 @@
+"""Scripts written against detectron2's API run on det with det-compat-detectron2 (issue #21.5).
+
+``scripts/`` holds scripts in the style of detectron2's ``tools/train_net.py``,
+``tools/plain_train_net.py``, ``tools/lazyconfig_train_net.py`` and ``demo/demo.py`` (the same
+imports and calls); each runs in a subprocess, as a user would run it, for a few iterations on a
+COCO-format dataset the script registers itself.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from det.data.shapes import ShapesConfig, prepare_shapes
+from det.engine.demo import DEMO_CONFIG
+
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def coco_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("d2_scripts")
+    splits = prepare_shapes(ShapesConfig(num_train=4, num_val=2, seed=5, min_image_size=64, max_image_size=80,
+                                         min_shape_size=16, max_shape_size=36), root / "data")
+    datasets = ",".join(f"my_{split}={json_file}:{image_root}" for split, (json_file, image_root) in splits.items())
+    config = root / "tiny.yaml"
+    config.write_text(yaml.safe_dump({
+        "_BASE_": str(DEMO_CONFIG),
+        "DATASETS": {"TRAIN": ["my_train"], "TEST": ["my_val"]},
+        "INPUT": {"MIN_SIZE_TRAIN": [64], "MAX_SIZE_TRAIN": 96, "MIN_SIZE_TEST": 64, "MAX_SIZE_TEST": 96},
+        "MODEL": {"FPN": {"OUT_CHANNELS": 16}, "ROI_BOX_HEAD": {"FC_DIM": 16}, "ROI_MASK_HEAD": {"CONV_DIM": 8},
+                  "ROI_HEADS": {"BATCH_SIZE_PER_IMAGE": 16}, "DEVICE": "cpu", "WEIGHTS": ""},
+        "SOLVER": {"IMS_PER_BATCH": 2, "MAX_ITER": 2, "WARMUP_ITERS": 1, "CHECKPOINT_PERIOD": 1000},
+        "DATALOADER": {"NUM_WORKERS": 0},
+        "TEST": {"EVAL_PERIOD": 0},
+    }))
+    return {"root": root, "datasets": datasets, "config": config, "val_images": splits["val"][1]}
+
+
+def run_script(name: str, args: list[str], coco_data, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, D2_TEST_DATASETS=coco_data["datasets"], PYTHONPATH=str(SCRIPTS))
+    result = subprocess.run([sys.executable, str(SCRIPTS / name), *args], capture_output=True, text=True,
+                            env=env, cwd=cwd, timeout=900)
+    assert result.returncode == 0, f"{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    return result
+
+
+def test_train_net_style_script(coco_data):
+    out = coco_data["root"] / "train_net"
+    run_script("d2_train_net.py", ["--config-file", str(coco_data["config"]), "OUTPUT_DIR", str(out)],
+               coco_data, coco_data["root"])
+    assert (out / "model_final.pth").is_file() and (out / "metrics.json").is_file()
+    assert (out / "inference" / "coco_instances_results.json").is_file()  # evaluated after training
+
+
+def test_plain_train_net_style_script(coco_data):
+    out = coco_data["root"] / "plain"
+    result = run_script("d2_plain_train_net.py", ["--config-file", str(coco_data["config"]), "OUTPUT_DIR", str(out)],
+                        coco_data, coco_data["root"])
+    assert (out / "model_final.pth").is_file()
+    assert "Evaluation results for my_val in csv format" in result.stdout + result.stderr
+
+
+def test_lazyconfig_train_net_style_script(coco_data, configs_dir):
+    out = coco_data["root"] / "lazy"
+    config = coco_data["root"] / "tiny_lazy.py"
+    config.write_text(textwrap.dedent(f"""
+        from detectron2.config import LazyCall as L
+        from detectron2.config import LazyConfig
+        import detectron2.data.transforms as T
+
+        model, dataloader, optimizer, lr_multiplier, train = LazyConfig.load(
+            {str(configs_dir / "COCO-Detection" / "retinanet_R_50_FPN_1x.py")!r},
+            ("model", "dataloader", "optimizer", "lr_multiplier", "train"))
+        model.num_classes = 3
+        dataloader.train.dataset.names = "my_train"
+        dataloader.train.total_batch_size = 2
+        dataloader.train.num_workers = 0
+        dataloader.train.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=(64,), max_size=96,
+                                                                            sample_style="choice")]
+        dataloader.test.dataset.names = "my_val"
+        dataloader.test.num_workers = 0
+        dataloader.test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=64, max_size=96)]
+        train.update(max_iter=2, device="cpu", output_dir={str(out)!r}, init_checkpoint="", eval_period=0)
+    """))
+    result = run_script("d2_lazyconfig_train_net.py", ["--config-file", str(config)], coco_data, coco_data["root"])
+    assert (out / "model_final.pth").is_file() and (out / "config.yaml").is_file()
+    assert "Model:" in result.stdout + result.stderr  # logged to the "detectron2" logger
+
+
+def test_demo_style_script(coco_data):
+    out = coco_data["root"] / "demo"
+    out.mkdir()
+    images = sorted(Path(coco_data["val_images"]).glob("*.png"))
+    run_script("d2_demo.py", ["--config-file", str(coco_data["config"]), "--input", *map(str, images),
+                              "--output", str(out), "--confidence-threshold", "0.0"],
+               coco_data, coco_data["root"])
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in images)
+
+
+def test_scripts_keep_to_detectron2_names():
+    """The scripts import nothing of det: only detectron2's names (and what detectron2's do)."""
+    import re
+
+    for script in SCRIPTS.glob("*.py"):
+        assert not re.search(r"^\s*(from|import) det(\.|\s)", script.read_text(), re.M), script.name
