@@ -108,7 +108,8 @@ def test_train_eval_predict_with_a_lazy_config(tiny, capsys):
     assert det(["eval", "--config-file", str(tiny["config"]), "--weights", weights,
                 "--output", str(tiny["root"] / "eval")]) == 0
     results = json.loads((tiny["root"] / "eval" / "results.json").read_text())
-    assert set(results) == {"bbox", "segm"} and "AP" in results["bbox"]
+    # segm is evaluated when the barely trained model predicts any instance (COCOEvaluator's rule)
+    assert "bbox" in results and set(results) <= {"bbox", "segm"} and "AP" in results["bbox"]
 
     image = sorted((tiny["root"] / "data").rglob("*.png"))[0]
     assert det(["predict", "--config-file", str(tiny["config"]), "--weights", weights, str(image),
