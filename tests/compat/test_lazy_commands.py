@@ -115,7 +115,10 @@ def test_train_eval_predict_with_a_lazy_config(tiny, capsys):
     assert det(["predict", "--config-file", str(tiny["config"]), "--weights", weights, str(image),
                 "--output", str(tiny["root"] / "pred"), "--confidence-threshold", "0"]) == 0
     predictions = json.loads((tiny["root"] / "pred" / "predictions.json").read_text())
-    assert predictions[0]["file_name"] == str(image) and predictions[0]["instances"]
+    # a model trained for 3 iterations may find nothing above the heads' test threshold: the entry
+    # and its visualization are what every run has
+    assert predictions[0]["file_name"] == str(image) and isinstance(predictions[0]["instances"], list)
+    assert (tiny["root"] / "pred" / predictions[0]["visualization"]).is_file()
     err = capsys.readouterr().err
     assert "det eval: reading a LazyConfig (Python) file" in err
     assert "det predict: reading a LazyConfig (Python) file" in err
