@@ -259,5 +259,5 @@ def test_instance_evaluator_needs_cityscapesscripts():
         pytest.skip("cityscapesscripts is installed")
     from det.evaluation import CityscapesInstanceEvaluator
 
-    with pytest.raises(ImportError, match=r'pip install "det-engine\[cityscapes\]"'):
+    with pytest.raises(ImportError, match=r'pip install "det-evaluation\[cityscapes\]"'):
         CityscapesInstanceEvaluator("anything")

@@ -304,5 +304,5 @@ def test_lvis_evaluator_import_error_names_the_extra(monkeypatch, lvis_dataset):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
-    with pytest.raises(ImportError, match=r'pip install "det-engine\[lvis\]"'):
+    with pytest.raises(ImportError, match=r'pip install "det-evaluation\[lvis\]"'):
         LVISEvaluator(lvis_dataset)
