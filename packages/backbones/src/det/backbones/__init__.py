@@ -9,7 +9,15 @@ every public name below is imported on first use::
 
 from __future__ import annotations
 
+import pkgutil
 from typing import TYPE_CHECKING
+
+# Other distributions add subpackages under det.backbones (det-backbones-vit: det.backbones.vit,
+# det-backbones-timm: det.backbones.timm) from their own folders. A regular package searches only
+# its own folder, which is enough when every wheel unpacks into one site-packages, but not for
+# editable installs (each distribution's src/ is its own sys.path entry). extend_path adds every
+# det/backbones folder found along det's namespace path; those folders have no __init__.py.
+__path__ = pkgutil.extend_path(__path__, __name__)
 
 from det.backbones.version import __version__
 from det.core.lazy import lazy_exports
