@@ -109,8 +109,11 @@ def test_simple_feature_pyramid_errors():
 
 
 def test_norm_free_pyramid_convs_have_biases():
-    sfp = SimpleFeaturePyramid(small_vit(), "last_feat", 16, (1.0,), norm="")
+    sfp = SimpleFeaturePyramid(small_vit(), "last_feat", 16, (4.0, 2.0, 1.0), norm="")
     assert sfp.simfp_3[0].bias is not None and sfp.simfp_3[0].norm is None
+    assert [type(m).__name__ for m in sfp.simfp_1] == ["ConvTranspose2d", "Identity", "GELU", "ConvTranspose2d",
+                                                      "Conv2d", "Conv2d"]
+    assert sfp(torch.rand(1, 3, 32, 32))["p1"].shape == (1, 16, 16, 16)
 
 
 def test_get_vit_lr_decay_rate():

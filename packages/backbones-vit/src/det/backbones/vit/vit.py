@@ -369,7 +369,8 @@ class SimpleFeaturePyramid(Backbone):
             if scale == 4.0:
                 layers = [
                     nn.ConvTranspose2d(dim, dim // 2, kernel_size=2, stride=2),
-                    get_norm(norm, dim // 2),
+                    # Identity for norm="" keeps the indexes (and checkpoint names) of the next layers
+                    get_norm(norm, dim // 2) or nn.Identity(),
                     nn.GELU(),
                     nn.ConvTranspose2d(dim // 2, dim // 4, kernel_size=2, stride=2),
                 ]
