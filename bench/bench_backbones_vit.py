@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import emit, load_line, machine_line, peak_rss_mb, current_rss_mb, set_threads  # noqa: E402
+from _common import current_rss_mb, emit, load_line, machine_line, peak_rss_mb, set_threads
 
 
 def build(name: str, size: int):

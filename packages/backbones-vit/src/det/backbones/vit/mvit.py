@@ -12,15 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.utils.checkpoint
 from torch import nn
 
 from det.backbones.vit.utils import (
     DropPath,
     Mlp,
     PatchEmbed,
+    abs_pos_embed,
     attention,
-    get_abs_pos,
+    embed_patches,
+    run_block,
     window_partition,
     window_unpartition,
 )
@@ -290,13 +291,8 @@ class MViT(Backbone):
             kernel_size=tuple(patch_kernel), stride=tuple(patch_stride), padding=tuple(patch_padding),
             in_chans=in_chans, embed_dim=embed_dim,
         )
-        self.pos_embed: nn.Parameter | None
-        if use_abs_pos:
-            num_patches = (pretrain_img_size // patch_stride[0]) * (pretrain_img_size // patch_stride[1])
-            num_positions = num_patches + 1 if pretrain_use_cls_token else num_patches
-            self.pos_embed = nn.Parameter(torch.zeros(1, num_positions, embed_dim))
-        else:
-            self.pos_embed = None
+        self.pos_embed = abs_pos_embed(use_abs_pos, pretrain_img_size, (patch_stride[0], patch_stride[1]),
+                                       pretrain_use_cls_token, embed_dim)
 
         dpr = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()  # cpu: also under a meta default device
         dim_out = embed_dim
@@ -356,18 +352,11 @@ class MViT(Backbone):
         self.apply(_init_vit_weights)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        if x.dim() != 4:
-            raise ValueError(f"MViT takes (N, C, H, W) images, got shape {tuple(x.shape)}")
-        x = self.patch_embed(x)
-        if self.pos_embed is not None:
-            x = x + get_abs_pos(self.pos_embed, self.pretrain_use_cls_token, (x.shape[1], x.shape[2]))
+        x = embed_patches(x, self.patch_embed, self.pos_embed, self.pretrain_use_cls_token, "MViT")
         outputs = {}
         stage = 2
         for i, blk in enumerate(self.blocks):
-            if self.use_act_checkpoint and self.training and torch.is_grad_enabled():
-                x = torch.utils.checkpoint.checkpoint(blk, x, use_reentrant=False)
-            else:
-                x = blk(x)
+            x = run_block(blk, x, self.use_act_checkpoint and self.training)
             if i in self._last_block_indexes:
                 name = f"scale{stage}"
                 if name in self._out_features:

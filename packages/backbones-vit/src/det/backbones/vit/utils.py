@@ -17,18 +17,22 @@ from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 __all__ = [
     "DropPath",
     "Mlp",
     "PatchEmbed",
+    "abs_pos_embed",
     "add_decomposed_rel_pos",
     "attention",
     "decomposed_rel_pos_bias",
+    "embed_patches",
     "get_abs_pos",
     "get_rel_pos",
     "reference_attention",
+    "run_block",
     "use_reference_attention",
     "window_partition",
     "window_unpartition",
@@ -261,6 +265,38 @@ def get_abs_pos(abs_pos: torch.Tensor, has_cls_token: bool, hw: tuple[int, int])
         )
         return resized.permute(0, 2, 3, 1)
     return abs_pos.reshape(1, h, w, -1)
+
+
+def abs_pos_embed(
+    use_abs_pos: bool, pretrain_img_size: int, patch_stride: tuple[int, int], use_cls_token: bool, embed_dim: int
+) -> nn.Parameter | None:
+    """ViT's and MViT's ``pos_embed``: zeros (1, positions, embed_dim) over the pre-training patch
+    grid, plus one entry for the class token; None without ``use_abs_pos``. (The models fill it
+    after building their blocks, in detectron2's order of random draws.)"""
+    if not use_abs_pos:
+        return None
+    num_positions = (pretrain_img_size // patch_stride[0]) * (pretrain_img_size // patch_stride[1])
+    return nn.Parameter(torch.zeros(1, num_positions + int(use_cls_token), embed_dim))
+
+
+def embed_patches(
+    x: torch.Tensor, patch_embed: nn.Module, pos_embed: torch.Tensor | None, has_cls_token: bool, owner: str
+) -> torch.Tensor:
+    """(N, C, H, W) images -> (N, H', W', C') tokens plus the (resized) absolute positions."""
+    if x.dim() != 4:
+        raise ValueError(f"{owner} takes (N, C, H, W) images, got shape {tuple(x.shape)}")
+    x = patch_embed(x)
+    if pos_embed is not None:
+        x = x + get_abs_pos(pos_embed, has_cls_token, (x.shape[1], x.shape[2]))
+    return x
+
+
+def run_block(block: nn.Module, x: torch.Tensor, checkpointed: bool) -> torch.Tensor:
+    """``block(x)``; recomputed in backward (activation checkpointing) when ``checkpointed`` and
+    gradients are being recorded."""
+    if checkpointed and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+    return block(x)
 
 
 class PatchEmbed(nn.Module):

@@ -16,7 +16,6 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.utils.checkpoint
 from torch import nn
 
 from det.backbones.fpn import _assert_strides_are_log2_contiguous
@@ -24,8 +23,10 @@ from det.backbones.vit.utils import (
     DropPath,
     Mlp,
     PatchEmbed,
+    abs_pos_embed,
     attention,
-    get_abs_pos,
+    embed_patches,
+    run_block,
     window_partition,
     window_unpartition,
 )
@@ -260,13 +261,8 @@ class ViT(Backbone):
             kernel_size=(patch_size, patch_size), stride=(patch_size, patch_size), in_chans=in_chans,
             embed_dim=embed_dim,
         )
-        self.pos_embed: nn.Parameter | None
-        if use_abs_pos:
-            num_patches = (pretrain_img_size // patch_size) ** 2
-            num_positions = num_patches + 1 if pretrain_use_cls_token else num_patches
-            self.pos_embed = nn.Parameter(torch.zeros(1, num_positions, embed_dim))
-        else:
-            self.pos_embed = None
+        self.pos_embed = abs_pos_embed(use_abs_pos, pretrain_img_size, (patch_size, patch_size),
+                                       pretrain_use_cls_token, embed_dim)
 
         dpr = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()  # cpu: also under a meta default device
         self.blocks = nn.ModuleList(
@@ -289,22 +285,14 @@ class ViT(Backbone):
         self._out_feature_channels = {out_feature: embed_dim}
         self._out_feature_strides = {out_feature: patch_size}
         self._out_features = [out_feature]
-
         if self.pos_embed is not None:
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.apply(_init_vit_weights)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        if x.dim() != 4:
-            raise ValueError(f"ViT takes (N, C, H, W) images, got shape {tuple(x.shape)}")
-        x = self.patch_embed(x)
-        if self.pos_embed is not None:
-            x = x + get_abs_pos(self.pos_embed, self.pretrain_use_cls_token, (x.shape[1], x.shape[2]))
+        x = embed_patches(x, self.patch_embed, self.pos_embed, self.pretrain_use_cls_token, "ViT")
         for blk in self.blocks:
-            if self.use_act_checkpoint and self.training and torch.is_grad_enabled():
-                x = torch.utils.checkpoint.checkpoint(blk, x, use_reentrant=False)
-            else:
-                x = blk(x)
+            x = run_block(blk, x, self.use_act_checkpoint and self.training)
         return {self._out_features[0]: x.permute(0, 3, 1, 2)}
 
 
