@@ -11,7 +11,7 @@ reference structure, FLOPs and GFLOP/s, and the memory of windowed vs global att
   ``det.backbones.vit.utils.use_reference_attention``); "det" is det's default
   (``scaled_dot_product_attention`` with the bias as its mask, in row chunks within a 64 MB bias
   budget). Runs interleaved, median reported; both outputs compared.
-- flops: multiply-adds counted with torch's FlopCounterMode on the reference path (x2 = FLOPs),
+- flops: FLOPs (2 per multiply-add) counted with torch's FlopCounterMode on the reference path,
   and the GFLOP/s each path reaches.
 - memory: peak RSS of one ViT-B block over the 64x64 token grid of a 1024 px image, in a fresh
   process per variant: global attention (det / reference) and 14x14 window attention (det /
