@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from det.data import transforms as T
-from det.data.catalog import MetadataCatalog
+from det.data.catalog import DatasetCatalog, MetadataCatalog
 
 __all__ = [
     "SizeMismatchError",
@@ -27,6 +27,7 @@ __all__ = [
     "create_keypoint_hflip_indices",
     "filter_empty_instances",
     "gen_crop_transform_with_instance",
+    "get_fed_loss_cls_weights",
     "read_image",
     "transform_instance_annotations",
     "transform_keypoint_annotations",
@@ -451,3 +452,34 @@ def build_augmentation(cfg: Any, is_train: bool) -> list[Any]:
 
 build_transform_gen = build_augmentation
 """Deprecated alias of :func:`build_augmentation`."""
+
+
+def get_fed_loss_cls_weights(dataset_names: str | list[str], freq_weight_power: float = 1.0) -> torch.Tensor:
+    """Per-class weights for the federated loss: (number of training images showing the class)
+    ** ``freq_weight_power``, read from the datasets' ``class_image_count`` metadata (LVIS; a
+    registered dataset that sets it only when loaded is loaded first).
+
+    detectron2's ``data.detection_utils.get_fed_loss_cls_weights``; ViTDet's LVIS LazyConfigs
+    import it from there.
+    """
+    if isinstance(dataset_names, str):
+        dataset_names = [dataset_names]
+    counts = []
+    for name in dataset_names:
+        count = getattr(MetadataCatalog.get(name), "class_image_count", None)
+        if count is None and name in DatasetCatalog:
+            # LVIS fills its class metadata from the json when the dataset is first loaded
+            DatasetCatalog.get(name)
+            count = getattr(MetadataCatalog.get(name), "class_image_count", None)
+        counts.append(count)
+    if counts[0] is None:
+        raise ValueError(
+            f"the federated loss needs 'class_image_count' in the metadata of dataset {dataset_names[0]!r}"
+        )
+    for name, c in zip(dataset_names[1:], counts[1:]):
+        if c != counts[0]:
+            raise ValueError(
+                f"datasets {dataset_names[0]!r} and {name!r} have different 'class_image_count' metadata"
+            )
+    class_freq = torch.tensor([c["image_count"] for c in sorted(counts[0], key=lambda x: x["id"])])
+    return class_freq.float() ** freq_weight_power

@@ -25,3 +25,23 @@ def det_extend_config(cfg):
     from det.backbones.vit.config import add_vit_config
 
     add_vit_config(cfg)
+
+
+_CLASSES = {
+    "ViT": "det.backbones.vit.vit",
+    "SimpleFeaturePyramid": "det.backbones.vit.vit",
+    "get_vit_lr_decay_rate": "det.backbones.vit.vit",
+    "MViT": "det.backbones.vit.mvit",
+    "SwinTransformer": "det.backbones.vit.swin",
+}
+
+
+@hookimpl
+def det_detectron2_names():
+    # detectron2.modeling and .modeling.backbone re-export the classes; the four files of
+    # detectron2.modeling.backbone are served whole (LazyConfigs import from all of them).
+    names = [(path, name, f"{module}:{name}") for path in ("detectron2.modeling", "detectron2.modeling.backbone")
+             for name, module in _CLASSES.items()]
+    names += [(f"detectron2.modeling.backbone.{file}", "*", f"det.backbones.vit.{file}:*")
+              for file in ("vit", "mvit", "swin", "utils")]
+    return names

@@ -29,40 +29,17 @@ __all__ = [
 
 
 def get_fed_loss_cls_weights(dataset_names: str | list[str], freq_weight_power: float = 1.0) -> torch.Tensor:
-    """Per-class weights for the federated loss: (number of training images showing the class)
-    ** ``freq_weight_power``, read from the datasets' ``class_image_count`` metadata (LVIS; a
-    registered dataset that sets it only when loaded is loaded first).
-
-    Needs det-data's ``MetadataCatalog`` (imported only when the federated loss is used).
-    """
+    """Per-class weights for the federated loss; defined in det-data's
+    ``det.data.detection_utils`` (where detectron2 has it), imported only when the federated
+    loss is used."""
     try:
-        from det.data import DatasetCatalog, MetadataCatalog
+        from det.data.detection_utils import get_fed_loss_cls_weights as from_data
     except ImportError as e:
         raise ImportError(
             "MODEL.ROI_BOX_HEAD.USE_FED_LOSS reads class frequencies from the dataset metadata "
             "(MetadataCatalog), which det-data provides: pip install det-data"
         ) from e
-    if isinstance(dataset_names, str):
-        dataset_names = [dataset_names]
-    counts = []
-    for name in dataset_names:
-        count = getattr(MetadataCatalog.get(name), "class_image_count", None)
-        if count is None and name in DatasetCatalog:
-            # LVIS fills its class metadata from the json when the dataset is first loaded
-            DatasetCatalog.get(name)
-            count = getattr(MetadataCatalog.get(name), "class_image_count", None)
-        counts.append(count)
-    if counts[0] is None:
-        raise ValueError(
-            f"the federated loss needs 'class_image_count' in the metadata of dataset {dataset_names[0]!r}"
-        )
-    for name, c in zip(dataset_names[1:], counts[1:]):
-        if c != counts[0]:
-            raise ValueError(
-                f"datasets {dataset_names[0]!r} and {name!r} have different 'class_image_count' metadata"
-            )
-    class_freq = torch.tensor([c["image_count"] for c in sorted(counts[0], key=lambda x: x["id"])])
-    return class_freq.float() ** freq_weight_power
+    return from_data(dataset_names, freq_weight_power)
 
 
 def fast_rcnn_inference(
