@@ -125,3 +125,20 @@ def test_get_vit_lr_decay_rate():
     assert rate("backbone.net.blocks.5.residual.conv1.weight") == 1.0  # residual conv blocks: no decay
     assert rate("backbone.simfp_2.0.weight") == 1.0
     assert rate("roi_heads.box_predictor.cls_score.weight") == 1.0
+
+
+def test_layer_wise_lr_decay_through_the_optimizer_params():
+    from det.engine.train.solver import get_default_optimizer_params
+
+    model = nn.Module()
+    model.backbone = SimpleFeaturePyramid(small_vit(), "last_feat", 16, (1.0,))
+    groups = get_default_optimizer_params(
+        model, base_lr=1.0, lr_factor_func=partial(get_vit_lr_decay_rate, lr_decay_rate=0.5, num_layers=4))
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    vit = model.backbone.net
+    assert lr_of[id(vit.pos_embed)] == 0.5**5 and lr_of[id(vit.patch_embed.proj.weight)] == 0.5**5
+    assert lr_of[id(vit.blocks[0].attn.qkv.weight)] == 0.5**4
+    assert lr_of[id(vit.blocks[3].mlp.fc2.bias)] == 0.5
+    assert lr_of[id(model.backbone.simfp_3[0].weight)] == 1.0
+    with pytest.raises(ValueError, match="lr_factor_func requires base_lr"):
+        get_default_optimizer_params(model, lr_factor_func=get_vit_lr_decay_rate)

@@ -148,12 +148,15 @@ def get_default_optimizer_params(
     weight_decay_norm: float | None = None,
     bias_lr_factor: float | None = 1.0,
     weight_decay_bias: float | None = None,
+    lr_factor_func: Callable[[str], float] | None = None,
     overrides: dict[str, dict[str, float]] | None = None,
 ) -> list[dict[str, Any]]:
     """Parameter groups for an optimizer: every trainable parameter once, with per-group
     overrides for norm-layer parameters (``weight_decay_norm``), biases (``bias_lr_factor``,
-    ``weight_decay_bias``) and parameters by name (``overrides={"embedding": {"lr": 0.01}}``).
-    Groups with equal hyper-parameters are merged.
+    ``weight_decay_bias``), a learning-rate factor by full parameter name (``lr_factor_func``,
+    e.g. ViTDet's layer-wise decay ``partial(get_vit_lr_decay_rate, num_layers=12,
+    lr_decay_rate=0.7)``; needs ``base_lr``) and parameters by name
+    (``overrides={"embedding": {"lr": 0.01}}``). Groups with equal hyper-parameters are merged.
 
         torch.optim.SGD(get_default_optimizer_params(model, weight_decay_norm=0.0),
                         lr=0.01, weight_decay=1e-4, momentum=0.9)
@@ -175,10 +178,12 @@ def get_default_optimizer_params(
         if "bias" in overrides:
             raise ValueError("Conflicting overrides for 'bias'")
         overrides["bias"] = bias_overrides
+    if lr_factor_func is not None and base_lr is None:
+        raise ValueError("lr_factor_func requires base_lr")
 
     params: list[dict[str, Any]] = []
     memo: set[torch.nn.Parameter] = set()
-    for module in model.modules():
+    for module_name, module in model.named_modules():
         for module_param_name, value in module.named_parameters(recurse=False):
             if not value.requires_grad or value in memo:
                 continue  # frozen, or shared with a module seen before
@@ -186,6 +191,8 @@ def get_default_optimizer_params(
             hyperparams = copy.copy(defaults)
             if _is_norm_module(module) and weight_decay_norm is not None:
                 hyperparams["weight_decay"] = weight_decay_norm
+            if lr_factor_func is not None:
+                hyperparams["lr"] *= lr_factor_func(f"{module_name}.{module_param_name}")
             hyperparams.update(overrides.get(module_param_name, {}))
             params.append({"params": [value], **hyperparams})
     return reduce_param_groups(params)
