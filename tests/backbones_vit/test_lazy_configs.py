@@ -84,6 +84,7 @@ def sample():
     return image, gt
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS)
 def test_config_instantiates_infers_and_trains(config, configs_dir, monkeypatch):
     from detectron2.config import LazyConfig, instantiate
