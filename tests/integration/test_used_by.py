@@ -18,7 +18,7 @@ import tomllib
 import pytest
 import torch
 
-THIRD_PARTY = ["torch", "torchvision", "numpy", "pycocotools", "yacs", "PyYAML", "pluggy"]
+THIRD_PARTY = ["torch", "torchvision", "numpy", "pycocotools", "yacs", "PyYAML", "pluggy", "omegaconf", "hydra-core"]
 MASK_CLOSURE = {"det-structures", "det-checkpoint", "det-core", "det-backbones", "det-heads-rpn", "det-heads-roi",
                 "det-heads-mask"}
 ABSENT = ["det-heads-keypoint", "det-heads-semseg", "det-heads-retinanet", "det-engine"]
