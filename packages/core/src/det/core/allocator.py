@@ -28,12 +28,14 @@ import ctypes.util
 import os
 import platform
 
-OPT_OUT_ENV = "DET_KEEP_FREED_MEMORY"
+from det.core.machine import KEEP_FREED_MEMORY_ENV as OPT_OUT_ENV
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _MMAP_THRESHOLD = 32 << 20
 _TRIM_THRESHOLD = 1 << 30
+
+_OFF = ("0", "false", "no", "off")
 
 _applied = False
 
@@ -47,7 +49,7 @@ def retain_freed_memory() -> bool:
     global _applied
     if _applied:
         return True
-    if os.environ.get(OPT_OUT_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    if os.environ.get(OPT_OUT_ENV, "").strip().lower() in _OFF:
         return False
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
@@ -64,4 +66,15 @@ def retain_freed_memory() -> bool:
     return True
 
 
-__all__ = ["OPT_OUT_ENV", "retain_freed_memory"]
+def retain_freed_memory_where_chosen() -> bool:
+    """What DefaultPredictor, fast mode and the det commands call: :func:`retain_freed_memory` where
+    :func:`det.core.machine.inference_choices` keeps freed memory on this machine; True if in effect.
+
+    ``DET_KEEP_FREED_MEMORY=1`` chooses it on any machine, ``=0`` on none.
+    """
+    from det.core.machine import inference_choices
+
+    return inference_choices().retain_freed_memory and retain_freed_memory()
+
+
+__all__ = ["OPT_OUT_ENV", "retain_freed_memory", "retain_freed_memory_where_chosen"]

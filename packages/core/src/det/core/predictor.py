@@ -8,7 +8,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from det.core.allocator import retain_freed_memory
+from det.core.allocator import retain_freed_memory_where_chosen
 from det.core.transforms import ResizeShortestEdge
 
 __all__ = ["DefaultPredictor", "ResizeShortestEdge"]
@@ -116,7 +116,7 @@ class DefaultPredictor:
                 f"DefaultPredictor supports cfg.INPUT.FORMAT 'RGB' or 'BGR', got {self.input_format!r}"
             )
         self.model = _build_and_load(self.cfg, cfg.MODEL.WEIGHTS)
-        retain_freed_memory()  # a predictor's process runs inference after inference
+        retain_freed_memory_where_chosen()  # a predictor's process runs inference after inference
 
         self.aug = ResizeShortestEdge(
             [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
