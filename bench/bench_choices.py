@@ -12,6 +12,11 @@ processes (the allocator setting is process-wide), with the choice forced on and
 each prints the median of ``--runs`` warm inferences and the parent prints, per choice, the median over
 processes and the ratio on/off (< 1: the choice pays here). ``fast32`` compares fast_mode(bf16=False)
 with the default model; ``threads`` compares 1 thread with ``--threads``.
+
+Wall time is what a user waits; on a machine shared with other work it moves with the load. The
+process's CPU time (``*_cpu_s``, user + system, page faults included) at ``--threads 1`` moves much
+less with load, so on a busy machine it is the figure to decide by (2 threads on 2 busy cores add
+OpenMP spin-waiting to it).
 """
 
 from __future__ import annotations
@@ -44,15 +49,17 @@ def child(args) -> None:
         fast_mode(predictor.model, bf16=False)
     image = bgr_numpy(make_image())
     predictor(image)  # warm-up
-    times = []
+    times, cpu = [], []
     for _ in range(args.runs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = predictor(image)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     from det.core.machine import inference_choices
 
     print(json.dumps({
-        "median_s": statistics.median(times), "min_s": min(times), "detections": len(out["instances"]),
+        "median_s": statistics.median(times), "min_s": min(times), "cpu_s": statistics.median(cpu),
+        "detections": len(out["instances"]),
         "choices": inference_choices().as_dict(),
     }))
 
@@ -85,7 +92,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--runs", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--only", default=",".join(CHOICES))
+    ap.add_argument("--only", default=",".join(c for c in CHOICES if c != "threads"))
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child-fast", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child-threads", type=int, default=2, help=argparse.SUPPRESS)
@@ -107,11 +114,17 @@ def main() -> None:
             on.append(run_child(args, **on_kw))
         t_off = statistics.median(r["median_s"] for r in off)
         t_on = statistics.median(r["median_s"] for r in on)
+        c_off = statistics.median(r["cpu_s"] for r in off)
+        c_on = statistics.median(r["cpu_s"] for r in on)
         emit({
             "choice": name,
+            "threads": args.threads,
             "off_s": f"{t_off:.3f}",
             "on_s": f"{t_on:.3f}",
             "ratio_on_off": f"{t_on / t_off:.3f}",
+            "off_cpu_s": f"{c_off:.3f}",
+            "on_cpu_s": f"{c_on:.3f}",
+            "cpu_ratio_on_off": f"{c_on / c_off:.3f}",
             "off_each": "/".join(f"{r['median_s']:.2f}" for r in off),
             "on_each": "/".join(f"{r['median_s']:.2f}" for r in on),
             "detections": f"{off[0]['detections']}/{on[0]['detections']}",
