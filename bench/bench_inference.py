@@ -101,8 +101,8 @@ def main() -> None:
         raise SystemExit(f"unknown variants {sorted(unknown)}: expected tv, det, fast32 or fast")
 
     # Phase 1, glibc's default allocator (what torchvision gets as shipped): tv and plain det.
-    # Phase 2, after det.core.allocator.retain_freed_memory() (what DefaultPredictor, fast mode and
-    # the det commands set, process-wide): every variant, torchvision included.
+    # Phase 2, after det.core.allocator.retain_freed_memory_where_chosen() (what DefaultPredictor,
+    # fast mode and the det commands call, process-wide): every variant, torchvision included.
     plain = {}
     if "tv" in names:
         plain["tv"] = (build_tv_model(), tv_inputs(image))
