@@ -16,9 +16,12 @@ varying sizes, bench/README.md)::
     from det.core.allocator import retain_freed_memory
     retain_freed_memory()        # True when applied (glibc), False elsewhere or when opted out
 
-It is process-wide, so det only calls it where det owns the process's inference loop:
+It is process-wide, so det only applies it where det owns the process's inference loop:
 :class:`~det.core.predictor.DefaultPredictor`, :func:`~det.core.fast.fast_mode` and the ``det``
-commands. ``DET_KEEP_FREED_MEMORY=0`` in the environment turns it off (lower peak, slower).
+commands, through :func:`retain_freed_memory_where_chosen`, and only where the machine's
+:func:`det.core.machine.inference_choices` keep freed memory (measured per machine kind, never
+slower than glibc's default there). ``DET_KEEP_FREED_MEMORY=0`` in the environment turns it off
+(lower peak, slower), ``=1`` on.
 """
 
 from __future__ import annotations

@@ -104,7 +104,8 @@ class DefaultPredictor:
         outputs = predictor(cv2.imread("input.jpg"))
         outputs["instances"].pred_boxes
 
-    It calls :func:`det.core.allocator.retain_freed_memory` (process-wide; ``DET_KEEP_FREED_MEMORY=0``
+    It calls :func:`det.core.allocator.retain_freed_memory_where_chosen` (process-wide, where the
+    machine's :func:`~det.core.machine.inference_choices` keep freed memory; ``DET_KEEP_FREED_MEMORY=0``
     opts out), so that each inference reuses the previous one's memory instead of page-faulting it in.
     """
 
