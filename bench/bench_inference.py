@@ -157,6 +157,9 @@ def main() -> None:
                         if tv_default and tv_tuned
                         else "n/a"
                     ),
+                    "cpu_ratio_to_tv_same_phase": (
+                        f"{statistics.median(cpu[name]) / statistics.median(cpu['tv']):.3f}" if "tv" in cpu else "n/a"
+                    ),
                     "gflop": f"{count:.0f}" if count else "n/a",
                     "gflop_per_s": f"{count / med:.0f}" if count else "n/a",
                     "detections": dets[name],

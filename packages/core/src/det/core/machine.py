@@ -257,6 +257,16 @@ def inference_choices() -> InferenceChoices:
 
 
 def _choose(info: MachineInfo) -> InferenceChoices:
+    # Measured on Mask R-CNN R50-FPN at 800x1067 (bench/README.md, "Choices per machine"):
+    # - AVX-512 + AVX512-BF16 (Zen 5 class EPYC, 2026-11-24, the issue #13 profiling round, each
+    #   change against the model without it): channels_last 2.14 -> 1.69 s, oneDNN
+    #   linear box head 135 -> 60 ms, allocator -0.3 to -0.5 s, fast mode fp32 (folded BN + fused
+    #   conv) 1.074 -> 1.055 s.
+    # - AVX2 only (EPYC, 2026-12-07, bench_choices.py: DefaultPredictor in alternating processes,
+    #   process CPU time at 1 thread, choice on / off): channels_last 0.95, oneDNN
+    #   linear 1.00, allocator 0.95, fused conv 0.96: none is slower, so the levels agree.
+    # The portable level (aarch64, ATEN_CPU_CAPABILITY=default) was not measured on its hardware:
+    # it takes torch's plain path, which is what "never slower than the default" means there.
     onednn = info.capability != "default"
     choices = {
         "channels_last": onednn,
