@@ -32,21 +32,24 @@ def load_line() -> str:
 
 
 def machine_line() -> str:
+    """The machine every figure was taken on: det.core.machine's effective CPU level (emulation caps
+    included), det's inference choices for it, and the software versions."""
     import torch
 
-    cpu = "unknown cpu"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    from det.core.machine import inference_choices, machine_info
+
     return (
-        f"{cpu}, {os.cpu_count()} cpus, python {platform.python_version()}, torch {torch.__version__}, "
-        f"cpu capability {torch.backends.cpu.get_cpu_capability()}, threads {torch.get_num_threads()}"
+        f"machine: {machine_info().describe()}; choices: {inference_choices().describe()}; "
+        f"python {platform.python_version()}, torch {torch.__version__}, threads {torch.get_num_threads()}"
     )
+
+
+def machine_fields() -> dict[str, str]:
+    """The CPU model and capability, as the first fields of every result line (see :func:`emit`)."""
+    from det.core.machine import machine_info
+
+    info = machine_info()
+    return {"cpu": f'"{info.cpu_model}"', "capability": info.capability}
 
 
 def set_threads(n: int = 2) -> None:
@@ -246,8 +249,9 @@ def tv_inputs(image):
 
 
 def emit(record: dict) -> None:
-    """Print one result line (key=value) that the README tables are built from."""
-    print(" ".join(f"{k}={v}" for k, v in record.items()), flush=True)
+    """Print one result line (key=value) that the README tables are built from, led by the CPU
+    model and capability it was measured on."""
+    print(" ".join(f"{k}={v}" for k, v in {**machine_fields(), **record}.items()), flush=True)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,17 @@ its throughput in GFLOP/s (FLOPs of convolutions and matmuls counted by torch's 
 one det run).
 
 Two phases: first torchvision and plain det under glibc's default allocator, then every variant
-after ``det.core.allocator.retain_freed_memory()`` (which DefaultPredictor, fast mode and the det
-commands call; it is process-wide, so torchvision gets it too in phase 2). ``ratio_to_tv`` divides by
-torchvision as shipped (phase 1); ``ratio_to_tv_same_allocator`` by torchvision in the same phase.
+after ``det.core.allocator.retain_freed_memory_where_chosen()`` (what DefaultPredictor, fast mode and
+the det commands call: it keeps freed memory where ``det.core.machine.inference_choices()`` says so;
+process-wide, so torchvision gets it too in phase 2; ``allocator=glibc-default`` in both phases where
+the machine's choice is off). ``ratio_to_tv`` divides by torchvision as shipped (phase 1);
+``ratio_to_tv_same_allocator`` by torchvision in the same phase. The phases run one after the other,
+so a load change between them shows as an allocator effect: ``bench_choices.py`` measures the
+allocator choice itself, in alternating processes.
+
+Every line starts with the CPU model and capability (det.core.machine); ``cpu_s`` is the median CPU
+time of the process per call (user + system), which moves much less than wall time when other work
+shares the machine.
 """
 
 from __future__ import annotations
@@ -55,17 +63,20 @@ def n_detections(name, out) -> int:
     return len(out[0]["instances"]) if name != "tv" else len(out[0]["boxes"])
 
 
-def time_interleaved(variants: dict, runs: int) -> tuple[dict[str, list[float]], list[str]]:
-    """``runs`` rounds of one call of each variant in turn (so load changes hit all alike)."""
+def time_interleaved(variants: dict, runs: int) -> tuple[dict[str, list[float]], dict[str, list[float]], list[str]]:
+    """``runs`` rounds of one call of each variant in turn (so load changes hit all alike): wall
+    times, process CPU times, load lines."""
     times: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
     loads = []
     for _ in range(runs):
         loads.append(load_line())
         for name, (model, inputs) in variants.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             model(inputs)
             times[name].append(time.perf_counter() - t0)
-    return times, loads
+            cpu[name].append(time.process_time() - c0)
+    return times, cpu, loads
 
 
 def main() -> None:
@@ -79,7 +90,7 @@ def main() -> None:
 
     import torch
 
-    from det.core.allocator import retain_freed_memory
+    from det.core.allocator import retain_freed_memory_where_chosen
 
     set_threads(args.threads)
     print(machine_line())
@@ -90,8 +101,8 @@ def main() -> None:
         raise SystemExit(f"unknown variants {sorted(unknown)}: expected tv, det, fast32 or fast")
 
     # Phase 1, glibc's default allocator (what torchvision gets as shipped): tv and plain det.
-    # Phase 2, after det.core.allocator.retain_freed_memory() (what DefaultPredictor, fast mode and
-    # the det commands set, process-wide): every variant, torchvision included.
+    # Phase 2, after det.core.allocator.retain_freed_memory_where_chosen() (what DefaultPredictor,
+    # fast mode and the det commands call, process-wide): every variant, torchvision included.
     plain = {}
     if "tv" in names:
         plain["tv"] = (build_tv_model(), tv_inputs(image))
@@ -104,9 +115,9 @@ def main() -> None:
         for name, (model, inputs) in plain.items():
             gflop[name] = count_gflop(model, inputs)
             dets[name] = n_detections(name, model(inputs))  # also the warm-up
-        times_default, loads = time_interleaved(plain, args.runs)
+        times_default, cpu_default, loads = time_interleaved(plain, args.runs)
 
-        retained = retain_freed_memory()
+        retained = retain_freed_memory_where_chosen()
         tuned = dict(plain)
         for name in ("fast32", "fast"):
             if name in names:
@@ -117,31 +128,37 @@ def main() -> None:
         for name, (model, inputs) in tuned.items():
             dets[name] = n_detections(name, model(inputs))
             model(inputs)  # warm-up with the new allocator setting
-        times_tuned, loads_tuned = time_interleaved(tuned, args.runs)
+        times_tuned, cpu_tuned, loads_tuned = time_interleaved(tuned, args.runs)
     loads += loads_tuned
     print(f"load during runs: {loads[0]} ... {loads[-1]}")
-    print(f"retain_freed_memory applied: {retained}")
+    print(f"retain_freed_memory applied (the machine's choice): {retained}")
 
     tv_default = statistics.median(times_default["tv"]) if "tv" in times_default else None
     tv_tuned = statistics.median(times_tuned["tv"]) if "tv" in times_tuned else None
     gflop_det = gflop.get("det")
-    for allocator, times in (("glibc-default", times_default), ("retain", times_tuned)):
+    phases = (("glibc-default", times_default, cpu_default), ("retain" if retained else "glibc-default", times_tuned, cpu_tuned))
+    for phase, (allocator, times, cpu) in enumerate(phases, start=1):
         for name, ts in times.items():
             med = statistics.median(ts)
             count = gflop.get("tv") if name == "tv" else gflop_det
             emit(
                 {
                     "variant": name,
+                    "phase": phase,
                     "allocator": allocator,
                     "image": f"{args.height}x{args.width}",
                     "median_s": f"{med:.3f}",
                     "min_s": f"{min(ts):.3f}",
+                    "cpu_s": f"{statistics.median(cpu[name]):.3f}",
                     "runs": len(ts),
                     "ratio_to_tv": f"{med / tv_default:.3f}" if tv_default else "n/a",
                     "ratio_to_tv_same_allocator": (
-                        f"{med / (tv_default if allocator == 'glibc-default' else tv_tuned):.3f}"
+                        f"{med / (tv_default if phase == 1 else tv_tuned):.3f}"
                         if tv_default and tv_tuned
                         else "n/a"
+                    ),
+                    "cpu_ratio_to_tv_same_phase": (
+                        f"{statistics.median(cpu[name]) / statistics.median(cpu['tv']):.3f}" if "tv" in cpu else "n/a"
                     ),
                     "gflop": f"{count:.0f}" if count else "n/a",
                     "gflop_per_s": f"{count / med:.0f}" if count else "n/a",

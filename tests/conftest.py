@@ -28,9 +28,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> str:
     # CI logs say which CPU level the suite ran on: tests that need bf16 or AVX-512 select
     # themselves by this (det.core.machine), so the same suite passes on AVX2-only machines.
-    from det.core.machine import machine_info
+    from det.core.machine import inference_choices, machine_info
 
-    return f"det machine: {machine_info().describe()}"
+    return f"det machine: {machine_info().describe()}; choices: {inference_choices().describe()}"
 
 
 @pytest.fixture(scope="session")

@@ -60,3 +60,38 @@ def test_opt_out_environment_variable():
     result = _run("retain", {"DET_KEEP_FREED_MEMORY": "0"})
     assert result["applied"] is False
     assert result["faults"] >= _ONE_BLOCK_OF_PAGES
+
+
+_CHOSEN = r"""
+import json
+from det.core.allocator import retain_freed_memory_where_chosen
+from det.core.machine import inference_choices
+print(json.dumps({"chosen": inference_choices().retain_freed_memory, "applied": retain_freed_memory_where_chosen()}))
+"""
+
+
+@pytest.mark.parametrize("env, applied", [({"DET_CPU_CHOICES": "retain_freed_memory=0"}, False),
+                                          ({"DET_KEEP_FREED_MEMORY": "1"}, True),
+                                          ({"DET_KEEP_FREED_MEMORY": "0"}, False)])
+def test_predictor_and_commands_apply_it_where_the_machine_chooses_it(env, applied):
+    import os
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("DET_CPU_CHOICES", "DET_KEEP_FREED_MEMORY")}
+    out = subprocess.run([sys.executable, "-c", _CHOSEN], capture_output=True, text=True, env={**clean, **env},
+                         check=True)
+    assert json.loads(out.stdout) == {"chosen": applied, "applied": applied}
+
+
+def test_a_bad_choice_override_stops_a_command_with_one_line(tmp_path):
+    import os
+
+    env = {**os.environ, "DET_CPU_CHOICES": "bogus"}
+    cmd = [sys.executable, "-m", "det.core.cli", "predict", "--config-file", str(tmp_path / "c.yaml"),
+           "--weights", str(tmp_path / "w.pth"), "--output", str(tmp_path / "out"), str(tmp_path / "a.png")]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [
+        "det: error: DET_CPU_CHOICES='bogus': 'bogus' is not NAME=0 or NAME=1 with NAME one of channels_last, "
+        "onednn_linear, fused_conv, fast_bf16, retain_freed_memory; fix or unset the variable"
+    ]
+    assert not (tmp_path / "out").exists()

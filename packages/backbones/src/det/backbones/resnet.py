@@ -50,6 +50,22 @@ def _projection_shortcut(in_channels: int, out_channels: int, stride: int, norm)
     )
 
 
+def _fuse_relu_into(conv: Conv2d) -> None:
+    """Make ``conv`` apply the ReLU its block applies to its output (see :func:`_relu_unless_fused`)."""
+    if conv.activation is None:
+        conv.activation = F.relu_
+
+
+def _relu_unless_fused(conv: Conv2d, out: torch.Tensor) -> torch.Tensor:
+    """The ReLU a block applies after ``conv``, unless ``fuse_for_inference`` moved it into ``conv``.
+
+    The blocks never give their convolutions an activation themselves (detectron2's layout, so
+    checkpoints and forward hooks see what detectron2's do); a ``conv.activation`` is the ReLU that
+    ``fuse_for_inference`` moved there for det.core.fast, which fuses it into the convolution.
+    """
+    return out if conv.activation is not None else F.relu_(out)
+
+
 class BasicBlock(CNNBlockBase):
     """The residual block of ResNet-18/34: two 3x3 convs plus a shortcut.
 
@@ -76,10 +92,15 @@ class BasicBlock(CNNBlockBase):
                 c2_msra_fill(layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu_(self.conv1(x))
+        out = _relu_unless_fused(self.conv1, self.conv1(x))
         out = self.conv2(out)
         out += x if self.shortcut is None else self.shortcut(x)
         return F.relu_(out)
+
+    def fuse_for_inference(self) -> None:
+        """det.core.fast's protocol: ``conv1`` applies the ReLU that follows it (fast mode then runs
+        the pair as one oneDNN op); the ReLU after the residual sum stays in :meth:`forward`."""
+        _fuse_relu_into(self.conv1)
 
 
 class BottleneckBlock(CNNBlockBase):
@@ -127,11 +148,18 @@ class BottleneckBlock(CNNBlockBase):
         # detectron2 leaves the last norm's gamma at 1 (zero-init hurt GN training from scratch).
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu_(self.conv1(x))
-        out = F.relu_(self.conv2(out))
+        out = _relu_unless_fused(self.conv1, self.conv1(x))
+        out = _relu_unless_fused(self.conv2, self.conv2(out))
         out = self.conv3(out)
         out += x if self.shortcut is None else self.shortcut(x)
         return F.relu_(out)
+
+    def fuse_for_inference(self) -> None:
+        """det.core.fast's protocol: ``conv1`` and ``conv2`` apply the ReLUs that follow them (fast
+        mode then runs each pair as one oneDNN op); the ReLU after the residual sum stays in
+        :meth:`forward`."""
+        _fuse_relu_into(self.conv1)
+        _fuse_relu_into(self.conv2)
 
 
 class DeformBottleneckBlock(CNNBlockBase):
@@ -200,7 +228,7 @@ class DeformBottleneckBlock(CNNBlockBase):
         nn.init.constant_(self.conv2_offset.bias, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu_(self.conv1(x))
+        out = _relu_unless_fused(self.conv1, self.conv1(x))
         if self.deform_modulated:
             offset_x, offset_y, mask = torch.chunk(self.conv2_offset(out), 3, dim=1)
             out = self.conv2(out, torch.cat((offset_x, offset_y), dim=1), mask.sigmoid())
@@ -210,6 +238,11 @@ class DeformBottleneckBlock(CNNBlockBase):
         out = self.conv3(out)
         out += x if self.shortcut is None else self.shortcut(x)
         return F.relu_(out)
+
+    def fuse_for_inference(self) -> None:
+        """det.core.fast's protocol: ``conv1`` applies the ReLU that follows it; the deformable
+        ``conv2`` is not a det ``Conv2d`` fast mode converts, so its ReLU stays in :meth:`forward`."""
+        _fuse_relu_into(self.conv1)
 
 
 class BasicStem(CNNBlockBase):
@@ -231,8 +264,13 @@ class BasicStem(CNNBlockBase):
         c2_msra_fill(self.conv1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu_(self.conv1(x))
+        x = _relu_unless_fused(self.conv1, self.conv1(x))
         return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+
+    def fuse_for_inference(self) -> None:
+        """det.core.fast's protocol: ``conv1`` applies the ReLU that follows it, so fast mode runs
+        the pair as one oneDNN op."""
+        _fuse_relu_into(self.conv1)
 
 
 class ResNet(Backbone):

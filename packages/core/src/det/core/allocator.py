@@ -16,9 +16,12 @@ varying sizes, bench/README.md)::
     from det.core.allocator import retain_freed_memory
     retain_freed_memory()        # True when applied (glibc), False elsewhere or when opted out
 
-It is process-wide, so det only calls it where det owns the process's inference loop:
+It is process-wide, so det only applies it where det owns the process's inference loop:
 :class:`~det.core.predictor.DefaultPredictor`, :func:`~det.core.fast.fast_mode` and the ``det``
-commands. ``DET_KEEP_FREED_MEMORY=0`` in the environment turns it off (lower peak, slower).
+commands, through :func:`retain_freed_memory_where_chosen`, and only where the machine's
+:func:`det.core.machine.inference_choices` keep freed memory (measured per machine kind, never
+slower than glibc's default there). ``DET_KEEP_FREED_MEMORY=0`` in the environment turns it off
+(lower peak, slower), ``=1`` on.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ import ctypes.util
 import os
 import platform
 
-OPT_OUT_ENV = "DET_KEEP_FREED_MEMORY"
+from det.core.machine import KEEP_FREED_MEMORY_ENV as OPT_OUT_ENV
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _MMAP_THRESHOLD = 32 << 20
 _TRIM_THRESHOLD = 1 << 30
+
+_OFF = ("0", "false", "no", "off")
 
 _applied = False
 
@@ -47,7 +52,7 @@ def retain_freed_memory() -> bool:
     global _applied
     if _applied:
         return True
-    if os.environ.get(OPT_OUT_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    if os.environ.get(OPT_OUT_ENV, "").strip().lower() in _OFF:
         return False
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
@@ -64,4 +69,15 @@ def retain_freed_memory() -> bool:
     return True
 
 
-__all__ = ["OPT_OUT_ENV", "retain_freed_memory"]
+def retain_freed_memory_where_chosen() -> bool:
+    """What DefaultPredictor, fast mode and the det commands call: :func:`retain_freed_memory` where
+    :func:`det.core.machine.inference_choices` keeps freed memory on this machine; True if in effect.
+
+    ``DET_KEEP_FREED_MEMORY=1`` chooses it on any machine, ``=0`` on none.
+    """
+    from det.core.machine import inference_choices
+
+    return inference_choices().retain_freed_memory and retain_freed_memory()
+
+
+__all__ = ["OPT_OUT_ENV", "retain_freed_memory", "retain_freed_memory_where_chosen"]

@@ -206,10 +206,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     if args.command != "plugins":
-        # the commands train, evaluate and predict in this process: see det.core.allocator
-        from det.core.allocator import retain_freed_memory
+        # the commands train, evaluate and predict in this process: see det.core.allocator. This
+        # reads the machine's choices first, so a bad DET_CPU_CHOICES stops here with one line.
+        from det.core.allocator import retain_freed_memory_where_chosen
 
-        retain_freed_memory()
+        try:
+            retain_freed_memory_where_chosen()
+        except ValueError as e:
+            print(f"det: error: {e}", file=sys.stderr)
+            return 2
     result = runners[args.command](args)
     return int(result or 0)
 

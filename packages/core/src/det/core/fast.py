@@ -5,28 +5,52 @@
 - **BN folding**: every det ``Conv2d`` whose ``norm`` is a ``FrozenBatchNorm2d`` (or an eval-mode
   ``nn.BatchNorm2d``) gets the affine transform folded into its weight and bias; the norm is
   dropped. Exact up to float rounding.
-- **channels_last**: convolution weights and activations use the NHWC layout oneDNN computes in,
-  which saves a layout reorder around every convolution.
-- **fused conv+ReLU**: convolutions followed by a ReLU (``activation=ReLU`` and the ReLUs inside
-  det's ResNet ``BasicStem``/``BasicBlock``/``BottleneckBlock``) run as one oneDNN convolution with
-  a ReLU post-op instead of a convolution and a second pass over the output.
-- **bf16** (default: on when the CPU has native bf16 dot products, e.g. AVX512-BF16 or AMX): the
-  backbone runs in bfloat16 end to end, head convolutions and FC layers take bfloat16 inputs and
-  weights and return float32; the final predictor layers (class scores, box/anchor deltas,
-  objectness, mask logits) stay float32, so scores, boxes and thresholds are decided in float32.
-  ROI poolers (ROIAlign) pool the bfloat16 features in bfloat16 (box geometry in float32) and hand
-  bfloat16 regions to the heads, whose layers take them as they are; layers that stay float32
-  (predictors, convolutions with a norm that cannot be folded, e.g. GN) convert their input.
-- **allocator**: calls :func:`det.core.allocator.retain_freed_memory`, so the activations of one
-  forward pass are not unmapped and page-faulted again by the next (process-wide).
+- **channels_last** (where the machine's choice says so, see
+  :func:`det.core.machine.inference_choices`): convolution weights and activations use the NHWC
+  layout oneDNN computes in, which saves a layout reorder around every convolution.
+- **fused conv+ReLU**: a det ``Conv2d`` whose ``activation`` is a ReLU (given at construction, or
+  moved there by its component's ``fuse_for_inference``, below) runs as one oneDNN convolution with
+  a ReLU post-op instead of a convolution and a second pass over the output; where oneDNN's JIT
+  kernels do not run (aarch64, the portable level) it is ``F.conv2d`` and an in-place ReLU.
+- **bf16** (default: on where the CPU computes bf16 natively, AVX512-BF16, AVX-NE-CONVERT or AMX):
+  the backbone runs in bfloat16 end to end, head convolutions and FC layers take bfloat16 inputs
+  and weights and return float32; the layers components list in ``float32_layers`` (class scores,
+  box/anchor deltas, objectness, mask logits) stay float32, so scores, boxes and thresholds are
+  decided in float32. ROI poolers (ROIAlign) pool the bfloat16 features in bfloat16 (box geometry in
+  float32) and hand bfloat16 regions to the heads, whose layers take them as they are; layers that
+  stay float32 (predictors, convolutions with a norm that cannot be folded, e.g. GN) convert their
+  input. ``bf16=True`` on a CPU without oneDNN bf16 kernels (AVX2-only x86) raises ValueError.
+- **allocator**: :func:`det.core.allocator.retain_freed_memory_where_chosen` (process-wide).
+
+Components own their rewrites
+-----------------------------
+Fast mode names no backbone or head class and no attribute of one. It asks each module of the
+model (``model.modules()``) two optional things, which a component defines next to its own
+``forward``:
+
+``fuse_for_inference(self) -> None``
+    Called once on every module that defines it, before any layer is converted, when
+    ``fuse_relu`` is on. The component moves each ReLU its ``forward`` applies to the output of one
+    of its det ``Conv2d`` layers into that layer's ``activation`` (and its ``forward`` stops
+    applying it, e.g. by checking ``conv.activation``), so that fast mode can fuse it. It must leave
+    the component's outputs unchanged (it may be called on a model that is never converted) and
+    touch only its own layers. det's ResNet blocks and stem do this (det.backbones.resnet).
+``float32_layers: tuple[str, ...]``
+    Attribute names of the component's own final prediction layers, whose outputs decide scores,
+    box edges and thresholds: under bf16 they keep float32 weights and compute in float32. A name
+    that is not a submodule is a ValueError. det's RPN, ROI box predictor, mask, keypoint,
+    semantic-segmentation and RetinaNet heads declare theirs.
+
+A component without either is converted layer by layer as above (its ReLUs after convolutions stay
+separate passes; under bf16 all its layers compute in bfloat16).
 
 The model must be in eval mode and is meant for inference: fast mode drops the BN buffers (the
 ``state_dict`` no longer matches detectron2's names), converts the weights to the compute dtype and
-layout in place (no second copy) and keeps no gradient path. Build and load
-the model first, then convert::
+layout in place (no second copy) and keeps no gradient path. Build and load the model first, then
+convert::
 
     model = build_model(cfg); DetectionCheckpointer(model).load(path)
-    model = fast_mode(model.eval())          # bf16 where the CPU supports it
+    model = fast_mode(model.eval())          # bf16 where the CPU computes it natively
     outputs = model([{"image": image}])
 
 ``fast_mode(model, bf16=False)`` gives the float32 variant (BN folding, channels_last, fused ReLU),
@@ -42,31 +66,38 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from det.core.allocator import retain_freed_memory
+from det.core.allocator import retain_freed_memory_where_chosen
 from det.core.layers.batch_norm import FrozenBatchNorm2d
 from det.core.layers.roi_align import ROIAlign
 from det.core.layers.wrappers import Conv2d
+from det.core.machine import inference_choices, machine_info
 from det.core.modeling.poolers import ROIPooler
 
-# Final prediction layers keep float32: scores and box deltas decide thresholds, NMS and box edges.
-PREDICTOR_NAMES = frozenset(
-    {"cls_score", "bbox_pred", "objectness_logits", "anchor_deltas", "predictor", "score_lowres"}
-)
+FUSE_METHOD = "fuse_for_inference"
+"""Name of the optional component method fast mode calls (see "Components own their rewrites")."""
+
+FLOAT32_LAYERS = "float32_layers"
+"""Name of the optional component attribute listing its layers that stay float32 under bf16."""
 
 
 def bf16_supported() -> bool:
-    """Whether this CPU computes bf16 convolutions natively (oneDNN's AVX512-BF16/AMX check)."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    """Whether this CPU computes bf16 convolutions natively (AVX512-BF16, AVX-NE-CONVERT or AMX, as
+    :func:`det.core.machine.machine_info` reads it, emulation caps included): fast mode's default."""
+    return machine_info().bf16
 
 
 def _fused_op_available() -> bool:
+    """oneDNN's conv+post-op kernel, where the machine's choice allows it (x86 with AVX2 or better:
+    oneDNN's JIT kernels); elsewhere (aarch64, the portable level) fast mode takes plain F.conv2d."""
+    if not inference_choices().fused_conv:
+        return False
     try:
         return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
     except (AttributeError, RuntimeError):
         return False
+
+
+_FUSED = _fused_op_available()
 
 
 def _is_relu(act: Any) -> bool:
@@ -189,39 +220,6 @@ def _fast_deconv_forward(self: nn.ConvTranspose2d, x: torch.Tensor, output_size=
     return y.to(self._fast_out_dtype)
 
 
-# ResNet blocks whose ReLUs move into their convolutions. Recognised by class name and module so
-# that core does not import det.backbones (nothing imports upwards); a subclass with its own
-# forward is left alone.
-def _stem_forward(self, x):
-    return F.max_pool2d(self.conv1(x), kernel_size=3, stride=2, padding=1)
-
-
-def _basic_forward(self, x):
-    out = self.conv2(self.conv1(x))
-    out += x if self.shortcut is None else self.shortcut(x)
-    return F.relu_(out)
-
-
-def _bottleneck_forward(self, x):
-    out = self.conv3(self.conv2(self.conv1(x)))
-    out += x if self.shortcut is None else self.shortcut(x)
-    return F.relu_(out)
-
-
-_BLOCKS = {
-    "BasicStem": (_stem_forward, ("conv1",)),
-    "BasicBlock": (_basic_forward, ("conv1",)),
-    "BottleneckBlock": (_bottleneck_forward, ("conv1", "conv2")),
-}
-
-
-def _block_kind(module: nn.Module) -> str | None:
-    cls = type(module)
-    if cls.__name__ in _BLOCKS and cls.__module__.startswith("det.") and "forward" in cls.__dict__:
-        return cls.__name__
-    return None
-
-
 def _cast_floats(obj: Any, dtype: torch.dtype) -> Any:
     if isinstance(obj, torch.Tensor):
         return obj.to(dtype) if obj.is_floating_point() else obj
@@ -266,26 +264,52 @@ def _pool_in(pooler: nn.Module, dtype: torch.dtype) -> None:
     pooler.forward = forward
 
 
-_FUSED = _fused_op_available()
+def _float32_layer_ids(model: nn.Module) -> set[int]:
+    """The layers the model's components name in their ``float32_layers`` (see the module docs)."""
+    ids = set()
+    for module in model.modules():
+        for name in getattr(module, FLOAT32_LAYERS, ()):
+            layer = getattr(module, name, None)
+            if not isinstance(layer, nn.Module):
+                raise ValueError(
+                    f"fast_mode: {type(module).__name__}.{FLOAT32_LAYERS} names {name!r}, which is not "
+                    f"a submodule of it; list the attribute names of its final predictor layers"
+                )
+            ids.add(id(layer))
+    return ids
+
+
+def _fuse_components(model: nn.Module) -> None:
+    """Let every component that defines ``fuse_for_inference`` move its activations into its convs."""
+    for module in list(model.modules()):
+        fuse = getattr(module, FUSE_METHOD, None)
+        if callable(fuse):
+            fuse()
 
 
 def fast_mode(
     model: nn.Module,
     *,
     bf16: bool | None = None,
-    channels_last: bool = True,
+    channels_last: bool | None = None,
     fold_bn: bool = True,
     fuse_relu: bool = True,
 ) -> nn.Module:
     """Convert ``model`` (built, weights loaded, in eval mode) for fast CPU inference, in place.
 
     Args:
-        bf16: run convolutions/FC layers in bfloat16 (predictor layers stay float32). ``None``
-            (default) enables it when :func:`bf16_supported`; ``True`` on a CPU without native
-            bf16 works but is slow.
-        channels_last: NHWC weights and activations for the convolutions.
+        bf16: run convolutions/FC layers in bfloat16 (the layers components list in their
+            ``float32_layers`` stay float32). ``None`` (default): where this CPU computes bf16
+            natively (:func:`bf16_supported`). ``True`` needs oneDNN's bf16 kernels (native, or
+            emulated with AVX-512 BW/VL/DQ); on a CPU without them (e.g. AVX2-only) it raises
+            ValueError instead of failing inside oneDNN.
+        channels_last: NHWC weights and activations for the convolutions. ``None`` (default): what
+            the default model uses on this machine (:func:`det.core.machine.inference_choices`).
         fold_bn: fold FrozenBatchNorm2d / eval BatchNorm2d into the preceding det ``Conv2d``.
-        fuse_relu: fuse ReLUs into the preceding convolution (oneDNN post-op).
+        fuse_relu: let components move their ReLUs into their convolutions (``fuse_for_inference``)
+            and run each det ``Conv2d`` with a ReLU as one oneDNN convolution with a ReLU post-op
+            (where oneDNN's JIT kernels run: x86 with AVX2 or better; elsewhere the ReLU follows
+            the convolution in place).
 
     Returns:
         the same ``model`` object, converted; it is marked with ``model.det_fast_mode`` (a dict of
@@ -297,35 +321,31 @@ def fast_mode(
         raise ValueError("fast_mode: this model is already converted (model.det_fast_mode is set)")
     if model.training:
         raise ValueError("fast_mode is for inference: call model.eval() before fast_mode(model)")
+    info = machine_info()
     if bf16 is None:
-        bf16 = bf16_supported()
+        bf16 = inference_choices().fast_bf16
+    elif bf16 and not info.bf16_kernels:
+        raise ValueError(
+            f"fast_mode(bf16=True): this CPU has no bfloat16 convolution kernels ({info.describe()}); "
+            "oneDNN needs AVX-512 (BW, VL, DQ), AVX-NE-CONVERT or AMX for them. Call fast_mode(model) "
+            "to let det choose for this machine, or fast_mode(model, bf16=False)"
+        )
+    if channels_last is None:
+        channels_last = inference_choices().channels_last
     low = torch.bfloat16 if bf16 else torch.float32
-    retain_freed_memory()
+    retain_freed_memory_where_chosen()
 
     # Modules under the backbone stay in bf16 between layers; elsewhere each layer returns float32.
     backbone = getattr(model, "backbone", None)
     in_backbone = set()
     if backbone is not None and bf16:
         in_backbone = {id(m) for m in backbone.modules()}
-
-    fused_relu = set()
+    float32_ids = _float32_layer_ids(model)
     if fuse_relu:
-        for module in model.modules():
-            kind = _block_kind(module)
-            if kind is None:
-                continue
-            forward, convs = _BLOCKS[kind]
-            if not all(
-                isinstance(getattr(module, c, None), Conv2d) and getattr(module, c).activation is None
-                for c in convs
-            ):
-                continue
-            fused_relu.update(id(getattr(module, c)) for c in convs)
-            module.forward = types.MethodType(forward, module)
+        _fuse_components(model)
 
-    for name, module in list(model.named_modules()):
-        leaf = name.rsplit(".", 1)[-1]
-        keep_fp32 = leaf in PREDICTOR_NAMES
+    for module in list(model.modules()):
+        keep_fp32 = id(module) in float32_ids
         dtype = torch.float32 if keep_fp32 else low
         out_dtype = None if id(module) in in_backbone else torch.float32
         if isinstance(module, Conv2d):
@@ -333,10 +353,10 @@ def fast_mode(
             if fold_bn and isinstance(norm, (FrozenBatchNorm2d, nn.BatchNorm2d)):
                 fold_batchnorm(module, norm)
                 module.norm = None
-            relu = id(module) in fused_relu
-            if fuse_relu and module.norm is None and _is_relu(module.activation):
-                module.activation, relu = None, True
-            if module.norm is not None or module.activation is not None:
+            # The ReLU stays in ``activation`` (a component's forward may read it, see
+            # ``fuse_for_inference``); the converted forward applies it as the conv's post-op.
+            relu = fuse_relu and module.norm is None and _is_relu(module.activation)
+            if module.norm is not None or (module.activation is not None and not relu):
                 # a norm/activation that cannot be fused (e.g. GN): keep the plain float32 path
                 if bf16 and id(module) not in in_backbone:
                     _convert_inputs_to_weight_dtype(module)
@@ -368,11 +388,11 @@ def fast_mode(
         p.requires_grad_(False)
     model.det_fast_mode = {
         "bf16": bool(bf16),
-        "channels_last": channels_last,
+        "channels_last": bool(channels_last),
         "fold_bn": fold_bn,
         "fuse_relu": fuse_relu,
     }
     return model
 
 
-__all__ = ["PREDICTOR_NAMES", "bf16_supported", "fast_mode", "fold_batchnorm"]
+__all__ = ["FLOAT32_LAYERS", "FUSE_METHOD", "bf16_supported", "fast_mode", "fold_batchnorm"]

@@ -22,7 +22,7 @@ import os
 import platform
 from dataclasses import dataclass
 
-__all__ = ["MachineInfo", "machine_info"]
+__all__ = ["CHOICES_ENV", "InferenceChoices", "MachineInfo", "inference_choices", "machine_info"]
 
 # oneDNN's ISA names in increasing order (ONEDNN_MAX_CPU_ISA values, case-insensitive), as its
 # documentation lists them; a cap below AVX512_CORE means oneDNN runs no AVX-512 code.
@@ -62,6 +62,9 @@ class MachineInfo:
     amx: bool
     aten_capability: str
     onednn_max_isa: str
+    bf16_kernels: bool = False
+    """oneDNN can run bfloat16 convolutions at all: natively (``bf16``) or emulated with AVX-512
+    BW/VL/DQ (slowly). Without them (AVX2-only x86, the portable level) a bf16 convolution fails."""
 
     @property
     def capability(self) -> str:
@@ -93,6 +96,7 @@ class MachineInfo:
             "avx512": self.avx512,
             "bf16": self.bf16,
             "amx": self.amx,
+            "bf16_kernels": self.bf16_kernels,
             "aten_capability": self.aten_capability,
             "onednn_max_isa": self.onednn_max_isa,
         }
@@ -143,7 +147,7 @@ def machine_info() -> MachineInfo:
     avx2 = x86 and "avx2" in flags and aten.upper() in ("AVX2", "AVX512") and _onednn_allows("AVX2", onednn_cap)
     avx512 = (
         x86
-        and _AVX512_FOR_ONEDNN <= flags
+        and flags >= _AVX512_FOR_ONEDNN
         and aten.upper() == "AVX512"
         and _onednn_allows("AVX512_CORE", onednn_cap)
     )
@@ -151,11 +155,14 @@ def machine_info() -> MachineInfo:
         mkldnn_bf16 = bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         mkldnn_bf16 = False
-    # oneDNN's bf16 convolutions need AVX512-BF16 (or AMX), or AVX-NE-CONVERT (its AVX2_VNNI_2 level).
+    # oneDNN's bf16 convolutions need AVX512-BF16 (or AMX), or AVX-NE-CONVERT (its AVX2_VNNI_2 level)
+    # to be native; with AVX-512 BW/VL/DQ alone it emulates them. torch's own check reads the
+    # hardware, not the caps: under ONEDNN_MAX_CPU_ISA=AVX2 oneDNN has no bf16 convolution at all.
+    ne_convert = "avx_ne_convert" in flags and avx2 and _onednn_allows("AVX2_VNNI_2", onednn_cap)
     bf16 = mkldnn_bf16 and (
-        ("avx512_bf16" in flags and avx512 and _onednn_allows("AVX512_CORE_BF16", onednn_cap))
-        or ("avx_ne_convert" in flags and avx2 and _onednn_allows("AVX2_VNNI_2", onednn_cap))
+        ("avx512_bf16" in flags and avx512 and _onednn_allows("AVX512_CORE_BF16", onednn_cap)) or ne_convert
     )
+    bf16_kernels = mkldnn_bf16 and (avx512 or ne_convert)
     amx = bf16 and avx512 and {"amx_bf16", "amx_tile"} <= flags and _onednn_allows("AVX512_CORE_AMX", onednn_cap)
     return MachineInfo(
         cpu_model=model,
@@ -167,4 +174,109 @@ def machine_info() -> MachineInfo:
         amx=amx,
         aten_capability=aten,
         onednn_max_isa=onednn_cap,
+        bf16_kernels=bf16_kernels,
     )
+
+
+CHOICES_ENV = "DET_CPU_CHOICES"
+"""Environment variable overriding :func:`inference_choices`, e.g. ``channels_last=0,onednn_linear=1``."""
+
+KEEP_FREED_MEMORY_ENV = "DET_KEEP_FREED_MEMORY"
+"""det.core.allocator's switch (``0``/``1``): overrides the ``retain_freed_memory`` choice."""
+
+
+@dataclass(frozen=True)
+class InferenceChoices:
+    """How det runs CPU inference on this machine, chosen from :func:`machine_info`.
+
+    Invariant: a choice is on only on the kinds of machine where it was measured to be at least as
+    fast as torch's plain default (bench/README.md, "Choices per machine"); every choice that
+    depends on oneDNN's JIT kernels is off on the portable level (``capability == "default"``:
+    aarch64, or x86 capped with ``ATEN_CPU_CAPABILITY=default``)::
+
+        from det.core.machine import inference_choices
+        inference_choices().channels_last     # eval batches NHWC?
+        inference_choices().describe()        # "channels_last on, onednn_linear on, ..."
+    """
+
+    channels_last: bool
+    """Eval-mode batches and per-region head inputs in NHWC (det.core.modeling.inputs.inference_layout)."""
+    onednn_linear: bool
+    """det.core.layers.Linear runs float32 inference on oneDNN's inner product instead of F.linear."""
+    fused_conv: bool
+    """Fast mode runs a convolution and its ReLU as one oneDNN op (det.core.fast)."""
+    fast_bf16: bool
+    """Fast mode's default precision is bfloat16 (only where the CPU computes it natively)."""
+    retain_freed_memory: bool
+    """DefaultPredictor, fast mode and the det commands keep freed memory (det.core.allocator)."""
+
+    def as_dict(self) -> dict[str, bool]:
+        return {name: getattr(self, name) for name in _CHOICE_NAMES}
+
+    def describe(self) -> str:
+        """One line for logs and benchmark output."""
+        return ", ".join(f"{name} {'on' if on else 'off'}" for name, on in self.as_dict().items())
+
+
+_CHOICE_NAMES = ("channels_last", "onednn_linear", "fused_conv", "fast_bf16", "retain_freed_memory")
+
+
+_TRUE, _FALSE = ("1", "on", "true", "yes"), ("0", "off", "false", "no")
+
+
+def _parse_overrides(text: str, variable: str) -> dict[str, bool]:
+    overrides = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip().lower()
+        if not sep or name not in _CHOICE_NAMES or value not in _TRUE + _FALSE:
+            if variable == KEEP_FREED_MEMORY_ENV:
+                raise ValueError(f"{variable}={text.partition('=')[2]!r}: expected 0 or 1; fix or unset it")
+            raise ValueError(
+                f"{variable}={text!r}: {item!r} is not NAME=0 or NAME=1 with NAME one of "
+                f"{', '.join(_CHOICE_NAMES)}; fix or unset the variable"
+            )
+        overrides[name] = value in _TRUE
+    return overrides
+
+
+_choices: InferenceChoices | None = None
+
+
+def inference_choices() -> InferenceChoices:
+    """det's CPU inference choices for this machine (read once per process; ``DET_CPU_CHOICES``
+    overrides single choices, e.g. ``DET_CPU_CHOICES=channels_last=0``).
+
+    Cached in a plain module global rather than ``functools.lru_cache``: model code calls it, and
+    torch.compile/export read a global as a constant where they would trace into a cached function.
+    """
+    global _choices
+    if _choices is None:
+        _choices = _choose(machine_info())
+    return _choices
+
+
+def _choose(info: MachineInfo) -> InferenceChoices:
+    # Measured on Mask R-CNN R50-FPN at 800x1067 (bench/README.md, "Choices per machine"):
+    # - AVX-512 + AVX512-BF16 (Zen 5 class EPYC, 2026-11-24, the issue #13 profiling round, each
+    #   change against the model without it): channels_last 2.14 -> 1.69 s, oneDNN
+    #   linear box head 135 -> 60 ms, allocator -0.3 to -0.5 s, fast mode fp32 (folded BN + fused
+    #   conv) 1.074 -> 1.055 s.
+    # - AVX2 only (EPYC, 2026-12-07, bench_choices.py: DefaultPredictor in alternating processes,
+    #   process CPU time at 1 thread, choice on / off): channels_last 0.95, oneDNN
+    #   linear 1.00, allocator 0.95, fused conv 0.96: none is slower, so the levels agree.
+    # The portable level (aarch64, ATEN_CPU_CAPABILITY=default) was not measured on its hardware:
+    # it takes torch's plain path, which is what "never slower than the default" means there.
+    onednn = info.capability != "default"
+    choices = {
+        "channels_last": onednn,
+        "onednn_linear": onednn,
+        "fused_conv": onednn,
+        "fast_bf16": info.bf16,
+        "retain_freed_memory": True,
+    }
+    keep = os.environ.get(KEEP_FREED_MEMORY_ENV, "").strip()
+    if keep:  # det.core.allocator's own switch, older than DET_CPU_CHOICES
+        choices.update(_parse_overrides(f"retain_freed_memory={keep}", KEEP_FREED_MEMORY_ENV))
+    choices.update(_parse_overrides(os.environ.get(CHOICES_ENV, ""), CHOICES_ENV))
+    return InferenceChoices(**choices)

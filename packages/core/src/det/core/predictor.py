@@ -8,7 +8,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from det.core.allocator import retain_freed_memory
+from det.core.allocator import retain_freed_memory_where_chosen
 from det.core.transforms import ResizeShortestEdge
 
 __all__ = ["DefaultPredictor", "ResizeShortestEdge"]
@@ -104,7 +104,8 @@ class DefaultPredictor:
         outputs = predictor(cv2.imread("input.jpg"))
         outputs["instances"].pred_boxes
 
-    It calls :func:`det.core.allocator.retain_freed_memory` (process-wide; ``DET_KEEP_FREED_MEMORY=0``
+    It calls :func:`det.core.allocator.retain_freed_memory_where_chosen` (process-wide, where the
+    machine's :func:`~det.core.machine.inference_choices` keep freed memory; ``DET_KEEP_FREED_MEMORY=0``
     opts out), so that each inference reuses the previous one's memory instead of page-faulting it in.
     """
 
@@ -116,7 +117,7 @@ class DefaultPredictor:
                 f"DefaultPredictor supports cfg.INPUT.FORMAT 'RGB' or 'BGR', got {self.input_format!r}"
             )
         self.model = _build_and_load(self.cfg, cfg.MODEL.WEIGHTS)
-        retain_freed_memory()  # a predictor's process runs inference after inference
+        retain_freed_memory_where_chosen()  # a predictor's process runs inference after inference
 
         self.aug = ResizeShortestEdge(
             [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST

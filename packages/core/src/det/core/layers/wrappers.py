@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from det.core.machine import inference_choices
+
 
 def shapes_to_tensor(x: Sequence[int | torch.Tensor], device: torch.device | None = None) -> torch.Tensor:
     """Turn a list of ints (or scalar int tensors) into a 1-D tensor, keeping traces dynamic.
@@ -105,7 +107,9 @@ class Linear(nn.Linear):
     oneDNN's inner product instead of the BLAS behind ``F.linear``.
 
     On the bench machine (AMD EPYC, AVX512) the box head's 12544->1024 layer on 1000 boxes takes
-    56 ms there against 120 ms through ``F.linear``; results are equal up to float rounding.
+    56 ms there against 120 ms through ``F.linear``; results are equal up to float rounding. Where
+    the machine's choice says otherwise (:func:`det.core.machine.inference_choices`, e.g. the
+    portable level) it is ``F.linear``.
     Wherever a gradient may be needed, under tracing or compilation, or off the CPU, it is
     ``F.linear``: training stays bit-identical to detectron2's.
     """
@@ -124,6 +128,7 @@ def _onednn_linear_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and x.dim() == 2
         and x.shape[0] > 0
         and eager_cpu_inference(x, weight)
+        and inference_choices().onednn_linear
     )
 
 

@@ -18,6 +18,7 @@ import torch
 
 from det.core.events import EventStorage, get_event_storage
 from det.core.layers import move_device_like
+from det.core.machine import inference_choices
 from det.structures import ImageList, Instances
 
 __all__ = [
@@ -124,8 +125,10 @@ def inference_layout(batch: torch.Tensor) -> torch.Tensor:
     Convolutions, norms and pooling keep the layout, so setting it on the input batch is enough.
     Training keeps NCHW: its losses stay bit-identical to detectron2's (the golden train.pt test),
     which a different accumulation order would not give; inference moves by float rounding only.
+    Where the machine's choice says NCHW (:func:`det.core.machine.inference_choices`) the batch is
+    returned as it is.
     """
-    if batch.device.type == "cpu" and batch.dim() == 4:
+    if batch.device.type == "cpu" and batch.dim() == 4 and inference_choices().channels_last:
         return batch.contiguous(memory_format=torch.channels_last)
     return batch
 

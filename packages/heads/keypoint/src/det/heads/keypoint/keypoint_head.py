@@ -237,6 +237,9 @@ class KRCNNConvDeconvUpsampleHead(BaseKeypointRCNNHead, nn.Sequential):  # type:
         head.layers(torch.rand(2, 16, 14, 14)).shape   # (2, 17, 56, 56)
     """
 
+    # final layers: they stay float32 under fast mode's bfloat16 (det.core.fast's protocol)
+    float32_layers = ("score_lowres",)
+
     @configurable
     def __init__(self, input_shape: ShapeSpec, *, num_keypoints: int, conv_dims: Sequence[int], **kwargs):
         """

@@ -224,6 +224,9 @@ class MaskRCNNConvUpsampleHead(BaseMaskRCNNHead, nn.Sequential):  # type: ignore
         head.layers(torch.rand(3, 16, 14, 14)).shape   # (3, 80, 28, 28)
     """
 
+    # final layers: they stay float32 under fast mode's bfloat16 (det.core.fast's protocol)
+    float32_layers = ("predictor",)
+
     @configurable
     def __init__(self, input_shape: ShapeSpec, *, num_classes: int, conv_dims: Sequence[int], conv_norm="", **kwargs):
         """

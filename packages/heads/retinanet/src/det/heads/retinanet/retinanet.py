@@ -46,6 +46,9 @@ class RetinaNetHead(nn.Module):
         logits, deltas = head([torch.rand(1, 16, 32, 32)] * 5)  # 5 x (1, 720, 32, 32), 5 x (1, 36, 32, 32)
     """
 
+    # final layers: they stay float32 under fast mode's bfloat16 (det.core.fast's protocol)
+    float32_layers = ("cls_score", "bbox_pred")
+
     @configurable
     def __init__(
         self,

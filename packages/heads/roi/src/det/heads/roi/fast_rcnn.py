@@ -173,6 +173,9 @@ class FastRCNNOutputLayers(nn.Module):
         instances, kept = predictor.inference((scores, deltas), proposals)
     """
 
+    # final layers: they stay float32 under fast mode's bfloat16 (det.core.fast's protocol)
+    float32_layers = ("cls_score", "bbox_pred")
+
     @configurable
     def __init__(
         self,

@@ -52,6 +52,9 @@ class StandardRPNHead(nn.Module):
     entry gives a single conv named ``conv``, several give ``conv.conv0``, ``conv.conv1``, ...
     """
 
+    # final layers: they stay float32 under fast mode's bfloat16 (det.core.fast's protocol)
+    float32_layers = ("objectness_logits", "anchor_deltas")
+
     @configurable
     def __init__(
         self, *, in_channels: int, num_anchors: int, box_dim: int = 4, conv_dims: Sequence[int] = (-1,)

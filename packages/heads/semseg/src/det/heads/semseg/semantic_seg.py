@@ -58,6 +58,9 @@ class SemSegFPNHead(nn.Module):
         logits, _ = head.eval()({"p2": torch.rand(1, 16, 8, 8), "p3": torch.rand(1, 16, 4, 4)})  # (1, 5, 32, 32)
     """
 
+    # final layers: they stay float32 under fast mode's bfloat16 (det.core.fast's protocol)
+    float32_layers = ("predictor",)
+
     @configurable
     def __init__(
         self,
