@@ -99,6 +99,12 @@ class ChildVenv:
             raise AssertionError(f"pip install failed:\n{result.stdout}\n{result.stderr}")
         return result
 
+    def pip_install_names(self, *args: str | Path) -> set[str]:
+        """`pip_install(ARGS)`, returning the names of the distributions pip installed."""
+        stdout = self.pip_install(*args).stdout
+        [line] = [x for x in stdout.splitlines() if x.startswith("Successfully installed ")]
+        return {x.rsplit("-", 1)[0] for x in line.split()[2:]}
+
     def run(self, code: str, *, env: dict[str, str] | None = None, check: bool = True,
             timeout: float = 600) -> subprocess.CompletedProcess[str]:
         """Run python `code` in this venv; raise with its output when `check` and it fails."""
@@ -205,6 +211,33 @@ def build_wheel(project: Path, out_dir: Path) -> Path:
 def wheel_builder():
     """`wheel_builder(project_dir, out_dir) -> Path` of the built wheel."""
     return build_wheel
+
+
+def _all_projects() -> dict[str, Path]:
+    """Every distribution folder of the tree, by its project name."""
+    import tomllib
+
+    projects = {}
+    for pyproject in sorted(REPO_ROOT.glob("packages/**/pyproject.toml")):
+        projects[tomllib.loads(pyproject.read_text())["project"]["name"]] = pyproject.parent
+    return projects
+
+
+@pytest.fixture(scope="session")
+def all_wheels_projects() -> dict[str, Path]:
+    """Project name -> folder of every distribution of the tree."""
+    return _all_projects()
+
+
+@pytest.fixture(scope="session")
+def all_wheels(all_wheels_projects, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a wheel of every distribution of the tree, so that
+    `pip install --no-index --find-links all_wheels NAME` picks NAME's closure itself."""
+    wheels = tmp_path_factory.mktemp("all-det-wheels")
+    for folder in all_wheels_projects.values():
+        wheel = build_wheel(folder, wheels)
+        wheel.rename(wheels / wheel.name)
+    return wheels
 
 
 # --- Golden parity: detectron2's own outputs and a tolerant instance matcher ------------------
