@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from det.core import plugins
-from det.core.plugins import STANDARD_KINDS, normalize_name
 
-PREFER_ENV = "DET_PREFER"
+# prefer() and DET_PREFER are choices about plugins, kept (and cleared by reset()) with the others
+from det.core.plugins import PREFER_ENV, STANDARD_KINDS, normalize_name, prefer
+
 IN_PROCESS = "in-process"
 
 # Which distribution provides each of detectron2's standard component names: used to tell a user
@@ -145,36 +145,6 @@ def _check_kind(kind: Any) -> None:
         raise ValueError(f"Unknown component kind {kind!r}.{hint} Known kinds: {', '.join(kinds)}")
 
 
-def _preferences() -> dict[tuple[str, str], str]:
-    """Choices from ``DET_PREFER`` overlaid with those of :func:`prefer` (which win)."""
-    chosen: dict[tuple[str, str], str] = {}
-    text = os.environ.get(PREFER_ENV, "")
-    for item in (part.strip() for part in text.replace(";", ",").split(",")):
-        if not item:
-            continue
-        head, sep, dist = item.partition("=")
-        kind, sep2, name = head.partition(":")
-        if not (sep and sep2 and kind.strip() and name.strip() and dist.strip()):
-            raise ValueError(f"{PREFER_ENV} entry {item!r} is malformed; expected KIND:Name=distribution, e.g. "
-                             f"{PREFER_ENV}=ROI_HEADS:StandardROIHeads=det-heads-roi (comma-separated)")
-        chosen[(kind.strip(), name.strip())] = dist.strip()
-    chosen.update(plugins._preferences)
-    return chosen
-
-
-def prefer(kind: str, name: str, distribution: str) -> None:
-    """Choose which distribution's (kind, name) is used when several provide it (``"in-process"``
-    for an object registered by user code). Cleared by :func:`det.core.plugins.reset`.
-
-        prefer("ROI_HEADS", "StandardROIHeads", "det-heads-roi")
-    """
-    for label, value in (("kind", kind), ("name", name), ("distribution", distribution)):
-        if not isinstance(value, str) or not value:
-            raise TypeError(f"prefer() needs a non-empty string {label}, got {value!r}")
-    with _lock:
-        plugins._preferences[(kind, name)] = distribution
-
-
 def _hint_for_missing(kind: str, name: str) -> tuple[str, str | None]:
     """Advice on how to get (kind, name), and the distribution that provides it if standard."""
     dist = STANDARD_PROVIDERS.get((kind, name))
@@ -228,7 +198,7 @@ def get_component(kind: str, name: str) -> Any:
             kind, name, dist)
     if len(providers) > 1:
         dists = [info.distribution for info, _ in providers]
-        wanted = _preferences().get((kind, name))
+        wanted = plugins.preferences().get((kind, name))
         chosen = [p for p in providers if wanted is not None and normalize_name(p[0].distribution) == normalize_name(wanted)]
         if not chosen:
             listing = ", ".join(f"{info.distribution} ({info.target})" for info, _ in providers)
