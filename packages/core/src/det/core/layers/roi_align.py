@@ -9,8 +9,13 @@ from torch.nn.modules.utils import _pair
 from det.core.layers.ops import dispatch, torchvision_ops
 from det.core.layers.wrappers import eager_cpu_inference
 
+_LAYOUTS = {False: (5, "[batch index, x0, y0, x1, y1]"), True: (6, "[batch index, cx, cy, w, h, angle in degrees]")}
 
-def _check_roi_args(fn: str, input: torch.Tensor, rois: torch.Tensor, width: int, layout: str) -> None:
+
+def check_roi_args(fn: str, input: torch.Tensor, rois: torch.Tensor, rotated: bool = False) -> None:
+    """ValueError naming ``fn`` unless ``input`` is (N, C, H, W) and ``rois`` (R, 5), or (R, 6) rotated
+    boxes (every ROIAlign implementation checks the same way)."""
+    width, layout = _LAYOUTS[rotated]
     if not isinstance(input, torch.Tensor) or input.dim() != 4:
         shape = tuple(input.shape) if isinstance(input, torch.Tensor) else type(input).__name__
         raise ValueError(f"{fn}: input must be an (N, C, H, W) tensor, got {shape}")
@@ -31,7 +36,7 @@ def roi_align(
 
     Defaults are torchvision's (``aligned=False``); the :class:`ROIAlign` module defaults to aligned.
     """
-    _check_roi_args("roi_align", input, rois, 5, "[batch index, x0, y0, x1, y1]")
+    check_roi_args("roi_align", input, rois)
     return dispatch("roi_align", input, rois)(
         input, rois, _pair(output_size), float(spatial_scale), int(sampling_ratio), bool(aligned)
     )
@@ -68,7 +73,7 @@ class ROIAlign(nn.Module):
 
     def forward(self, input: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         """input: (N, C, H, W) features; rois: (R, 5) [batch index, x0, y0, x1, y1]."""
-        _check_roi_args("ROIAlign", input, rois, 5, "[batch index, x0, y0, x1, y1]")
+        check_roi_args("ROIAlign", input, rois)
         return roi_align(
             input,
             rois.to(dtype=_geometry_dtype(input.dtype)),
@@ -238,4 +243,4 @@ def _axis_weights(
     return weights, first, count
 
 
-__all__ = ["ROIAlign", "roi_align", "roi_align_separable"]
+__all__ = ["ROIAlign", "check_roi_args", "roi_align", "roi_align_separable"]
