@@ -18,7 +18,7 @@ from det.structures import (
     polygons_to_bitmask,
     rasterize_polygons_within_box,
 )
-from det.structures._roi_align import roi_align as torch_roi_align
+from det.structures.roi_align import roi_align as torch_roi_align
 from det.structures.mask_ops import paste_masks_in_image
 
 SQUARE = np.array([2.0, 2.0, 6.0, 2.0, 6.0, 6.0, 2.0, 6.0])

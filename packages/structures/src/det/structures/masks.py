@@ -231,7 +231,7 @@ def _roi_align(masks: torch.Tensor, rois: torch.Tensor, output_size: tuple[int, 
     try:
         roi_align = import_on_own_thread("torchvision.ops").roi_align
     except ImportError:
-        from det.structures._roi_align import roi_align
+        from det.structures.roi_align import roi_align
     return cast("torch.Tensor", roi_align(masks, rois, output_size, 1.0, 0, True))
 
 
