@@ -87,7 +87,8 @@ def test_c4_golden_top_scores_agree_to_float_noise(pth_outputs, c4_case):
 
 
 def test_c4_matches_golden_from_pkl(c4_case, assert_matches_golden):
-    checkpoint = pytest.importorskip("det.checkpoint")
+    from det import checkpoint
+
     model = _build(c4_case)
     checkpoint.DetectionCheckpointer(model).load(str(c4_case.pkl))
     _check_outputs(_run(model, c4_case), c4_case, assert_matches_golden)

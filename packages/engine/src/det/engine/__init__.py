@@ -32,9 +32,11 @@ _LAZY = {
     "Visualizer": "det.engine.visualizer",
     "ColorMode": "det.engine.visualizer",
     "VisImage": "det.engine.visualizer",
-    # detectron2's engine.hooks and utils.comm
+    # detectron2's engine.hooks and utils.comm; launch is the function (in det.engine.train the
+    # name is its submodule's)
     "hooks": "det.engine.train",
     "comm": "det.engine.train",
+    "launch": "det.engine.train.launch",
     "DefaultPredictor": "det.core.predictor",
     # model statistics (detectron2's utils.analysis)
     "parameter_count": "det.engine.analysis",
