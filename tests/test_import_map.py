@@ -90,7 +90,8 @@ def test_scan_finds_imports_everywhere(tmp_path):
                           "lvis", "importlib", "det.data.catalog"}
     assert found["lvis"].guarded and found["lvis"].in_function
     assert not found["det.data.catalog"].guarded and found["det.data.catalog"].how == "call"
-    assert found["det.engine.visualizer"].how == "string" and not found["det.engine.visualizer"].in_function
+    assert found["det.engine.visualizer"].how == "name" and not found["det.engine.visualizer"].in_function
+    assert found["det.heads.mask.mask_head"].how == "string"
     assert found["det.structures.Boxes"].line == 6
 
 
@@ -101,7 +102,7 @@ def test_scan_finds_imports_everywhere(tmp_path):
 def tree(tmp_path):
     """The map, the docs with generated tables, and every distribution's pyproject and sources."""
     root = tmp_path / "repo"
-    for name in ("import-map.toml", "README.md", "docs/architecture.md"):
+    for name in ("import-map.toml", "README.md", "docs/architecture.md", "docs/guide.md"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, root / name)
     for pyproject in (REPO / "packages").rglob("pyproject.toml"):
@@ -283,6 +284,8 @@ def test_a_new_distribution_gets_its_table_printed(tree):
         det-heads-roi = "its ROI heads extend StandardROIHeads"
     '''))
     assert _problems(tree) == []
+    guide = tree / "docs/guide.md"
+    guide.write_text(guide.read_text().replace("| Triton kernels on CUDA |", "| point-based mask heads | `det-pointrend` |\n| Triton kernels on CUDA |"))
     imap = import_map.load_map(tree)
     assert import_map.write_docs(imap) == ["docs/architecture.md", "README.md"]
     assert import_map.check_docs(imap) == []
@@ -295,3 +298,11 @@ def test_stale_docs_are_reported(tree):
     (problem,) = import_map.check_docs(import_map.load_map(tree))
     assert problem == ("README.md: the generated 'distributions' table is out of date: run "
                        "`python3 dev.py run python tools/import_map.py --write-docs`")
+
+
+def test_the_guide_names_every_distribution(tree):
+    guide = tree / "docs/guide.md"
+    guide.write_text(guide.read_text().replace("| Triton kernels on CUDA | `det-ops-cuda` |\n", ""))
+    (problem,) = import_map.check_docs(import_map.load_map(tree))
+    assert problem == ('docs/guide.md: the table of "Install what you need" does not name det-ops-cuda: add a row '
+                       "saying what each is for")

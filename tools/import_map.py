@@ -101,6 +101,7 @@ class _ImportVisitor(ast.NodeVisitor):
         self._guarded = 0
         self._functions = 0
         self._typing = 0
+        self._consumed: set[int] = set()
 
     def _add(self, module: str, node: ast.AST, how: str) -> None:
         self.found.append(Import(module, self.path, getattr(node, "lineno", 0), self._guarded > 0,
@@ -159,10 +160,11 @@ class _ImportVisitor(ast.NodeVisitor):
             arg = node.args[position]
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                 self._add(arg.value, node, "call")
+                self._consumed.add(id(arg))  # not a second time as a module's name
         self.generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
-        if isinstance(node.value, str):
+        if isinstance(node.value, str) and id(node) not in self._consumed:
             match = _DET_TARGET.match(node.value)
             if match:  # ("KIND", "Name", "det.pkg.module:attribute") declarations
                 self._add(match.group(1), node, "string")
@@ -645,7 +647,19 @@ def check_docs(imap: ImportMap) -> list[str]:
                                 f"{END.format(name)!r})")
             elif updated != text:
                 problems.append(f"{doc}: the generated {name!r} table is out of date: run `{WRITE_DOCS}`")
-    return problems
+    return problems + _guide_problems(imap)
+
+
+GUIDE = "docs/guide.md"  # its "Install what you need" table names every distribution (written by hand)
+
+
+def _guide_problems(imap: ImportMap) -> list[str]:
+    text = (imap.root / GUIDE).read_text(encoding="utf-8")
+    start = text.find("## Install what you need")
+    section = text[start: text.find("\n## ", start + 1)] if start >= 0 else ""
+    missing = [name for name in imap.parts if not re.search(rf"`[^`]*\b{re.escape(name)}\b[^`]*`", section)]
+    return [f"{GUIDE}: the table of \"Install what you need\" does not name {', '.join(missing)}: add a row "
+            f"saying what each is for"] if missing else []
 
 
 def write_docs(imap: ImportMap) -> list[str]:
