@@ -257,10 +257,12 @@ class Registry:
         def build_toy(cfg, input_shape): ...
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, doc: str | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"A Registry is named by its kind (e.g. 'BACKBONE'), got {name!r}")
         self._name = name
+        if doc is not None:
+            self.__doc__ = doc
         with _lock:
             _in_process.setdefault(name, {})
 
@@ -311,26 +313,29 @@ class Registry:
     __str__ = __repr__
 
 
-META_ARCH_REGISTRY = Registry("META_ARCH")
-META_ARCH_REGISTRY.__doc__ = """Meta-architectures (the whole model): called with ``cfg``, returns an nn.Module."""
-BACKBONE_REGISTRY = Registry("BACKBONE")
-BACKBONE_REGISTRY.__doc__ = """Backbones: called with ``(cfg, input_shape)``, returns a Backbone."""
-PROPOSAL_GENERATOR_REGISTRY = Registry("PROPOSAL_GENERATOR")
-PROPOSAL_GENERATOR_REGISTRY.__doc__ = """Proposal generators: called with ``(cfg, input_shape)``."""
-RPN_HEAD_REGISTRY = Registry("RPN_HEAD")
-RPN_HEAD_REGISTRY.__doc__ = """RPN heads: called with ``(cfg, input_shape)``."""
-ANCHOR_GENERATOR_REGISTRY = Registry("ANCHOR_GENERATOR")
-ANCHOR_GENERATOR_REGISTRY.__doc__ = """Anchor generators: called with ``(cfg, input_shape)``."""
-ROI_HEADS_REGISTRY = Registry("ROI_HEADS")
-ROI_HEADS_REGISTRY.__doc__ = """ROI heads: called with ``(cfg, input_shape)``."""
-ROI_BOX_HEAD_REGISTRY = Registry("ROI_BOX_HEAD")
-ROI_BOX_HEAD_REGISTRY.__doc__ = """Box heads: called with ``(cfg, input_shape)``."""
-ROI_MASK_HEAD_REGISTRY = Registry("ROI_MASK_HEAD")
-ROI_MASK_HEAD_REGISTRY.__doc__ = """Mask heads: called with ``(cfg, input_shape)``."""
-ROI_KEYPOINT_HEAD_REGISTRY = Registry("ROI_KEYPOINT_HEAD")
-ROI_KEYPOINT_HEAD_REGISTRY.__doc__ = """Keypoint heads: called with ``(cfg, input_shape)``."""
-SEM_SEG_HEADS_REGISTRY = Registry("SEM_SEG_HEADS")
-SEM_SEG_HEADS_REGISTRY.__doc__ = """Semantic segmentation heads: called with ``(cfg, input_shape)``."""
+# detectron2's registries: each a view of one kind, documented with what its components are called with
+META_ARCH_REGISTRY = Registry(
+    "META_ARCH", doc="Meta-architectures (the whole model): called with ``cfg``, returns an nn.Module."
+)
+BACKBONE_REGISTRY = Registry(
+    "BACKBONE", doc="Backbones: called with ``(cfg, input_shape)``, returns a Backbone."
+)
+PROPOSAL_GENERATOR_REGISTRY = Registry(
+    "PROPOSAL_GENERATOR", doc="Proposal generators: called with ``(cfg, input_shape)``."
+)
+RPN_HEAD_REGISTRY = Registry("RPN_HEAD", doc="RPN heads: called with ``(cfg, input_shape)``.")
+ANCHOR_GENERATOR_REGISTRY = Registry(
+    "ANCHOR_GENERATOR", doc="Anchor generators: called with ``(cfg, input_shape)``."
+)
+ROI_HEADS_REGISTRY = Registry("ROI_HEADS", doc="ROI heads: called with ``(cfg, input_shape)``.")
+ROI_BOX_HEAD_REGISTRY = Registry("ROI_BOX_HEAD", doc="Box heads: called with ``(cfg, input_shape)``.")
+ROI_MASK_HEAD_REGISTRY = Registry("ROI_MASK_HEAD", doc="Mask heads: called with ``(cfg, input_shape)``.")
+ROI_KEYPOINT_HEAD_REGISTRY = Registry(
+    "ROI_KEYPOINT_HEAD", doc="Keypoint heads: called with ``(cfg, input_shape)``."
+)
+SEM_SEG_HEADS_REGISTRY = Registry(
+    "SEM_SEG_HEADS", doc="Semantic segmentation heads: called with ``(cfg, input_shape)``."
+)
 
 
 def _forget_imports() -> None:

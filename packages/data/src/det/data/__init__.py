@@ -13,7 +13,7 @@ on first ``DatasetCatalog.get``). Other names are imported on first use::
 from __future__ import annotations
 
 from det.core.lazy import lazy_exports
-from det.data.catalog import DatasetCatalog, Metadata, MetadataCatalog
+from det.data.catalog import DatasetCatalog, Metadata, MetadataCatalog  # noqa: F401 (public, below)
 
 _LAZY = {
     "transforms": "det.data.transforms",

@@ -9,7 +9,7 @@ Public names are imported on first use (PEP 562), so ``import det.engine`` stays
 from __future__ import annotations
 
 from det.core.lazy import alias_package, lazy_exports
-from det.engine.version import __version__
+from det.engine.version import __version__  # noqa: F401 (public, below)
 
 # The data pipeline and the evaluators moved to det-data and det-evaluation; their old paths keep
 # working for one release as aliases of the same modules.
