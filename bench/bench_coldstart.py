@@ -97,7 +97,7 @@ def stage(name):
     global t
     now = time.perf_counter(); stages[name] = now - t; t = now
 from det.core import build_model, get_cfg
-from det.core.modeling.build import skip_init
+from det.core.modeling.skip_init import skip_init
 from det.checkpoint import DetectionCheckpointer
 stage("import_det")
 cfg = get_cfg(); cfg.merge_from_file({yaml!r}); cfg.MODEL.DEVICE = "cpu"; cfg.MODEL.WEIGHTS = {ckpt!r}

@@ -67,6 +67,7 @@ import sys  # noqa: E402
 import sysconfig  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from importlib import metadata  # noqa: E402
+from typing import Any  # noqa: E402
 
 MAIN_SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
 
@@ -98,6 +99,12 @@ class ChildVenv:
         if result.returncode != 0:
             raise AssertionError(f"pip install failed:\n{result.stdout}\n{result.stderr}")
         return result
+
+    def pip_install_names(self, *args: str | Path) -> set[str]:
+        """`pip_install(ARGS)`, returning the names of the distributions pip installed."""
+        stdout = self.pip_install(*args).stdout
+        [line] = [x for x in stdout.splitlines() if x.startswith("Successfully installed ")]
+        return {x.rsplit("-", 1)[0] for x in line.split()[2:]}
 
     def run(self, code: str, *, env: dict[str, str] | None = None, check: bool = True,
             timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -207,14 +214,51 @@ def wheel_builder():
     return build_wheel
 
 
+def _all_projects() -> dict[str, Path]:
+    """Every distribution folder of the tree, by its project name."""
+    import tomllib
+
+    projects = {}
+    for pyproject in sorted(REPO_ROOT.glob("packages/**/pyproject.toml")):
+        projects[tomllib.loads(pyproject.read_text())["project"]["name"]] = pyproject.parent
+    return projects
+
+
+@pytest.fixture(scope="session")
+def all_wheels_projects() -> dict[str, Path]:
+    """Project name -> folder of every distribution of the tree."""
+    return _all_projects()
+
+
+@pytest.fixture(scope="session")
+def all_wheels(all_wheels_projects, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a wheel of every distribution of the tree, so that
+    `pip install --no-index --find-links all_wheels NAME` picks NAME's closure itself."""
+    wheels = tmp_path_factory.mktemp("all-det-wheels")
+    for folder in all_wheels_projects.values():
+        wheel = build_wheel(folder, wheels)
+        wheel.rename(wheels / wheel.name)
+    return wheels
+
+
 # --- Golden parity: detectron2's own outputs and a tolerant instance matcher ------------------
 
 
 @dataclass
 class GoldenCase:
-    """One case of ../shared/golden: its files, loaded on demand (see that folder's README)."""
+    """One case of ../shared/golden: its files, loaded on demand (see that folder's README), and
+    det's model of it. The one place golden tests build, load and run models::
+
+        model = case.model("pth")        # eval mode, every weight from model_final.pth (strict); shared
+        outputs = case.predict("pkl")    # that model's outputs on the case's inputs; shared
+        fresh = case.build("pth", cfg)   # a new model (to train or change), from cfg or case.cfg()
+    """
 
     root: Path
+
+    def __post_init__(self) -> None:
+        self._models: dict[str, Any] = {}
+        self._predictions: dict[str, list[dict]] = {}
 
     @property
     def name(self) -> str:
@@ -243,20 +287,84 @@ class GoldenCase:
 
     @property
     def outputs(self) -> list[dict]:
+        """detectron2's outputs on :attr:`inputs`."""
         return self.load("outputs.pt")
+
+    def cfg(self):
+        """The case's config (``get_cfg()`` merged with its config.yaml), on the CPU."""
+        from det.core import get_cfg
+
+        cfg = get_cfg()
+        cfg.merge_from_file(str(self.config_file))
+        cfg.MODEL.DEVICE = "cpu"
+        return cfg
+
+    def build(self, weights: str | Path | None = None, cfg: Any = None):
+        """A new model in eval mode from ``cfg`` (default :meth:`cfg`), with every weight from
+        ``weights`` ("pth", "pkl" or a path; strict: no missing or unexpected name) when given."""
+        import torch
+
+        from det.checkpoint import DetectionCheckpointer
+        from det.core import build_model
+
+        torch.manual_seed(1)  # not detectron2's init: every weight must come from the file
+        model = build_model(cfg if cfg is not None else self.cfg()).eval()
+        if weights is not None:
+            path = {"pth": self.pth, "pkl": self.pkl}.get(str(weights), weights)
+            DetectionCheckpointer(model).load(str(path), strict=True)
+        return model
+
+    def model(self, weights: str = "pth"):
+        """:meth:`build` with ``weights``, once per case: tests share it, so they must not change it."""
+        if weights not in self._models:
+            self._models[weights] = self.build(weights)
+        return self._models[weights]
+
+    def predict(self, weights: str = "pth") -> list[dict]:
+        """The outputs of :meth:`model` on :attr:`inputs` (no gradients), computed once."""
+        import torch
+
+        if weights not in self._predictions:
+            with torch.no_grad():
+                self._predictions[weights] = self.model(weights)(self.inputs)
+        return self._predictions[weights]
+
+
+_GOLDEN_CASES: dict[str, GoldenCase] = {}
 
 
 @pytest.fixture(scope="session")
 def golden_case(golden_dir: Path):
-    """`golden_case("mask_rcnn_R_50_FPN") -> GoldenCase`."""
+    """`golden_case("mask_rcnn_R_50_FPN") -> GoldenCase` (one object per case and session)."""
 
     def get(name: str) -> GoldenCase:
         root = golden_dir / name
         if not root.is_dir():
             pytest.fail(f"golden case {name} not found under {golden_dir}")
-        return GoldenCase(root)
+        return _GOLDEN_CASES.setdefault(name, GoldenCase(root))
 
     return get
+
+
+@pytest.fixture(scope="module")
+def golden(request: pytest.FixtureRequest, golden_case) -> GoldenCase:
+    """The golden case named by the test module's ``GOLDEN_CASE``."""
+    name = getattr(request.module, "GOLDEN_CASE", None)
+    if name is None:
+        pytest.fail(f"{request.module.__name__} uses the `golden` fixture without a GOLDEN_CASE name")
+    return golden_case(name)
+
+
+@pytest.fixture(scope="module")
+def pth_model(golden: GoldenCase):
+    """The module's golden model, weights from model_final.pth (shared: do not change it)."""
+    return golden.model("pth")
+
+
+@pytest.fixture(scope="module")
+def pth_outputs(golden: GoldenCase) -> list[dict]:
+    """:func:`pth_model`'s outputs on the golden inputs."""
+    return golden.predict("pth")
 
 
 def match_golden_instances(ours, golden: dict, *, box_tol: float = 0.05, score_tol: float = 2e-3,

@@ -24,6 +24,7 @@ MODULES = [
     "det.core.config.lazy",
     "det.core.events",
     "det.core.modeling.build",
+    "det.core.modeling.skip_init",
     "det.core.plugins",
     "det.core.predictor",
     "det.core.registry",

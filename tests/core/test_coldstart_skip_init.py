@@ -12,7 +12,7 @@ from torch import nn
 
 from det.checkpoint import DetectionCheckpointer
 from det.core import DefaultPredictor, build_model, get_cfg
-from det.core.modeling.build import skip_init
+from det.core.modeling.skip_init import skip_init
 from det.core.registry import META_ARCH_REGISTRY
 
 ZOO = {

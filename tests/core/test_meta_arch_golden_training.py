@@ -14,12 +14,11 @@ from det.core import EventStorage
 
 @pytest.mark.slow
 def test_mask_rcnn_box_and_rpn_losses_match_detectron2(golden_case):
-    from det.core import build_model, get_cfg
+    from det.core import build_model
     from det.structures import Boxes, Instances
 
     case = golden_case("mask_rcnn_R_50_FPN")
-    cfg = get_cfg()
-    cfg.merge_from_file(str(case.config_file))
+    cfg = case.cfg()
     cfg.MODEL.MASK_ON = False
     model = build_model(cfg)
     weights = case.load("model_final.pth")["model"]

@@ -159,7 +159,8 @@ def test_dispatch_errors():
 
 
 def test_reads_det_core_plugins_and_follows_its_reset(monkeypatch):
-    plugins = pytest.importorskip("det.core.plugins")
+    from det.core import plugins
+
     declared = [("paste_masks", "meta", f"{FAKE_MODULE}:paste", "det-fake-ops")]
     monkeypatch.setattr(plugins, "op_declarations", lambda: list(declared))
     assert op_providers()["paste_masks"] == {"*": "det-core", "meta": "det-fake-ops"}

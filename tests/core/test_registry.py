@@ -170,6 +170,25 @@ def test_in_process_object_conflicts_with_a_plugin_until_preferred():
         prefer("META_ARCH", "GeneralizedRCNN", "")
 
 
+def test_preferences_live_with_the_plugin_state(monkeypatch):
+    """prefer() and DET_PREFER are kept by det.core.plugins, under its lock, next to disable():
+    disabling keeps the choices, reset() forgets them, and the API wins over the environment."""
+    from det.core import plugins
+
+    assert registry.prefer is plugins.prefer and registry.PREFER_ENV == plugins.PREFER_ENV == "DET_PREFER"
+    monkeypatch.setenv("DET_PREFER", "ROI_HEADS:StandardROIHeads=det-a, BACKBONE:b=det-b")
+    prefer("ROI_HEADS", "StandardROIHeads", "det-c")
+    assert plugins.preferences() == {("ROI_HEADS", "StandardROIHeads"): "det-c", ("BACKBONE", "b"): "det-b"}
+    plugins.disable("det-nothing")
+    assert plugins.preferences()[("ROI_HEADS", "StandardROIHeads")] == "det-c"
+    plugins.reset()
+    assert plugins.preferences() == {("ROI_HEADS", "StandardROIHeads"): "det-a", ("BACKBONE", "b"): "det-b"}
+    monkeypatch.setenv("DET_PREFER", "ROI_HEADS=det-a")
+    with pytest.raises(ValueError, match="DET_PREFER entry 'ROI_HEADS=det-a' is malformed; expected "
+                                         "KIND:Name=distribution"):
+        plugins.preferences()
+
+
 def test_import_failure_names_the_distribution():
     # det-core declares it; whether or not det.core.modeling exists yet, a bad attribute fails cleanly
     bad = Registry("BAD_KIND")

@@ -1,5 +1,6 @@
 """det.engine.data and det.engine.evaluation moved to det-data / det-evaluation; the old import
-paths are aliases of the very same modules for one release."""
+paths are aliases of the very same modules for one release, and det.engine re-exports the moved
+packages' names (lazily: tests/test_lazy_exports.py checks every lazy package)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,19 @@ def test_new_paths_do_not_warn_and_import_no_engine():
     out = _run("import sys, det.data, det.evaluation; print(sorted(m for m in sys.modules if m.startswith('det.engine')))")
     assert "moved to" not in out
     assert out.strip().endswith("[]")
+
+
+def test_det_engine_reexports_data_evaluation_and_training_names_lazily():
+    out = _run(
+        "import sys, det.engine\n"
+        "assert 'torch' not in sys.modules and det.engine.__version__\n"
+        "from det.engine import DatasetCatalog, COCOEvaluator, DefaultTrainer, Visualizer, hooks\n"
+        "import det.data, det.evaluation, det.engine.train\n"
+        "assert DatasetCatalog is det.data.DatasetCatalog and COCOEvaluator is det.evaluation.COCOEvaluator\n"
+        "assert DefaultTrainer is det.engine.train.DefaultTrainer and hooks is det.engine.train.hooks\n"
+        "names = set(det.engine.__all__)\n"
+        "assert set(det.evaluation.__all__) <= names and {'DatasetMapper', 'load_lvis_json', 'launch'} <= names\n"
+        "assert not {'transforms', 'datasets', 'solver'} & names  # submodules of the others stay theirs\n"
+        "print('shapes_val' in DatasetCatalog)\n"
+    )
+    assert out.strip().splitlines()[-1] == "True"

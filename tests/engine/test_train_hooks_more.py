@@ -137,7 +137,19 @@ def test_update_bn_stats_loader_too_short_raises_and_keeps_stats():
 
 def test_update_bn_stats_without_bn_is_a_no_op():
     untracked = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2, track_running_stats=False))
-    update_bn_stats(untracked, iter(()), num_iters=5)  # nothing to update: the loader is not read
+    before = {k: v.clone() for k, v in untracked.state_dict().items()}
+    batches_read = []
+
+    def loader():
+        batches_read.append(1)
+        yield torch.randn(4, 2)
+
+    # nothing to update: the loader is not read and no parameter or buffer changes
+    assert update_bn_stats(untracked, loader(), num_iters=5) is None
+    assert batches_read == []
+    after = untracked.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], v) for k, v in before.items())
+    assert untracked[1].running_mean is None and untracked[1].momentum == 0.1
 
 
 # --- PreciseBN --------------------------------------------------------------------------------

@@ -253,7 +253,6 @@ def test_lvis_evaluator_end_to_end(lvis_dataset, tmp_path):
 
 
 def test_cocofied_lvis_uses_coco_ids(tmp_path):
-    pytest.importorskip("det.data.datasets.builtin_meta")
     data = json.loads(Path(_lvis_json(tmp_path / "x.json")).read_text())
     data["categories"] = [
         {"id": 1, "name": "person", "synonyms": ["person"], "frequency": "f"},

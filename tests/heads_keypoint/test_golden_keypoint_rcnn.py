@@ -11,36 +11,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from det.checkpoint import DetectionCheckpointer
-from det.core import EventStorage, build_model, get_cfg
+from det.core import EventStorage
 from det.structures import Boxes, Instances, Keypoints
 
-CASE = "keypoint_rcnn_R_50_FPN"
-
-
-@pytest.fixture(scope="module")
-def case(golden_case):
-    return golden_case(CASE)
-
-
-def _load(case, path):
-    cfg = get_cfg()
-    cfg.merge_from_file(str(case.config_file))
-    torch.manual_seed(1)  # not detectron2's init: every weight must come from the checkpoint
-    model = build_model(cfg).eval()
-    DetectionCheckpointer(model).load(str(path))
-    return model
-
-
-@pytest.fixture(scope="module")
-def pth_model(case):
-    return _load(case, case.pth)
-
-
-@pytest.fixture(scope="module")
-def pth_outputs(pth_model, case):
-    with torch.no_grad():
-        return pth_model(case.inputs)
+GOLDEN_CASE = "keypoint_rcnn_R_50_FPN"  # the `golden`, `pth_model`, `pth_outputs` fixtures (tests/conftest.py)
 
 
 def _check(outputs, case, assert_matches_golden):
@@ -68,7 +42,7 @@ def _check(outputs, case, assert_matches_golden):
             torch.testing.assert_close(heatmaps[oi], theirs["pred_keypoint_heatmaps_first5"][gi], rtol=1e-4, atol=1e-4)
 
 
-def test_model_has_detectron2_structure_and_names(pth_model, case):
+def test_model_has_detectron2_structure_and_names(pth_model, golden):
     heads = pth_model.roi_heads
     assert heads.keypoint_on and not heads.mask_on
     assert heads.keypoint_in_features == ["p2", "p3", "p4", "p5"]
@@ -77,21 +51,18 @@ def test_model_has_detectron2_structure_and_names(pth_model, case):
     assert [n for n, _ in head.named_children()][-3:] == ["conv_fcn8", "conv_fcn_relu8", "score_lowres"]
     assert head.loss_normalizer == "visible" and head.num_keypoints == 17
     assert heads.keypoint_pooler.output_size == (14, 14)
-    assert set(pth_model.state_dict()) == set(torch.load(case.pth, weights_only=True)["model"])
+    assert set(pth_model.state_dict()) == set(torch.load(golden.pth, weights_only=True)["model"])
 
 
-def test_matches_golden_from_pth(pth_outputs, case, assert_matches_golden):
-    _check(pth_outputs, case, assert_matches_golden)
+def test_matches_golden_from_pth(pth_outputs, golden, assert_matches_golden):
+    _check(pth_outputs, golden, assert_matches_golden)
 
 
-def test_matches_golden_from_pkl(case, assert_matches_golden):
-    model = _load(case, case.pkl)
-    with torch.no_grad():
-        outputs = model(case.inputs)
-    _check(outputs, case, assert_matches_golden)
+def test_matches_golden_from_pkl(golden, assert_matches_golden):
+    _check(golden.predict("pkl"), golden, assert_matches_golden)
 
 
-def test_keypoints_are_rescaled_to_the_requested_size(pth_outputs, case):
+def test_keypoints_are_rescaled_to_the_requested_size(pth_outputs, golden):
     # image 2 ran at 640x480 and is reported at 427x320: keypoints scale with the boxes
     instances = pth_outputs[1]["instances"]
     assert instances.image_size == (427, 320)
@@ -100,14 +71,14 @@ def test_keypoints_are_rescaled_to_the_requested_size(pth_outputs, case):
     assert (kpts[..., 1] >= boxes[:, None, 1] - 1).all() and (kpts[..., 1] <= boxes[:, None, 3] + 1).all()
 
 
-def test_forward_hook_on_the_keypoint_head_sees_its_input_and_output(pth_model, case):
+def test_forward_hook_on_the_keypoint_head_sees_its_input_and_output(pth_model, golden):
     seen = {}
     handle = pth_model.roi_heads.keypoint_head.register_forward_hook(
         lambda module, args, output: seen.update(args=args, output=output)
     )
     try:
         with torch.no_grad():
-            pth_model(case.inputs[:1])
+            pth_model(golden.inputs[:1])
     finally:
         handle.remove()
     features, instances = seen["args"]
@@ -116,9 +87,9 @@ def test_forward_hook_on_the_keypoint_head_sees_its_input_and_output(pth_model, 
 
 
 @pytest.mark.slow
-def test_training_step_gives_detectron2_losses_and_statistics(case):
-    golden = case.load("train.pt")
-    raw = golden["inputs"][0]
+def test_training_step_gives_detectron2_losses_and_statistics(golden):
+    expected = golden.load("train.pt")
+    raw = expected["inputs"][0]
     gt = raw["instances"]
     instances = Instances(tuple(gt["image_size"]))
     instances.gt_boxes = Boxes(gt["gt_boxes"])
@@ -126,18 +97,18 @@ def test_training_step_gives_detectron2_losses_and_statistics(case):
     instances.gt_keypoints = Keypoints(gt["gt_keypoints"])
     inputs = [{"image": raw["image"], "height": raw["height"], "width": raw["width"], "instances": instances}]
 
-    model = _load(case, case.pth).train()
+    model = golden.build("pth").train()
     with EventStorage(0) as storage:
         torch.manual_seed(0)
         losses = model(inputs)
         scalars = {k: v[0] for k, v in storage.latest().items()}
 
     assert sorted(losses) == ["loss_box_reg", "loss_cls", "loss_keypoint", "loss_rpn_cls", "loss_rpn_loc"]
-    assert sorted(scalars) == sorted(golden["storage_scalar_names"])
+    assert sorted(scalars) == sorted(expected["storage_scalar_names"])
     assert "keypoint_head/num_fg_samples" in scalars
-    for name, value in golden["loss_values"].items():
+    for name, value in expected["loss_values"].items():
         assert losses[name].item() == pytest.approx(value, rel=1e-5, abs=1e-7), name
-    for name, value in golden["storage_scalars"].items():
+    for name, value in expected["storage_scalars"].items():
         assert scalars[name] == pytest.approx(value, rel=1e-5, abs=1e-7), name
     assert losses["loss_keypoint"].item() == pytest.approx(8.27205753326416, rel=1e-6)
 

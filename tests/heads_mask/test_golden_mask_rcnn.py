@@ -12,40 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from det.checkpoint import DetectionCheckpointer
-from det.core import EventStorage, build_model, get_cfg
+from det.core import EventStorage
 from det.structures import BitMasks, Boxes, Instances, PolygonMasks
 
-CASE = "mask_rcnn_R_50_FPN"
-
-
-@pytest.fixture(scope="module")
-def case(golden_case):
-    return golden_case(CASE)
-
-
-def _build(case):
-    cfg = get_cfg()
-    cfg.merge_from_file(str(case.config_file))
-    torch.manual_seed(1)  # not detectron2's init: every weight must come from the checkpoint
-    return build_model(cfg).eval()
-
-
-def _load(case, path):
-    model = _build(case)
-    DetectionCheckpointer(model).load(str(path))
-    return model
-
-
-@pytest.fixture(scope="module")
-def pth_model(case):
-    return _load(case, case.pth)
-
-
-@pytest.fixture(scope="module")
-def pth_outputs(pth_model, case):
-    with torch.no_grad():
-        return pth_model(case.inputs)
+GOLDEN_CASE = "mask_rcnn_R_50_FPN"  # the `golden`, `pth_model`, `pth_outputs` fixtures (tests/conftest.py)
 
 
 def _check(outputs, case, assert_matches_golden):
@@ -64,7 +34,7 @@ def _check(outputs, case, assert_matches_golden):
         assert (g ^ o).sum().item() <= 1e-3 * max(g.sum().item(), 1)
 
 
-def test_model_has_detectron2_structure_and_names(pth_model, case):
+def test_model_has_detectron2_structure_and_names(pth_model, golden):
     heads = pth_model.roi_heads
     assert type(heads).__name__ == "StandardROIHeads"
     assert heads.in_features == heads.mask_in_features == ["p2", "p3", "p4", "p5"]
@@ -73,23 +43,20 @@ def test_model_has_detectron2_structure_and_names(pth_model, case):
         "mask_fcn1", "mask_fcn2", "mask_fcn3", "mask_fcn4", "deconv", "deconv_relu", "predictor"]
     assert heads.mask_head.predictor.out_channels == 80
     assert heads.mask_pooler.output_size == (14, 14)
-    assert set(pth_model.state_dict()) == set(torch.load(case.pth, weights_only=True)["model"])
+    assert set(pth_model.state_dict()) == set(torch.load(golden.pth, weights_only=True)["model"])
 
 
-def test_matches_golden_from_pth(pth_outputs, case, assert_matches_golden):
-    _check(pth_outputs, case, assert_matches_golden)
+def test_matches_golden_from_pth(pth_outputs, golden, assert_matches_golden):
+    _check(pth_outputs, golden, assert_matches_golden)
 
 
-def test_matches_golden_from_pkl(case, assert_matches_golden):
-    model = _load(case, case.pkl)
-    with torch.no_grad():
-        outputs = model(case.inputs)
-    _check(outputs, case, assert_matches_golden)
+def test_matches_golden_from_pkl(golden, assert_matches_golden):
+    _check(golden.predict("pkl"), golden, assert_matches_golden)
 
 
-def test_partial_execution_as_in_detectron2_docs(pth_model, case):
+def test_partial_execution_as_in_detectron2_docs(pth_model, golden):
     model = pth_model
-    inputs = case.inputs
+    inputs = golden.inputs
     with torch.no_grad():
         # detectron2's "partially execute a model" example, verbatim
         images = model.preprocess_image(inputs)
@@ -107,7 +74,7 @@ def test_partial_execution_as_in_detectron2_docs(pth_model, case):
     assert instances[0].pred_masks.min() >= 0 and instances[0].pred_masks.max() <= 1
 
 
-def test_forward_hooks_on_mask_submodules_behave_as_plain_pytorch(pth_model, case):
+def test_forward_hooks_on_mask_submodules_behave_as_plain_pytorch(pth_model, golden):
     seen = {}
 
     def record(name):
@@ -125,7 +92,7 @@ def test_forward_hooks_on_mask_submodules_behave_as_plain_pytorch(pth_model, cas
     ]
     try:
         with torch.no_grad():
-            outputs = pth_model(case.inputs[:1])
+            outputs = pth_model(golden.inputs[:1])
     finally:
         for handle in handles:
             handle.remove()
@@ -157,7 +124,7 @@ def _train_inputs(case, bitmasks: bool = False):
 
 
 def _train_step(case, inputs):
-    model = _load(case, case.pth).train()
+    model = case.build("pth").train()
     with EventStorage(0) as storage:
         torch.manual_seed(0)
         losses = model(inputs)
@@ -166,16 +133,16 @@ def _train_step(case, inputs):
 
 
 @pytest.mark.slow
-def test_training_step_gives_detectron2_losses_and_statistics(case):
-    golden, inputs = _train_inputs(case)
-    model, losses, scalars = _train_step(case, inputs)
+def test_training_step_gives_detectron2_losses_and_statistics(golden):
+    expected, inputs = _train_inputs(golden)
+    model, losses, scalars = _train_step(golden, inputs)
 
-    assert sorted(losses) == sorted(golden["loss_values"])
-    assert sorted(scalars) == sorted(golden["storage_scalar_names"])
+    assert sorted(losses) == sorted(expected["loss_values"])
+    assert sorted(scalars) == sorted(expected["storage_scalar_names"])
     # the same random calls in the same order: equal to float rounding (bit-equal here)
-    for name, value in golden["loss_values"].items():
+    for name, value in expected["loss_values"].items():
         assert losses[name].item() == pytest.approx(value, rel=1e-5, abs=1e-7), name
-    for name, value in golden["storage_scalars"].items():
+    for name, value in expected["storage_scalars"].items():
         assert scalars[name] == pytest.approx(value, rel=1e-5, abs=1e-7), name
     assert scalars["mask_rcnn/accuracy"] == pytest.approx(0.5622101113172542, rel=1e-6)
 
@@ -185,12 +152,12 @@ def test_training_step_gives_detectron2_losses_and_statistics(case):
 
 
 @pytest.mark.slow
-def test_training_step_with_bitmasks_gives_the_same_names_and_a_close_mask_loss(case):
+def test_training_step_with_bitmasks_gives_the_same_names_and_a_close_mask_loss(golden):
     # BitMasks targets come from ROIAlign of the full-image masks instead of rasterizing the
     # polygons in the box: the same regions, slightly different boundary pixels.
-    golden, inputs = _train_inputs(case, bitmasks=True)
-    _, losses, scalars = _train_step(case, inputs)
-    assert sorted(losses) == sorted(golden["loss_values"])
-    assert sorted(scalars) == sorted(golden["storage_scalar_names"])
-    assert losses["loss_mask"].item() == pytest.approx(golden["loss_values"]["loss_mask"], rel=0.05)
-    assert losses["loss_cls"].item() == pytest.approx(golden["loss_values"]["loss_cls"], rel=1e-5)
+    expected, inputs = _train_inputs(golden, bitmasks=True)
+    _, losses, scalars = _train_step(golden, inputs)
+    assert sorted(losses) == sorted(expected["loss_values"])
+    assert sorted(scalars) == sorted(expected["storage_scalar_names"])
+    assert losses["loss_mask"].item() == pytest.approx(expected["loss_values"]["loss_mask"], rel=0.05)
+    assert losses["loss_cls"].item() == pytest.approx(expected["loss_values"]["loss_cls"], rel=1e-5)

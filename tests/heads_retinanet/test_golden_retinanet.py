@@ -10,41 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from det.core import build_model, get_cfg
-
 pytestmark = pytest.mark.slow  # a zoo-sized model on two images: end-to-end
 
-CASE = "retinanet_R_50_FPN"
-
-
-@pytest.fixture(scope="module")
-def case(golden_case):
-    return golden_case(CASE)
-
-
-def _build(case):
-    cfg = get_cfg()
-    cfg.merge_from_file(str(case.config_file))
-    torch.manual_seed(1)  # the weights come from the checkpoint: the seed must not matter
-    return build_model(cfg).eval()
-
-
-def _run(model, case):
-    with torch.no_grad():
-        return model(case.inputs)
-
-
-@pytest.fixture(scope="module")
-def pth_model(case):
-    model = _build(case)
-    incompatible = model.load_state_dict(torch.load(case.pth, weights_only=True)["model"], strict=False)
-    assert not incompatible.missing_keys and not incompatible.unexpected_keys
-    return model
-
-
-@pytest.fixture(scope="module")
-def pth_outputs(pth_model, case):
-    return _run(pth_model, case)
+GOLDEN_CASE = "retinanet_R_50_FPN"  # the `golden`, `pth_model`, `pth_outputs` fixtures (tests/conftest.py)
 
 
 def _check_outputs(outputs, case, assert_matches_golden):
@@ -59,7 +27,7 @@ def _check_outputs(outputs, case, assert_matches_golden):
         assert len(pairs) >= 98
 
 
-def test_retinanet_has_detectron2_structure(pth_model, case):
+def test_retinanet_has_detectron2_structure(pth_model, golden):
     from det.heads.retinanet import RetinaNet, RetinaNetHead
 
     assert type(pth_model) is RetinaNet and type(pth_model.head) is RetinaNetHead
@@ -69,29 +37,25 @@ def test_retinanet_has_detectron2_structure(pth_model, case):
     assert pth_model.head.cls_score.weight.shape == (9 * 80, 16, 3, 3)
     assert pth_model.head.bbox_pred.weight.shape == (9 * 4, 16, 3, 3)
     assert [type(m).__name__ for m in pth_model.head.cls_subnet] == ["Conv2d", "ReLU"] * 4
-    state = torch.load(case.pth, weights_only=True)["model"]
+    state = torch.load(golden.pth, weights_only=True)["model"]
     assert list(pth_model.state_dict()) == list(state)
     assert "head.cls_subnet.6.weight" in state and "head.bbox_subnet.0.bias" in state
     assert (pth_model.test_score_thresh, pth_model.test_topk_candidates, pth_model.test_nms_thresh) == (0.05, 1000, 0.5)
     assert pth_model.max_detections_per_image == 100
 
 
-def test_retinanet_matches_golden_from_pth(pth_outputs, case, assert_matches_golden):
-    _check_outputs(pth_outputs, case, assert_matches_golden)
+def test_retinanet_matches_golden_from_pth(pth_outputs, golden, assert_matches_golden):
+    _check_outputs(pth_outputs, golden, assert_matches_golden)
 
 
-def test_retinanet_top_scores_agree_to_float_noise(pth_outputs, case):
+def test_retinanet_top_scores_agree_to_float_noise(pth_outputs, golden):
     # Stronger than the matcher: the same ops in the same order give (nearly) the same bits.
-    for ours, theirs in zip(pth_outputs, case.outputs):
+    for ours, theirs in zip(pth_outputs, golden.outputs):
         ours, theirs = ours["instances"], theirs["instances"]
         torch.testing.assert_close(ours.scores[:20], theirs["scores"][:20], rtol=0, atol=1e-5)
         torch.testing.assert_close(ours.pred_boxes.tensor[:20], theirs["pred_boxes"][:20], rtol=0, atol=1e-3)
         assert torch.equal(ours.pred_classes[:20], theirs["pred_classes"][:20])
 
 
-def test_retinanet_matches_golden_from_pkl(case, assert_matches_golden):
-    from det.checkpoint import DetectionCheckpointer
-
-    model = _build(case)
-    DetectionCheckpointer(model).load(str(case.pkl))
-    _check_outputs(_run(model, case), case, assert_matches_golden)
+def test_retinanet_matches_golden_from_pkl(golden, assert_matches_golden):
+    _check_outputs(golden.predict("pkl"), golden, assert_matches_golden)

@@ -214,14 +214,14 @@ def test_wrong_feature_size_is_a_clear_error():
 
 
 def test_fed_loss_weights_come_from_dataset_metadata():
-    engine = pytest.importorskip("det.engine")
+    from det.data import DatasetCatalog, MetadataCatalog
     from det.heads.roi.fast_rcnn import get_fed_loss_cls_weights
 
-    engine.MetadataCatalog.get("_heads_roi_fed_a").set(
+    MetadataCatalog.get("_heads_roi_fed_a").set(
         class_image_count=[{"id": 2, "image_count": 9}, {"id": 1, "image_count": 4}])
     # sorted by category id, then count ** power
     assert get_fed_loss_cls_weights("_heads_roi_fed_a", 0.5).tolist() == [2.0, 3.0]
-    engine.MetadataCatalog.get("_heads_roi_fed_b").set(class_image_count=[{"id": 1, "image_count": 1}])
+    MetadataCatalog.get("_heads_roi_fed_b").set(class_image_count=[{"id": 1, "image_count": 1}])
     with pytest.raises(ValueError, match="different 'class_image_count'"):
         get_fed_loss_cls_weights(["_heads_roi_fed_a", "_heads_roi_fed_b"])
     with pytest.raises(ValueError, match="class_image_count"):
@@ -229,14 +229,14 @@ def test_fed_loss_weights_come_from_dataset_metadata():
 
     # a dataset that sets class_image_count when loaded (LVIS reads it from its json) is loaded first
     def load_lazily():
-        engine.MetadataCatalog.get("_heads_roi_fed_lazy").set(class_image_count=[{"id": 1, "image_count": 16}])
+        MetadataCatalog.get("_heads_roi_fed_lazy").set(class_image_count=[{"id": 1, "image_count": 16}])
         return []
 
-    engine.DatasetCatalog.register("_heads_roi_fed_lazy", load_lazily)
+    DatasetCatalog.register("_heads_roi_fed_lazy", load_lazily)
     try:
         assert get_fed_loss_cls_weights("_heads_roi_fed_lazy", 0.5).tolist() == [4.0]
     finally:
-        engine.DatasetCatalog.remove("_heads_roi_fed_lazy")
+        DatasetCatalog.remove("_heads_roi_fed_lazy")
 
     cfg = get_cfg()
     cfg.DATASETS.TRAIN = ("_heads_roi_fed_a",)

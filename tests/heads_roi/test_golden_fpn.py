@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from det.core import build_model, get_cfg
+from det.core import build_model
 
 SUB_HEADS = {"mask_rcnn_R_50_FPN": ("MASK_ON", "pred_masks"),
              "keypoint_rcnn_R_50_FPN": ("KEYPOINT_ON", "pred_keypoints")}
@@ -19,8 +19,7 @@ SUB_HEADS = {"mask_rcnn_R_50_FPN": ("MASK_ON", "pred_masks"),
 def test_fpn_detections_match_golden(golden_case, assert_matches_golden, case_name):
     case = golden_case(case_name)
     flag, field = SUB_HEADS[case_name]
-    cfg = get_cfg()
-    cfg.merge_from_file(str(case.config_file))
+    cfg = case.cfg()
     cfg.MODEL[flag] = False
     model = build_model(cfg).eval()
     assert type(model.roi_heads).__name__ == "StandardROIHeads"

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from det.core import EventStorage, build_model, get_cfg
+from det.core import EventStorage, build_model
 from det.core.registry import list_components
 from det.structures import Boxes, Instances, Keypoints, PolygonMasks
 
@@ -28,8 +28,7 @@ def _installed(kind: str, name: str) -> bool:
 
 
 def _train_step(case):
-    cfg = get_cfg()
-    cfg.merge_from_file(str(case.config_file))
+    cfg = case.cfg()
     flag, kind, _ = SUB_HEAD[case.name]
     head_name = cfg.MODEL[kind].NAME
     with_sub_head = _installed(kind, head_name)

@@ -19,14 +19,13 @@ import numpy as np
 import pytest
 import torch
 
-from det.checkpoint import DetectionCheckpointer
-from det.core import DefaultPredictor, EventStorage, build_model, get_cfg
+from det.core import DefaultPredictor, EventStorage, get_cfg
 from det.structures import Boxes, Instances, Keypoints, PolygonMasks
 
 SHARED = Path(os.environ.get("DET_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared"))
 GOLDEN = SHARED / "golden"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "config.yaml").is_file()) if GOLDEN.is_dir() else []
-WEIGHTS = ("model_final.pth", "model_final.pkl")
+WEIGHTS = ("pth", "pkl")  # model_final.pth / .pkl; models are built by GoldenCase (tests/conftest.py)
 
 
 def _cases_with(filename: str) -> list[str]:
@@ -35,37 +34,6 @@ def _cases_with(filename: str) -> list[str]:
 
 def test_golden_cases_are_found():
     assert CASES, f"no golden case (a folder with config.yaml) under {GOLDEN}"
-
-
-def golden_cfg(case: str):
-    cfg = get_cfg()
-    cfg.merge_from_file(str(GOLDEN / case / "config.yaml"))
-    cfg.MODEL.DEVICE = "cpu"
-    return cfg
-
-
-_MODELS: dict[tuple[str, str], torch.nn.Module] = {}
-_OUTPUTS: dict[tuple[str, str], list[dict]] = {}
-
-
-def golden_model(case: str, weights: str = "model_final.pth") -> torch.nn.Module:
-    """The case's model in eval mode, every weight from `weights` (strict load), built once."""
-    key = (case, weights)
-    if key not in _MODELS:
-        torch.manual_seed(1)  # another init than detectron2's: every weight must come from the file
-        model = build_model(golden_cfg(case)).eval()
-        DetectionCheckpointer(model).load(str(GOLDEN / case / weights), strict=True)
-        _MODELS[key] = model
-    return _MODELS[key]
-
-
-def golden_outputs(case: str, weights: str) -> list[dict]:
-    key = (case, weights)
-    if key not in _OUTPUTS:
-        inputs = torch.load(GOLDEN / case / "inputs.pt", weights_only=True)
-        with torch.no_grad():
-            _OUTPUTS[key] = golden_model(case, weights)(inputs)
-    return _OUTPUTS[key]
 
 
 # --- comparisons, one per output kind of the golden README --------------------------------------
@@ -166,10 +134,10 @@ def compare_output(ours: dict, golden: dict, match) -> None:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_checkpoint_names_are_detectron2s(case):
+def test_checkpoint_names_are_detectron2s(case, golden_case):
     """Parameter and buffer names (and shapes) equal the checkpoint's, in detectron2's order."""
-    model = build_model(golden_cfg(case))
-    saved = torch.load(GOLDEN / case / "model_final.pth", weights_only=True)["model"]
+    model = golden_case(case).build()
+    saved = golden_case(case).load("model_final.pth")["model"]
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert ours == {k: tuple(v.shape) for k, v in saved.items()}
     assert list(ours) == list(saved)
@@ -178,9 +146,9 @@ def test_checkpoint_names_are_detectron2s(case):
 @pytest.mark.slow
 @pytest.mark.parametrize("weights", WEIGHTS)
 @pytest.mark.parametrize("case", CASES)
-def test_outputs_match_detectron2(case, weights, assert_matches_golden):
-    expected = torch.load(GOLDEN / case / "outputs.pt", weights_only=True)
-    outputs = golden_outputs(case, weights)
+def test_outputs_match_detectron2(case, weights, golden_case, assert_matches_golden):
+    expected = golden_case(case).outputs
+    outputs = golden_case(case).predict(weights)
     assert len(outputs) == len(expected)
     for ours, theirs in zip(outputs, expected):
         compare_output(ours, theirs, assert_matches_golden)
@@ -188,8 +156,8 @@ def test_outputs_match_detectron2(case, weights, assert_matches_golden):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
-def test_pkl_and_pth_load_the_same_weights(case):
-    from_pth, from_pkl = golden_model(case, "model_final.pth"), golden_model(case, "model_final.pkl")
+def test_pkl_and_pth_load_the_same_weights(case, golden_case):
+    from_pth, from_pkl = golden_case(case).model("pth"), golden_case(case).model("pkl")
     a, b = from_pth.state_dict(), from_pkl.state_dict()
     assert a.keys() == b.keys()
     for k in a:
@@ -198,10 +166,10 @@ def test_pkl_and_pth_load_the_same_weights(case):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", _cases_with("features.pt"))
-def test_features_match_detectron2(case):
-    features = torch.load(GOLDEN / case / "features.pt", weights_only=True)
-    inputs = torch.load(GOLDEN / case / "inputs.pt", weights_only=True)
-    model = golden_model(case)
+def test_features_match_detectron2(case, golden_case):
+    features = golden_case(case).load("features.pt")
+    inputs = golden_case(case).inputs
+    model = golden_case(case).model("pth")
     with torch.no_grad():
         images = model.preprocess_image(inputs[:1])
         out = model.backbone(images.tensor)
@@ -226,12 +194,9 @@ def _training_inputs(raw: dict) -> list[dict]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", _cases_with("train.pt"))
-def test_training_losses_and_statistics_match_detectron2(case):
-    golden = torch.load(GOLDEN / case / "train.pt", weights_only=True)
-    torch.manual_seed(1)
-    model = build_model(golden_cfg(case))
-    DetectionCheckpointer(model).load(str(GOLDEN / case / "model_final.pth"), strict=True)
-    model.train()
+def test_training_losses_and_statistics_match_detectron2(case, golden_case):
+    golden = golden_case(case).load("train.pt")
+    model = golden_case(case).build("pth").train()
     with EventStorage(0) as storage:
         torch.manual_seed(0)  # as detectron2 did: anchor and ROI sampling draw from this stream
         losses = model(_training_inputs(golden["inputs"][0]))
@@ -252,7 +217,9 @@ PREDICTOR_CASE = next((c for c in ("mask_rcnn_R_50_FPN", *CASES) if c in CASES),
 
 
 def _predictor(fmt: str = "BGR", **overrides) -> DefaultPredictor:
-    cfg = golden_cfg(PREDICTOR_CASE)
+    cfg = get_cfg()
+    cfg.merge_from_file(str(GOLDEN / PREDICTOR_CASE / "config.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.WEIGHTS = str(GOLDEN / PREDICTOR_CASE / "model_final.pth")
     cfg.INPUT.FORMAT = fmt
     for key, value in overrides.items():

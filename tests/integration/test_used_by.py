@@ -13,7 +13,6 @@ test_structures_standalone.py.)
 from __future__ import annotations
 
 import json
-import tomllib
 
 import pytest
 import torch
@@ -76,39 +75,13 @@ print(json.dumps({{"absent": absent, "error": error}}))
 """
 
 
-def _all_projects(repo_root):
-    """Every distribution folder of the tree, by its project name."""
-    projects = {}
-    for pyproject in sorted(repo_root.glob("packages/**/pyproject.toml")):
-        name = tomllib.loads(pyproject.read_text())["project"]["name"]
-        projects[name] = pyproject.parent
-    return projects
-
-
-@pytest.fixture(scope="module")
-def all_wheels(repo_root, wheel_builder, tmp_path_factory):
-    """A folder with a wheel of every distribution of the tree: pip must pick the closure itself."""
-    projects = _all_projects(repo_root)
-    assert MASK_CLOSURE | set(ABSENT) <= set(projects)
-    wheels = tmp_path_factory.mktemp("all-det-wheels")
-    for folder in projects.values():
-        wheel = wheel_builder(folder, wheels)
-        wheel.rename(wheels / wheel.name)
-    return wheels
-
-
-def _installed_names(pip_stdout: str) -> set[str]:
-    [line] = [x for x in pip_stdout.splitlines() if x.startswith("Successfully installed ")]
-    return {x.rsplit("-", 1)[0] for x in line.split()[2:]}
-
-
 @pytest.mark.slow
 def test_det_core_and_det_heads_mask_alone_run_golden_mask_rcnn(
-        all_wheels, golden_case, configs_dir, tmp_path, make_child_venv, assert_matches_golden):
+        all_wheels, all_wheels_projects, golden_case, configs_dir, tmp_path, make_child_venv, assert_matches_golden):
+    assert MASK_CLOSURE | set(ABSENT) <= set(all_wheels_projects)
     wheels = all_wheels
     venv = make_child_venv(inherit=THIRD_PARTY)
-    installed = venv.pip_install("--find-links", wheels, "det-core", "det-heads-mask").stdout
-    assert _installed_names(installed) == MASK_CLOSURE  # and no third-party package
+    assert venv.pip_install_names("--find-links", wheels, "det-core", "det-heads-mask") == MASK_CLOSURE  # and no third-party package
 
     case = golden_case("mask_rcnn_R_50_FPN")
     out_file = tmp_path / "outputs.pt"
@@ -140,8 +113,7 @@ def test_pip_install_det_structures_resolves_to_itself(all_wheels, make_child_ve
     """Promise 4 with pip resolving (test_structures_standalone.py installs with --no-deps and
     exercises the API): among every det wheel, only det-structures is chosen."""
     venv = make_child_venv(inherit=["torch", "numpy", "pycocotools"])
-    installed = venv.pip_install("--find-links", all_wheels, "det-structures").stdout
-    assert _installed_names(installed) == {"det-structures"}
+    assert venv.pip_install_names("--find-links", all_wheels, "det-structures") == {"det-structures"}
     out = venv.run(
         "import importlib.util, det.structures\n"
         "from det.structures import Boxes, pairwise_iou\n"

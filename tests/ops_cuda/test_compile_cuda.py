@@ -14,7 +14,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from det.ops_cuda import mask_kernels, nms_kernels, roi_align_kernels, roi_align_rotated_kernels, rotated_iou_kernels
+from det.ops_cuda import mask_kernels, nms_kernels, roi_align_kernels, rotated_iou_kernels
 from det.ops_cuda.nms_kernels import GPU_COLUMNS
 
 assert isinstance(nms_kernels._nms_mask_kernel, triton.runtime.JITFunction)
@@ -42,21 +42,17 @@ for f, (eps, parallel_eps) in (("fp32", (1e-5, 1e-6)), ("fp64", (1e-9, 1e-12))):
                    {"boxes1_ptr": f"*{f}", "boxes2_ptr": f"*{f}", "out_ptr": f"*{f}", "n": "i32", "m": "i32"},
                    {"EPS": eps, "PARALLEL_EPS": parallel_eps, "BLOCK": 4})
     io = {"rois_ptr": f"*{f}"}
-    for aligned in (True, False):
-        compile_kernel(roi_align_kernels._roi_align_forward_kernel,
-                       {"input_ptr": f"*{f}", **io, "output_ptr": f"*{f}", **roi_args}, {"ALIGNED": aligned, "BLOCK": 128})
-        compile_kernel(roi_align_kernels._roi_align_backward_kernel,
-                       {"grad_output_ptr": f"*{f}", **io, "grad_input_ptr": f"*{f}", **roi_args},
-                       {"ALIGNED": aligned, "BLOCK": 128})
+    for aligned, rotated in ((True, False), (False, False), (True, True)):
+        for backward in (False, True):
+            compile_kernel(roi_align_kernels._roi_align_kernel,
+                           {"src_ptr": f"*{f}", **io, "dst_ptr": f"*{f}", **roi_args},
+                           {"ALIGNED": aligned, "ROTATED": rotated, "BACKWARD": backward, "BLOCK": 128})
     # triton turns integer arguments equal to 1 into constants: one image, sampling ratio 1
     ones = {k: v for k, v in roi_args.items() if k not in ("num_images", "sampling_ratio")}
-    compile_kernel(roi_align_kernels._roi_align_forward_kernel,
-                   {"input_ptr": f"*{f}", **io, "output_ptr": f"*{f}", **ones},
-                   {"num_images": 1, "sampling_ratio": 1, "ALIGNED": True, "BLOCK": 128})
-    compile_kernel(roi_align_rotated_kernels._roi_align_rotated_forward_kernel,
-                   {"input_ptr": f"*{f}", **io, "output_ptr": f"*{f}", **roi_args}, {"BLOCK": 128})
-    compile_kernel(roi_align_rotated_kernels._roi_align_rotated_backward_kernel,
-                   {"grad_output_ptr": f"*{f}", **io, "grad_input_ptr": f"*{f}", **roi_args}, {"BLOCK": 128})
+    compile_kernel(roi_align_kernels._roi_align_kernel,
+                   {"src_ptr": f"*{f}", **io, "dst_ptr": f"*{f}", **ones},
+                   {"num_images": 1, "sampling_ratio": 1, "ALIGNED": True, "ROTATED": False, "BACKWARD": False,
+                    "BLOCK": 128})
 compile_kernel(nms_kernels._nms_reduce_kernel,
                {"mask_ptr": "*i32", "removed_ptr": "*i32", "keep_ptr": "*i8", "n": "i32", "n_words": "i32"},
                {"BLOCK_WORDS": 64})

@@ -18,7 +18,7 @@ from det.structures import (
     polygons_to_bitmask,
     rasterize_polygons_within_box,
 )
-from det.structures._roi_align import roi_align as torch_roi_align
+from det.structures.roi_align import roi_align as torch_roi_align
 from det.structures.mask_ops import paste_masks_in_image
 
 SQUARE = np.array([2.0, 2.0, 6.0, 2.0, 6.0, 6.0, 2.0, 6.0])
@@ -324,7 +324,7 @@ print("torchvision.ops" in sys.modules, ref() is None)
 
 
 def test_an_import_error_on_the_loader_thread_is_raised_to_the_caller():
-    from det.structures._thread_import import import_on_own_thread
+    from det.structures.thread_import import import_on_own_thread
 
     with pytest.raises(ModuleNotFoundError, match="no_such_module_for_det"):
         import_on_own_thread("no_such_module_for_det")

@@ -20,40 +20,19 @@ from typing import TYPE_CHECKING
 __path__ = pkgutil.extend_path(__path__, __name__)
 
 from det.backbones.version import __version__
-from det.core.lazy import lazy_exports
+from det.core.lazy import exported, lazy_exports
 
-_LAZY = {
-    "ResNetBlockBase": "det.backbones.resnet",
-    "BasicBlock": "det.backbones.resnet",
-    "BottleneckBlock": "det.backbones.resnet",
-    "DeformBottleneckBlock": "det.backbones.resnet",
-    "BasicStem": "det.backbones.resnet",
-    "ResNet": "det.backbones.resnet",
-    "make_stage": "det.backbones.resnet",
-    "build_resnet_backbone": "det.backbones.resnet",
-    "FPN": "det.backbones.fpn",
-    "LastLevelMaxPool": "det.backbones.fpn",
-    "LastLevelP6P7": "det.backbones.fpn",
-    "build_resnet_fpn_backbone": "det.backbones.fpn",
-    "build_retinanet_resnet_fpn_backbone": "det.backbones.fpn",
-    "TorchvisionBackbone": "det.backbones.torchvision_backbone",
-    "build_torchvision_backbone": "det.backbones.torchvision_backbone",
-    "build_torchvision_fpn_backbone": "det.backbones.torchvision_backbone",
-    "add_torchvision_backbone_config": "det.backbones.config",
-    "convert_torchvision_resnet_checkpoint": "det.backbones.convert",
-}
-
-if TYPE_CHECKING:
-    from det.backbones.config import add_torchvision_backbone_config
-    from det.backbones.convert import convert_torchvision_resnet_checkpoint
-    from det.backbones.fpn import (
+if TYPE_CHECKING:  # for type checkers; at run time the names load lazily
+    from det.backbones.config import add_torchvision_backbone_config  # noqa: F401
+    from det.backbones.convert import convert_torchvision_resnet_checkpoint  # noqa: F401
+    from det.backbones.fpn import (  # noqa: F401
         FPN,
         LastLevelMaxPool,
         LastLevelP6P7,
         build_resnet_fpn_backbone,
         build_retinanet_resnet_fpn_backbone,
     )
-    from det.backbones.resnet import (
+    from det.backbones.resnet import (  # noqa: F401
         BasicBlock,
         BasicStem,
         BottleneckBlock,
@@ -63,35 +42,14 @@ if TYPE_CHECKING:
         build_resnet_backbone,
         make_stage,
     )
-    from det.backbones.torchvision_backbone import (
+    from det.backbones.torchvision_backbone import (  # noqa: F401
         TorchvisionBackbone,
         build_torchvision_backbone,
         build_torchvision_fpn_backbone,
     )
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__getattr__, __dir__ = lazy_exports(__name__)  # the names imported under TYPE_CHECKING above
 
 
-__all__ = [
-    "FPN",
-    "BasicBlock",
-    "BasicStem",
-    "BottleneckBlock",
-    "DeformBottleneckBlock",
-    "LastLevelMaxPool",
-    "LastLevelP6P7",
-    "ResNet",
-    "ResNetBlockBase",
-    "TorchvisionBackbone",
-    "__version__",
-    "add_torchvision_backbone_config",
-    "build_resnet_backbone",
-    "build_resnet_fpn_backbone",
-    "build_retinanet_resnet_fpn_backbone",
-    "build_torchvision_backbone",
-    "build_torchvision_fpn_backbone",
-    "convert_torchvision_resnet_checkpoint",
-    "make_stage",
-]
-assert set(__all__) == {"__version__", *_LAZY}
+__all__ = ["__version__", *exported(__name__)]

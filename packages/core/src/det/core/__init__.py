@@ -16,23 +16,6 @@ from det.core.hookspecs import PLUGIN_API_VERSION, hookimpl
 from det.core.lazy import lazy_exports
 from det.core.version import __version__
 
-_LAZY = {
-    "get_cfg": "det.core.config",
-    "CfgNode": "det.core.config",
-    "configurable": "det.core.config",
-    "build_model": "det.core.modeling.build",
-    "build_backbone": "det.core.modeling.build",
-    "build_proposal_generator": "det.core.modeling.build",
-    "build_roi_heads": "det.core.modeling.build",
-    "build_sem_seg_head": "det.core.modeling.build",
-    "EventStorage": "det.core.events",
-    "get_event_storage": "det.core.events",
-    "DefaultPredictor": "det.core.predictor",
-    "get_plugin_manager": "det.core.plugins",
-    "get_component": "det.core.registry",
-    "list_components": "det.core.registry",
-}
-
 if TYPE_CHECKING:
     from det.core.config import CfgNode, configurable, get_cfg
     from det.core.events import EventStorage, get_event_storage
@@ -48,10 +31,10 @@ if TYPE_CHECKING:
     from det.core.registry import get_component, list_components
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__getattr__, __dir__ = lazy_exports(__name__)  # the names imported under TYPE_CHECKING above
 
 
-__all__ = [  # noqa: RUF022 - grouped as _LAZY
+__all__ = [  # noqa: RUF022 - grouped as the TYPE_CHECKING imports (mypy --strict reads a literal list)
     "PLUGIN_API_VERSION",
     "__version__",
     "hookimpl",
@@ -70,4 +53,3 @@ __all__ = [  # noqa: RUF022 - grouped as _LAZY
     "get_component",
     "list_components",
 ]
-assert set(__all__) == {"PLUGIN_API_VERSION", "__version__", "hookimpl", *_LAZY}

@@ -43,10 +43,10 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 ComponentDecl = tuple[str, str, str]
-"""(kind, name, "module:attribute"), e.g. ("ROI_HEADS", "StandardROIHeads", "det.heads.roi.standard:StandardROIHeads")."""
+"""(kind, name, "module:attribute"), e.g. ("ROI_HEADS", "StandardROIHeads", "det.heads.roi.roi_heads:StandardROIHeads")."""
 
 OpDecl = tuple[str, str, str]
-"""(op name, device type, "module:attribute"), e.g. ("nms", "cuda", "det.ops_cuda.nms:nms")."""
+"""(op name, device type, "module:attribute"), e.g. ("nms", "cuda", "det.ops_cuda.nms_kernels:nms")."""
 
 ConverterDecl = tuple[str, str]
 """(converter name, "module:attribute") of a checkpoint converter."""

@@ -8,7 +8,9 @@ package, so later accesses are plain attribute lookups::
     __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 A name whose module is the package's own submodule of that name (``"hooks":
-"det.engine.train.hooks"``) is that submodule.
+"det.engine.train.hooks"``) is that submodule. A package that re-exports the names of others
+(``det.engine`` those of ``det.data``, ``det.evaluation`` and ``det.engine.train``) names them with
+``also=`` instead of copying their tables.
 
 ``alias_package(old, new)`` is the other half: a package that moved keeps answering to its old
 import path (``det.engine.data`` -> ``det.data``) with the very same module objects.
@@ -20,31 +22,95 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["alias_package", "lazy_exports"]
+__all__ = ["alias_package", "exported", "lazy_exports"]
 
 
 def lazy_exports(
-    package: str, names: Mapping[str, str]
+    package: str, names: Mapping[str, str] | None = None, *, also: Sequence[str] = (), public: Sequence[str] = ()
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """The module ``__getattr__`` and ``__dir__`` of ``package`` for ``names`` (public name ->
-    module that defines it)."""
+    module that defines it).
+
+    Without ``names``, the table is what the package's ``__init__`` imports under
+    ``if TYPE_CHECKING:`` (the lines type checkers read), so each name is written once::
+
+        if TYPE_CHECKING:
+            from det.heads.rpn.rpn import RPN, StandardRPNHead
+        __getattr__, __dir__ = lazy_exports(__name__)
+        __all__ = ["__version__", *exported(__name__)]
+
+    ``also``: packages whose public names (their ``__all__``, submodules excepted) ``package``
+    re-exports too, without a copy of their tables: a name not in ``names`` is looked up in them,
+    in order, importing them then. With ``also``, ``__all__`` is computed on first access (it
+    imports those packages): ``public`` (names the package defines itself), ``names`` and theirs.
+    """
+    table = dict(names) if names is not None else _type_checking_imports(package)
+    reexported: dict[str, str] = {}  # name -> package of ``also`` that provides it, once computed
+
+    def provided_by_also() -> dict[str, str]:
+        if not reexported:
+            for other in also:
+                module = importlib.import_module(other)
+                own_table = _TABLES.get(other, {})
+                for name in getattr(module, "__all__", ()):
+                    if own_table.get(name) != f"{other}.{name}":  # not a submodule
+                        reexported.setdefault(name, other)
+        return reexported
 
     def __getattr__(name: str) -> Any:
-        module = names.get(name)
-        if module is None:
+        module = table.get(name)
+        if module is not None:
+            imported = importlib.import_module(module)
+            value = imported if module == f"{package}.{name}" else getattr(imported, name)
+        elif also and name == "__all__":
+            value = sorted({*public, *table, *provided_by_also()})
+        elif also and not name.startswith("_") and name in provided_by_also():
+            value = getattr(importlib.import_module(provided_by_also()[name]), name)
+        else:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        imported = importlib.import_module(module)
-        value = imported if module == f"{package}.{name}" else getattr(imported, name)
         setattr(sys.modules[package], name, value)
         return value
 
     def __dir__() -> list[str]:
-        return sorted({*vars(sys.modules[package]), *names})
+        return sorted({*vars(sys.modules[package]), *table, *(provided_by_also() if also else ())})
 
+    _TABLES[package] = table
     return __getattr__, __dir__
+
+
+_TABLES: dict[str, dict[str, str]] = {}
+"""package -> its lazy table, for packages that re-export another's names (``also``)."""
+
+
+def exported(package: str) -> list[str]:
+    """The names ``package`` serves through :func:`lazy_exports`, in table order (for ``__all__``)."""
+    return list(_TABLES[package])
+
+
+def _type_checking_imports(package: str) -> dict[str, str]:
+    """name -> module of every ``from module import name`` under ``if TYPE_CHECKING:`` in the
+    package's ``__init__`` (relative imports resolved)."""
+    import ast
+    from pathlib import Path
+
+    source = Path(sys.modules[package].__file__ or "").read_text(encoding="utf-8")
+    table: dict[str, str] = {}
+    for node in ast.parse(source).body:
+        if not (isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"):
+            continue
+        for statement in node.body:
+            if isinstance(statement, ast.ImportFrom):
+                module = importlib.util.resolve_name("." * statement.level + (statement.module or ""), package) \
+                    if statement.level else statement.module or ""
+                for alias in statement.names:
+                    table[alias.asname or alias.name] = module
+    if not table:
+        raise ValueError(f"lazy_exports({package!r}) without names: its __init__ imports nothing under "
+                         "`if TYPE_CHECKING:`")
+    return table
 
 
 class _AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -12,6 +12,8 @@ declares another API version or raises in a hook is recorded by distribution nam
 
 Environment:
     DET_DISABLE_PLUGINS=name1,name2   entry-point or distribution names to skip.
+    DET_PREFER=KIND:Name=dist,...     which distribution provides a (kind, name) that several
+                                      declare (also :func:`prefer`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from det.core.hookspecs import PLUGIN_API_VERSION, PROJECT_NAME
 
 ENTRY_POINT_GROUP = PROJECT_NAME
 DISABLE_ENV = "DET_DISABLE_PLUGINS"
+PREFER_ENV = "DET_PREFER"
 
 STANDARD_KINDS = (
     "META_ARCH",
@@ -151,7 +154,7 @@ class _State:
 _lock = threading.RLock()
 _state: _State | None = None
 _disabled: set[str] = set()
-# (kind, name) -> distribution chosen through det.core.registry.prefer()
+# (kind, name) -> distribution chosen through prefer()
 _preferences: dict[tuple[str, str], str] = {}
 _reset_callbacks: list[Callable[[], None]] = []
 
@@ -185,9 +188,42 @@ def disabled_names() -> set[str]:
     return set(_disabled) | from_env
 
 
+def prefer(kind: str, name: str, distribution: str) -> None:
+    """Choose which distribution's (kind, name) is used when several provide it (``"in-process"``
+    for an object registered by user code). Cleared by :func:`reset`; also
+    ``det.core.registry.prefer``.
+
+        prefer("ROI_HEADS", "StandardROIHeads", "det-heads-roi")
+    """
+    for label, value in (("kind", kind), ("name", name), ("distribution", distribution)):
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"prefer() needs a non-empty string {label}, got {value!r}")
+    with _lock:
+        _preferences[(kind, name)] = distribution
+
+
+def preferences() -> dict[tuple[str, str], str]:
+    """(kind, name) -> distribution chosen through ``DET_PREFER``, overlaid with the choices of
+    :func:`prefer` (which win)."""
+    chosen: dict[tuple[str, str], str] = {}
+    text = os.environ.get(PREFER_ENV, "")
+    for item in (part.strip() for part in text.replace(";", ",").split(",")):
+        if not item:
+            continue
+        head, sep, dist = item.partition("=")
+        kind, sep2, name = head.partition(":")
+        if not (sep and sep2 and kind.strip() and name.strip() and dist.strip()):
+            raise ValueError(f"{PREFER_ENV} entry {item!r} is malformed; expected KIND:Name=distribution, e.g. "
+                             f"{PREFER_ENV}=ROI_HEADS:StandardROIHeads=det-heads-roi (comma-separated)")
+        chosen[(kind.strip(), name.strip())] = dist.strip()
+    with _lock:
+        chosen.update(_preferences)
+    return chosen
+
+
 def reset() -> None:
-    """Forget everything discovered, the names given to :func:`disable` and the preferences given
-    to :func:`det.core.registry.prefer`; the next use rediscovers (and re-reads the environment).
+    """Forget everything discovered, the names given to :func:`disable` and the choices given to
+    :func:`prefer`; the next use rediscovers (and re-reads the environment).
     In-process registrations (``REGISTRY.register()``) are kept."""
     with _lock:
         _disabled.clear()
@@ -555,6 +591,7 @@ def extend_config(cfg: Any) -> None:
 __all__ = [
     "DISABLE_ENV",
     "ENTRY_POINT_GROUP",
+    "PREFER_ENV",
     "STANDARD_KINDS",
     "CommandDeclaration",
     "ComponentDeclaration",
@@ -577,6 +614,8 @@ __all__ = [
     "on_reset",
     "op_declarations",
     "plugin_errors",
+    "prefer",
+    "preferences",
     "register_checkpoint_converters",
     "reset",
 ]

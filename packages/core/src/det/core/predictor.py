@@ -20,7 +20,7 @@ def _build_and_load(cfg: Any, weights: str) -> torch.nn.Module:
     """``build_model(cfg)`` in eval mode with ``weights`` loaded, without the random
     initialisation that the weights would overwrite.
 
-    With weights, the model is built under :func:`~det.core.modeling.build.skip_init` and the
+    With weights, the model is built under :func:`~det.core.modeling.skip_init.skip_init` and the
     checkpoint's tensors are assigned to it. The model is kept only if the checkpoint provided
     every parameter and persistent buffer (no missing key, no shape mismatch, assigned so that
     no tensor left uninitialised can still be in the model); otherwise it is dropped and the
@@ -28,7 +28,8 @@ def _build_and_load(cfg: Any, weights: str) -> torch.nn.Module:
     checkpoint gives exactly what it gave before. Without weights: the usual build.
     """
     from det.checkpoint import DetectionCheckpointer
-    from det.core.modeling.build import build_model, skip_init
+    from det.core.modeling.build import build_model
+    from det.core.modeling.skip_init import skip_init
 
     if weights:
         with skip_init() as skipped:

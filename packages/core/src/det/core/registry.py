@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from det.core import plugins
-from det.core.plugins import STANDARD_KINDS, normalize_name
 
-PREFER_ENV = "DET_PREFER"
+# prefer() and DET_PREFER are choices about plugins, kept (and cleared by reset()) with the others
+from det.core.plugins import PREFER_ENV, STANDARD_KINDS, normalize_name, prefer
+
 IN_PROCESS = "in-process"
 
 # Which distribution provides each of detectron2's standard component names: used to tell a user
@@ -145,36 +145,6 @@ def _check_kind(kind: Any) -> None:
         raise ValueError(f"Unknown component kind {kind!r}.{hint} Known kinds: {', '.join(kinds)}")
 
 
-def _preferences() -> dict[tuple[str, str], str]:
-    """Choices from ``DET_PREFER`` overlaid with those of :func:`prefer` (which win)."""
-    chosen: dict[tuple[str, str], str] = {}
-    text = os.environ.get(PREFER_ENV, "")
-    for item in (part.strip() for part in text.replace(";", ",").split(",")):
-        if not item:
-            continue
-        head, sep, dist = item.partition("=")
-        kind, sep2, name = head.partition(":")
-        if not (sep and sep2 and kind.strip() and name.strip() and dist.strip()):
-            raise ValueError(f"{PREFER_ENV} entry {item!r} is malformed; expected KIND:Name=distribution, e.g. "
-                             f"{PREFER_ENV}=ROI_HEADS:StandardROIHeads=det-heads-roi (comma-separated)")
-        chosen[(kind.strip(), name.strip())] = dist.strip()
-    chosen.update(plugins._preferences)
-    return chosen
-
-
-def prefer(kind: str, name: str, distribution: str) -> None:
-    """Choose which distribution's (kind, name) is used when several provide it (``"in-process"``
-    for an object registered by user code). Cleared by :func:`det.core.plugins.reset`.
-
-        prefer("ROI_HEADS", "StandardROIHeads", "det-heads-roi")
-    """
-    for label, value in (("kind", kind), ("name", name), ("distribution", distribution)):
-        if not isinstance(value, str) or not value:
-            raise TypeError(f"prefer() needs a non-empty string {label}, got {value!r}")
-    with _lock:
-        plugins._preferences[(kind, name)] = distribution
-
-
 def _hint_for_missing(kind: str, name: str) -> tuple[str, str | None]:
     """Advice on how to get (kind, name), and the distribution that provides it if standard."""
     dist = STANDARD_PROVIDERS.get((kind, name))
@@ -228,7 +198,7 @@ def get_component(kind: str, name: str) -> Any:
             kind, name, dist)
     if len(providers) > 1:
         dists = [info.distribution for info, _ in providers]
-        wanted = _preferences().get((kind, name))
+        wanted = plugins.preferences().get((kind, name))
         chosen = [p for p in providers if wanted is not None and normalize_name(p[0].distribution) == normalize_name(wanted)]
         if not chosen:
             listing = ", ".join(f"{info.distribution} ({info.target})" for info, _ in providers)
@@ -287,10 +257,12 @@ class Registry:
         def build_toy(cfg, input_shape): ...
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, doc: str | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"A Registry is named by its kind (e.g. 'BACKBONE'), got {name!r}")
         self._name = name
+        if doc is not None:
+            self.__doc__ = doc
         with _lock:
             _in_process.setdefault(name, {})
 
@@ -341,26 +313,29 @@ class Registry:
     __str__ = __repr__
 
 
-META_ARCH_REGISTRY = Registry("META_ARCH")
-META_ARCH_REGISTRY.__doc__ = """Meta-architectures (the whole model): called with ``cfg``, returns an nn.Module."""
-BACKBONE_REGISTRY = Registry("BACKBONE")
-BACKBONE_REGISTRY.__doc__ = """Backbones: called with ``(cfg, input_shape)``, returns a Backbone."""
-PROPOSAL_GENERATOR_REGISTRY = Registry("PROPOSAL_GENERATOR")
-PROPOSAL_GENERATOR_REGISTRY.__doc__ = """Proposal generators: called with ``(cfg, input_shape)``."""
-RPN_HEAD_REGISTRY = Registry("RPN_HEAD")
-RPN_HEAD_REGISTRY.__doc__ = """RPN heads: called with ``(cfg, input_shape)``."""
-ANCHOR_GENERATOR_REGISTRY = Registry("ANCHOR_GENERATOR")
-ANCHOR_GENERATOR_REGISTRY.__doc__ = """Anchor generators: called with ``(cfg, input_shape)``."""
-ROI_HEADS_REGISTRY = Registry("ROI_HEADS")
-ROI_HEADS_REGISTRY.__doc__ = """ROI heads: called with ``(cfg, input_shape)``."""
-ROI_BOX_HEAD_REGISTRY = Registry("ROI_BOX_HEAD")
-ROI_BOX_HEAD_REGISTRY.__doc__ = """Box heads: called with ``(cfg, input_shape)``."""
-ROI_MASK_HEAD_REGISTRY = Registry("ROI_MASK_HEAD")
-ROI_MASK_HEAD_REGISTRY.__doc__ = """Mask heads: called with ``(cfg, input_shape)``."""
-ROI_KEYPOINT_HEAD_REGISTRY = Registry("ROI_KEYPOINT_HEAD")
-ROI_KEYPOINT_HEAD_REGISTRY.__doc__ = """Keypoint heads: called with ``(cfg, input_shape)``."""
-SEM_SEG_HEADS_REGISTRY = Registry("SEM_SEG_HEADS")
-SEM_SEG_HEADS_REGISTRY.__doc__ = """Semantic segmentation heads: called with ``(cfg, input_shape)``."""
+# detectron2's registries: each a view of one kind, documented with what its components are called with
+META_ARCH_REGISTRY = Registry(
+    "META_ARCH", doc="Meta-architectures (the whole model): called with ``cfg``, returns an nn.Module."
+)
+BACKBONE_REGISTRY = Registry(
+    "BACKBONE", doc="Backbones: called with ``(cfg, input_shape)``, returns a Backbone."
+)
+PROPOSAL_GENERATOR_REGISTRY = Registry(
+    "PROPOSAL_GENERATOR", doc="Proposal generators: called with ``(cfg, input_shape)``."
+)
+RPN_HEAD_REGISTRY = Registry("RPN_HEAD", doc="RPN heads: called with ``(cfg, input_shape)``.")
+ANCHOR_GENERATOR_REGISTRY = Registry(
+    "ANCHOR_GENERATOR", doc="Anchor generators: called with ``(cfg, input_shape)``."
+)
+ROI_HEADS_REGISTRY = Registry("ROI_HEADS", doc="ROI heads: called with ``(cfg, input_shape)``.")
+ROI_BOX_HEAD_REGISTRY = Registry("ROI_BOX_HEAD", doc="Box heads: called with ``(cfg, input_shape)``.")
+ROI_MASK_HEAD_REGISTRY = Registry("ROI_MASK_HEAD", doc="Mask heads: called with ``(cfg, input_shape)``.")
+ROI_KEYPOINT_HEAD_REGISTRY = Registry(
+    "ROI_KEYPOINT_HEAD", doc="Keypoint heads: called with ``(cfg, input_shape)``."
+)
+SEM_SEG_HEADS_REGISTRY = Registry(
+    "SEM_SEG_HEADS", doc="Semantic segmentation heads: called with ``(cfg, input_shape)``."
+)
 
 
 def _forget_imports() -> None:

@@ -13,7 +13,7 @@ on first ``DatasetCatalog.get``). Other names are imported on first use::
 from __future__ import annotations
 
 from det.core.lazy import lazy_exports
-from det.data.catalog import DatasetCatalog, Metadata, MetadataCatalog
+from det.data.catalog import DatasetCatalog, Metadata, MetadataCatalog  # noqa: F401 (public, below)
 
 _LAZY = {
     "transforms": "det.data.transforms",
@@ -37,31 +37,15 @@ _LAZY = {
     "InferenceSampler": "det.data.samplers",
     "RepeatFactorTrainingSampler": "det.data.samplers",
     "RandomSubsetTrainingSampler": "det.data.samplers",
-    "load_coco_json": "det.data.datasets.coco",
-    "load_sem_seg": "det.data.datasets.coco",
-    "register_coco_instances": "det.data.datasets.coco",
-    "convert_to_coco_dict": "det.data.datasets.coco",
-    "convert_to_coco_json": "det.data.datasets.coco",
-    "load_coco_panoptic_json": "det.data.datasets.coco_panoptic",
-    "register_coco_panoptic": "det.data.datasets.coco_panoptic",
-    "register_coco_panoptic_separated": "det.data.datasets.coco_panoptic",
-    "merge_to_panoptic": "det.data.datasets.coco_panoptic",
-    "load_voc_instances": "det.data.datasets.pascal_voc",
-    "register_pascal_voc": "det.data.datasets.pascal_voc",
-    "get_builtin_metadata": "det.data.datasets.builtin_meta",
-    "register_all_builtin": "det.data.datasets.builtin",
-    "get_datasets_root": "det.data.datasets.builtin",
-    "load_lvis_json": "det.data.datasets.lvis",
-    "register_lvis_instances": "det.data.datasets.lvis",
-    "get_lvis_instances_meta": "det.data.datasets.lvis",
-    "load_cityscapes_instances": "det.data.datasets.cityscapes",
-    "load_cityscapes_semantic": "det.data.datasets.cityscapes",
     "ShapesConfig": "det.data.shapes",
     "prepare_shapes": "det.data.shapes",
     "register_shapes": "det.data.shapes",
 }
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+# ... and every public name of det.data.datasets (its own table says where each lives)
+__getattr__, __dir__ = lazy_exports(
+    __name__, _LAZY, also=("det.data.datasets",), public=("DatasetCatalog", "Metadata", "MetadataCatalog")
+)
 
 
 def _register_builtin() -> None:
@@ -83,4 +67,3 @@ def _register_detectron2_builtins() -> None:
 
 _register_builtin()
 
-__all__ = ["DatasetCatalog", "Metadata", "MetadataCatalog", *sorted(_LAZY)]

@@ -6,11 +6,6 @@ DET_PLUGIN_API_VERSION = 1
 
 
 @hookimpl
-def det_components():
-    return []
-
-
-@hookimpl
 def det_cli_commands():
     return [
         ("train", "train a model from a config file (detectron2's train_net.py)", "det.engine.commands.train:register"),

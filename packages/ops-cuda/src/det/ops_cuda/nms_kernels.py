@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from det.ops_cuda._utils import INTERPRETED, check_device, compute_dtype
-from det.ops_cuda.rotated_iou_kernels import TOLERANCES, rotated_iou
+from det.ops_cuda.rotated_iou_kernels import TOLERANCES, rotated_iou_at
 
 # Rotated IoU holds (pairs, 32, 32) tensors: on a GPU a program takes one row and its 32 columns
 # 4 at a time (more pairs at once make the compiler take minutes); the interpreter pays per
@@ -90,21 +90,7 @@ def _nms_rotated_mask_kernel(
             bit = start + pair % COLUMNS
             cols = word * 32 + bit
             ok = (cols < n) & (rows < n) & (cols > rows)
-            c = boxes_ptr + cols * 5
-            iou = rotated_iou(
-                tl.load(r, mask=ok, other=0.0),
-                tl.load(r + 1, mask=ok, other=0.0),
-                tl.load(r + 2, mask=ok, other=0.0),
-                tl.load(r + 3, mask=ok, other=0.0),
-                tl.load(r + 4, mask=ok, other=0.0),
-                tl.load(c, mask=ok, other=0.0),
-                tl.load(c + 1, mask=ok, other=0.0),
-                tl.load(c + 2, mask=ok, other=0.0),
-                tl.load(c + 3, mask=ok, other=0.0),
-                tl.load(c + 4, mask=ok, other=0.0),
-                EPS,
-                PARALLEL_EPS,
-            )
+            iou = rotated_iou_at(r, boxes_ptr + cols * 5, ok, EPS, PARALLEL_EPS)
             suppress = ((iou >= iou_threshold) & ok).to(tl.int32) << bit
             packed += tl.sum(tl.reshape(suppress, (ROWS, COLUMNS)), axis=1)
     out_rows = first_row + tl.arange(0, ROWS)

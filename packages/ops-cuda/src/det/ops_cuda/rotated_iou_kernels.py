@@ -162,6 +162,26 @@ def rotated_iou(ax, ay, aw, ah, aa, bx, by, bw, bh, ba, EPS: tl.constexpr, PARAL
 
 
 @triton.jit
+def rotated_iou_at(a, b, mask, EPS: tl.constexpr, PARALLEL_EPS: tl.constexpr):
+    """:func:`rotated_iou` of the boxes stored at ``a`` and ``b`` (pointers to 5 values each:
+    cx, cy, w, h, angle), where ``mask`` holds; masked lanes read zeros."""
+    return rotated_iou(
+        tl.load(a, mask=mask, other=0.0),
+        tl.load(a + 1, mask=mask, other=0.0),
+        tl.load(a + 2, mask=mask, other=0.0),
+        tl.load(a + 3, mask=mask, other=0.0),
+        tl.load(a + 4, mask=mask, other=0.0),
+        tl.load(b, mask=mask, other=0.0),
+        tl.load(b + 1, mask=mask, other=0.0),
+        tl.load(b + 2, mask=mask, other=0.0),
+        tl.load(b + 3, mask=mask, other=0.0),
+        tl.load(b + 4, mask=mask, other=0.0),
+        EPS,
+        PARALLEL_EPS,
+    )
+
+
+@triton.jit
 def _box_iou_rotated_kernel(
     boxes1_ptr, boxes2_ptr, out_ptr, n, m, EPS: tl.constexpr, PARALLEL_EPS: tl.constexpr, BLOCK: tl.constexpr
 ):
@@ -169,22 +189,7 @@ def _box_iou_rotated_kernel(
     valid = offs < n * m
     i = offs // m
     j = offs % m
-    a = boxes1_ptr + i * 5
-    b = boxes2_ptr + j * 5
-    iou = rotated_iou(
-        tl.load(a, mask=valid, other=0.0),
-        tl.load(a + 1, mask=valid, other=0.0),
-        tl.load(a + 2, mask=valid, other=0.0),
-        tl.load(a + 3, mask=valid, other=0.0),
-        tl.load(a + 4, mask=valid, other=0.0),
-        tl.load(b, mask=valid, other=0.0),
-        tl.load(b + 1, mask=valid, other=0.0),
-        tl.load(b + 2, mask=valid, other=0.0),
-        tl.load(b + 3, mask=valid, other=0.0),
-        tl.load(b + 4, mask=valid, other=0.0),
-        EPS,
-        PARALLEL_EPS,
-    )
+    iou = rotated_iou_at(boxes1_ptr + i * 5, boxes2_ptr + j * 5, valid, EPS, PARALLEL_EPS)
     tl.store(out_ptr + offs, iou, mask=valid)
 
 
@@ -222,4 +227,4 @@ def box_iou_rotated(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     return out.to(boxes1.dtype)
 
 
-__all__ = ["box_iou_rotated", "rotated_iou"]
+__all__ = ["box_iou_rotated", "rotated_iou", "rotated_iou_at"]

@@ -11,8 +11,8 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from det.structures._thread_import import import_on_own_thread
 from det.structures.boxes import Boxes
+from det.structures.thread_import import import_on_own_thread
 
 __all__ = [
     "BitMasks",
@@ -226,12 +226,12 @@ def _roi_align(masks: torch.Tensor, rois: torch.Tensor, output_size: tuple[int, 
     """ROIAlign(output_size, spatial_scale=1, sampling_ratio=0, aligned=True), torchvision if present.
 
     Mask targets are made inside the training forward, so torchvision.ops is imported on a thread
-    of its own (see :mod:`det.structures._thread_import`).
+    of its own (see :mod:`det.structures.thread_import`).
     """
     try:
         roi_align = import_on_own_thread("torchvision.ops").roi_align
     except ImportError:
-        from det.structures._roi_align import roi_align
+        from det.structures.roi_align import roi_align
     return cast("torch.Tensor", roi_align(masks, rois, output_size, 1.0, 0, True))
 
 

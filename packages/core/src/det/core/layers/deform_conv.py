@@ -66,7 +66,67 @@ def _check_groups(name: str, in_channels: int, out_channels: int, groups: int) -
         raise ValueError(f"{name}: out_channels {out_channels} is not divisible by groups {groups}")
 
 
-class DeformConv(nn.Module):
+class _DeformConvBase(nn.Module):
+    """What both deformable convolutions share: detectron2's attributes, the weight (and bias),
+    the argument checks, the dispatched op, then ``norm`` and ``activation``."""
+
+    _name = "DeformConv"
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: Any,
+        padding: Any,
+        dilation: Any,
+        groups: int,
+        deformable_groups: int,
+        bias: bool,
+        norm: nn.Module | None,
+        activation: Callable | None,
+    ):
+        super().__init__()
+        _check_groups(self._name, in_channels, out_channels, groups)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _pair(kernel_size)
+        self.stride = stride
+        self.padding = padding
+        self.dilation = dilation
+        self.groups = groups
+        self.deformable_groups = deformable_groups
+        self.norm = norm
+        self.activation = activation
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
+        self.bias: nn.Parameter | None = nn.Parameter(torch.empty(out_channels)) if bias else None
+        nn.init.kaiming_uniform_(self.weight, nonlinearity="relu")
+        if self.bias is not None:
+            nn.init.constant_(self.bias, 0)
+
+    def _deform(self, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if isinstance(x, torch.Tensor) and x.numel() == 0:
+            return _empty_output(x, self)
+        _check_deform_args(self._name, self, x, offset, mask)
+        tensors = (x, offset) if mask is None else (x, offset, mask)
+        x = dispatch("deform_conv", *tensors)(
+            x, offset, self.weight, self.bias, _pair(self.stride), _pair(self.padding), _pair(self.dilation), mask
+        )
+        if self.norm is not None:
+            x = self.norm(x)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
+            f"deformable_groups={self.deformable_groups}, bias={self.bias is not None}"
+        )
+
+
+class DeformConv(_DeformConvBase):
     """Deformable convolution (v1): each kernel tap samples at its position plus a learned offset.
 
     ``weight`` is (out_channels, in_channels // groups, kh, kw) and there is no bias (detectron2's
@@ -91,46 +151,17 @@ class DeformConv(nn.Module):
         norm: nn.Module | None = None,
         activation: Callable | None = None,
     ):
-        super().__init__()
         if bias:
             raise ValueError("DeformConv has no bias (as detectron2's); use ModulatedDeformConv for one")
-        _check_groups("DeformConv", in_channels, out_channels, groups)
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(stride)
-        self.padding = _pair(padding)
-        self.dilation = _pair(dilation)
-        self.groups = groups
-        self.deformable_groups = deformable_groups
-        self.norm = norm
-        self.activation = activation
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
-        self.bias = None
-        nn.init.kaiming_uniform_(self.weight, nonlinearity="relu")
+        # detectron2's DeformConv keeps its geometry as pairs
+        super().__init__(in_channels, out_channels, kernel_size, _pair(stride), _pair(padding), _pair(dilation),
+                         groups, deformable_groups, False, norm, activation)
 
     def forward(self, x: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-        if isinstance(x, torch.Tensor) and x.numel() == 0:
-            return _empty_output(x, self)
-        _check_deform_args("DeformConv", self, x, offset)
-        x = dispatch("deform_conv", x, offset)(
-            x, offset, self.weight, None, self.stride, self.padding, self.dilation, None
-        )
-        if self.norm is not None:
-            x = self.norm(x)
-        if self.activation is not None:
-            x = self.activation(x)
-        return x
-
-    def extra_repr(self) -> str:
-        return (
-            f"in_channels={self.in_channels}, out_channels={self.out_channels}, kernel_size={self.kernel_size}, "
-            f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
-            f"deformable_groups={self.deformable_groups}, bias=False"
-        )
+        return self._deform(x, offset)
 
 
-class ModulatedDeformConv(nn.Module):
+class ModulatedDeformConv(_DeformConvBase):
     """Modulated deformable convolution (v2): offsets plus a per-tap mask that scales each sample.
 
     ``weight`` (out_channels, in_channels // groups, kh, kw) and ``bias`` (out_channels,) when
@@ -140,6 +171,8 @@ class ModulatedDeformConv(nn.Module):
         offset, mask = offset_mask[:, :18], offset_mask[:, 18:].sigmoid()
         y = ModulatedDeformConv(64, 64, 3, padding=1)(x, offset, mask)
     """
+
+    _name = "ModulatedDeformConv"
 
     def __init__(
         self,
@@ -155,51 +188,12 @@ class ModulatedDeformConv(nn.Module):
         norm: nn.Module | None = None,
         activation: Callable | None = None,
     ):
-        super().__init__()
-        _check_groups("ModulatedDeformConv", in_channels, out_channels, groups)
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = _pair(kernel_size)
-        self.stride = stride
-        self.padding = padding
-        self.dilation = dilation
-        self.groups = groups
-        self.deformable_groups = deformable_groups
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                         deformable_groups, bias, norm, activation)
         self.with_bias = bias
-        self.norm = norm
-        self.activation = activation
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
-        self.bias: nn.Parameter | None = nn.Parameter(torch.empty(out_channels)) if bias else None
-        nn.init.kaiming_uniform_(self.weight, nonlinearity="relu")
-        if self.bias is not None:
-            nn.init.constant_(self.bias, 0)
 
     def forward(self, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if isinstance(x, torch.Tensor) and x.numel() == 0:
-            return _empty_output(x, self)
-        _check_deform_args("ModulatedDeformConv", self, x, offset, mask)
-        x = dispatch("deform_conv", x, offset, mask)(
-            x,
-            offset,
-            self.weight,
-            self.bias,
-            _pair(self.stride),
-            _pair(self.padding),
-            _pair(self.dilation),
-            mask,
-        )
-        if self.norm is not None:
-            x = self.norm(x)
-        if self.activation is not None:
-            x = self.activation(x)
-        return x
-
-    def extra_repr(self) -> str:
-        return (
-            f"in_channels={self.in_channels}, out_channels={self.out_channels}, kernel_size={self.kernel_size}, "
-            f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
-            f"deformable_groups={self.deformable_groups}, bias={self.with_bias}"
-        )
+        return self._deform(x, offset, mask)
 
 
 def _deform_conv_reference(

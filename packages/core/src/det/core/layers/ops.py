@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 
-from det.structures._thread_import import import_on_own_thread
+from det.structures.thread_import import import_on_own_thread
 
 REFERENCE_DEVICE = "*"
 """Device key under which :func:`op_providers` lists the reference (it serves every device)."""
@@ -119,7 +119,7 @@ def torchvision_ops() -> Any:
 
     The import runs on a thread of its own: imported from inside a forward pass (the first NMS),
     its reference cycle would keep the pass's activations alive (see
-    ``det.structures._thread_import``).
+    ``det.structures.thread_import``).
     """
     global _torchvision_ops
     if _torchvision_ops is None:

@@ -8,9 +8,15 @@ from torch.nn.modules.utils import _pair
 
 from det.core.layers.ops import dispatch, torchvision_ops
 from det.core.layers.wrappers import eager_cpu_inference
+from det.structures.roi_align import AxisSamples, roi_align_samples
+
+_LAYOUTS = {False: (5, "[batch index, x0, y0, x1, y1]"), True: (6, "[batch index, cx, cy, w, h, angle in degrees]")}
 
 
-def _check_roi_args(fn: str, input: torch.Tensor, rois: torch.Tensor, width: int, layout: str) -> None:
+def check_roi_args(fn: str, input: torch.Tensor, rois: torch.Tensor, rotated: bool = False) -> None:
+    """ValueError naming ``fn`` unless ``input`` is (N, C, H, W) and ``rois`` (R, 5), or (R, 6) rotated
+    boxes (every ROIAlign implementation checks the same way)."""
+    width, layout = _LAYOUTS[rotated]
     if not isinstance(input, torch.Tensor) or input.dim() != 4:
         shape = tuple(input.shape) if isinstance(input, torch.Tensor) else type(input).__name__
         raise ValueError(f"{fn}: input must be an (N, C, H, W) tensor, got {shape}")
@@ -31,7 +37,7 @@ def roi_align(
 
     Defaults are torchvision's (``aligned=False``); the :class:`ROIAlign` module defaults to aligned.
     """
-    _check_roi_args("roi_align", input, rois, 5, "[batch index, x0, y0, x1, y1]")
+    check_roi_args("roi_align", input, rois)
     return dispatch("roi_align", input, rois)(
         input, rois, _pair(output_size), float(spatial_scale), int(sampling_ratio), bool(aligned)
     )
@@ -68,7 +74,7 @@ class ROIAlign(nn.Module):
 
     def forward(self, input: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         """input: (N, C, H, W) features; rois: (R, 5) [batch index, x0, y0, x1, y1]."""
-        _check_roi_args("ROIAlign", input, rois, 5, "[batch index, x0, y0, x1, y1]")
+        check_roi_args("ROIAlign", input, rois)
         return roi_align(
             input,
             rois.to(dtype=_geometry_dtype(input.dtype)),
@@ -157,7 +163,9 @@ def roi_align_separable(
     The result is (R, C, h, w) in channels_last memory format (the heads that convolve it want
     NHWC; flattening it copies). Channels_last input is read without a copy. bfloat16 features
     (fast mode) are pooled in bfloat16 with float32 box geometry: the weights are computed in
-    float32 and rounded once, and the products accumulate in float32 inside BLAS.
+    float32 and rounded once, and the products accumulate in float32 inside BLAS. Where the samples
+    lie (positions, clamping, the out-of-range rule) is
+    :func:`det.structures.roi_align.roi_align_samples`, torchvision's kernel's geometry.
     """
     num_images, channels, height, width = input.shape
     pooled_h, pooled_w = output_size
@@ -167,12 +175,10 @@ def roi_align_separable(
         return out.permute(0, 3, 1, 2)
     pixels = input.permute(0, 2, 3, 1).reshape(num_images * height * width, channels)
 
-    boxes = rois[:, 1:].to(_geometry_dtype(input.dtype)) * spatial_scale - (0.5 if aligned else 0.0)
-    box_w, box_h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    if not aligned:  # Detectron's legacy ROIAlign: boxes at least 1x1
-        box_w, box_h = box_w.clamp(min=1.0), box_h.clamp(min=1.0)
-    row_weights, row_start, row_count = _axis_weights(boxes[:, 1], box_h, pooled_h, height, sampling_ratio)
-    col_weights, col_start, col_count = _axis_weights(boxes[:, 0], box_w, pooled_w, width, sampling_ratio)
+    rows, cols = roi_align_samples(rois.to(_geometry_dtype(input.dtype)), output_size, spatial_scale,
+                                   sampling_ratio, aligned, (height, width), min_samples=1)
+    row_weights, row_start, row_count = _axis_weights(rows, pooled_h)
+    col_weights, col_start, col_count = _axis_weights(cols, pooled_w)
     row_weights, col_weights = row_weights.to(input.dtype), col_weights.to(input.dtype)
     image_offset = rois[:, 0].to(torch.int64) * (height * width)
 
@@ -197,45 +203,20 @@ def roi_align_separable(
     return out.permute(0, 3, 1, 2)
 
 
-def _axis_weights(
-    start: torch.Tensor, length: torch.Tensor, bins: int, size: int, sampling_ratio: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _axis_weights(samples: AxisSamples, bins: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Along one axis: (R, bins, window) interpolation weights per bin (averaged over the bin's
-    samples), the window's first feature index (R,) and its length (R,).
-
-    Sample positions, the out-of-range rule and the clamping are torchvision's kernel's.
-    """
-    bin_size = length / bins
-    if sampling_ratio > 0:
-        grid = torch.full_like(length, sampling_ratio, dtype=torch.int64)
-    else:
-        grid = torch.ceil(length / bins).to(torch.int64)  # adaptive: about one sample per feature
-    max_grid = max(int(grid.max()), 1)
-    grid_f = grid.clamp(min=1).to(length.dtype)
-    sample = torch.arange(max_grid, dtype=length.dtype)
-    pos = (
-        start[:, None, None]
-        + torch.arange(bins, dtype=length.dtype)[None, :, None] * bin_size[:, None, None]
-        + (sample + 0.5)[None, None, :] * (bin_size / grid_f)[:, None, None]
-    )  # (R, bins, samples)
-    valid = (sample[None, None, :] < grid[:, None, None]) & (pos >= -1.0) & (pos <= size)
-    pos = pos.clamp(min=0.0)
-    low = pos.to(torch.int64)
-    at_end = low >= size - 1
-    low = torch.where(at_end, size - 1, low)
-    high = torch.where(at_end, low, low + 1)
-    frac = torch.where(at_end, 0.0, pos - low.to(pos.dtype))
-    share = valid.to(length.dtype) / grid_f[:, None, None]
-
+    samples), the window's first feature index (R,) and its length (R,)."""
+    low, high, frac, valid, grid = samples
+    share = valid.to(frac.dtype) / grid.clamp(min=1).to(frac.dtype)[:, None, None]
     none = torch.iinfo(torch.int64).max
     first = torch.where(valid, low, none).amin(dim=(1, 2))
     first = torch.where(first == none, 0, first)
     count = (torch.where(valid, high, -1).amax(dim=(1, 2)) - first + 1).clamp(min=1)
     window = int(count.max())
-    weights = torch.zeros(start.shape[0], bins, window, dtype=length.dtype)
+    weights = torch.zeros(low.shape[0], bins, window, dtype=frac.dtype)
     weights.scatter_add_(2, (low - first[:, None, None]).clamp(0, window - 1), (1.0 - frac) * share)
     weights.scatter_add_(2, (high - first[:, None, None]).clamp(0, window - 1), frac * share)
     return weights, first, count
 
 
-__all__ = ["ROIAlign", "roi_align", "roi_align_separable"]
+__all__ = ["ROIAlign", "check_roi_args", "roi_align", "roi_align_separable"]

@@ -9,9 +9,7 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 
 from det.core.layers.ops import dispatch
-from det.core.layers.roi_align import _check_roi_args
-
-_ROTATED_LAYOUT = "[batch index, cx, cy, w, h, angle in degrees]"
+from det.core.layers.roi_align import check_roi_args
 
 # Upper bound on gathered values (samples x channels) held at once by the reference: keeps a few
 # thousand large adaptive boxes from allocating gigabytes.
@@ -26,7 +24,7 @@ def roi_align_rotated(
     sampling_ratio: int,
 ) -> torch.Tensor:
     """ROIAlign of (R, 6) rotated ``rois`` over ``input``: (R, C, h, w); see :class:`ROIAlignRotated`."""
-    _check_roi_args("roi_align_rotated", input, rois, 6, _ROTATED_LAYOUT)
+    check_roi_args("roi_align_rotated", input, rois, rotated=True)
     return dispatch("roi_align_rotated", input, rois)(
         input, rois, _pair(output_size), float(spatial_scale), int(sampling_ratio)
     )
@@ -54,7 +52,7 @@ class ROIAlignRotated(nn.Module):
 
     def forward(self, input: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         """input: (N, C, H, W) features; rois: (R, 6) [batch index, cx, cy, w, h, angle]."""
-        _check_roi_args("ROIAlignRotated", input, rois, 6, _ROTATED_LAYOUT)
+        check_roi_args("ROIAlignRotated", input, rois, rotated=True)
         orig_dtype = input.dtype
         if orig_dtype == torch.float16:
             input = input.float()

@@ -8,88 +8,10 @@ re-exports).
     tfms = T.AugmentationList([T.ResizeShortestEdge(800, 1333), T.RandomFlip()])(T.AugInput(img))
 """
 
-from det.data.transforms.augmentation import (
-    AugInput,
-    Augmentation,
-    AugmentationList,
-    StandardAugInput,
-    TransformGen,
-    apply_augmentations,
-    apply_transform_gens,
-)
-from det.data.transforms.augmentation_impl import (
-    FixedSizeCrop,
-    MinIoURandomCrop,
-    RandomApply,
-    RandomBrightness,
-    RandomContrast,
-    RandomCrop,
-    RandomCrop_CategoryAreaConstraint,
-    RandomExtent,
-    RandomFlip,
-    RandomLighting,
-    RandomResize,
-    RandomRotation,
-    RandomSaturation,
-    Resize,
-    ResizeScale,
-    ResizeShortestEdge,
-)
-from det.data.transforms.transform import (
-    BlendTransform,
-    ColorTransform,
-    CropTransform,
-    ExtentTransform,
-    GridSampleTransform,
-    HFlipTransform,
-    NoOpTransform,
-    PadTransform,
-    PILColorTransform,
-    ResizeTransform,
-    RotationTransform,
-    ScaleTransform,
-    Transform,
-    TransformList,
-    VFlipTransform,
-)
+# detectron2's layout: each module's __all__ is the package's
+from det.data.transforms import augmentation, augmentation_impl, transform
+from det.data.transforms.augmentation import *  # noqa: F403
+from det.data.transforms.augmentation_impl import *  # noqa: F403
+from det.data.transforms.transform import *  # noqa: F403
 
-__all__ = [
-    "AugInput",
-    "Augmentation",
-    "AugmentationList",
-    "BlendTransform",
-    "ColorTransform",
-    "CropTransform",
-    "ExtentTransform",
-    "FixedSizeCrop",
-    "GridSampleTransform",
-    "HFlipTransform",
-    "MinIoURandomCrop",
-    "NoOpTransform",
-    "PILColorTransform",
-    "PadTransform",
-    "RandomApply",
-    "RandomBrightness",
-    "RandomContrast",
-    "RandomCrop",
-    "RandomCrop_CategoryAreaConstraint",
-    "RandomExtent",
-    "RandomFlip",
-    "RandomLighting",
-    "RandomResize",
-    "RandomRotation",
-    "RandomSaturation",
-    "Resize",
-    "ResizeScale",
-    "ResizeShortestEdge",
-    "ResizeTransform",
-    "RotationTransform",
-    "ScaleTransform",
-    "StandardAugInput",
-    "Transform",
-    "TransformGen",
-    "TransformList",
-    "VFlipTransform",
-    "apply_augmentations",
-    "apply_transform_gens",
-]
+__all__ = [*augmentation.__all__, *augmentation_impl.__all__, *transform.__all__]

@@ -11,16 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from det.core.lazy import lazy_exports
+from det.core.lazy import exported, lazy_exports
 from det.heads.retinanet.version import __version__
-
-_LAZY = {
-    "RetinaNet": "det.heads.retinanet.retinanet",
-    "RetinaNetHead": "det.heads.retinanet.retinanet",
-    "DenseDetector": "det.heads.retinanet.dense_detector",
-    "permute_to_N_HWA_K": "det.heads.retinanet.dense_detector",
-    "CycleBatchNormList": "det.core.layers",  # re-exported: it lives in det-core since 0.1
-}
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from det.core.layers import CycleBatchNormList  # noqa: F401
@@ -28,7 +20,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from det.heads.retinanet.retinanet import RetinaNet, RetinaNetHead  # noqa: F401
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__getattr__, __dir__ = lazy_exports(__name__)  # the names imported under TYPE_CHECKING above
 
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", *exported(__name__)]

@@ -11,28 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from det.core.lazy import lazy_exports
+from det.core.lazy import exported, lazy_exports
 from det.heads.roi.version import __version__
-
-_LAZY = {
-    "ROIHeads": "det.heads.roi.roi_heads",
-    "StandardROIHeads": "det.heads.roi.roi_heads",
-    "Res5ROIHeads": "det.heads.roi.roi_heads",
-    "select_foreground_proposals": "det.heads.roi.roi_heads",
-    "select_proposals_with_visible_keypoints": "det.heads.roi.roi_heads",
-    "build_mask_head": "det.heads.roi.roi_heads",
-    "build_keypoint_head": "det.heads.roi.roi_heads",
-    "CascadeROIHeads": "det.heads.roi.cascade_rcnn",
-    "RROIHeads": "det.heads.roi.rotated_fast_rcnn",
-    "RotatedFastRCNNOutputLayers": "det.heads.roi.rotated_fast_rcnn",
-    "fast_rcnn_inference_rotated": "det.heads.roi.rotated_fast_rcnn",
-    "FastRCNNConvFCHead": "det.heads.roi.box_head",
-    "build_box_head": "det.heads.roi.box_head",
-    "FastRCNNOutputLayers": "det.heads.roi.fast_rcnn",
-    "fast_rcnn_inference": "det.heads.roi.fast_rcnn",
-    "fast_rcnn_inference_single_image": "det.heads.roi.fast_rcnn",
-    "add_ground_truth_to_proposals": "det.heads.roi.proposal_utils",
-}
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from det.heads.roi.box_head import FastRCNNConvFCHead, build_box_head  # noqa: F401
@@ -59,7 +39,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     )
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__getattr__, __dir__ = lazy_exports(__name__)  # the names imported under TYPE_CHECKING above
 
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", *exported(__name__)]

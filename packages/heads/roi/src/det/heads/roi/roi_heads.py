@@ -394,13 +394,13 @@ class Res5ROIHeads(ROIHeads):
 
     @classmethod
     def _build_res5_block(cls, cfg):
-        # res5 is made by det-backbones: imported here so det-heads-roi imports without it
-        # until a C4 model is built
+        # res5 is made by det-backbones (the extra det-heads-roi[c4]): imported here so that
+        # det-heads-roi imports without it until a C4 model is built
         try:
             from det.backbones.resnet import BottleneckBlock, ResNet
         except ImportError as e:
             raise ImportError(
-                "Res5ROIHeads builds its res5 stage with det-backbones' ResNet: pip install det-backbones"
+                "Res5ROIHeads builds its res5 stage with det-backbones' ResNet: pip install 'det-heads-roi[c4]'"
             ) from e
 
         stage_channel_factor = 2**3  # res5 is 8x res2

@@ -10,17 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from det.core.lazy import lazy_exports
+from det.core.lazy import exported, lazy_exports
 from det.heads.rpn.version import __version__
-
-_LAZY = {
-    "RPN": "det.heads.rpn.rpn",
-    "StandardRPNHead": "det.heads.rpn.rpn",
-    "build_rpn_head": "det.heads.rpn.rpn",
-    "find_top_rpn_proposals": "det.heads.rpn.proposal_utils",
-    "RRPN": "det.heads.rpn.rrpn",
-    "find_top_rrpn_proposals": "det.heads.rpn.rrpn",
-}
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from det.heads.rpn.proposal_utils import find_top_rpn_proposals  # noqa: F401
@@ -28,7 +19,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from det.heads.rpn.rrpn import RRPN, find_top_rrpn_proposals  # noqa: F401
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__getattr__, __dir__ = lazy_exports(__name__)  # the names imported under TYPE_CHECKING above
 
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", *exported(__name__)]

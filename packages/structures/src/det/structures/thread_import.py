@@ -15,6 +15,8 @@ import sys
 import threading
 from types import ModuleType
 
+__all__ = ["import_on_own_thread"]
+
 
 def import_on_own_thread(name: str) -> ModuleType:
     """``importlib.import_module(name)``, run on a new thread; its exception is re-raised here."""
