@@ -155,6 +155,19 @@ def _requirement_closure(names: list[str]) -> set[str]:
     return seen
 
 
+@pytest.fixture(scope="session")
+def third_party_of():
+    """`third_party_of("det-core", "det-heads-mask")`: the third-party distributions those det
+    distributions need, read from their installed metadata (their requirement closure minus det's
+    own). A child venv inheriting exactly these lets pip install the det wheels and nothing else, and
+    stays right when a distribution declares a new dependency."""
+
+    def names(*det_distributions: str) -> list[str]:
+        return sorted(n for n in _requirement_closure(list(det_distributions)) if not n.startswith("det-"))
+
+    return names
+
+
 @pytest.fixture
 def make_child_venv(tmp_path: Path):
     """Factory: `make_child_venv(inherit="all")` or `make_child_venv(inherit=["torch", "numpy"])`.

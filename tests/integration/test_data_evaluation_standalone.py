@@ -17,7 +17,6 @@ import pytest
 pytestmark = pytest.mark.slow  # builds every wheel and two child environments
 
 # det-core's third-party requirements (det-data depends on it), det-data's and det-evaluation's
-THIRD_PARTY = ["torch", "torchvision", "numpy", "pycocotools", "yacs", "PyYAML", "pluggy", "pillow", "tqdm"]
 CORE = {"det-structures", "det-checkpoint", "det-core"}
 ABSENT = ["det.engine", "det.backbones", "det.heads.roi", "det.heads.rpn", "det.export"]
 
@@ -112,8 +111,8 @@ def _last_json(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-def test_det_data_installs_alone_and_loads_a_coco_dataset(all_wheels, make_child_venv, tmp_path):
-    venv = make_child_venv(inherit=THIRD_PARTY)
+def test_det_data_installs_alone_and_loads_a_coco_dataset(all_wheels, make_child_venv, third_party_of, tmp_path):
+    venv = make_child_venv(inherit=third_party_of("det-data"))
     assert venv.pip_install_names("--find-links", all_wheels, "det-data") == CORE | {"det-data"}
     report = _last_json(venv.run(f"ROOT = {str(tmp_path / 'tiny')!r}\n" + USE_DATA).stdout)
     assert str(venv.root) in report["file"]  # the wheel, not the tree
@@ -125,8 +124,8 @@ def test_det_data_installs_alone_and_loads_a_coco_dataset(all_wheels, make_child
     assert report["evaluation_imported"] is False
 
 
-def test_det_evaluation_installs_alone_and_scores_predictions(all_wheels, make_child_venv, tmp_path):
-    venv = make_child_venv(inherit=THIRD_PARTY)
+def test_det_evaluation_installs_alone_and_scores_predictions(all_wheels, make_child_venv, third_party_of, tmp_path):
+    venv = make_child_venv(inherit=third_party_of("det-evaluation"))
     installed = venv.pip_install_names("--find-links", all_wheels, "det-evaluation")
     assert installed == CORE | {"det-data", "det-evaluation"}
     report = _last_json(venv.run(f"ROOT = {str(tmp_path / 'tiny')!r}\n" + SCORE_PREDICTIONS).stdout)

@@ -17,7 +17,6 @@ import json
 import pytest
 import torch
 
-THIRD_PARTY = ["torch", "torchvision", "numpy", "pycocotools", "yacs", "PyYAML", "pluggy", "omegaconf", "hydra-core"]
 MASK_CLOSURE = {"det-structures", "det-checkpoint", "det-core", "det-backbones", "det-heads-rpn", "det-heads-roi",
                 "det-heads-mask"}
 ABSENT = ["det-heads-keypoint", "det-heads-semseg", "det-heads-retinanet", "det-engine"]
@@ -77,10 +76,11 @@ print(json.dumps({{"absent": absent, "error": error}}))
 
 @pytest.mark.slow
 def test_det_core_and_det_heads_mask_alone_run_golden_mask_rcnn(
-        all_wheels, all_wheels_projects, golden_case, configs_dir, tmp_path, make_child_venv, assert_matches_golden):
+        all_wheels, all_wheels_projects, golden_case, configs_dir, tmp_path, make_child_venv, assert_matches_golden,
+        third_party_of):
     assert MASK_CLOSURE | set(ABSENT) <= set(all_wheels_projects)
     wheels = all_wheels
-    venv = make_child_venv(inherit=THIRD_PARTY)
+    venv = make_child_venv(inherit=third_party_of("det-core", "det-heads-mask"))
     assert venv.pip_install_names("--find-links", wheels, "det-core", "det-heads-mask") == MASK_CLOSURE  # and no third-party package
 
     case = golden_case("mask_rcnn_R_50_FPN")
