@@ -276,8 +276,8 @@ def check_amp_training(device: str, steps: int = 50, amp: bool = True) -> str:
     autocast and a GradScaler when ``amp``: finite losses, falling (last 10 vs first 10 steps)."""
     import torch
 
-    from det.engine.data import build_detection_train_loader
-    from det.engine.data.shapes import ShapesConfig, register_shapes
+    from det.data import build_detection_train_loader
+    from det.data.shapes import ShapesConfig, register_shapes
     from det.engine.demo import get_demo_cfg
     from det.engine.train.defaults import DefaultTrainer
     from det.engine.train.train_loop import AMPTrainer, SimpleTrainer

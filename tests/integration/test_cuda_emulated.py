@@ -136,7 +136,7 @@ ARCH_NAMES = [
 MAX_INFERENCE_SYNCS = {
     "faster_rcnn_c4": 20, "faster_rcnn_dc5": 26, "faster_rcnn_fpn": 21, "mask_rcnn_fpn": 22,
     "keypoint_rcnn_fpn": 24, "cascade_mask_rcnn_fpn": 28, "retinanet": 16, "proposal_network": 12,
-    "semantic_fpn": 0, "panoptic_fpn": 38, "rotated_rcnn": 49,
+    "semantic_fpn": 0, "panoptic_fpn": 38, "rotated_rcnn": 43,
 }
 
 
