@@ -54,7 +54,8 @@ ROTATED = [
 """detectron2's keys for a rotated Faster R-CNN (it ships no zoo config for one)."""
 
 
-C4_PROPOSALS = ("MODEL.RPN.POST_NMS_TOPK_TRAIN", 20, "MODEL.RPN.POST_NMS_TOPK_TEST", 20)
+C4_PROPOSALS = ("MODEL.RPN.POST_NMS_TOPK_TRAIN", 12, "MODEL.RPN.POST_NMS_TOPK_TEST", 12,
+                "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 16)
 
 
 @dataclass(frozen=True)
@@ -107,26 +108,41 @@ def build(name: str, *, seed: int = 0) -> Any:
     return model.train()
 
 
+BOX_DELTA_LAYERS = ("bbox_pred", "anchor_deltas")
+
+
 def unit_variance_(model: Any, batch: list[dict]) -> None:
-    """Rescale every det ``Conv2d`` (its norm's affine terms, else its weight and bias) so that its
-    output on ``batch`` has unit standard deviation: one eval-mode forward pass, in network order."""
+    """Rescale every convolution and linear layer (a det ``Conv2d``'s FrozenBN affine terms, else
+    the layer's weight and bias) so that its output on ``batch`` has unit standard deviation (0.1
+    for the box-delta predictors of :data:`BOX_DELTA_LAYERS`): one
+    eval-mode forward pass, in network order (a layer shared by the pyramid levels, on the first
+    level it sees). Predictors included: with the zoo's init (std 0.01)
+    every RetinaNet score is 0.01 to a few ulps, and their order would be decided by rounding."""
     import torch
 
-    from det.core.layers import Conv2d
     from det.core.layers.batch_norm import FrozenBatchNorm2d
 
+    done: set[int] = set()
+
     def rescale(module: Any, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
-        std = float(output.float().std())
-        if not (std > 0 and torch.isfinite(output).all()):
+        # once per layer: heads shared by the pyramid levels see their first level only
+        std = float(output.float().std()) / targets.get(id(module), 1.0)
+        if id(module) in done or not (std > 0 and torch.isfinite(output).all()):
             return output
-        target = module.norm if isinstance(module.norm, FrozenBatchNorm2d) else module
+        done.add(id(module))
+        norm = getattr(module, "norm", None)
+        target = norm if isinstance(norm, FrozenBatchNorm2d) else module
         with torch.no_grad():
             target.weight.div_(std)
             if target.bias is not None:
                 target.bias.div_(std)
         return output / std
 
-    handles = [m.register_forward_hook(rescale) for m in model.modules() if isinstance(m, Conv2d)]
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    # box regression outputs a tenth of that: unit-scale deltas would make boxes of e^3 times
+    # their anchors, some of them infinite
+    targets = {id(m): 0.1 for name, m in model.named_modules() if name.rsplit(".", 1)[-1] in BOX_DELTA_LAYERS}
+    handles = [m.register_forward_hook(rescale) for m in layers]
     try:
         was_training = model.training
         with torch.no_grad():

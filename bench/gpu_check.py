@@ -271,7 +271,7 @@ def check_meta_arch(name: str, device: str) -> str:
 # --- AMP training of the demo model ------------------------------------------------------------
 
 
-def check_amp_training(device: str, steps: int = 50, amp: bool = True) -> str:
+def check_amp_training(device: str, steps: int = 50, amp: bool = True, images_per_batch: int = 4) -> str:
     """``steps`` training steps of ``det demo``'s model on a small shapes dataset, with float16
     autocast and a GradScaler when ``amp``: finite losses, falling (last 10 vs first 10 steps)."""
     import torch
@@ -285,12 +285,13 @@ def check_amp_training(device: str, steps: int = 50, amp: bool = True) -> str:
     names = ("gpu_check_shapes_train", "gpu_check_shapes_val")
     with tempfile.TemporaryDirectory() as tmp:
         register_shapes(
-            ShapesConfig(num_train=32, num_val=4, min_image_size=128, max_image_size=160, color_by_class=True),
+            ShapesConfig(num_train=max(8, steps * images_per_batch // 4), num_val=2, min_image_size=128,
+                         max_image_size=160, color_by_class=True),
             names=names, root=tmp, replace=True,
         )
         cfg = get_demo_cfg(tmp, opts=[
             "MODEL.DEVICE", device, "SOLVER.AMP.ENABLED", amp, "DATASETS.TRAIN", (names[0],),
-            "DATASETS.TEST", (names[1],), "SOLVER.IMS_PER_BATCH", 4, "SOLVER.MAX_ITER", steps,
+            "DATASETS.TEST", (names[1],), "SOLVER.IMS_PER_BATCH", images_per_batch, "SOLVER.MAX_ITER", steps,
             "SOLVER.WARMUP_ITERS", max(1, steps // 10), "SEED", 0,
         ])
         torch.manual_seed(0)
