@@ -363,11 +363,17 @@ def check_ddp(device: str, world_size: int = 2) -> str:
 # --- speed against torchvision -------------------------------------------------------------------
 
 
-def check_speed(device: str, runs: int = 10, image_hw: tuple[int, int] = (800, 1067)) -> str:
+def check_speed(device: str, runs: int = 10, image_hw: tuple[int, int] = (800, 1067),
+                models: Callable[[], tuple[object, object]] | None = None) -> str:
     """Median inference and training-step time of det's Mask R-CNN R50-FPN and torchvision's on
-    ``device``, same image (calibrated predictors, as bench_inference.py)."""
+    ``device``, same image; ``models()`` gives the (det, torchvision) pair, by default
+    bench/_common.py's full-size models with calibrated predictors (as bench_inference.py)."""
     import torch
     from _common import build_det_model, build_tv_model, det_inputs, make_image, tv_inputs
+
+    if models is None:
+        def models() -> tuple[object, object]:
+            return build_det_model(), build_tv_model()
 
     def timed(fn: Callable[[], object]) -> float:
         fn()
@@ -381,7 +387,7 @@ def check_speed(device: str, runs: int = 10, image_hw: tuple[int, int] = (800, 1
         return statistics.median(times)
 
     image = make_image(*image_hw).to(device)
-    det_model, tv_model = build_det_model().to(device).eval(), build_tv_model().to(device).eval()
+    det_model, tv_model = (m.to(device).eval() for m in models())
     with torch.no_grad():
         det_s = timed(lambda: det_model(det_inputs(image)))
         tv_s = timed(lambda: tv_model(tv_inputs(image)))

@@ -116,3 +116,18 @@ def test_amp_training_check(gpu_check):
 @pytest.mark.slow
 def test_ddp_check_over_gloo(gpu_check):
     assert gpu_check.check_ddp("cpu", 2) == "2 ranks over gloo, 3 steps, parameters identical on every rank"
+
+
+@pytest.mark.slow
+def test_speed_check(gpu_check):
+    """Small models stand in for the full-size pair (whose calibration alone takes minutes here)."""
+    import _meta_archs
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    def small_models():
+        tv = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, min_size=64, max_size=96,
+                                   trainable_backbone_layers=5)
+        return _meta_archs.build("mask_rcnn_fpn"), tv
+
+    detail = gpu_check.check_speed("cpu", runs=1, image_hw=(64, 96), models=small_models)
+    assert detail.startswith("inference det ") and "training step det " in detail and detail.endswith("median of 1")
