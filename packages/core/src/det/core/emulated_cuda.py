@@ -10,10 +10,10 @@ that can be compared with a CPU run, and the mode checks on the way what a GPU w
   the shapes and the det source line, where a GPU would raise "Expected all tensors to be on the
   same device";
 - **host synchronisations**: every operator that makes the host wait for the GPU is recorded in
-  :attr:`EmulatedCUDA.events` with its kind and source line: reading a value (``.item()``,
-  ``.tolist()``, ``bool(t)``), copies between host and device (blocking copies wait for the GPU
-  stream), and outputs whose size depends on the data (``nonzero``, boolean-mask indexing, NMS,
-  ``unique``);
+  :attr:`EmulatedCUDA.events` with its kind and source lines: reading a value (``.item()``,
+  ``bool(t)``), copies between host and device (``.cpu()``, ``.tolist()``; blocking copies to the
+  GPU wait for its stream too), and outputs whose size depends on the data (``nonzero``,
+  boolean-mask indexing, NMS, ``unique``);
 - **dtypes**: under :func:`autocast` (CUDA's autocast, float16 by default) the model runs with the
   casts CUDA would make, so an operator that cannot take the mixed dtypes fails here as on a GPU.
 
@@ -77,8 +77,10 @@ class DeviceMismatchError(RuntimeError):
 
 @dataclass(frozen=True)
 class DeviceEvent:
-    """One host synchronisation: ``kind`` (see :data:`SYNC_KINDS`), the operator, and the innermost
-    det source line that caused it (``"det/heads/rpn/rpn.py:120 in find_top_rpn_proposals"``)."""
+    """One host synchronisation: ``kind`` (see :data:`SYNC_KINDS`), the operator, and the two
+    innermost det source lines that caused it, innermost first
+    (``"det/structures/instances.py:142 in __getitem__ < det/core/modeling/postprocessing.py:56 in
+    detector_postprocess"``; the test's own line when no det code is on the stack)."""
 
     kind: str
     op: str
