@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from det.core.allocator import retain_freed_memory_where_chosen
+from det.core.device import resolve_device
 from det.core.transforms import ResizeShortestEdge
 
 __all__ = ["DefaultPredictor", "ResizeShortestEdge"]
@@ -105,6 +106,9 @@ class DefaultPredictor:
         outputs = predictor(cv2.imread("input.jpg"))
         outputs["instances"].pred_boxes
 
+    ``cfg.MODEL.DEVICE`` follows :func:`det.core.device.resolve_device`: ``cuda`` on a machine
+    without CUDA runs on the CPU, with one warning that names the key.
+
     It calls :func:`det.core.allocator.retain_freed_memory_where_chosen` (process-wide, where the
     machine's :func:`~det.core.machine.inference_choices` keep freed memory; ``DET_KEEP_FREED_MEMORY=0``
     opts out), so that each inference reuses the previous one's memory instead of page-faulting it in.
@@ -117,6 +121,8 @@ class DefaultPredictor:
             raise ValueError(
                 f"DefaultPredictor supports cfg.INPUT.FORMAT 'RGB' or 'BGR', got {self.input_format!r}"
             )
+        # a config naming a GPU this machine lacks runs on the CPU, with one warning
+        self.device = resolve_device(cfg.MODEL.DEVICE)
         self.model = _build_and_load(self.cfg, cfg.MODEL.WEIGHTS)
         retain_freed_memory_where_chosen()  # a predictor's process runs inference after inference
 
@@ -163,7 +169,7 @@ class DefaultPredictor:
             height, width = original_image.shape[:2]
             image: Any = self.aug.get_transform(original_image).apply_image(original_image)
             image = torch.as_tensor(image.astype("float32").transpose(2, 0, 1))
-            image = image.to(self.cfg.MODEL.DEVICE)
+            image = image.to(self.device)
 
             inputs = {"image": image, "height": height, "width": width}
             predictions = self.model([inputs])[0]

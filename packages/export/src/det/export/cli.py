@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     from det.checkpoint import DetectionCheckpointer
     from det.core import build_model, get_cfg
+    from det.core.device import resolve_device
     from det.export.api import export_onnx, export_torch
     from det.export.flatten import UnsupportedModelError
 
@@ -66,9 +67,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = get_cfg()
         cfg.merge_from_file(str(config_file))
         cfg.merge_from_list(list(args.opts or []))
-        if str(cfg.MODEL.DEVICE).startswith("cuda") and not torch.cuda.is_available():
-            print(f"det export: MODEL.DEVICE is {cfg.MODEL.DEVICE} but CUDA is not available; exporting on cpu")
-            cfg.MODEL.DEVICE = "cpu"
+        cfg.MODEL.DEVICE = str(resolve_device(cfg.MODEL.DEVICE))  # cuda without CUDA: the CPU, one warning
         cfg.MODEL.WEIGHTS = str(weights)
         cfg.freeze()
         model = build_model(cfg).eval()

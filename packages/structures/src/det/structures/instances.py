@@ -131,6 +131,15 @@ class Instances:
             raise IndexError(
                 f"Instances indexed with a bool mask of shape {tuple(item.shape)}, expected ({len(self)},)"
             )
+        if (
+            isinstance(item, torch.Tensor)
+            and item.dtype == torch.bool
+            and item.device.type != "cpu"
+            and len(self._fields) > 1
+        ):
+            # one data-dependent step (a host synchronisation on a GPU) for all fields, not one
+            # per field: the mask's indices select the same rows in the same order
+            item = item.nonzero().squeeze(1)
         ret = Instances(self._image_size)
         for k, v in self._fields.items():
             if isinstance(v, list) and not isinstance(item, slice):

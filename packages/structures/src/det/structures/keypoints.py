@@ -153,9 +153,12 @@ def heatmaps_to_keypoints(maps: torch.Tensor, rois: torch.Tensor) -> torch.Tenso
     height_corrections = heights / heights_ceil
     keypoints_idx = torch.arange(num_keypoints, device=maps.device)
 
+    # every ROI's output size read in one transfer (on a GPU, each int(tensor) is a host
+    # synchronisation); the sizes are whole numbers, so the int64 conversion is exact
+    outsizes = torch.stack([heights_ceil, widths_ceil], dim=1).to(torch.int64).tolist()
     for i in range(num_rois):
-        outsize = (int(heights_ceil[i]), int(widths_ceil[i]))
-        roi_map = F.interpolate(maps[[i]], size=outsize, mode="bicubic", align_corners=False).squeeze(0)
+        outsize = (outsizes[i][0], outsizes[i][1])
+        roi_map = F.interpolate(maps[i : i + 1], size=outsize, mode="bicubic", align_corners=False).squeeze(0)
 
         # Softmax over the upsampled map, normalised by the pooled map's sum.
         max_score, _ = roi_map.view(num_keypoints, -1).max(1)

@@ -53,17 +53,20 @@ class RotatedBoxes(Boxes):
         """
         h, w = box_size
         self.normalize_angles()
-        idx = torch.where(torch.abs(self.tensor[:, 4]) <= clip_angle_threshold)[0]
+        # Every row is computed and the nearly horizontal ones are written back with a mask: the
+        # same arithmetic per box as selecting them first, without a data-dependent selection (a
+        # host synchronisation on a GPU).
+        near = torch.abs(self.tensor[:, 4]) <= clip_angle_threshold
         t = self.tensor
-        x1 = (t[idx, 0] - t[idx, 2] / 2.0).clamp(min=0, max=w)
-        y1 = (t[idx, 1] - t[idx, 3] / 2.0).clamp(min=0, max=h)
-        x2 = (t[idx, 0] + t[idx, 2] / 2.0).clamp(min=0, max=w)
-        y2 = (t[idx, 1] + t[idx, 3] / 2.0).clamp(min=0, max=h)
-        t[idx, 0] = (x1 + x2) / 2.0
-        t[idx, 1] = (y1 + y2) / 2.0
+        x1 = (t[:, 0] - t[:, 2] / 2.0).clamp(min=0, max=w)
+        y1 = (t[:, 1] - t[:, 3] / 2.0).clamp(min=0, max=h)
+        x2 = (t[:, 0] + t[:, 2] / 2.0).clamp(min=0, max=w)
+        y2 = (t[:, 1] + t[:, 3] / 2.0).clamp(min=0, max=h)
+        t[:, 0] = torch.where(near, (x1 + x2) / 2.0, t[:, 0])
+        t[:, 1] = torch.where(near, (y1 + y2) / 2.0, t[:, 1])
         # min() so that rounding in the round trip cannot make a box larger.
-        t[idx, 2] = torch.min(t[idx, 2], x2 - x1)
-        t[idx, 3] = torch.min(t[idx, 3], y2 - y1)
+        t[:, 2] = torch.where(near, torch.min(t[:, 2], x2 - x1), t[:, 2])
+        t[:, 3] = torch.where(near, torch.min(t[:, 3], y2 - y1), t[:, 3])
 
     def nonempty(self, threshold: float = 0.0) -> torch.Tensor:
         """(N,) bool: True where width and height are both larger than ``threshold``."""

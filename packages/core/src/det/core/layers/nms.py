@@ -111,7 +111,9 @@ def _batched_nms_reference(
         kept = torch.where(keep_mask)[0]
         return kept[scores[kept].sort(descending=True)[1]]
     max_coordinate = boxes.max()
-    offsets = idxs.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))
+    # + 1 as a Python number (torchvision adds torch.tensor(1).to(boxes), a blocking host-to-GPU
+    # copy on CUDA); the same float32 addition
+    offsets = idxs.to(boxes) * (max_coordinate + 1)
     return nms_impl(boxes + offsets[:, None], scores, iou_threshold)
 
 

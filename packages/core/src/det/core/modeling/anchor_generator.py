@@ -39,12 +39,15 @@ class BufferList(nn.Module):
 
 def _create_grid_offsets(size: list[int], stride: int, offset: float, target_device_tensor: torch.Tensor):
     grid_height, grid_width = size
+    # Made where they are used (on a GPU, a CPU arange moved there is a blocking copy per level),
+    # except under tracing: made on the CPU and moved, so a trace records no device constant.
+    device = None if torch.jit.is_tracing() else target_device_tensor.device
     shifts_x = move_device_like(
-        torch.arange(offset * stride, grid_width * stride, step=stride, dtype=torch.float32),
+        torch.arange(offset * stride, grid_width * stride, step=stride, dtype=torch.float32, device=device),
         target_device_tensor,
     )
     shifts_y = move_device_like(
-        torch.arange(offset * stride, grid_height * stride, step=stride, dtype=torch.float32),
+        torch.arange(offset * stride, grid_height * stride, step=stride, dtype=torch.float32, device=device),
         target_device_tensor,
     )
     shift_y, shift_x = torch.meshgrid(shifts_y, shifts_x, indexing="ij")

@@ -6,6 +6,7 @@ from typing import Any, cast
 
 import torch
 
+from det.core.device import resolve_device
 from det.core.registry import get_component
 
 __all__ = [
@@ -18,7 +19,8 @@ __all__ = [
 
 
 def build_model(cfg: Any) -> torch.nn.Module:
-    """Build the whole model named by ``cfg.MODEL.META_ARCHITECTURE``, on ``cfg.MODEL.DEVICE``.
+    """Build the whole model named by ``cfg.MODEL.META_ARCHITECTURE``, on ``cfg.MODEL.DEVICE``
+    (on the CPU, with one warning, when that names a GPU this machine lacks: see :mod:`det.core.device`).
 
     Weights are freshly initialised; load a checkpoint with ``DetectionCheckpointer(model).load(...)``.
 
@@ -28,7 +30,7 @@ def build_model(cfg: Any) -> torch.nn.Module:
     """
     meta_arch = cfg.MODEL.META_ARCHITECTURE
     model = get_component("META_ARCH", meta_arch)(cfg)
-    model.to(torch.device(cfg.MODEL.DEVICE))
+    model.to(resolve_device(cfg.MODEL.DEVICE))
     return cast(torch.nn.Module, model)
 
 

@@ -59,8 +59,29 @@ def convert_boxes_to_pooler_format(box_lists: list) -> torch.Tensor:
     for rotated boxes).
     """
     boxes = torch.cat([x.tensor for x in box_lists], dim=0)
-    sizes = shapes_to_tensor([x.__len__() for x in box_lists])
-    return _convert_boxes_to_pooler_format(boxes, sizes)
+    if torch.jit.is_tracing() or torch.jit.is_scripting():
+        sizes = shapes_to_tensor([x.__len__() for x in box_lists])
+        return _convert_boxes_to_pooler_format(boxes, sizes)
+    # the image index of each box, made on the boxes' device from the Python counts: on a GPU, a
+    # tensor of counts copied there and repeat_interleave's data-dependent size would each
+    # synchronise with the host
+    indices = [torch.full((len(x),), i, dtype=boxes.dtype, device=boxes.device) for i, x in enumerate(box_lists)]
+    return cat([cat(indices)[:, None], boxes], dim=1)
+
+
+def _boxes_per_level(level_assignments: torch.Tensor, num_levels: int) -> list[torch.Tensor]:
+    """For each level, the indices (ascending) of the boxes assigned to it.
+
+    One host synchronisation for all levels (the per-level counts), where a ``nonzero`` per level
+    makes one each on a GPU: a stable sort groups the boxes by level, keeping each level's boxes in
+    ascending order, exactly the indices ``nonzero(level_assignments == level)`` gives.
+    """
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or level_assignments.device.type == "cpu":
+        return [nonzero_tuple(level_assignments == level)[0] for level in range(num_levels)]
+    levels = torch.arange(num_levels, device=level_assignments.device)
+    counts = (level_assignments[None, :] == levels[:, None]).sum(dim=1).tolist()
+    order = torch.sort(level_assignments, stable=True)[1]
+    return list(torch.split(order, counts))
 
 
 def _create_zeros(batch_target: torch.Tensor | None, channels: int, height: int, width: int, like_tensor):
@@ -194,10 +215,9 @@ class ROIPooler(nn.Module):
 
         output = _create_zeros(pooler_fmt_boxes, num_channels, output_size, output_size, x[0])
 
-        for level, pooler in enumerate(self.level_poolers):
-            inds = nonzero_tuple(level_assignments == level)[0]
+        for level, inds in enumerate(_boxes_per_level(level_assignments, len(self.level_poolers))):
             pooler_fmt_boxes_level = pooler_fmt_boxes[inds]
             # index_put_ rather than output[inds] = ...: the latter breaks under tracing
-            output.index_put_((inds,), pooler(x[level], pooler_fmt_boxes_level))
+            output.index_put_((inds,), self.level_poolers[level](x[level], pooler_fmt_boxes_level))
 
         return output

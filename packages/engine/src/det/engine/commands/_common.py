@@ -22,8 +22,13 @@ class CommandError(Exception):
 
 
 def setup_cfg(config_file: str, opts: Sequence[str] | None = None, *, weights: str | None = None) -> Any:
-    """``get_cfg()`` + ``config_file`` + ``KEY VALUE`` overrides (+ ``MODEL.WEIGHTS``), frozen."""
+    """``get_cfg()`` + ``config_file`` + ``KEY VALUE`` overrides (+ ``MODEL.WEIGHTS``), frozen.
+
+    ``MODEL.DEVICE`` is resolved for this machine (:func:`det.core.device.resolve_device`): a
+    config asking for ``cuda`` where there is none runs on the CPU (one warning line), so the config
+    the command saves and uses says ``cpu``; an unknown device is a user error naming the key."""
     from det.core.config import get_cfg
+    from det.core.device import resolve_device
 
     if not config_file:
         raise CommandError("--config-file is required (a detectron2/det YAML file)")
@@ -45,6 +50,7 @@ def setup_cfg(config_file: str, opts: Sequence[str] | None = None, *, weights: s
     cfg.merge_from_list(opts)
     if weights is not None:
         cfg.MODEL.WEIGHTS = weights
+    cfg.MODEL.DEVICE = str(resolve_device(cfg.MODEL.DEVICE))
     cfg.freeze()
     return cfg
 

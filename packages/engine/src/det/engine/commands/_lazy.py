@@ -73,14 +73,12 @@ def setup_lazy_cfg(config_file: str, opts: Sequence[str] | None = None, *, weigh
 
 
 def lazy_device(cfg: Any) -> str:
-    """``cfg.train.device`` (detectron2's configs say "cuda"), or "cpu" when CUDA is absent."""
-    import torch
+    """``cfg.train.device`` (detectron2's configs say "cuda") for this machine, by det's one rule
+    (:func:`det.core.device.resolve_device`: "cpu" with one warning when CUDA is absent)."""
+    from det.core.device import resolve_device
 
     device = str(cfg.train.get("device", "cpu")) if "train" in cfg else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        logger.info("train.device is %s but CUDA is not available: using the cpu", device)
-        return "cpu"
-    return device
+    return str(resolve_device(device, key="train.device"))
 
 
 def build_lazy_model(cfg: Any, *, load: bool = False) -> Any:

@@ -294,8 +294,13 @@ class RetinaNet(DenseDetector):
                     f"batched_inputs[{i}]['instances'] needs gt_boxes and gt_classes for RetinaNet "
                     f"training; it has {sorted(gt.get_fields())}"
                 )
+        # every image's class check read in one transfer (one host synchronisation on a GPU)
+        out_of_range = torch.stack(
+            [((gt.gt_classes < 0) | (gt.gt_classes >= self.num_classes)).any() for gt in gt_instances]
+        ).tolist() if gt_instances else []
+        for i, (gt, bad) in enumerate(zip(gt_instances, out_of_range)):
             classes = gt.gt_classes
-            if len(classes) and (int(classes.min()) < 0 or int(classes.max()) >= self.num_classes):
+            if bad:
                 raise ValueError(
                     f"batched_inputs[{i}]['instances'].gt_classes must be in [0, {self.num_classes}) "
                     f"(MODEL.RETINANET.NUM_CLASSES), got values {sorted(set(classes.tolist()))}"

@@ -228,8 +228,8 @@ class ROIHeads(nn.Module):
 
         proposals_with_gt = []
 
-        num_fg_samples = []
-        num_bg_samples = []
+        bg_counts: list[torch.Tensor] = []
+        num_samples: list[int] = []
         for proposals_per_image, targets_per_image in zip(proposals, targets):
             has_gt = len(targets_per_image) > 0
             match_quality_matrix = pairwise_iou(targets_per_image.gt_boxes, proposals_per_image.proposal_boxes)
@@ -251,10 +251,13 @@ class ROIHeads(nn.Module):
             # Without ground truth there is no sensible dummy target: such proposals only carry
             # gt_classes (all background).
 
-            num_bg_samples.append((gt_classes == self.num_classes).sum().item())
-            num_fg_samples.append(gt_classes.numel() - num_bg_samples[-1])
+            bg_counts.append((gt_classes == self.num_classes).sum())
+            num_samples.append(gt_classes.numel())
             proposals_with_gt.append(proposals_per_image)
 
+        # every image's count in one transfer (one host synchronisation on a GPU, not one per image)
+        num_bg_samples = torch.stack(bg_counts).tolist() if bg_counts else []
+        num_fg_samples = [total - bg for total, bg in zip(num_samples, num_bg_samples)]
         storage = get_event_storage()
         storage.put_scalar("roi_head/num_fg_samples", np.mean(num_fg_samples))
         storage.put_scalar("roi_head/num_bg_samples", np.mean(num_bg_samples))

@@ -119,8 +119,8 @@ class RROIHeads(StandardROIHeads):
             proposals = add_ground_truth_to_proposals(targets, proposals)
 
         proposals_with_gt = []
-        num_fg_samples = []
-        num_bg_samples = []
+        bg_counts: list[torch.Tensor] = []
+        num_samples: list[int] = []
         for proposals_per_image, targets_per_image in zip(proposals, targets):
             has_gt = len(targets_per_image) > 0
             match_quality_matrix = box_iou_rotated(
@@ -138,10 +138,13 @@ class RROIHeads(StandardROIHeads):
                 sampled_targets = matched_idxs[sampled_idxs]
                 proposals_per_image.gt_boxes = targets_per_image.gt_boxes[sampled_targets]
 
-            num_bg_samples.append((gt_classes == self.num_classes).sum().item())
-            num_fg_samples.append(gt_classes.numel() - num_bg_samples[-1])
+            bg_counts.append((gt_classes == self.num_classes).sum())
+            num_samples.append(gt_classes.numel())
             proposals_with_gt.append(proposals_per_image)
 
+        # every image's count in one transfer (one host synchronisation on a GPU, not one per image)
+        num_bg_samples = torch.stack(bg_counts).tolist() if bg_counts else []
+        num_fg_samples = [total - bg for total, bg in zip(num_samples, num_bg_samples)]
         storage = get_event_storage()
         storage.put_scalar("roi_head/num_fg_samples", np.mean(num_fg_samples))
         storage.put_scalar("roi_head/num_bg_samples", np.mean(num_bg_samples))

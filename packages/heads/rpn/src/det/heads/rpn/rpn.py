@@ -340,8 +340,8 @@ class RPN(nn.Module):
         gt_labels = torch.stack(gt_labels)  # (N, sum(Hi*Wi*A))
 
         pos_mask = gt_labels == 1
-        num_pos_anchors = pos_mask.sum().item()
-        num_neg_anchors = (gt_labels == 0).sum().item()
+        # both counts in one transfer (one host synchronisation on a GPU)
+        num_pos_anchors, num_neg_anchors = torch.stack([pos_mask.sum(), (gt_labels == 0).sum()]).tolist()
         storage = get_event_storage()
         storage.put_scalar("rpn/num_pos_anchors", num_pos_anchors / num_images)
         storage.put_scalar("rpn/num_neg_anchors", num_neg_anchors / num_images)

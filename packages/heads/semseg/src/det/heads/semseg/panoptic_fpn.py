@@ -256,16 +256,19 @@ def combine_semantic_and_instance_outputs(
     segments_info = []
     instance_masks = instance_masks.to(dtype=torch.bool, device=panoptic_seg.device)
 
-    for inst_id in sorted_inds:
-        score = instance_results.scores[inst_id].item()
+    # scores, classes and order read once (on a GPU, each .item() is a host synchronisation)
+    scores = instance_results.scores.tolist()
+    classes = instance_results.pred_classes.tolist()
+    for inst_id in sorted_inds.tolist():
+        score = scores[inst_id]
         if score < instances_score_thresh:
             break
         mask = instance_masks[inst_id]
-        mask_area = mask.sum().item()
+        # both areas in one transfer
+        mask_area, intersect_area = torch.stack([mask.sum(), (mask & (panoptic_seg > 0)).sum()]).tolist()
         if mask_area == 0:
             continue
 
-        intersect_area = (mask & (panoptic_seg > 0)).sum().item()
         if intersect_area * 1.0 / mask_area > overlap_threshold:
             continue
         if intersect_area > 0:
@@ -278,8 +281,8 @@ def combine_semantic_and_instance_outputs(
                 "id": current_segment_id,
                 "isthing": True,
                 "score": score,
-                "category_id": instance_results.pred_classes[inst_id].item(),
-                "instance_id": inst_id.item(),
+                "category_id": classes[inst_id],
+                "instance_id": inst_id,
             }
         )
 
