@@ -43,6 +43,7 @@ __all__ = [
     "ImageFileError",
     "check_coco_json",
     "inspect_image",
+    "inspect_images",
 ]
 
 
@@ -55,7 +56,7 @@ class ImageFileError(OSError):
     or ``"truncated_image"`` (keys of :data:`FAULT_KINDS`); the message names the file."""
 
     def __init__(self, kind: str, path: str, detail: str) -> None:
-        super().__init__(f"{path}: {detail}")
+        super().__init__(f"{path} {detail}")
         self.kind = kind
         self.path = path
         self.detail = detail
@@ -151,7 +152,10 @@ class DataCheckReport:
     ``faults`` maps fault kinds (keys of :data:`FAULT_KINDS`) to the :class:`Fault` found (only
     kinds with at least one record); ``classes`` are the category names in id order (the
     contiguous class ids training uses), ``category_ids`` their ids; ``keypoint_names`` the
-    keypoints of the categories that have them (empty when none do)."""
+    keypoints of the categories that have them (empty when none do). Counts of non-crowd
+    annotations with and without a segmentation, and of those given as RLE
+    (``num_rle_masks``: training needs ``INPUT.MASK_FORMAT bitmask`` for them), let a command
+    match the data to a model."""
 
     json_file: str
     image_root: str
@@ -162,6 +166,8 @@ class DataCheckReport:
     keypoint_names: list[str] = field(default_factory=list)
     keypoint_skeleton: list[list[int]] = field(default_factory=list)
     num_with_segmentation: int = 0
+    num_without_segmentation: int = 0
+    num_rle_masks: int = 0
     num_with_keypoints: int = 0
     faults: dict[str, Fault] = field(default_factory=dict)
 
@@ -306,8 +312,9 @@ def inspect_image(path: str | os.PathLike, *, full: bool = False) -> tuple[int, 
     return int(width), int(height)
 
 
-def _inspect_all(paths: Sequence[str], full: bool, num_threads: int | None) -> dict[str, Any]:
-    """path -> (width, height) or ImageFileError, for each distinct path."""
+def inspect_images(paths: Sequence[str], *, full: bool = False, num_threads: int | None = None) -> dict[str, Any]:
+    """:func:`inspect_image` of each path, by a thread pool: ``{path: (width, height) or the
+    ImageFileError}``."""
     def one(path: str) -> Any:
         try:
             return inspect_image(path, full=full)
@@ -466,8 +473,14 @@ def _check_annotation(ann: dict, img: dict, categories: dict[int, dict], num_key
             faults.add("box_outside_image", f"{label}: bbox {bbox} in a {img['width']}x{img['height']} image")
 
     segm = ann.get("segmentation")
+    crowd = bool(ann.get("iscrowd", 0))
+    if not crowd:
+        if segm:
+            report.num_with_segmentation += 1
+            report.num_rle_masks += isinstance(segm, dict)
+        else:
+            report.num_without_segmentation += 1
     if segm:
-        report.num_with_segmentation += 1
         if isinstance(segm, list):
             polys_ok = all(isinstance(p, list) and all(_is_number(v) for v in p) for p in segm)
             if not polys_ok:
@@ -503,7 +516,7 @@ def _short_list(values: Sequence[Any], limit: int = 8) -> str:
 def _check_image_files(images: dict[Any, dict], image_root: str, full: bool, num_threads: int | None,
                        faults: _Collector) -> None:
     paths = {img_id: os.path.join(image_root, img["file_name"]) for img_id, img in images.items()}
-    found = _inspect_all(sorted(set(paths.values())), full, num_threads)
+    found = inspect_images(sorted(set(paths.values())), full=full, num_threads=num_threads)
     for img_id, img in images.items():
         result = found[paths[img_id]]
         if isinstance(result, ImageFileError):
