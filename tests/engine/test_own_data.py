@@ -16,10 +16,8 @@ import torch
 
 from det.core.cli import main as det_main
 
-ZOO = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
-# The zoo's Mask R-CNN shrunk to test size: ResNet-18, narrow FPN and heads.
-SHRINK = ["MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64", "MODEL.FPN.OUT_CHANNELS", "32",
-          "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "MODEL.ROI_MASK_HEAD.CONV_DIM", "16", "MODEL.DEVICE", "cpu"]
+from ._own_data import ZOO_MASK_RCNN, shrunk_zoo_cfg
+
 CLASS_DEPENDENT = ["roi_heads.box_predictor.cls_score.weight", "roi_heads.box_predictor.cls_score.bias",
                    "roi_heads.box_predictor.bbox_pred.weight", "roi_heads.box_predictor.bbox_pred.bias",
                    "roi_heads.mask_head.predictor.weight", "roi_heads.mask_head.predictor.bias"]
@@ -32,27 +30,12 @@ def data(tmp_path_factory, make_coco_dataset):
 
 @pytest.fixture(scope="module")
 def zoo(configs_dir):
-    return str(configs_dir / ZOO)
-
-
-def shrunk_cfg(zoo_file, num_classes=80):
-    from det.core import get_cfg
-
-    cfg = get_cfg()
-    cfg.merge_from_file(zoo_file)
-    cfg.merge_from_list([*SHRINK, "MODEL.ROI_HEADS.NUM_CLASSES", str(num_classes)])
-    return cfg
+    return str(configs_dir / ZOO_MASK_RCNN)
 
 
 @pytest.fixture(scope="module")
-def coco80(tmp_path_factory, zoo):
-    """An "80-class model-zoo checkpoint": the zoo's Mask R-CNN (shrunk), saved as det saves."""
-    from det.core import build_model
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "coco80.pth"
-    torch.save({"model": build_model(shrunk_cfg(zoo)).state_dict()}, path)
-    return path
+def coco80(coco80_checkpoint):
+    return coco80_checkpoint
 
 
 def own_args(zoo, data, out, *extra):
@@ -217,12 +200,12 @@ def test_eval_results_scores_a_results_file_against_its_json(data, tmp_path, cap
     assert bbox["AP"] == pytest.approx(50.0)
 
 
-def test_checkpoint_of_80_classes_loads_with_class_dependent_layers_reinitialised(zoo, coco80, caplog):
+def test_checkpoint_of_80_classes_loads_with_class_dependent_layers_reinitialised(configs_dir, coco80, caplog):
     from det.checkpoint import DetectionCheckpointer, class_dependent_parameter_names
     from det.core import build_model
 
     torch.manual_seed(1)
-    model = build_model(shrunk_cfg(zoo, num_classes=2))
+    model = build_model(shrunk_zoo_cfg(configs_dir, num_classes=2))
     fresh = {k: v.clone() for k, v in model.state_dict().items()}
     assert class_dependent_parameter_names(model) == set(CLASS_DEPENDENT)
     with caplog.at_level(logging.INFO, logger="det.checkpoint"):
@@ -343,3 +326,48 @@ def test_resumed_loader_yields_the_batches_of_an_uninterrupted_run(grouping, wor
     group_ids = [0 if w > h else 1 for w, h in sizes] if grouping else None
     resumed = batches(ResumeTrainingSampler(TrainingSampler(len(dicts), seed=3), 2, 9, group_ids), 7)
     assert resumed == full[9:]
+
+
+def test_resumed_trainer_continues_with_the_same_iterations_lr_and_batches(tmp_path, make_tiny_config):
+    """An interrupted run (stopped after its checkpoint at iteration 2) and resumed goes on with
+    the batches and learning rates the uninterrupted run had at iterations 3 and 4."""
+    from det.core.config import get_cfg
+    from det.engine.train import hooks
+    from det.engine.train.defaults import DefaultTrainer, seed_all_rng
+
+    tiny = make_tiny_config(tmp_path, "resume", num_train=5, num_val=1, seed=2)
+
+    def trainer_for(out, stop_at=None):
+        cfg = get_cfg()
+        cfg.merge_from_file(str(tiny["config"]))
+        cfg.merge_from_list(["OUTPUT_DIR", str(out), "SOLVER.MAX_ITER", 5, "SOLVER.CHECKPOINT_PERIOD", 3, "SEED", 11,
+                             "TEST.EVAL_PERIOD", 0, "DATASETS.TEST", (), "SOLVER.STEPS", (3,),
+                             "DATALOADER.NUM_WORKERS", 0])
+        seed_all_rng(cfg.SEED)  # what default_setup does
+        trainer = DefaultTrainer(cfg)
+        seen = []
+
+        def record(module, args):
+            seen.append(([d["image_id"] for d in args[0]], trainer.optimizer.param_groups[0]["lr"]))
+            if stop_at is not None and len(seen) > stop_at:
+                raise KeyboardInterrupt  # the "kill" once the checkpoint is written
+
+        trainer.model.register_forward_pre_hook(record)
+        trainer.register_hooks([hooks.CallbackHook()])
+        return trainer, seen
+
+    full, seen_full = trainer_for(tmp_path / "full")
+    full.resume_or_load(resume=False)
+    full.train()
+    cut, seen_cut = trainer_for(tmp_path / "cut", stop_at=3)
+    cut.resume_or_load(resume=False)
+    with pytest.raises(KeyboardInterrupt):
+        cut.train()
+    assert (tmp_path / "cut" / "last_checkpoint").read_text() == "model_0000002.pth"
+    resumed, seen_resumed = trainer_for(tmp_path / "cut")
+    resumed.resume_or_load(resume=True)
+    assert resumed.start_iter == 3
+    resumed.train()
+    assert len(seen_full) == 5 and seen_cut[:3] == seen_full[:3]
+    assert seen_resumed == seen_full[3:]
+    assert seen_full[4][1] < seen_full[2][1]  # the LR step at iteration 3 is replayed too

@@ -295,9 +295,10 @@ def _trim_metrics(path: Path, start_iter: int) -> None:
             continue  # a line cut by the interruption
         if isinstance(record, dict) and record.get("iteration", -1) < start_iter:
             kept.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(k + "\n" for k in kept))
-    os.replace(tmp, path)
+    # in place, not by a rename: the trainer's JSONWriter holds the file open (appending)
+    with open(path, "r+") as f:
+        f.write("".join(k + "\n" for k in kept))
+        f.truncate()
 
 
 def main(args: argparse.Namespace, plan: TrainPlan | None = None) -> Any:

@@ -230,6 +230,9 @@ class DefaultTrainer(TrainerBase):
 
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
+        # the sampler draws its seed from numpy's RNG (shared_random_seed): a resumed run builds
+        # its loader again from this state, so that it gets the same seed and order
+        self._loader_rng_state = np.random.get_state()
         data_loader = self.build_train_loader(cfg)
 
         model = create_ddp_model(model, broadcast_buffers=False)
@@ -269,7 +272,12 @@ class DefaultTrainer(TrainerBase):
             return
         from det.data.build import build_resumed_train_loader
 
-        self._trainer.data_loader = build_resumed_train_loader(self.cfg, self.start_iter)
+        state = np.random.get_state()
+        np.random.set_state(self._loader_rng_state)
+        try:
+            self._trainer.data_loader = build_resumed_train_loader(self.cfg, self.start_iter)
+        finally:
+            np.random.set_state(state)
         self._trainer._data_loader_iter_obj = None
 
     def build_hooks(self) -> list[hooks.HookBase | None]:
