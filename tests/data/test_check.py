@@ -85,7 +85,7 @@ def test_every_planted_fault_is_found_counted_and_located(faulty):
     assert "category_id=99 (categories have ids 3, 7)" in ex["unknown_category"][0]
     assert ex["bad_box"][0].startswith(f"annotation id={anns_id(images[8], faulty)} of image id={images[8]['id']}: "
                                        "bbox [") and ", -4.0, " in ex["bad_box"][0]
-    assert "annotation id=9002 of image id=424242" == ex["unknown_image"][0]
+    assert ex["unknown_image"][0] == "annotation id=9002 of image id=424242"
     assert "1 keypoints, its category has 2" in ex["keypoint_count"][0]
     assert "RLE size [10, 10] but the image is 64x72" in ex["bad_segmentation"][0]
     assert "'bbox' must be 4 finite numbers" in ex["malformed"][0]

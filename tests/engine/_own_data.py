@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 ZOO_MASK_RCNN = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
 """The model-zoo config the own-data tests fine-tune (from ``../shared/detectron2-configs``)."""
 

@@ -267,7 +267,7 @@ def test_class_and_keypoint_counts_come_from_the_json(data, configs_dir, tmp_pat
     assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 2 and cfg.MODEL.RETINANET.NUM_CLASSES == 2
     assert cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS == 3 and list(cfg.TEST.KEYPOINT_OKS_SIGMAS) == [0.05] * 3
     assert cfg.DATASETS.TRAIN == ("train",) and cfg.DATASETS.TEST == ("val",)
-    assert cfg.SOLVER.MAX_ITER == 7 and cfg.SEED >= 0 and cfg.OUTPUT_DIR == str(tmp_path / "out")
+    assert cfg.SOLVER.MAX_ITER == 7 and cfg.SEED >= 0 and str(tmp_path / "out") == cfg.OUTPUT_DIR
     line = [n for n in plan.notes if " classes (" in n]
     assert line == [f"from {tmp_path / 'train.json'}: 2 classes (disk, block) -> MODEL.ROI_HEADS.NUM_CLASSES=2, "
                     "MODEL.RETINANET.NUM_CLASSES=2; 3 keypoints -> MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS=3, "

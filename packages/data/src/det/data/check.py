@@ -29,7 +29,7 @@ import math
 import os
 import stat
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -233,13 +233,13 @@ class _Collector:
         self.max_examples = max_examples
         self.faults: dict[str, Fault] = {}
 
-    def add(self, kind: str, example: str | Callable[[], str]) -> None:
+    def add(self, kind: str, example: str) -> None:
         fault = self.faults.get(kind)
         if fault is None:
             fault = self.faults[kind] = Fault(kind)
         fault.count += 1
         if len(fault.examples) < self.max_examples:
-            fault.examples.append(example() if callable(example) else example)
+            fault.examples.append(example)
 
 
 def _image_label(img: dict) -> str:
@@ -411,12 +411,11 @@ def check_coco_json(
             continue
         if not (isinstance(img.get("width"), int) and isinstance(img.get("height"), int)
                 and img["width"] > 0 and img["height"] > 0):
-            faults.add("malformed", lambda img=img: f"{_image_label(img)}: needs positive integer 'width' and "
-                                                    f"'height', got {img.get('width')!r} x {img.get('height')!r}")
+            faults.add("malformed", f"{_image_label(img)}: needs positive integer 'width' and 'height', "
+                                    f"got {img.get('width')!r} x {img.get('height')!r}")
             continue
         if img["id"] in images:
-            faults.add("duplicate_image_id", lambda img=img: f"{_image_label(img)} and "
-                                                             f"{images[img['id']]['file_name']!r}")
+            faults.add("duplicate_image_id", f"{_image_label(img)} and {images[img['id']]['file_name']!r}")
             continue
         images[img["id"]] = img
     report.num_images = len(images)
@@ -431,12 +430,12 @@ def check_coco_json(
             faults.add("malformed", f"annotations[{i}]: needs 'id', 'image_id' and 'category_id', got {ann!r:.80}")
             continue
         if ann["id"] in seen_ann_ids:
-            faults.add("duplicate_annotation_id", lambda ann=ann: _ann_label(ann))
+            faults.add("duplicate_annotation_id", _ann_label(ann))
             continue
         seen_ann_ids.add(ann["id"])
         img = images.get(ann["image_id"])
         if img is None:
-            faults.add("unknown_image", lambda ann=ann: _ann_label(ann))
+            faults.add("unknown_image", _ann_label(ann))
             continue
         _check_annotation(ann, img, categories, num_keypoints_of, faults, report)
         anns_of[ann["image_id"]].append(ann)
@@ -444,10 +443,9 @@ def check_coco_json(
     for img_id, img in images.items():
         anns = anns_of.get(img_id, [])
         if not anns:
-            faults.add("no_annotations", lambda img=img: _image_label(img))
+            faults.add("no_annotations", _image_label(img))
         elif all(a.get("iscrowd", 0) for a in anns):
-            faults.add("crowd_only", lambda img=img, anns=anns: f"{_image_label(img)}: {len(anns)} crowd "
-                                                                "annotation(s)")
+            faults.add("crowd_only", f"{_image_label(img)}: {len(anns)} crowd annotation(s)")
 
     if check_images:
         _check_image_files(images, image_root, full, num_threads, faults)
@@ -520,8 +518,8 @@ def _check_image_files(images: dict[Any, dict], image_root: str, full: bool, num
     for img_id, img in images.items():
         result = found[paths[img_id]]
         if isinstance(result, ImageFileError):
-            faults.add(result.kind, lambda img=img, r=result: f"{_image_label(img)}: {r.path} {r.detail}")
+            faults.add(result.kind, f"{_image_label(img)}: {result.path} {result.detail}")
         elif result != (img["width"], img["height"]):
-            faults.add("size_mismatch", lambda img=img, r=result: (
-                f"{_image_label(img)}: the file is {r[0]}x{r[1]}, the json says {img['width']}x{img['height']} "
+            faults.add("size_mismatch", (
+                f"{_image_label(img)}: the file is {result[0]}x{result[1]}, the json says {img['width']}x{img['height']} "
                 "(width x height)"))

@@ -133,8 +133,8 @@ def evaluate_results_file(results_file: str, *, json_file: str | None = None, da
         register_coco_instances(dataset, {"thing_classes": classes}, os.path.abspath(json_file),
                                 os.path.dirname(os.path.abspath(json_file)))
     else:
+        assert dataset is not None
         require_datasets([dataset], "--dataset", hint="--datasets-file (det train writes OUT/datasets.json)")
-    assert dataset is not None
     try:
         meta = MetadataCatalog.get(dataset)
         if not meta.get("json_file"):

@@ -145,7 +145,6 @@ def _image_ids(paths: Sequence[str], json_file: str | None, cfg: Any) -> tuple[d
         MetadataCatalog.get(n).get("json_file") for n in (*cfg.DATASETS.TEST, *cfg.DATASETS.TRAIN)]
     roots = [None] if json_file else [
         MetadataCatalog.get(n).get("image_root") for n in (*cfg.DATASETS.TEST, *cfg.DATASETS.TRAIN)]
-    wanted = {os.path.realpath(p) for p in paths}
     best_missing: list[str] | None = None
     for candidate, root in zip(candidates, roots):
         if not candidate or not os.path.isfile(candidate):

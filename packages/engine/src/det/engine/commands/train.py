@@ -246,15 +246,17 @@ def plan_training(args: argparse.Namespace) -> TrainPlan:
     output = Path(cfg.OUTPUT_DIR) if cfg.OUTPUT_DIR else None
     if output is not None and output.exists() and not output.is_dir():
         raise CommandError(f"output {os.fspath(output)!r} is a file; give a folder")
-    has_run = output is not None and (output / "last_checkpoint").is_file()
+    last_file = output / "last_checkpoint" if output is not None else None
+    has_run = last_file is not None and last_file.is_file()
     if plan.datasets and has_run and not args.resume and not args.eval_only:
-        raise CommandError(f"{os.fspath(output)} holds a training run already (last_checkpoint): add --resume to "
+        raise CommandError(f"{output} holds a training run already (last_checkpoint): add --resume to "
                            "continue it, or choose another --output")
     resuming = args.resume and has_run and not args.eval_only
     if resuming:
-        last = (output / "last_checkpoint").read_text().strip()  # type: ignore[operator]
-        if not (output / last).is_file():  # type: ignore[operator]
-            raise CommandError(f"{output}/last_checkpoint names {last}, which is missing; delete last_checkpoint "
+        assert last_file is not None
+        last = last_file.read_text().strip()
+        if not (last_file.parent / last).is_file():
+            raise CommandError(f"{last_file} names {last}, which is missing; delete last_checkpoint "
                                "to start from MODEL.WEIGHTS, or restore the file")
     else:
         check_weights(cfg.MODEL.WEIGHTS, "--weights" if args.weights is not None else "MODEL.WEIGHTS")
