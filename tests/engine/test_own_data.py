@@ -45,11 +45,15 @@ def own_args(zoo, data, out, *extra):
 
 
 def assert_one_error(capsys, status, *fragments):
+    """Exit status 2 and stderr of at most two lines (the line saying which config kind is read,
+    then the error), no traceback."""
     captured = capsys.readouterr()
     assert status == 2, captured
     err = captured.err
-    assert err.startswith("det ") and ": error: " in err
-    assert 1 <= err.count("\n") <= 2, err  # one or two lines, no traceback
+    lines = err.splitlines()
+    assert 1 <= len(lines) <= 2 and err.endswith("\n"), err
+    assert lines[-1].startswith("det ") and ": error: " in lines[-1], err
+    assert len(lines) == 1 or ": reading a " in lines[0], err
     assert "Traceback" not in err
     for fragment in fragments:
         assert fragment in err, err
@@ -100,8 +104,8 @@ def test_train_mistakes_are_reported_before_anything_is_built_or_written(data, z
                      "--train-json: ", "broken.json is not valid JSON (line 1")
     err = assert_one_error(capsys, det_main(own(train_json=tmp_path / "missing_image.json")),
                            "missing_image.json: 1 image: image files not found, e.g. image id=100 'gone.png'",
-                           f"`det data check {tmp_path / 'missing_image.json'} --images")
-    assert err.count("\n") == 2
+                           f"(`det data check {tmp_path / 'missing_image.json'} --images")
+    assert err.count("\n") == 2  # the config line and the error
     assert_one_error(capsys, det_main(own(val_json=tmp_path / "other_classes.json")),
                      "has other categories than", "['disk', 'cube'] vs ['disk', 'block']")
     assert_one_error(capsys, det_main(own(train_json=tmp_path / "boxes_only.json")),

@@ -43,6 +43,9 @@ def load_config(config_file: str | os.PathLike) -> Any:
         raise CommandError(f"config file {config_file!r} does not exist")
     if os.path.isdir(config_file):
         raise CommandError(f"config file {config_file!r} is a folder; give a YAML file")
+    if config_file.endswith(".py"):
+        raise CommandError(f"{config_file} is a LazyConfig (Python) file; this command reads YAML (yacs) configs "
+                           "only (det train, eval, predict and export read both)")
     import det.data  # noqa: F401  (registers the built-in datasets named in configs)
 
     register_datasets_file(Path(config_file).parent / DATASETS_FILE)
@@ -230,6 +233,13 @@ def show_examples(parser: argparse.ArgumentParser, module_doc: str | None) -> No
     """Print the command module's docstring, past its first paragraph (the examples), under --help."""
     parser.epilog = (module_doc or "").split("\n\n", 1)[-1]
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+def announce_config(command: str, config_file: str) -> None:
+    """The one line that says which config language a command reads (on stderr, so stdout stays
+    the command's output)."""
+    kind = "a LazyConfig (Python) file" if str(config_file).endswith(".py") else "a YAML (yacs) config"
+    print(f"det {command}: reading {kind}: {config_file}", file=sys.stderr)
 
 
 USER_ERRORS = (CommandError, OSError, KeyError, ValueError)

@@ -4,6 +4,7 @@ results file without a model.
     det eval --output out/                                      # the run `det train --output out/` made
     det eval --config-file out/config.yaml --weights out/model_final.pth
     det eval --config-file my.yaml --weights model.pth --output eval/ DATASETS.TEST '("shapes_val",)'
+    det eval --config-file mask_rcnn_R_50_FPN_1x.py --weights model.pth dataloader.test.dataset.names=my_val
     det eval --results pred/results.json --json data/val.json   # score a results file (no model)
     det eval --results res.json --dataset my_val --datasets-file out/datasets.json --output eval/
 
@@ -28,6 +29,7 @@ from det.engine.commands._common import (
     USER_ERRORS,
     CommandError,
     add_config_overrides,
+    announce_config,
     check_weights,
     register_datasets_file,
     report_user_error,
@@ -78,6 +80,8 @@ def main(config_file: str | None, weights: str | None, output: str | None = None
     else:
         if not weights:
             raise CommandError("--weights is required with --config-file (a .pth/.pkl checkpoint)")
+        if config_file.endswith(".py"):
+            return _lazy_main(config_file, weights, output, opts)
         cfg = setup_cfg(config_file, opts, weights=weights)
     check_weights(weights)
     names = require_datasets(cfg.DATASETS.TEST, "DATASETS.TEST",
@@ -89,6 +93,27 @@ def main(config_file: str | None, weights: str | None, output: str | None = None
     DetectionCheckpointer(model).load(weights)
     evaluators = [DefaultTrainer.build_evaluator(cfg, name, output_folder=output) for name in names]
     results = DefaultTrainer.test(cfg, model, evaluators)
+    with open(os.path.join(output, "results.json"), "w") as f:
+        json.dump(results, f, indent=2, default=float)
+    return results
+
+
+def _lazy_main(config_file: str, weights: str, output: str | None, opts: list[str] | None) -> Any:
+    """A LazyConfig: ``cfg.dataloader.test`` through ``cfg.dataloader.evaluator``."""
+    from det.engine.commands._lazy import build_lazy_model, do_test, setup_lazy_cfg
+    from det.engine.train.logger import setup_logger
+
+    if not os.path.isfile(weights) and "://" not in weights:
+        raise CommandError(f"weights file {weights!r} does not exist")
+    cfg = setup_lazy_cfg(config_file, opts, weights=weights)
+    if "dataloader" not in cfg or "evaluator" not in cfg.dataloader:
+        raise CommandError(f"{config_file} has no dataloader.evaluator to evaluate with")
+    output = output or os.path.join(cfg.train.output_dir, "inference")
+    os.makedirs(output, exist_ok=True)
+    setup_logger(output, name="det")
+    if "output_dir" in cfg.dataloader.evaluator:
+        cfg.dataloader.evaluator.output_dir = output
+    results = do_test(cfg, build_lazy_model(cfg, load=True))
     with open(os.path.join(output, "results.json"), "w") as f:
         json.dump(results, f, indent=2, default=float)
     return results
@@ -166,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             if args.json or args.dataset or args.datasets_file:
                 raise CommandError("--json/--dataset/--datasets-file go with --results FILE")
+            announce_config("eval", args.config_file or os.path.join(args.output or "", CONFIG_FILE))
             results = main(args.config_file, args.weights, args.output, args.opts)
     except USER_ERRORS as e:
         return report_user_error("eval", e)

@@ -6,6 +6,7 @@ prediction and, with --coco-results, a COCO results file that ``det eval --resul
     det predict --config-file out/config.yaml --weights out/model_final.pth photos/ --output pred/
     det predict ... images.txt --output pred/ --no-visualization --coco-results pred/results.json
     det predict ... --confidence-threshold 0.3 --opts MODEL.DEVICE cuda
+    det predict --config-file mask_rcnn_R_50_FPN_1x.py --weights model.pth photos/ --output pred/
 
 A folder stands for the image files in it and its subfolders (sorted; other files are left
 out); a ``.txt`` file for the paths it lists, one a line (relative to the list's folder, else to
@@ -36,6 +37,7 @@ from typing import Any
 from det.engine.commands._common import (
     USER_ERRORS,
     CommandError,
+    announce_config,
     check_weights,
     report_user_error,
     setup_cfg,
@@ -131,7 +133,7 @@ def check_images(paths: Sequence[str]) -> None:
                                + (f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""))
         first = "; ".join(str(e) for e in bad[:3])
         more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
-        raise CommandError(f"{len(bad)} of the {len(found)} inputs cannot be used as images: {first}{more}\n"
+        raise CommandError(f"{len(bad)} of the {len(found)} inputs cannot be used as images: {first}{more}; "
                            "remove them from the command line (or folder/list), or replace them")
 
 
@@ -193,11 +195,15 @@ def stream_predictions(predictor: Any, paths: Sequence[str], *, batch_size: int 
 
     from det.data.detection_utils import read_image
 
-    def load(path: str) -> tuple[Any, dict]:
-        image = read_image(path, format="BGR")
-        return image, predictor.preprocess(image)
+    batched = callable(getattr(predictor, "preprocess", None))  # DefaultPredictor; else one call an image
 
-    device = predictor.cfg.MODEL.DEVICE
+    def load(path: str) -> tuple[Any, Any]:
+        image = read_image(path, format="BGR")
+        return image, predictor.preprocess(image) if batched else None
+
+    if not batched:
+        batch_size = 1
+    device = predictor.cfg.MODEL.DEVICE if batched else None
     window = max(1, prefetch) * batch_size
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="det-predict-read") as pool:
         pending: deque[tuple[str, Future]] = deque()
@@ -218,11 +224,11 @@ def stream_predictions(predictor: Any, paths: Sequence[str], *, batch_size: int 
                     loaded.append((path, *future.result()))
                 except (OSError, SyntaxError, ValueError) as e:
                     raise CommandError(f"{path}: {e}") from None
-            inputs = []
-            for _, _, x in loaded:
-                inputs.append({**x, "image": x["image"].to(device)})
             with torch.no_grad():
-                outputs = predictor.model(inputs)
+                if batched:
+                    outputs = predictor.model([{**x, "image": x["image"].to(device)} for _, _, x in loaded])
+                else:
+                    outputs = [predictor(image) for _, image, _ in loaded]
             for (path, image, _), output in zip(loaded, outputs):
                 yield path, image, output["instances"].to("cpu")
 
@@ -328,15 +334,32 @@ def main(config_file: str, weights: str, images: Sequence[str], output: str, *,
         raise CommandError(f"--output {output!r} is a file; give a folder")
     paths = expand_image_inputs(images)
     check_images(paths)
-    check_weights(weights)
-    cfg = setup_cfg(config_file, opts, weights=weights)
-    names = [*cfg.DATASETS.TEST, *cfg.DATASETS.TRAIN]
-    metadata = MetadataCatalog.get(names[0]) if names else None
+    predictor: Any
+    if config_file.endswith(".py"):
+        from det.engine.commands._lazy import LazyPredictor, build_lazy_model, setup_lazy_cfg
+
+        if not os.path.isfile(weights) and "://" not in weights:
+            raise CommandError(f"weights file {weights!r} does not exist")
+        if coco_results and not json_file:
+            raise CommandError("--coco-results with a LazyConfig needs --json FILE (the json listing the images)")
+        lazy_cfg = setup_lazy_cfg(config_file, opts, weights=weights)
+        found = lazy_cfg.dataloader.test.dataset.get("names") if "dataloader" in lazy_cfg else None
+        name = found if isinstance(found, str) else (found[0] if found else None)
+        metadata = MetadataCatalog.get(name) if name else None
+        cfg = None
+    else:
+        check_weights(weights)
+        cfg = setup_cfg(config_file, opts, weights=weights)
+        names = [*cfg.DATASETS.TEST, *cfg.DATASETS.TRAIN]
+        metadata = MetadataCatalog.get(names[0]) if names else None
     image_ids = category_ids = None
     if coco_results:
         image_ids, category_ids, _ = _image_ids(paths, json_file, cfg)
         Path(coco_results).parent.mkdir(parents=True, exist_ok=True)
-    predictor = DefaultPredictor(cfg)
+    if cfg is None:
+        predictor = LazyPredictor(lazy_cfg, build_lazy_model(lazy_cfg, load=True))
+    else:
+        predictor = DefaultPredictor(cfg)
     counts: dict[str, int] = {"num_images": 0, "num_predictions": 0}
     predict_images(predictor, paths, output, metadata, confidence_threshold, batch_size=batch_size,
                    visualize=visualize, coco_results=coco_results, image_ids=image_ids,
@@ -346,6 +369,7 @@ def main(config_file: str, weights: str, images: Sequence[str], output: str, *,
 
 def run(args: argparse.Namespace) -> int:
     try:
+        announce_config("predict", args.config_file)
         summary = main(args.config_file, args.weights, args.images, args.output,
                        confidence_threshold=args.confidence_threshold, opts=args.opts,
                        batch_size=args.batch_size, visualize=not args.no_visualization,
@@ -374,6 +398,7 @@ def register(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
                         help="COCO json listing the images: image and category ids for --coco-results "
                              "(default: the config's datasets)")
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
-                        help="config overrides: space-separated 'PATH.KEY VALUE' pairs")
+                        help="config overrides: space-separated 'PATH.KEY VALUE' pairs (YAML), or "
+                             "'path.key=value' (a LazyConfig .py file)")
     show_examples(parser, __doc__)
     return run

@@ -9,6 +9,7 @@ datasets a config names.
     det train --resume --output out/                    # continue out/ after an interruption
     det train --config-file configs/my.yaml SOLVER.MAX_ITER 1000 OUTPUT_DIR out/
     det train --config-file configs/my.yaml --num-gpus 2          # 2 processes (gloo on CPU)
+    det train --config-file mask_rcnn_R_50_FPN_1x.py train.max_iter=100   # a LazyConfig: key=value
     torchrun --nnodes 2 --nproc-per-node 4 ... -m det.core.cli train --config-file configs/my.yaml
 
 With --train-json (repeatable: one --train-images folder for all, or one per json), the command
@@ -36,6 +37,7 @@ from det.engine.commands._common import (
     DATASETS_FILE,
     USER_ERRORS,
     CommandError,
+    announce_config,
     check_weights,
     load_config,
     register_datasets_file,
@@ -47,6 +49,7 @@ from det.engine.commands._common import (
     split_opts,
     write_datasets_file,
 )
+from det.engine.commands._lazy import is_lazy_config
 
 __all__ = ["TrainPlan", "main", "plan_training", "register", "run"]
 
@@ -133,8 +136,8 @@ def _check_data(pairs: list[tuple[str, str, str]], plan: TrainPlan) -> list[Any]
             first = report.refused[0]
             more = f" (and {len(report.refused) - 1} more kinds of fault)" if len(report.refused) > 1 else ""
             raise CommandError(
-                f"{json_file}: {first.describe().split(' (')[0]}, e.g. {first.examples[0]}{more}\n"
-                f"fix the data before training: `det data check {json_file} --images {image_root}` lists every fault")
+                f"{json_file}: {first.describe().split(' (')[0]}, e.g. {first.examples[0]}{more}; fix the data "
+                f"before training (`det data check {json_file} --images {image_root}` lists every fault)")
         if split == "train" and report.num_images == 0:
             raise CommandError(f"{json_file} lists no images to train on")
         plan.notes.append(f"data check: {report.summary()}: {report.verdict()}")
@@ -312,6 +315,8 @@ def main(args: argparse.Namespace, plan: TrainPlan | None = None) -> Any:
     from det.engine.train import comm
     from det.engine.train.defaults import DefaultTrainer, default_setup
 
+    if args.config_file and is_lazy_config(args.config_file):
+        return lazy_main(args)
     if plan is None:
         plan = plan_training(args)
     if plan.datasets_file:
@@ -346,6 +351,25 @@ def main(args: argparse.Namespace, plan: TrainPlan | None = None) -> Any:
     return results
 
 
+def lazy_main(args: argparse.Namespace) -> Any:
+    """detectron2's ``tools/lazyconfig_train_net.py`` main: train, or evaluate ``train.init_checkpoint``
+    with ``--eval-only``."""
+    from det.checkpoint import DetectionCheckpointer
+    from det.engine.commands._lazy import build_lazy_model, do_test, do_train, setup_lazy_cfg
+    from det.engine.train.defaults import create_ddp_model, default_setup
+
+    cfg = setup_lazy_cfg(args.config_file, args.opts)
+    default_setup(cfg, args)
+    if args.eval_only:
+        model = create_ddp_model(build_lazy_model(cfg))
+        DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
+        results = do_test(cfg, model)
+        print(results)
+        return results
+    do_train(args, cfg)
+    return None
+
+
 def _write_run_summary(output: Path, results: Any) -> None:
     """The final evaluation in ``inference/results.json`` and the curves in ``training_curves.png``."""
     from det.engine.demo import plot_training_curves
@@ -360,12 +384,24 @@ def _write_run_summary(output: Path, results: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from det.engine.train.launch import launch
 
+    plan: TrainPlan | None = None
     try:
         # in the launching process, before any worker starts, anything is built or written
-        plan = plan_training(args)
+        if args.config_file and is_lazy_config(args.config_file):
+            announce_config("train", args.config_file)
+            if _uses_own_data(args) or args.weights or args.output:
+                raise CommandError("--train-json/--val-json/--weights/--output take a YAML config; with a "
+                                   "LazyConfig set dataloader.*.dataset.names, train.init_checkpoint and "
+                                   "train.output_dir as key=value overrides")
+            from det.engine.commands._lazy import setup_lazy_cfg
+
+            setup_lazy_cfg(args.config_file, args.opts)
+        else:
+            announce_config("train", args.config_file or os.path.join(args.output or "", CONFIG_FILE))
+            plan = plan_training(args)
     except USER_ERRORS as e:
         return report_user_error("train", e)
-    if plan.datasets_file and plan.datasets:
+    if plan is not None and plan.datasets_file and plan.datasets:
         os.makedirs(plan.cfg.OUTPUT_DIR, exist_ok=True)
         write_datasets_file(plan.datasets_file, plan.datasets)
     logging.getLogger("det").info("Command line arguments: %s", args)
