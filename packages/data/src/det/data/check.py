@@ -138,9 +138,10 @@ class Fault:
 
     def describe(self) -> str:
         """``"3 images: image files not found (training refuses ...)"``."""
-        return f"{self._counted()} ({self.info.consequence})"
+        return f"{self.counted()} ({self.info.consequence})"
 
-    def _counted(self) -> str:
+    def counted(self) -> str:
+        """``"3 images: image files not found"``."""
         unit = self.info.unit + ("" if self.count == 1 else "s")
         return f"{self.count} {unit}: {self.info.title}"
 
@@ -194,11 +195,11 @@ class DataCheckReport:
         """One line: what training does with this dataset."""
         refused = self.refused
         if refused:
-            return "training refuses this dataset: " + "; ".join(f._counted() for f in refused)
+            return "training refuses this dataset: " + "; ".join(f.counted() for f in refused)
         changes = self._ordered()
         if changes:
             return "training accepts this dataset and " + "; ".join(
-                f"{f.action}s {f._counted()}" for f in changes)
+                f"{f.action}s {f.counted()}" for f in changes)
         return "no faults found: training accepts this dataset"
 
     def format(self, max_examples: int | None = None) -> str:

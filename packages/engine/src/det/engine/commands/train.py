@@ -115,10 +115,8 @@ def _flip_map(names: Sequence[str]) -> list[list[str]]:
 def _num_classes_keys(cfg: Any) -> list[str]:
     """Every ``MODEL.<X>.NUM_CLASSES`` of thing classes (ROI_HEADS, RETINANET, a plugin's head);
     SEM_SEG_HEAD counts stuff classes, not the json's categories."""
-    from yacs.config import CfgNode
-
     return [f"MODEL.{key}.NUM_CLASSES" for key, node in cfg.MODEL.items()
-            if isinstance(node, CfgNode) and "NUM_CLASSES" in node and key != "SEM_SEG_HEAD"]
+            if isinstance(node, dict) and "NUM_CLASSES" in node and key != "SEM_SEG_HEAD"]
 
 
 def _check_data(pairs: list[tuple[str, str, str]], plan: TrainPlan) -> list[Any]:
@@ -136,7 +134,7 @@ def _check_data(pairs: list[tuple[str, str, str]], plan: TrainPlan) -> list[Any]
             first = report.refused[0]
             more = f" (and {len(report.refused) - 1} more kinds of fault)" if len(report.refused) > 1 else ""
             raise CommandError(
-                f"{json_file}: {first.describe().split(' (')[0]}, e.g. {first.examples[0]}{more}; fix the data "
+                f"{json_file}: {first.counted()}, e.g. {first.examples[0]}{more}; fix the data "
                 f"before training (`det data check {json_file} --images {image_root}` lists every fault)")
         if split == "train" and report.num_images == 0:
             raise CommandError(f"{json_file} lists no images to train on")
