@@ -60,6 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--subset", type=int, default=5_000, help="images decoded by the --full and PIL peers")
+    parser.add_argument("--large", type=int, default=300, help="640x480 JPEGs for the per-image cost at a real size")
     args = parser.parse_args()
 
     from PIL import Image
@@ -113,7 +114,38 @@ def main() -> None:
     emit({"images": args.images, "full_decode_check_s_scaled": f"{full_s:.1f}",
           "PIL_decode_all_s_scaled": f"{decode_s:.1f}", "default_vs_full": f"{check_s / full_s:.2f}x",
           "subset": len(subset)})
+    if args.large:
+        large_images(args.large)
     print(load_line())
+
+
+def large_images(count: int) -> None:
+    """Per-image cost of the default check and of --full on 640x480 JPEGs (a camera-size image:
+    decoding is what the default check avoids)."""
+    import numpy as np
+    from PIL import Image
+
+    from det.data.check import check_coco_json
+
+    root = CACHE / f"datacheck-large-{count}"
+    json_file = root / "annotations.json"
+    if not json_file.is_file():
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(0)
+        images = []
+        for i in range(count):
+            low = rng.integers(0, 255, size=(15, 20, 3), dtype=np.uint8)
+            Image.fromarray(low).resize((640, 480), Image.BILINEAR).save(root / "images" / f"{i}.jpg", quality=90)
+            images.append({"id": i + 1, "file_name": f"{i}.jpg", "width": 640, "height": 480})
+        json_file.write_text(json.dumps({"images": images, "annotations": [], "categories": [{"id": 1, "name": "a"}]}))
+    times = {}
+    for full in (False, True):
+        t0 = time.perf_counter()
+        check_coco_json(json_file, root / "images", full=full)
+        times[full] = (time.perf_counter() - t0) / count
+    emit({"large_images": count, "size": "640x480 jpeg", "default_ms_per_image": f"{times[False] * 1e3:.2f}",
+          "full_ms_per_image": f"{times[True] * 1e3:.2f}", "default_vs_full": f"{times[False] / times[True]:.2f}x",
+          "default_100k_images_s": f"{times[False] * 1e5:.0f}", "full_100k_images_s": f"{times[True] * 1e5:.0f}"})
 
 
 if __name__ == "__main__":
