@@ -375,3 +375,17 @@ def test_resumed_trainer_continues_with_the_same_iterations_lr_and_batches(tmp_p
     assert len(seen_full) == 5 and seen_cut[:3] == seen_full[:3]
     assert seen_resumed == seen_full[3:]
     assert seen_full[4][1] < seen_full[2][1]  # the LR step at iteration 3 is replayed too
+
+
+def test_eval_tells_a_lazy_run_folder_from_a_yacs_one(tmp_path):
+    from omegaconf import OmegaConf
+
+    from det.core import get_cfg
+    from det.core.config import LazyConfig
+    from det.engine.commands.eval import _saved_lazy_config
+
+    (tmp_path / "yacs.yaml").write_text(get_cfg().dump())
+    lazy = OmegaConf.create({"model": {"_target_": "torch.nn.Identity"}, "train": {"output_dir": "out"}})
+    LazyConfig.save(lazy, str(tmp_path / "lazy.yaml"))
+    assert not _saved_lazy_config(str(tmp_path / "yacs.yaml"))
+    assert _saved_lazy_config(str(tmp_path / "lazy.yaml"))

@@ -72,6 +72,8 @@ def main(config_file: str | None, weights: str | None, output: str | None = None
                                "or --results FILE")
         config_file = str(run_folder_file(output, CONFIG_FILE))
         weights = weights or _run_weights(output)
+        if _saved_lazy_config(config_file):  # `det train` of a .py config saved it with LazyConfig.save
+            return _lazy_main(config_file, weights, os.path.join(output, "inference"), opts)
         cfg = setup_cfg(config_file, opts, weights=weights)
         cfg.defrost()
         cfg.OUTPUT_DIR = os.path.abspath(output)
@@ -96,6 +98,17 @@ def main(config_file: str | None, weights: str | None, output: str | None = None
     with open(os.path.join(output, "results.json"), "w") as f:
         json.dump(results, f, indent=2, default=float)
     return results
+
+
+def _saved_lazy_config(config_file: str) -> bool:
+    """Whether a run folder's config.yaml is a LazyConfig (top-level ``model`` and ``train``, as
+    ``LazyConfig.save`` writes) rather than a yacs dump (``MODEL``, ``SOLVER``, ...)."""
+    try:
+        with open(config_file) as f:
+            keys = {line.split(":", 1)[0] for line in f if line[:1].isalpha() and ":" in line}
+    except (OSError, UnicodeDecodeError):
+        return False
+    return {"model", "train"} <= keys and "MODEL" not in keys
 
 
 def _lazy_main(config_file: str, weights: str, output: str | None, opts: list[str] | None) -> Any:
