@@ -389,3 +389,19 @@ def test_eval_tells_a_lazy_run_folder_from_a_yacs_one(tmp_path):
     LazyConfig.save(lazy, str(tmp_path / "lazy.yaml"))
     assert not _saved_lazy_config(str(tmp_path / "yacs.yaml"))
     assert _saved_lazy_config(str(tmp_path / "lazy.yaml"))
+
+
+def test_several_training_jsons_each_with_its_folder(data, zoo, coco80, tmp_path):
+    from det.engine.commands.train import plan_training
+
+    other = tmp_path / "more"
+    shutil.copytree(data["train_images"], other / "images")
+    shutil.copy(data["train_json"], other / "train.json")
+    args = _train_parser().parse_args([
+        "--config-file", zoo, "--train-json", str(data["train_json"]), "--train-json", str(other / "train.json"),
+        "--train-images", str(data["train_images"]), "--train-images", str(other / "images"),
+        "--weights", str(coco80), "--output", str(tmp_path / "out")])
+    plan = plan_training(args)
+    assert plan.cfg.DATASETS.TRAIN == ("train", "train_2") and plan.cfg.DATASETS.TEST == ()
+    assert plan.datasets["train_2"]["image_root"] == str(other / "images")
+    assert len([n for n in plan.notes if n.startswith("data check: ")]) == 2
