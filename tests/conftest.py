@@ -437,3 +437,66 @@ def match_golden_instances(ours, golden: dict, *, box_tol: float = 0.05, score_t
 def assert_matches_golden():
     """The instance matcher `match_golden_instances(ours, golden_image_dict, **tolerances)`."""
     return match_golden_instances
+
+
+# --- A small COCO-format dataset of one's own: what `det train --train-json ...` is given ---------
+
+
+def write_coco_dataset(root: Path, *, num_train: int = 8, num_val: int = 4, seed: int = 0,
+                       width: int = 72, height: int = 64) -> dict[str, Path]:
+    """Write a 2-class COCO dataset under ``root``: ``annotations/{train,val}.json`` and
+    ``images/{train,val}/`` (PNG train, JPEG val images). Classes "disk" (red, category id 3) and
+    "block" (blue, id 7; ids with gaps as in real files), 1-2 objects an image with polygon
+    masks. Returns the paths (``train_json``, ``train_images``, ``val_json``, ``val_images``)."""
+    import json
+    import math
+    import random
+
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    categories = [{"id": 3, "name": "disk", "supercategory": "shape"},
+                  {"id": 7, "name": "block", "supercategory": "shape"}]
+    paths: dict[str, Path] = {}
+    ann_id = 1
+    for split, count, ext in (("train", num_train, "png"), ("val", num_val, "jpg")):
+        image_dir = root / "images" / split
+        image_dir.mkdir(parents=True, exist_ok=True)
+        images, annotations = [], []
+        for i in range(count):
+            image_id = 100 + i if split == "train" else 500 + i
+            image = Image.new("RGB", (width, height), tuple(rng.randrange(90, 150) for _ in range(3)))
+            draw = ImageDraw.Draw(image)
+            for _ in range(rng.randint(1, 2)):
+                cat = rng.choice(categories)
+                size = rng.randint(16, 26)
+                x0, y0 = rng.uniform(2, width - size - 2), rng.uniform(2, height - size - 2)
+                if cat["name"] == "disk":
+                    r = size / 2
+                    poly = [c for k in range(16) for c in (x0 + r + r * math.cos(2 * math.pi * k / 16),
+                                                          y0 + r + r * math.sin(2 * math.pi * k / 16))]
+                    color = (220, 40, 30)
+                else:
+                    poly = [x0, y0, x0 + size, y0, x0 + size, y0 + size, x0, y0 + size]
+                    color = (30, 60, 220)
+                draw.polygon(poly, fill=color)
+                xs, ys = poly[0::2], poly[1::2]
+                bbox = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+                annotations.append({"id": ann_id, "image_id": image_id, "category_id": cat["id"],
+                                    "bbox": [round(v, 2) for v in bbox], "area": round(bbox[2] * bbox[3], 2),
+                                    "segmentation": [[round(v, 2) for v in poly]], "iscrowd": 0})
+                ann_id += 1
+            file_name = f"{split}_{i:03d}.{ext}"
+            image.save(image_dir / file_name, quality=95) if ext == "jpg" else image.save(image_dir / file_name)
+            images.append({"id": image_id, "file_name": file_name, "width": width, "height": height})
+        json_file = root / "annotations" / f"{split}.json"
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+        paths[f"{split}_json"], paths[f"{split}_images"] = json_file, image_dir
+    return paths
+
+
+@pytest.fixture(scope="session")
+def make_coco_dataset():
+    """``make(root, **kwargs)``: :func:`write_coco_dataset` as a fixture."""
+    return write_coco_dataset

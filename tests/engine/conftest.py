@@ -41,3 +41,19 @@ def make_tiny_config():
     for name in registered:
         if name in DatasetCatalog:
             DatasetCatalog.remove(name)
+
+
+
+@pytest.fixture(scope="session")
+def coco80_checkpoint(tmp_path_factory, configs_dir):
+    """An "80-class model-zoo checkpoint": the zoo's Mask R-CNN, shrunk, saved as det saves it."""
+    import torch
+
+    from det.core import build_model
+
+    from ._own_data import shrunk_zoo_cfg
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "coco80.pth"
+    torch.save({"model": build_model(shrunk_zoo_cfg(configs_dir)).state_dict()}, path)
+    return path

@@ -13,6 +13,7 @@ from det.checkpoint.c2_model_loading import (
 from det.checkpoint.checkpointer import (
     Checkpointer,
     PeriodicCheckpointer,
+    class_dependent_parameter_names,
     get_missing_parameters_message,
     get_unexpected_parameters_message,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "__version__",
     "align_and_update_state_dicts",
     "apply_converters",
+    "class_dependent_parameter_names",
     "convert_basic_c2_names",
     "convert_c2_detectron_names",
     "get_cache_dir",

@@ -32,6 +32,7 @@ from det.checkpoint.serialization import (
 __all__ = [
     "Checkpointer",
     "PeriodicCheckpointer",
+    "class_dependent_parameter_names",
     "get_missing_parameters_message",
     "get_unexpected_parameters_message",
 ]
@@ -321,14 +322,23 @@ class Checkpointer:
         return incompatible
 
     def _log_incompatible_keys(self, incompatible: _IncompatibleKeys) -> None:
-        if incompatible.incorrect_shapes:
+        class_dependent = class_dependent_parameter_names(self.model) if incompatible.incorrect_shapes else set()
+        for k, c, m in incompatible.incorrect_shapes:
+            if k in class_dependent:
+                # fine-tuning on another label set: expected, and exactly these layers start afresh
+                self.logger.info(
+                    "Re-initialised class-dependent parameter '%s' (not loaded): %s in the checkpoint, %s "
+                    "in the model, which predicts another number of classes", k, c, m)
+        others = [x for x in incompatible.incorrect_shapes if x[0] not in class_dependent]
+        if others:
             self.logger.warning(
                 "Skip loading %d parameters whose shapes differ between checkpoint and model; you "
-                "might want to double check if this is expected:\n%s", len(incompatible.incorrect_shapes),
-                "\n".join(f"  {k}: {c} in the checkpoint but {m} in the model"
-                          for k, c, m in incompatible.incorrect_shapes))
+                "might want to double check if this is expected:\n%s", len(others),
+                "\n".join(f"  {k}: {c} in the checkpoint but {m} in the model" for k, c, m in others))
         if incompatible.missing_keys:
-            missing = _filter_reused_missing_keys(self.model, incompatible.missing_keys)
+            reinitialised = {k for k, _, _ in incompatible.incorrect_shapes if k in class_dependent}
+            missing = [k for k in _filter_reused_missing_keys(self.model, incompatible.missing_keys)
+                       if k not in reinitialised]
             if missing:
                 self.logger.warning(get_missing_parameters_message(missing))
         if incompatible.unexpected_keys:
@@ -396,6 +406,22 @@ class PeriodicCheckpointer:
     def save(self, name: str, **kwargs: Any) -> None:
         """Save outside the schedule; same arguments as :meth:`Checkpointer.save`."""
         self.checkpointer.save(name, **kwargs)
+
+
+def class_dependent_parameter_names(model: nn.Module) -> set[str]:
+    """Full names of the model's parameters whose shape follows the label set it predicts (number
+    of classes or keypoints), as its modules declare them: a module with a
+    ``class_dependent_parameters()`` method returns its own parameter names (FastRCNNOutputLayers:
+    ``cls_score.weight``, ...). When such a parameter's shape differs from a checkpoint's, the
+    checkpoint was trained for another label set and the parameter keeps its initialisation."""
+    if isinstance(model, DistributedDataParallel | DataParallel):
+        model = model.module
+    names: set[str] = set()
+    for prefix, module in model.named_modules():
+        declare = getattr(module, "class_dependent_parameters", None)
+        if callable(declare):
+            names.update(f"{prefix}.{name}" if prefix else name for name in declare())
+    return names
 
 
 # --- messages and helpers (fvcore's names) ----------------------------------------------------

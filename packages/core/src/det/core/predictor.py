@@ -153,6 +153,19 @@ class DefaultPredictor:
         if original_image.shape[0] == 0 or original_image.shape[1] == 0:
             raise ValueError(f"DefaultPredictor got an empty image of shape {original_image.shape}")
 
+    def preprocess(self, original_image: np.ndarray) -> dict[str, Any]:
+        """The model input for one (H, W, 3) uint8 BGR image: ``{"image": (C, H', W') float32
+        tensor in INPUT.FORMAT, resized, on the CPU, "height": H, "width": W}``. What
+        :meth:`__call__` feeds the model; batch several with ``predictor.model([...])``."""
+        self._check_image(original_image)
+        if self.input_format == "RGB":
+            # the predictor's input is BGR; the model wants RGB
+            original_image = original_image[:, :, ::-1]
+        height, width = original_image.shape[:2]
+        image: Any = self.aug.get_transform(original_image).apply_image(original_image)
+        image = torch.as_tensor(image.astype("float32").transpose(2, 0, 1))
+        return {"image": image, "height": height, "width": width}
+
     def __call__(self, original_image: np.ndarray) -> dict[str, Any]:
         """
         Args:
@@ -161,16 +174,8 @@ class DefaultPredictor:
         Returns:
             dict: the model's output for this image (e.g. "instances"), at size (H, W).
         """
-        self._check_image(original_image)
         with torch.no_grad():
-            if self.input_format == "RGB":
-                # the predictor's input is BGR; the model wants RGB
-                original_image = original_image[:, :, ::-1]
-            height, width = original_image.shape[:2]
-            image: Any = self.aug.get_transform(original_image).apply_image(original_image)
-            image = torch.as_tensor(image.astype("float32").transpose(2, 0, 1))
-            image = image.to(self.device)
-
-            inputs = {"image": image, "height": height, "width": width}
+            inputs = self.preprocess(original_image)
+            inputs["image"] = inputs["image"].to(self.device)
             predictions = self.model([inputs])[0]
             return cast("dict[str, Any]", predictions)

@@ -22,6 +22,7 @@ from det.data.samplers import (
     InferenceSampler,
     RandomSubsetTrainingSampler,
     RepeatFactorTrainingSampler,
+    ResumeTrainingSampler,
     TrainingSampler,
 )
 
@@ -29,6 +30,7 @@ __all__ = [
     "build_batch_data_loader",
     "build_detection_test_loader",
     "build_detection_train_loader",
+    "build_resumed_train_loader",
     "filter_images_with_few_keypoints",
     "filter_images_with_only_crowd_annotations",
     "get_detection_dataset_dicts",
@@ -323,6 +325,22 @@ def build_detection_train_loader(
         num_workers=num_workers,
         collate_fn=collate_fn,
     )
+
+
+def build_resumed_train_loader(cfg: Any, start_iter: int, mapper: Any = None) -> Any:
+    """``build_detection_train_loader(cfg, mapper)`` whose first batch is the one an
+    uninterrupted run trains on at iteration ``start_iter`` (and so on): a resumed run sees the
+    same data in the same order. Skipping replays the sampler and the batching on indices (see
+    :class:`~det.data.samplers.ResumeTrainingSampler`), so it costs no image reads. The sampler's
+    seed must be the interrupted run's: set ``SEED`` (``det train`` saves the seed it drew)."""
+    kwargs = _train_loader_from_config(cfg, mapper)
+    if start_iter > 0:
+        dicts = kwargs["dataset"]
+        group_ids = [0 if d["width"] > d["height"] else 1 for d in dicts] if kwargs["aspect_ratio_grouping"] else None
+        batch_size = kwargs["total_batch_size"] // comm.get_world_size()
+        kwargs["sampler"] = ResumeTrainingSampler(kwargs["sampler"], batch_size, start_iter, group_ids)
+        logger.info("Resuming the data order: the loader starts at batch %d of the sampler's stream", start_iter)
+    return build_detection_train_loader(**kwargs)
 
 
 def _test_loader_from_config(cfg: Any, dataset_name: str | list[str], mapper: Any = None) -> dict:

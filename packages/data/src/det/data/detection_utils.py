@@ -116,8 +116,18 @@ def read_image(file_name: str | os.PathLike, format: str | None = None) -> np.nd
     if not os.path.isfile(file_name):
         raise FileNotFoundError(f"read_image: {file_name!r} does not exist")
     with open(file_name, "rb") as f:
-        image = Image.open(f)
-        image.load()
+        try:
+            image = Image.open(f)
+            image.load()
+        except (OSError, SyntaxError, ValueError) as e:
+            # PIL names neither the file (it got a file object) nor, for a truncated file, the cause
+            message = (f"read_image: cannot read {file_name!r}: {e} (is it a complete image file? "
+                       "`det data check` finds such files in a dataset)")
+            try:
+                error = type(e)(message)
+            except TypeError:  # an exception class with another constructor
+                error = OSError(message)
+            raise error from e
     image = _apply_exif_orientation(image)
     return convert_PIL_to_numpy(image, format)
 

@@ -13,7 +13,13 @@ from torch.utils.data.sampler import Sampler
 
 from det.data import comm
 
-__all__ = ["InferenceSampler", "RandomSubsetTrainingSampler", "RepeatFactorTrainingSampler", "TrainingSampler"]
+__all__ = [
+    "InferenceSampler",
+    "RandomSubsetTrainingSampler",
+    "RepeatFactorTrainingSampler",
+    "ResumeTrainingSampler",
+    "TrainingSampler",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +169,47 @@ class RepeatFactorTrainingSampler(Sampler):
                 yield from indices[randperm].tolist()
             else:
                 yield from indices.tolist()
+
+
+class ResumeTrainingSampler(Sampler):
+    """The index stream of a training ``sampler`` from batch ``start_batch`` on, ordered so that
+    the training loader's batching yields exactly the batches an uninterrupted run gets from
+    that batch on: what a resumed run needs to see the same data in the same order.
+
+    The batching is replayed on indices alone (no image is read): ``batch_size`` indices per
+    batch, split into two streams by ``group_ids`` when the loader groups by aspect ratio (one
+    id per dataset index: 0 when the image is wider than high, as ``AspectRatioGroupedDataset``
+    decides from the dicts' width/height), and each batch after ``start_batch`` is yielded whole,
+    so every batch the loader forms is one of the uninterrupted run's::
+
+        sampler = ResumeTrainingSampler(TrainingSampler(len(dicts), seed=0), 2, start_batch=500,
+                                        group_ids=[0 if d["width"] > d["height"] else 1 for d in dicts])
+
+    Exact as long as the mapper returns every image (a mapper returning None makes the loader
+    substitute another one, in either run).
+    """
+
+    def __init__(self, sampler: Sampler, batch_size: int, start_batch: int,
+                 group_ids: list[int] | None = None) -> None:
+        if batch_size <= 0 or start_batch < 0:
+            raise ValueError(f"ResumeTrainingSampler needs batch_size > 0 and start_batch >= 0, got "
+                             f"{batch_size}, {start_batch}")
+        self._sampler = sampler
+        self._batch_size = int(batch_size)
+        self._start_batch = int(start_batch)
+        self._group_ids = group_ids
+
+    def __iter__(self) -> Iterator[int]:
+        buckets: list[list[int]] = [[], []]
+        emitted = 0
+        for idx in self._sampler:
+            bucket = buckets[0 if self._group_ids is None else self._group_ids[idx]]
+            bucket.append(idx)
+            if len(bucket) == self._batch_size:
+                if emitted >= self._start_batch:
+                    yield from bucket
+                emitted += 1
+                bucket.clear()
 
 
 class InferenceSampler(Sampler):

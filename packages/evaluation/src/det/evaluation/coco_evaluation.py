@@ -184,6 +184,40 @@ class COCOEvaluator(InstancePredictionsEvaluator):
             self._eval_predictions(predictions, img_ids=img_ids)
         return copy.deepcopy(self._results)
 
+    def add_coco_results(self, results: list[dict]) -> None:
+        """Add predictions given as COCO result dicts (a results json such as
+        ``coco_instances_results.json`` or ``det predict --coco-results``: the dataset's own
+        category ids, XYWH boxes, RLE ``segmentation``, COCO-convention ``keypoints``) instead
+        of model outputs, so that :meth:`evaluate` scores a results file without a model::
+
+            evaluator = COCOEvaluator("my_val")
+            evaluator.add_coco_results(json.load(open("results.json")))
+            evaluator.evaluate()
+
+        Raises ValueError (nothing added) when a result lacks a field, or names an image or a
+        category that the dataset's json does not have."""
+        if not isinstance(results, list):
+            raise ValueError(f"COCO results must be a list of dicts, got {type(results).__name__}")
+        known_images = set(self._coco_api.getImgIds())
+        known_cats = set(self._coco_api.getCatIds())
+        id_map = self._metadata.get("thing_dataset_id_to_contiguous_id")
+        by_image: dict[Any, list[dict]] = {}
+        for i, result in enumerate(results):
+            if not isinstance(result, dict) or not {"image_id", "category_id", "score"} <= set(result):
+                raise ValueError(f"COCO result #{i} needs 'image_id', 'category_id' and 'score', got {result!r:.100}")
+            if result["image_id"] not in known_images:
+                raise ValueError(f"COCO result #{i} is for image_id {result['image_id']!r}, which is not in the "
+                                 f"dataset's json ({len(known_images)} images): are they results of another dataset?")
+            if result["category_id"] not in known_cats:
+                raise ValueError(f"COCO result #{i} has category_id {result['category_id']!r}, which is not in the "
+                                 f"dataset's categories {sorted(known_cats)}")
+            result = dict(result)
+            if id_map is not None:  # evaluate() maps contiguous ids back to the dataset's
+                result["category_id"] = id_map[result["category_id"]]
+            by_image.setdefault(result["image_id"], []).append(result)
+        for image_id, instances in by_image.items():
+            self._predictions.append({"image_id": image_id, "instances": instances})
+
     def _tasks_from_predictions(self, predictions: list[dict]) -> list[str]:
         tasks = {"bbox"}
         for pred in predictions:

@@ -136,12 +136,24 @@ class CfgNode(_YacsCfgNode):
         return open(filename, encoding="utf-8")
 
     @classmethod
-    def load_yaml_with_base(cls, filename: str | os.PathLike[str], allow_unsafe: bool = False) -> dict[str, Any]:
+    def load_yaml_with_base(cls, filename: str | os.PathLike[str], allow_unsafe: bool = False,
+                            _chain: tuple[str, ...] = ()) -> dict[str, Any]:
         """Read a YAML file into a dict, first reading the file(s) its ``_BASE_`` key names
-        (relative to this file's folder) and letting this file's values override theirs."""
+        (relative to this file's folder) and letting this file's values override theirs.
+        A file that is not YAML, or a ``_BASE_`` chain that comes back to a file, is a
+        ValueError naming the file(s)."""
         filename = os.fspath(filename)
         if not os.path.isfile(filename):
+            if os.path.isdir(filename):
+                raise FileNotFoundError(f"Config file {filename} is a folder; give a YAML file")
             raise FileNotFoundError(f"Config file not found: {filename}")
+        real = os.path.realpath(filename)
+        if real in _chain:
+            cycle = " -> ".join([*_chain[_chain.index(real):], real])
+            raise ValueError(f"_BASE_ cycle in {filename}: {cycle}; a config cannot inherit from itself")
+        if filename.endswith(".py"):
+            raise ValueError(f"Config file {filename} is a Python (LazyConfig) file; CfgNode reads YAML "
+                             "configs (a .py config is read by LazyConfig.load)")
         with cls._open_cfg(filename) as f:
             try:
                 cfg = yaml.safe_load(f)
@@ -151,6 +163,13 @@ class CfgNode(_YacsCfgNode):
                                      "to load it anyway") from e
                 f.seek(0)
                 cfg = yaml.unsafe_load(f)
+            except yaml.YAMLError as e:
+                mark = getattr(e, "problem_mark", None)
+                where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+                problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+                raise ValueError(f"Config file {filename} is not valid YAML{where}: {problem}") from None
+            except UnicodeDecodeError:
+                raise ValueError(f"Config file {filename} is not a text (YAML) file") from None
         if cfg is None:
             cfg = {}
         if not isinstance(cfg, dict):
@@ -182,7 +201,8 @@ class CfgNode(_YacsCfgNode):
                 raise ValueError(f"_BASE_ in {filename} must be a path or a list of paths, got {bases!r}")
             merged: dict[str, Any] = {}
             for base in bases:
-                merge_a_into_b(cls.load_yaml_with_base(resolve(base), allow_unsafe=allow_unsafe), merged)
+                merge_a_into_b(cls.load_yaml_with_base(resolve(base), allow_unsafe=allow_unsafe,
+                                                       _chain=(*_chain, real)), merged)
             merge_a_into_b(cfg, merged)
             return merged
         return cfg

@@ -35,8 +35,9 @@ def load_coco_json(
 ) -> list[dict]:
     """Load a COCO instances/keypoints json into detectron2's standard dataset dicts.
 
-    Boxes stay XYWH_ABS (``bbox_mode``); polygons with fewer than 3 points are dropped (an
-    instance left without a valid polygon is dropped); uncompressed RLE is compressed; keypoint
+    Boxes stay XYWH_ABS (``bbox_mode``); instances whose box has zero or negative width or
+    height are dropped (detectron2 keeps them: a negative size becomes a flipped box); polygons
+    with fewer than 3 points are dropped (an instance left without a valid polygon is dropped); uncompressed RLE is compressed; keypoint
     x/y get +0.5 (COCO's integer pixel indices -> det's continuous coordinates). When
     ``dataset_name`` is given, its metadata gets ``thing_classes`` and
     ``thing_dataset_id_to_contiguous_id`` and category ids are mapped to contiguous ``0..K-1``.
@@ -88,6 +89,7 @@ def load_coco_json(
 
     ann_keys = ["iscrowd", "bbox", "keypoints", "category_id", *(extra_annotation_keys or [])]
     num_instances_without_valid_segmentation = 0
+    num_instances_with_bad_box = 0
     dataset_dicts = []
     for img_dict, anno_dict_list in zip(imgs, anns):
         record = {
@@ -111,6 +113,11 @@ def load_coco_json(
                     f"One annotation of image {image_id} contains empty 'bbox' value! "
                     "This json does not have valid COCO format."
                 )
+            if "bbox" in obj and len(obj["bbox"]) == 4 and (obj["bbox"][2] <= 0 or obj["bbox"][3] <= 0):
+                # XYWH with a negative size would turn into a flipped XYXY box downstream and be
+                # trained on as if it were valid (detectron2 does that); a zero size is empty
+                num_instances_with_bad_box += 1
+                continue
             segm = anno.get("segmentation", None)
             if segm:  # list[list[float]] (polygons) or dict (RLE)
                 if isinstance(segm, dict):
@@ -143,6 +150,12 @@ def load_coco_json(
     if num_instances_without_valid_segmentation > 0:
         logger.warning(
             "Filtered out %d instances without valid segmentation.", num_instances_without_valid_segmentation
+        )
+    if num_instances_with_bad_box > 0:
+        logger.warning(
+            "Filtered out %d instances whose box has zero or negative width or height (in %s).",
+            num_instances_with_bad_box,
+            json_file,
         )
     return dataset_dicts
 

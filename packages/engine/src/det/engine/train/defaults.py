@@ -230,6 +230,9 @@ class DefaultTrainer(TrainerBase):
 
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
+        # the sampler draws its seed from numpy's RNG (shared_random_seed): a resumed run builds
+        # its loader again from this state, so that it gets the same seed and order
+        self._loader_rng_state = np.random.get_state()
         data_loader = self.build_train_loader(cfg)
 
         model = create_ddp_model(model, broadcast_buffers=False)
@@ -251,12 +254,31 @@ class DefaultTrainer(TrainerBase):
 
     def resume_or_load(self, resume: bool = True) -> None:
         """``resume`` and ``OUTPUT_DIR/last_checkpoint`` exists: load that checkpoint with the
-        trainer state and continue at the iteration after it. Otherwise load ``MODEL.WEIGHTS``
-        (model only; none when empty) and start at 0."""
+        trainer state and continue at the iteration after it, with the training data in the
+        order the interrupted run would have seen it (given the same ``SEED``; when
+        :meth:`build_train_loader` is overridden, the subclass's loader starts over). Otherwise
+        load ``MODEL.WEIGHTS`` (model only; none when empty) and start at 0."""
         self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
         if resume and self.checkpointer.has_checkpoint():
             # the checkpoint stores the iteration that just finished
             self.start_iter = self.iter + 1
+            if self.start_iter > 0:
+                self._resume_data_order()
+
+    def _resume_data_order(self) -> None:
+        if getattr(type(self).build_train_loader, "__func__", None) is not DefaultTrainer.build_train_loader.__func__:
+            logger.warning("%s overrides build_train_loader: its data order restarts from the beginning on resume",
+                           type(self).__name__)
+            return
+        from det.data.build import build_resumed_train_loader
+
+        state = np.random.get_state()
+        np.random.set_state(self._loader_rng_state)
+        try:
+            self._trainer.data_loader = build_resumed_train_loader(self.cfg, self.start_iter)
+        finally:
+            np.random.set_state(state)
+        self._trainer._data_loader_iter_obj = None
 
     def build_hooks(self) -> list[hooks.HookBase | None]:
         """IterationTimer, LRScheduler, PreciseBN (``TEST.PRECISE_BN.ENABLED`` and the model has

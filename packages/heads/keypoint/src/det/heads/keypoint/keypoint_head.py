@@ -278,6 +278,11 @@ class KRCNNConvDeconvUpsampleHead(BaseKeypointRCNNHead, nn.Sequential):  # type:
                 # Caffe2's MSRAFill, as the original Detectron initialised this head
                 nn.init.kaiming_normal_(param, mode="fan_out", nonlinearity="relu")
 
+    def class_dependent_parameters(self) -> list[str]:
+        """The heatmap layer: one map per keypoint of the dataset (see
+        :func:`det.checkpoint.class_dependent_parameter_names`)."""
+        return ["score_lowres.weight", "score_lowres.bias"]
+
     @classmethod
     def from_config(cls, cfg, input_shape):
         ret = super().from_config(cfg, input_shape)

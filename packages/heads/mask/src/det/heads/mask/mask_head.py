@@ -279,6 +279,11 @@ class MaskRCNNConvUpsampleHead(BaseMaskRCNNHead, nn.Sequential):  # type: ignore
         if self.predictor.bias is not None:
             nn.init.constant_(self.predictor.bias, 0)
 
+    def class_dependent_parameters(self) -> list[str]:
+        """The predictor: one mask channel per class (see
+        :func:`det.checkpoint.class_dependent_parameter_names`)."""
+        return ["predictor.weight", "predictor.bias"]
+
     @classmethod
     def from_config(cls, cfg, input_shape):
         ret = super().from_config(cfg, input_shape)

@@ -128,6 +128,11 @@ class RetinaNetHead(nn.Module):
         bias_value = -math.log((1 - prior_prob) / prior_prob)
         nn.init.constant_(self.cls_score.bias, bias_value)
 
+    def class_dependent_parameters(self) -> list[str]:
+        """The classification layer: ``num_anchors * num_classes`` outputs (see
+        :func:`det.checkpoint.class_dependent_parameter_names`)."""
+        return ["cls_score.weight", "cls_score.bias"]
+
     @classmethod
     def from_config(cls, cfg, input_shape: list[ShapeSpec]):
         num_anchors = build_anchor_generator(cfg, input_shape).num_cell_anchors

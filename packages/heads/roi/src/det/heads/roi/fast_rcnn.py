@@ -272,6 +272,15 @@ class FastRCNNOutputLayers(nn.Module):
                 )
             self.register_buffer("fed_loss_cls_weights", fed_loss_cls_weights)
 
+    def class_dependent_parameters(self) -> list[str]:
+        """Parameters sized by the number of classes: the classifier and, unless class-agnostic,
+        the box regressor, and the federated-loss class weights (see
+        :func:`det.checkpoint.class_dependent_parameter_names`)."""
+        names = ["cls_score.weight", "cls_score.bias", "bbox_pred.weight", "bbox_pred.bias"]
+        if "fed_loss_cls_weights" in dict(self.named_buffers(recurse=False)):
+            names.append("fed_loss_cls_weights")
+        return names
+
     @classmethod
     def from_config(cls, cfg, input_shape):
         return {

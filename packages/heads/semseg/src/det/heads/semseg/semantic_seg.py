@@ -129,6 +129,11 @@ class SemSegFPNHead(nn.Module):
         self.predictor = Conv2d(conv_dims, num_classes, kernel_size=1, stride=1, padding=0)
         c2_msra_fill(self.predictor)
 
+    def class_dependent_parameters(self) -> list[str]:
+        """The predictor: one channel per semantic class (see
+        :func:`det.checkpoint.class_dependent_parameter_names`)."""
+        return ["predictor.weight", "predictor.bias"]
+
     @classmethod
     def from_config(cls, cfg, input_shape: dict[str, ShapeSpec]):
         wanted = list(cfg.MODEL.SEM_SEG_HEAD.IN_FEATURES)

@@ -1,0 +1,15 @@
+"""det plugin declarations of det.data: cheap to import (no torch), names its command lazily.
+
+``det data check`` lives with the data code rather than in det-engine: checking a dataset needs
+only det-data (json, PIL), so a user who installs det-data alone to prepare data has it.
+"""
+
+from det.core.hookspecs import hookimpl
+
+DET_PLUGIN_API_VERSION = 1
+
+
+@hookimpl
+def det_cli_commands():
+    return [("data", "check a COCO-format dataset before training on it (det data check)",
+             "det.data.cli:register")]
