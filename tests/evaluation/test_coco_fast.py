@@ -165,6 +165,12 @@ def test_evaluator_gives_the_same_numbers_with_either_implementation(keypoint_ca
         _same(*answers)
         direct = evaluate_coco_results(results, gt_file, ["bbox", "keypoints"], kpt_oks_sigmas=[0.05] * 17)
         _same(answers[0], direct)
+
+        # an input whose image the json lacks is named, not an AssertionError from the COCO API
+        evaluator.reset()
+        evaluator.process([{"image_id": 999999}], [outputs[0][1]])
+        with pytest.raises(ValueError, match=r"the predictions has image_id 999999, which .*gt.json does not have"):
+            evaluator.evaluate()
     finally:
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)

@@ -306,6 +306,8 @@ class COCOEvaluator(InstancePredictionsEvaluator):
             self._logger.info("Annotations are not available for evaluation.")
             return
 
+        # image ids come from the loader's dataset dicts: they must be the json's too
+        _check_results(coco_results, self._coco_api, "the predictions", self._metadata.get("json_file", "the json"))
         self._logger.info(
             "Evaluating predictions with %s COCO API...",
             "the fast (ultrafast-pycocotools)" if self._use_fast_impl else "the official (pycocotools)",
