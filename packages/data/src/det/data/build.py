@@ -200,33 +200,80 @@ def worker_init_reset_seed(worker_id: int) -> None:
 def build_batch_data_loader(
     dataset: Any,
     sampler: Any,
-    total_batch_size: int,
+    total_batch_size: int | None,
     *,
     aspect_ratio_grouping: bool = False,
     num_workers: int = 0,
     collate_fn: Callable[[list[Any]], Any] | None = None,
+    drop_last: bool = True,
+    single_gpu_batch_size: int | None = None,
+    prefetch_factor: int | None = 2,
+    persistent_workers: bool = False,
+    pin_memory: bool = False,
+    seed: int | None = None,
+    **kwargs: Any,
 ) -> Any:
-    """Batches of ``total_batch_size // world_size`` elements (lists of dicts), optionally
-    grouped by aspect ratio. ``dataset`` is an iterable dataset, or a map-style one + sampler."""
-    world_size = comm.get_world_size()
-    if not (total_batch_size > 0 and total_batch_size % world_size == 0):
-        raise ValueError(
-            f"Total batch size ({total_batch_size}) must be divisible by the number of processes ({world_size})."
-        )
-    batch_size = total_batch_size // world_size
+    """Batches of ``total_batch_size // world_size`` elements (or ``single_gpu_batch_size``
+    per process; lists of dicts), optionally grouped by aspect ratio. ``dataset`` is an iterable
+    dataset, or a map-style one + sampler.
+
+    With a map-style dataset the batches are the same, in the same order, whatever
+    ``num_workers`` is: workers take the sampler's stream in chunks (one batch each, or one
+    element each with aspect-ratio grouping, which then happens in the main process) and the
+    DataLoader takes from them in turn. With ``seed`` the random augmentations are the same too
+    (each element's generators are seeded from ``(seed, rank, position)``, see
+    :class:`ToIterableDataset`), and the DataLoader's own generator is seeded with it as in
+    detectron2. Other keyword arguments go to ``torch.utils.data.DataLoader``.
+    """
+    if single_gpu_batch_size:
+        if total_batch_size:
+            raise ValueError(
+                "total_batch_size and single_gpu_batch_size are mutually incompatible; give only one"
+            )
+        batch_size = single_gpu_batch_size
+    else:
+        world_size = comm.get_world_size()
+        if not (total_batch_size and total_batch_size > 0 and total_batch_size % world_size == 0):
+            raise ValueError(
+                f"Total batch size ({total_batch_size}) must be divisible by the number of processes ({world_size})."
+            )
+        batch_size = total_batch_size // world_size
+    logger.info("Making batched data loader with batch_size=%d", batch_size)
 
     if not isinstance(dataset, torchdata.IterableDataset):
         if sampler is None:
             raise ValueError("build_batch_data_loader: a map-style dataset needs a sampler")
-        dataset = ToIterableDataset(dataset, sampler)
+        # Grouping batches in the main process from single elements, which must then arrive in
+        # the sampler's order: chunks of one (detectron2 uses batch-size chunks here too, which
+        # reorders the elements when there are workers). Otherwise a worker makes whole
+        # batches: chunks of a batch.
+        dataset = ToIterableDataset(
+            dataset, sampler, shard_chunk_size=1 if aspect_ratio_grouping else batch_size, seed=seed
+        )
+    elif sampler is not None:
+        raise ValueError("sampler must be None if dataset is an IterableDataset")
 
+    generator = None
+    if seed is not None:
+        generator = torch.Generator()
+        generator.manual_seed(seed)
+    loader_args = dict(
+        num_workers=num_workers,
+        worker_init_fn=worker_init_reset_seed,
+        prefetch_factor=prefetch_factor if num_workers > 0 else None,
+        persistent_workers=persistent_workers and num_workers > 0,
+        pin_memory=pin_memory,
+        generator=generator,
+        **kwargs,
+    )
     if aspect_ratio_grouping:
+        if not drop_last:
+            raise ValueError("Aspect ratio grouping drops incomplete batches: it needs drop_last=True")
         data_loader = torchdata.DataLoader(
             dataset,
-            num_workers=num_workers,
             collate_fn=operator.itemgetter(0),  # one element at a time; grouping batches them
-            worker_init_fn=worker_init_reset_seed,
             batch_size=1,
+            **loader_args,
         )
         grouped = AspectRatioGroupedDataset(data_loader, batch_size)
         if collate_fn is None:
@@ -235,16 +282,18 @@ def build_batch_data_loader(
     return torchdata.DataLoader(
         dataset,
         batch_size=batch_size,
-        drop_last=True,
-        num_workers=num_workers,
+        drop_last=drop_last,
         collate_fn=trivial_batch_collator if collate_fn is None else collate_fn,
-        worker_init_fn=worker_init_reset_seed,
+        **loader_args,
     )
 
 
 def _train_loader_from_config(
     cfg: Any, mapper: Any = None, *, dataset: Any = None, sampler: Any = None
 ) -> dict:
+    # cfg.SEED >= 0 fixes the sampler's order and the augmentations (for any NUM_WORKERS); a
+    # negative SEED (the default) draws a seed shared by all processes.
+    seed = cfg.SEED if cfg.SEED >= 0 else None
     if dataset is None:
         dataset = get_detection_dataset_dicts(
             cfg.DATASETS.TRAIN,
@@ -258,12 +307,12 @@ def _train_loader_from_config(
         sampler_name = cfg.DATALOADER.SAMPLER_TRAIN
         logger.info("Using training sampler %s", sampler_name)
         if sampler_name == "TrainingSampler":
-            sampler = TrainingSampler(len(dataset))
+            sampler = TrainingSampler(len(dataset), seed=seed)
         elif sampler_name == "RepeatFactorTrainingSampler":
             repeat_factors = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(
                 dataset, cfg.DATALOADER.REPEAT_THRESHOLD, sqrt=cfg.DATALOADER.REPEAT_SQRT
             )
-            sampler = RepeatFactorTrainingSampler(repeat_factors)
+            sampler = RepeatFactorTrainingSampler(repeat_factors, seed=seed)
         elif sampler_name == "RandomSubsetTrainingSampler":
             ratio = cfg.DATALOADER.get("RANDOM_SUBSET_RATIO")
             if ratio is None:
@@ -284,6 +333,7 @@ def _train_loader_from_config(
         "total_batch_size": cfg.SOLVER.IMS_PER_BATCH,
         "aspect_ratio_grouping": cfg.DATALOADER.ASPECT_RATIO_GROUPING,
         "num_workers": cfg.DATALOADER.NUM_WORKERS,
+        "seed": seed,
     }
 
 
@@ -297,6 +347,7 @@ def build_detection_train_loader(
     aspect_ratio_grouping: bool = True,
     num_workers: int = 0,
     collate_fn: Callable[[list[Any]], Any] | None = None,
+    **kwargs: Any,
 ) -> Any:
     """An endless iterable of training batches (``list[dict]`` of ``total_batch_size //
     world_size`` mapped dicts). Call with a cfg (``DATASETS.TRAIN``, ``DatasetMapper(cfg, True)``,
@@ -304,6 +355,12 @@ def build_detection_train_loader(
 
         loader = build_detection_train_loader(cfg)
         loader = build_detection_train_loader(dicts, mapper=DatasetMapper(cfg, True), total_batch_size=4)
+
+    A list of dicts is serialized into one buffer (:class:`DatasetFromList`), so worker
+    processes do not grow by copying it. Keyword arguments beyond these (``seed``,
+    ``prefetch_factor``, ``persistent_workers``, ...) go to :func:`build_batch_data_loader`; with
+    ``seed`` (``cfg.SEED >= 0`` from a config) the batches, augmentations included, are the same
+    for every ``num_workers``.
     """
     if isinstance(dataset, list):
         dataset = DatasetFromList(dataset, copy=False)
@@ -324,6 +381,7 @@ def build_detection_train_loader(
         aspect_ratio_grouping=aspect_ratio_grouping,
         num_workers=num_workers,
         collate_fn=collate_fn,
+        **kwargs,
     )
 
 

@@ -1,11 +1,12 @@
-"""Evaluation (detectron2's ``detectron2.evaluation``): COCO AP through pycocotools, semantic
+"""Evaluation (detectron2's ``detectron2.evaluation``): COCO AP (a compiled COCOeval that matches
+pycocotools bit for bit, or pycocotools itself), semantic
 segmentation mIoU, panoptic quality, and the inference loop.
 
     from det.evaluation import COCOEvaluator, inference_on_dataset
 """
 
 from det.evaluation.cityscapes_evaluation import CityscapesInstanceEvaluator, CityscapesSemSegEvaluator
-from det.evaluation.coco_evaluation import COCOEvaluator, instances_to_coco_json
+from det.evaluation.coco_evaluation import COCOEvaluator, evaluate_coco_results, instances_to_coco_json
 from det.evaluation.evaluator import (
     DatasetEvaluator,
     DatasetEvaluators,
@@ -32,6 +33,7 @@ __all__ = [
     "SemSegEvaluator",
     "flatten_results_dict",
     "inference_context",
+    "evaluate_coco_results",
     "inference_on_dataset",
     "instances_to_coco_json",
     "print_csv_format",

@@ -106,7 +106,14 @@ class RotatedCOCOEvaluator(COCOEvaluator):
 
     Only the "bbox" task exists (masks and keypoints are not evaluated). The dataset needs a json
     file (metadata ``json_file``): converting rotated dataset dicts to COCO json is not supported.
+    It always runs pycocotools' Python COCOeval (``use_fast_impl`` is accepted and has no effect):
+    the compiled implementation computes its IoUs natively and cannot take the rotated one.
     """
+
+    def __init__(self, dataset_name: str, *args: Any, use_fast_impl: bool = True, **kwargs: Any) -> None:
+        if use_fast_impl:
+            logger.debug("RotatedCOCOEvaluator: rotated IoU needs pycocotools' COCOeval; use_fast_impl ignored")
+        super().__init__(dataset_name, *args, use_fast_impl=False, **kwargs)
 
     def instances_to_json(self, instances: Any, img_id: int) -> list[dict]:
         """COCO result dicts of one image: 5-number rotated boxes (4-number XYXY boxes become
