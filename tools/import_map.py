@@ -576,9 +576,12 @@ def _check_declared(imap: ImportMap, scan: Scan, problems: list[str]) -> None:
         if dist not in declared:
             problems.append(f"{MAP_FILE} [parts.{part.name}.convenience] names {dist}, which {pyproject} does "
                             f"not declare: remove the line")
-        elif dist in used:
+        elif dist in used and not all(i.guarded for i in used[dist]):
+            # a required dependency imported only under `except ImportError` is the one case that
+            # needs a reason here (everyone gets it, the code also runs without it)
+            where = f"[parts.{part.name}.allow]" if dist in imap.parts else "nowhere in the map (remove the line)"
             problems.append(f"{MAP_FILE} [parts.{part.name}.convenience] names {dist}, but {part.name} imports "
-                            f"it: move it to [parts.{part.name}.allow]")
+                            f"it unguarded: it belongs {where}")
     for dist in sorted(part.if_installed):
         if dist not in used:
             problems.append(f"{MAP_FILE} [parts.{part.name}.if-installed] names {dist}, which no module of "
