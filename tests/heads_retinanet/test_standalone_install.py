@@ -48,4 +48,4 @@ def test_retinanet_installs_and_runs_without_the_two_stage_heads(repo_root, conf
         "from importlib import metadata; print('\\n'.join(metadata.requires('det-heads-retinanet')))"
     ).stdout.split()
     assert sorted(re.split("[<>=!~; ]", r)[0] for r in requires) == [
-        "det-backbones", "det-core", "det-structures", "torch"]
+        "det-backbones", "det-core", "det-structures", "numpy", "torch"]

@@ -19,8 +19,10 @@ from det.evaluation.pascal_voc_evaluation import PascalVOCDetectionEvaluator
 from det.evaluation.rotated_coco_evaluation import RotatedCOCOEvaluator
 from det.evaluation.sem_seg_evaluation import SemSegEvaluator
 from det.evaluation.testing import flatten_results_dict, print_csv_format, verify_results
+from det.evaluation.version import __version__
 
 __all__ = [
+    "__version__",
     "COCOEvaluator",
     "COCOPanopticEvaluator",
     "CityscapesInstanceEvaluator",
