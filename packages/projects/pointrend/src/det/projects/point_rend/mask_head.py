@@ -92,6 +92,9 @@ class ConvFCHead(nn.Module):
         super().__init__()
         if not fc_dims:
             raise ValueError("ConvFCHead needs at least one FC layer (MODEL.ROI_MASK_HEAD.NUM_FC >= 1)")
+        if input_shape.channels < conv_dim:
+            raise ValueError(f"ConvFCHead: the region features have {input_shape.channels} channels, fewer than "
+                             f"conv_dim {conv_dim} (MODEL.ROI_MASK_HEAD.CONV_DIM); only a wider input is reduced")
         self.output_shape = tuple(output_shape)
         self.conv_layers = []
         if input_shape.channels > conv_dim:
