@@ -12,7 +12,7 @@ from det.core.events import EventStorage
 from det.core.modeling import build_model
 from det.core.registry import get_component
 
-from ._helpers import H, SHRINK, W, YAMLS, instance_input, semantic_input
+from ._helpers import SHRINK, YAMLS, H, W, instance_input, semantic_input
 
 # what each YAML says (through its _BASE_ chain), merged at full size
 EXPECTED = {
@@ -41,19 +41,19 @@ def test_yaml_merges_into_plain_get_cfg(path):
     head, point_head, num_classes, train_points, steps, num_points = EXPECTED[path.name]
     semantic = head == "PointRendSemSegHead"
     assert (cfg.MODEL.SEM_SEG_HEAD.NAME if semantic else cfg.MODEL.ROI_MASK_HEAD.NAME) == head
-    assert cfg.MODEL.POINT_HEAD.NAME == point_head
-    assert cfg.MODEL.POINT_HEAD.NUM_CLASSES == num_classes
-    assert cfg.MODEL.POINT_HEAD.TRAIN_NUM_POINTS == train_points
-    assert cfg.MODEL.POINT_HEAD.SUBDIVISION_STEPS == steps
-    assert cfg.MODEL.POINT_HEAD.SUBDIVISION_NUM_POINTS == num_points
+    assert point_head == cfg.MODEL.POINT_HEAD.NAME
+    assert num_classes == cfg.MODEL.POINT_HEAD.NUM_CLASSES
+    assert train_points == cfg.MODEL.POINT_HEAD.TRAIN_NUM_POINTS
+    assert steps == cfg.MODEL.POINT_HEAD.SUBDIVISION_STEPS
+    assert num_points == cfg.MODEL.POINT_HEAD.SUBDIVISION_NUM_POINTS
     assert list(cfg.MODEL.POINT_HEAD.IN_FEATURES) == ["p2"]
     if semantic:
         assert cfg.MODEL.POINT_HEAD.COARSE_PRED_EACH_LAYER is False
-        assert cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES == (19 if "cityscapes" in path.name else 54)
+        assert (19 if "cityscapes" in path.name else 54) == cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
     else:
         assert cfg.MODEL.ROI_MASK_HEAD.POOLER_TYPE == ""
         assert cfg.INPUT.MASK_FORMAT == "bitmask"
-        assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == num_classes
+        assert num_classes == cfg.MODEL.ROI_HEADS.NUM_CLASSES
     if "cityscapes" in path.name and semantic:
         assert cfg.INPUT.COLOR_AUG_SSD is True and cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA == 0.75
 

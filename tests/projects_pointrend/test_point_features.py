@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-
 from det.projects.point_rend.mask_head import calculate_uncertainty as mask_uncertainty
 from det.projects.point_rend.point_features import (
     generate_regular_grid_point_coords,
@@ -19,6 +18,7 @@ from det.projects.point_rend.point_features import (
     sample_point_labels,
 )
 from det.projects.point_rend.semantic_seg import calculate_uncertainty as semseg_uncertainty
+
 from det.structures import BitMasks, Boxes, Instances, PolygonMasks
 
 
@@ -189,5 +189,5 @@ def test_sample_point_labels_reads_bitmasks_bilinearly():
 
     poly = Instances((6, 8))
     poly.gt_masks = PolygonMasks([[[0.0, 0.0, 4.0, 0.0, 4.0, 4.0]]])
-    with pytest.raises(ValueError, match="image 0's gt_masks are PolygonMasks; set INPUT.MASK_FORMAT to 'bitmask'"):
+    with pytest.raises(ValueError, match=r"image 0's gt_masks are PolygonMasks; set INPUT\.MASK_FORMAT to 'bitmask'"):
         sample_point_labels([poly], torch.zeros(1, 3, 2))

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from det.core.lazy import lazy_exports
 from det.projects.point_rend.version import __version__
+
+from det.core.lazy import lazy_exports
 
 _LAZY = {
     "add_pointrend_config": "det.projects.point_rend.config",
@@ -66,4 +67,26 @@ if TYPE_CHECKING:
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
-__all__ = ["__version__", *sorted(_LAZY)]
+__all__ = [
+    "POINT_HEAD_REGISTRY",
+    "ColorAugSSDTransform",
+    "ConvFCHead",
+    "ImplicitPointHead",
+    "ImplicitPointRendMaskHead",
+    "PointRendMaskHead",
+    "PointRendROIHeads",
+    "PointRendSemSegHead",
+    "StandardPointHead",
+    "__version__",
+    "add_pointrend_config",
+    "build_point_head",
+    "generate_regular_grid_point_coords",
+    "get_point_coords_wrt_image",
+    "get_uncertain_point_coords_on_grid",
+    "get_uncertain_point_coords_with_randomness",
+    "point_sample",
+    "point_sample_fine_grained_features",
+    "roi_mask_point_loss",
+    "sample_point_labels",
+]
+assert set(__all__) == {"__version__", *_LAZY}
