@@ -219,3 +219,27 @@ def test_mask_head_inference_subdivides_to_224_and_handles_no_detections():
     assert out.pred_masks.shape == (2, 1, 224, 224)
     assert ((out.pred_masks >= 0) & (out.pred_masks <= 1)).all()
     assert empty.pred_masks.shape == (0, 1, 28, 28)
+
+
+def test_semseg_subdivision_recomputing_every_pixel_is_the_point_head_at_every_pixel():
+    """With SUBDIVISION_NUM_POINTS >= pixels, each step recomputes every cell, so the result is the
+    point head evaluated directly at the centre of every output pixel."""
+    cfg = cfg_of("SemanticSegmentation/Base-PointRend-Semantic-FPN.yaml", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", 5,
+                 "MODEL.POINT_HEAD.NUM_CLASSES", 5, "MODEL.SEM_SEG_HEAD.CONVS_DIM", 32, "MODEL.POINT_HEAD.FC_DIM", 8)
+    shapes = {f"p{i}": ShapeSpec(channels=8, stride=2**i) for i in range(2, 6)}
+    torch.manual_seed(0)
+    head = get_component("SEM_SEG_HEADS", "PointRendSemSegHead")(cfg, shapes).eval()
+    for p in head.point_head.parameters():
+        p.data.normal_()
+    features = {f: torch.randn(1, 8, 64 // s.stride, 96 // s.stride) for f, s in shapes.items()}
+    with torch.no_grad():
+        logits, _ = head(features)
+        coarse = head.coarse_sem_seg_head.layers(features)  # (1, 5, 16, 24) at stride 4
+        assert logits.shape == (1, 5, 64, 96)  # two 2x steps
+        ys, xs = torch.meshgrid((torch.arange(64) + 0.5) / 64, (torch.arange(96) + 0.5) / 96, indexing="ij")
+        centres = torch.stack([xs.flatten(), ys.flatten()], dim=1)[None]
+        from det.projects.point_rend.point_features import point_sample
+
+        direct = head.point_head(point_sample(features["p2"], centres, align_corners=False),
+                                 point_sample(coarse, centres, align_corners=False))
+    torch.testing.assert_close(logits.view(1, 5, -1), direct, atol=1e-5, rtol=1e-5)

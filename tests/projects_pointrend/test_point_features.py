@@ -15,6 +15,7 @@ from det.projects.point_rend.point_features import (
     get_uncertain_point_coords_with_randomness,
     point_sample,
     point_sample_fine_grained_features,
+    put_point_logits,
     sample_point_labels,
 )
 from det.projects.point_rend.semantic_seg import calculate_uncertainty as semseg_uncertainty
@@ -191,3 +192,14 @@ def test_sample_point_labels_reads_bitmasks_bilinearly():
     poly.gt_masks = PolygonMasks([[[0.0, 0.0, 4.0, 0.0, 4.0, 4.0]]])
     with pytest.raises(ValueError, match=r"image 0's gt_masks are PolygonMasks; set INPUT\.MASK_FORMAT to 'bitmask'"):
         sample_point_labels([poly], torch.zeros(1, 3, 2))
+
+
+def test_put_point_logits_writes_at_flat_cells():
+    logits = torch.zeros(2, 3, 2, 4)
+    indices = torch.tensor([[0, 5], [7, 2]])
+    values = torch.arange(12.0).view(2, 3, 2)
+    out = put_point_logits(logits, indices, values)
+    for n in range(2):
+        for p, i in enumerate(indices[n].tolist()):
+            assert out[n, :, i // 4, i % 4].tolist() == values[n, :, p].tolist()
+    assert out.abs().sum() == values.sum()

@@ -40,6 +40,7 @@ _LAZY = {
     "get_uncertain_point_coords_on_grid": "det.projects.point_rend.point_features",
     "get_point_coords_wrt_image": "det.projects.point_rend.point_features",
     "sample_point_labels": "det.projects.point_rend.point_features",
+    "put_point_logits": "det.projects.point_rend.point_features",
 }
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
         get_uncertain_point_coords_with_randomness,
         point_sample,
         point_sample_fine_grained_features,
+        put_point_logits,
         sample_point_labels,
     )
     from det.projects.point_rend.point_head import (
@@ -86,6 +88,7 @@ __all__ = [
     "get_uncertain_point_coords_with_randomness",
     "point_sample",
     "point_sample_fine_grained_features",
+    "put_point_logits",
     "roi_mask_point_loss",
     "sample_point_labels",
 ]

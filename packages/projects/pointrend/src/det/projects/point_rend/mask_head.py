@@ -21,6 +21,7 @@ from det.projects.point_rend.point_features import (
     get_uncertain_point_coords_with_randomness,
     point_sample,
     point_sample_fine_grained_features,
+    put_point_logits,
     sample_point_labels,
 )
 from det.projects.point_rend.point_head import build_point_head, roi_mask_point_loss
@@ -181,22 +182,26 @@ class PointRendMaskHead(nn.Module):
         self.mask_point_on = cfg.MODEL.ROI_MASK_HEAD.POINT_HEAD_ON
         if not self.mask_point_on:
             return
-        _check_num_classes(cfg)
-        self.mask_point_in_features = list(cfg.MODEL.POINT_HEAD.IN_FEATURES)
-        _check_features("MODEL.POINT_HEAD.IN_FEATURES", self.mask_point_in_features, input_shape)
-        self.mask_point_train_num_points = cfg.MODEL.POINT_HEAD.TRAIN_NUM_POINTS
+        self._build_point_head(cfg, input_shape)
         self.mask_point_oversample_ratio = cfg.MODEL.POINT_HEAD.OVERSAMPLE_RATIO
         self.mask_point_importance_sample_ratio = cfg.MODEL.POINT_HEAD.IMPORTANCE_SAMPLE_RATIO
         self.mask_point_subdivision_init_resolution = cfg.MODEL.ROI_MASK_HEAD.OUTPUT_SIDE_RESOLUTION
-        self.mask_point_subdivision_steps = cfg.MODEL.POINT_HEAD.SUBDIVISION_STEPS
-        self.mask_point_subdivision_num_points = cfg.MODEL.POINT_HEAD.SUBDIVISION_NUM_POINTS
-        in_channels = sum(input_shape[f].channels for f in self.mask_point_in_features)
-        self.point_head = build_point_head(cfg, ShapeSpec(channels=in_channels, width=1, height=1))
         # a step after which every cell would be recomputed anyway is skipped: start at twice the
         # resolution instead (the result is the same)
         while 4 * self.mask_point_subdivision_init_resolution**2 <= self.mask_point_subdivision_num_points:
             self.mask_point_subdivision_init_resolution *= 2
             self.mask_point_subdivision_steps -= 1
+
+    def _build_point_head(self, cfg, input_shape: dict[str, ShapeSpec]) -> None:
+        """What both PointRend mask heads read of MODEL.POINT_HEAD, and their ``point_head``."""
+        _check_num_classes(cfg)
+        self.mask_point_in_features = list(cfg.MODEL.POINT_HEAD.IN_FEATURES)
+        _check_features("MODEL.POINT_HEAD.IN_FEATURES", self.mask_point_in_features, input_shape)
+        self.mask_point_train_num_points = cfg.MODEL.POINT_HEAD.TRAIN_NUM_POINTS
+        self.mask_point_subdivision_steps = cfg.MODEL.POINT_HEAD.SUBDIVISION_STEPS
+        self.mask_point_subdivision_num_points = cfg.MODEL.POINT_HEAD.SUBDIVISION_NUM_POINTS
+        in_channels = sum(input_shape[f].channels for f in self.mask_point_in_features)
+        self.point_head = build_point_head(cfg, ShapeSpec(channels=in_channels, width=1, height=1))
 
     def forward(self, features: dict[str, Tensor], instances: list[Instances]):
         """
@@ -281,16 +286,9 @@ class PointRendMaskHead(nn.Module):
                 uncertainty_map, self.mask_point_subdivision_num_points)
             point_logits = self._get_point_logits(self._point_pooler(features, pred_boxes, point_coords),
                                                   point_coords, mask_representations)
-            mask_logits = _put_points(mask_logits, point_indices, point_logits)
+            mask_logits = put_point_logits(mask_logits, point_indices, point_logits)
         mask_rcnn_inference(mask_logits, instances)
         return instances
-
-
-def _put_points(logits: Tensor, point_indices: Tensor, point_logits: Tensor) -> Tensor:
-    """Write (N, C, P) point predictions into (N, C, H, W) ``logits`` at flat cells (N, P)."""
-    n, c, h, w = logits.shape
-    index = point_indices.unsqueeze(1).expand(-1, c, -1)
-    return logits.reshape(n, c, h * w).scatter(2, index, point_logits.to(logits.dtype)).view(n, c, h, w)
 
 
 def _check_features(key: str, names: list[str], input_shape: dict[str, ShapeSpec]) -> None:
@@ -321,14 +319,7 @@ class ImplicitPointRendMaskHead(PointRendMaskHead):
 
     def _init_point_head(self, cfg, input_shape: dict[str, ShapeSpec]) -> None:
         self.mask_point_on = True
-        _check_num_classes(cfg)
-        self.mask_point_in_features = list(cfg.MODEL.POINT_HEAD.IN_FEATURES)
-        _check_features("MODEL.POINT_HEAD.IN_FEATURES", self.mask_point_in_features, input_shape)
-        self.mask_point_train_num_points = cfg.MODEL.POINT_HEAD.TRAIN_NUM_POINTS
-        self.mask_point_subdivision_steps = cfg.MODEL.POINT_HEAD.SUBDIVISION_STEPS
-        self.mask_point_subdivision_num_points = cfg.MODEL.POINT_HEAD.SUBDIVISION_NUM_POINTS
-        in_channels = sum(input_shape[f].channels for f in self.mask_point_in_features)
-        self.point_head = build_point_head(cfg, ShapeSpec(channels=in_channels, width=1, height=1))
+        self._build_point_head(cfg, input_shape)
         self.num_params = self.point_head.num_params
         side = math.isqrt(self.mask_point_subdivision_num_points)
         if side * side != self.mask_point_subdivision_num_points:

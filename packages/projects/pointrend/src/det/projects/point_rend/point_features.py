@@ -23,6 +23,7 @@ __all__ = [
     "get_uncertain_point_coords_with_randomness",
     "point_sample",
     "point_sample_fine_grained_features",
+    "put_point_logits",
     "sample_point_labels",
 ]
 
@@ -207,3 +208,10 @@ def sample_point_labels(instances: Sequence[Instances], point_coords: Tensor) ->
                 point_sample(masks.to(torch.float32).unsqueeze(1), coords.to(masks.device) / size,
                              align_corners=False).squeeze(1))
     return cat(labels) if labels else point_coords.new_zeros((0, point_coords.shape[1]))
+
+
+def put_point_logits(logits: Tensor, point_indices: Tensor, point_logits: Tensor) -> Tensor:
+    """Write (N, C, P) point predictions into (N, C, H, W) ``logits`` at flat cells (N, P)."""
+    n, c, h, w = logits.shape
+    index = point_indices.unsqueeze(1).expand(-1, c, -1)
+    return logits.reshape(n, c, h * w).scatter(2, index, point_logits.to(logits.dtype)).view(n, c, h, w)

@@ -7,6 +7,7 @@ from det.projects.point_rend.point_features import (
     get_uncertain_point_coords_on_grid,
     get_uncertain_point_coords_with_randomness,
     point_sample,
+    put_point_logits,
 )
 from det.projects.point_rend.point_head import build_point_head
 from torch import Tensor, nn
@@ -107,7 +108,5 @@ class PointRendSemSegHead(nn.Module):
                 calculate_uncertainty(logits), self.subdivision_num_points)
             coarse_features = point_sample(coarse_logits, point_coords, align_corners=False)
             point_logits = self.point_head(self._fine_grained(features, point_coords), coarse_features)
-            n, c, h, w = logits.shape
-            index = point_indices.unsqueeze(1).expand(-1, c, -1)
-            logits = logits.reshape(n, c, h * w).scatter(2, index, point_logits.to(logits.dtype)).view(n, c, h, w)
+            logits = put_point_logits(logits, point_indices, point_logits)
         return logits, {}
