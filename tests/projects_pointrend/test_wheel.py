@@ -14,8 +14,6 @@ from ._helpers import POINTREND, SHRINK
 
 DET_WHEELS = ["packages/structures", "packages/checkpoint", "packages/core", "packages/backbones",
               "packages/heads/rpn", "packages/heads/roi", "packages/heads/mask", "packages/heads/semseg"]
-THIRD_PARTY = ["torch", "torchvision", "numpy", "yacs", "pluggy", "PyYAML", "pillow", "pycocotools", "omegaconf",
-               "hydra-core", "opencv-python"]
 
 RUN = """
 import json, sys, torch
@@ -51,7 +49,8 @@ print(json.dumps(out))
 
 
 @pytest.mark.slow
-def test_wheel_in_a_fresh_environment_next_to_det_core(repo_root, wheel_builder, tmp_path, make_child_venv):
+def test_wheel_in_a_fresh_environment_next_to_det_core(repo_root, wheel_builder, tmp_path, make_child_venv,
+                                                       third_party_of):
     plugin = wheel_builder(repo_root / "packages/projects/pointrend", tmp_path)
     assert plugin.name == "det_pointrend-0.1.0-py3-none-any.whl"
     files = sorted(f for f in zipfile.ZipFile(plugin).namelist() if not f.startswith("det_pointrend-"))
@@ -60,7 +59,7 @@ def test_wheel_in_a_fresh_environment_next_to_det_core(repo_root, wheel_builder,
         "point_head.py", "py.typed", "roi_heads.py", "semantic_seg.py", "version.py")]
     det_wheels = [wheel_builder(repo_root / folder, tmp_path) for folder in DET_WHEELS]
 
-    venv = make_child_venv(inherit=THIRD_PARTY)
+    venv = make_child_venv(inherit=third_party_of("det-pointrend"))
     venv.pip_install("--no-deps", *det_wheels)
     yaml = str(POINTREND / "InstanceSegmentation/pointrend_rcnn_R_50_FPN_1x_coco.yaml")
     before = venv.run(f"from det.core import get_cfg\nget_cfg().merge_from_file({yaml!r})", check=False)
