@@ -11,6 +11,7 @@ import zipfile
 import pytest
 
 from ._helpers import POINTREND, SHRINK
+from .test_configs import PLAIN_MASK_RCNN_TO_POINTREND
 
 DET_WHEELS = ["packages/structures", "packages/checkpoint", "packages/core", "packages/backbones",
               "packages/heads/rpn", "packages/heads/roi", "packages/heads/mask", "packages/heads/semseg"]
@@ -20,10 +21,10 @@ import json, sys, torch
 from det.core import EventStorage, build_model, get_cfg
 from det.structures import BitMasks, Boxes, Instances
 out = {{}}
-for path in {paths!r}:
+for path, extra in {runs!r}:
     cfg = get_cfg()
     cfg.merge_from_file(path)
-    cfg.merge_from_list({shrink!r})
+    cfg.merge_from_list({shrink!r} + extra)
     torch.manual_seed(0)
     model = build_model(cfg)
     image = torch.randint(0, 256, (3, 64, 96)).float()
@@ -37,20 +38,21 @@ for path in {paths!r}:
         gt.gt_masks = BitMasks(masks)
         sample = {{"image": image, "instances": gt}}
         head = model.roi_heads.mask_head
+        assert type(head).__module__ == "det.projects.point_rend.mask_head"
     with EventStorage(0):
         losses = model([sample])
     sum(losses.values()).backward()
     model.eval()
     with torch.no_grad():
         [result] = model([{{"image": image}}])
-    out[path.rsplit("/", 1)[1]] = [type(head).__module__, sorted(losses), sorted(result)]
+    out[path.rsplit("/", 1)[1]] = [type(head).__name__, sorted(losses), sorted(result)]
 print(json.dumps(out))
 """
 
 
 @pytest.mark.slow
-def test_wheel_in_a_fresh_environment_next_to_det_core(repo_root, wheel_builder, tmp_path, make_child_venv,
-                                                       third_party_of):
+def test_wheel_in_a_fresh_environment_next_to_det_core(repo_root, configs_dir, wheel_builder, tmp_path,
+                                                       make_child_venv, third_party_of):
     plugin = wheel_builder(repo_root / "packages/projects/pointrend", tmp_path)
     assert plugin.name == "det_pointrend-0.1.0-py3-none-any.whl"
     files = sorted(f for f in zipfile.ZipFile(plugin).namelist() if not f.startswith("det_pointrend-"))
@@ -66,6 +68,11 @@ def test_wheel_in_a_fresh_environment_next_to_det_core(repo_root, wheel_builder,
     assert before.returncode != 0
     assert ("Non-existent config key: MODEL.ROI_MASK_HEAD.FC_DIM. This key is added by the distribution "
             "det-pointrend; install it with: pip install det-pointrend") in before.stderr
+    # a plain Mask R-CNN asking for PointRend's head by config is told the same
+    mask_rcnn = str(configs_dir / "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml")
+    swap = f"from det.core import get_cfg\ncfg = get_cfg()\ncfg.merge_from_file({mask_rcnn!r})\n" \
+           f"cfg.merge_from_list({PLAIN_MASK_RCNN_TO_POINTREND!r})"
+    assert "This key is added by the distribution det-pointrend" in venv.run(swap, check=False).stderr
 
     # pip's resolver checks the declared dependencies against the installed det wheels
     venv.pip_install(plugin)
@@ -75,19 +82,19 @@ def test_wheel_in_a_fresh_environment_next_to_det_core(repo_root, wheel_builder,
     assert {c["name"] for c in report["components"]["ROI_MASK_HEAD"] if c["distribution"] == "det-pointrend"} == {
         "PointRendMaskHead", "ImplicitPointRendMaskHead"}
 
-    paths = [yaml, str(POINTREND / "InstanceSegmentation/implicit_pointrend_R_50_FPN_1x_coco.yaml"),
-             str(POINTREND / "SemanticSegmentation/pointrend_semantic_R_101_FPN_1x_cityscapes.yaml")]
-    result = venv.run(RUN.format(paths=paths, shrink=SHRINK))
+    runs = [(yaml, []), (str(POINTREND / "InstanceSegmentation/implicit_pointrend_R_50_FPN_1x_coco.yaml"), []),
+            (str(POINTREND / "SemanticSegmentation/pointrend_semantic_R_101_FPN_1x_cityscapes.yaml"), []),
+            (mask_rcnn, PLAIN_MASK_RCNN_TO_POINTREND)]  # installing det-pointrend is the only change
+    result = venv.run(RUN.format(runs=runs, shrink=SHRINK))
     found = json.loads(result.stdout.strip().splitlines()[-1])
+    mask_losses = ["loss_box_reg", "loss_cls", "loss_mask", "loss_mask_point", "loss_rpn_cls", "loss_rpn_loc"]
     assert found == {
-        "pointrend_rcnn_R_50_FPN_1x_coco.yaml": [
-            "det.projects.point_rend.mask_head",
-            ["loss_box_reg", "loss_cls", "loss_mask", "loss_mask_point", "loss_rpn_cls", "loss_rpn_loc"],
-            ["instances"]],
+        "mask_rcnn_R_50_FPN_1x.yaml": ["PointRendMaskHead", mask_losses, ["instances"]],
+        "pointrend_rcnn_R_50_FPN_1x_coco.yaml": ["PointRendMaskHead", mask_losses, ["instances"]],
         "implicit_pointrend_R_50_FPN_1x_coco.yaml": [
-            "det.projects.point_rend.mask_head",
+            "ImplicitPointRendMaskHead",
             ["loss_box_reg", "loss_cls", "loss_l2", "loss_mask_point", "loss_rpn_cls", "loss_rpn_loc"],
             ["instances"]],
         "pointrend_semantic_R_101_FPN_1x_cityscapes.yaml": [
-            "det.projects.point_rend.semantic_seg", ["loss_sem_seg", "loss_sem_seg_point"], ["sem_seg"]],
+            "PointRendSemSegHead", ["loss_sem_seg", "loss_sem_seg_point"], ["sem_seg"]],
     }
