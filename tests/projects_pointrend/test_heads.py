@@ -243,3 +243,27 @@ def test_semseg_subdivision_recomputing_every_pixel_is_the_point_head_at_every_p
         direct = head.point_head(point_sample(features["p2"], centres, align_corners=False),
                                  point_sample(coarse, centres, align_corners=False))
     torch.testing.assert_close(logits.view(1, 5, -1), direct, atol=1e-5, rtol=1e-5)
+
+
+def test_semseg_head_refuses_itself_as_coarse_head():
+    cfg = cfg_of("SemanticSegmentation/Base-PointRend-Semantic-FPN.yaml",
+                 "MODEL.POINT_HEAD.COARSE_SEM_SEG_HEAD_NAME", "PointRendSemSegHead")
+    with pytest.raises(ValueError, match="COARSE_SEM_SEG_HEAD_NAME is 'PointRendSemSegHead', a PointRend head itself"):
+        get_component("SEM_SEG_HEADS", "PointRendSemSegHead")(cfg, FPN)
+    cfg.MODEL.POINT_HEAD.NUM_CLASSES = 3
+    with pytest.raises(ValueError, match=r"MODEL.POINT_HEAD.NUM_CLASSES \(3\) must equal MODEL.SEM_SEG_HEAD.NUM_CLASSES \(54\)"):
+        cfg.MODEL.POINT_HEAD.COARSE_SEM_SEG_HEAD_NAME = "SemSegFPNHead"
+        get_component("SEM_SEG_HEADS", "PointRendSemSegHead")(cfg, FPN)
+
+
+def test_mask_head_config_errors_name_the_key():
+    cfg = cfg_of("InstanceSegmentation/pointrend_rcnn_R_50_FPN_1x_coco.yaml", "MODEL.ROI_MASK_HEAD.POOLER_TYPE",
+                 "ROIAlignV2")
+    with pytest.raises(ValueError, match=r"set MODEL\.ROI_MASK_HEAD\.POOLER_TYPE to \"\" \(got 'ROIAlignV2'\)"):
+        get_component("ROI_MASK_HEAD", "PointRendMaskHead")(cfg, FPN["p2"])
+    cfg = cfg_of("InstanceSegmentation/pointrend_rcnn_R_50_FPN_1x_coco.yaml", "MODEL.POINT_HEAD.IN_FEATURES", ["p9"])
+    with pytest.raises(ValueError, match=r"MODEL.POINT_HEAD.IN_FEATURES names \['p9'\], which the mask head is not given"):
+        mask_head_of(cfg)
+    cfg = cfg_of("InstanceSegmentation/pointrend_rcnn_R_50_FPN_1x_coco.yaml", "MODEL.ROI_MASK_HEAD.CONV_DIM", 512)
+    with pytest.raises(ValueError, match="region features have 256 channels, fewer than conv_dim 512"):
+        mask_head_of(cfg)

@@ -48,6 +48,9 @@ class PointRendSemSegHead(nn.Module):
         super().__init__()
         self.ignore_value = cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE
         coarse = get_component("SEM_SEG_HEADS", cfg.MODEL.POINT_HEAD.COARSE_SEM_SEG_HEAD_NAME)
+        if isinstance(coarse, type) and issubclass(coarse, PointRendSemSegHead):
+            raise ValueError(f"MODEL.POINT_HEAD.COARSE_SEM_SEG_HEAD_NAME is {cfg.MODEL.POINT_HEAD.COARSE_SEM_SEG_HEAD_NAME!r}, "
+                             "a PointRend head itself; name the coarse head it refines, e.g. SemSegFPNHead")
         self.coarse_sem_seg_head = coarse(cfg, input_shape)
         for method in ("layers", "losses"):
             if not callable(getattr(self.coarse_sem_seg_head, method, None)):
