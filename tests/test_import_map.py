@@ -248,48 +248,48 @@ def test_allowed_and_forbidden_at_once_is_refused(tree):
 
 
 def test_a_new_distribution_gets_its_table_printed(tree):
-    folder = tree / "packages/projects/pointrend"
-    (folder / "src/det/projects/pointrend").mkdir(parents=True)
-    (folder / "src/det/projects/pointrend/__init__.py").write_text("")
-    (folder / "src/det/projects/pointrend/point_head.py").write_text(
+    folder = tree / "packages/projects/example"
+    (folder / "src/det/projects/example").mkdir(parents=True)
+    (folder / "src/det/projects/example/__init__.py").write_text("")
+    (folder / "src/det/projects/example/point_head.py").write_text(
         "import torch\nfrom det.core.layers import Conv2d\nfrom det.heads.roi import StandardROIHeads\n")
     (folder / "pyproject.toml").write_text(textwrap.dedent('''
         [project]
-        name = "det-pointrend"
+        name = "det-example"
         dependencies = ["det-core>=0.1,<0.2", "det-heads-roi>=0.1,<0.2", "torch>=2.1"]
     '''))
     problems = _problems(tree)
     assert problems[0] == textwrap.dedent('''\
-        packages/projects/pointrend/pyproject.toml (det-pointrend) has no entry in import-map.toml. Add this table there (and a `reason` for each det distribution it imports; `forbid` what it must never import), then run `python3 dev.py run python tools/import_map.py --write-docs`:
+        packages/projects/example/pyproject.toml (det-example) has no entry in import-map.toml. Add this table there (and a `reason` for each det distribution it imports; `forbid` what it must never import), then run `python3 dev.py run python tools/import_map.py --write-docs`:
 
-        [parts.det-pointrend]
-        folder = "packages/projects/pointrend"
-        modules = ["det.projects.pointrend"]
+        [parts.det-example]
+        folder = "packages/projects/example"
+        modules = ["det.projects.example"]
         holds = "<one line for the README table>"
 
-        [parts.det-pointrend.allow]
-        det-core = "<why det-pointrend imports it>"
-        det-heads-roi = "<why det-pointrend imports it>"
+        [parts.det-example.allow]
+        det-core = "<why det-example imports it>"
+        det-heads-roi = "<why det-example imports it>"
     ''')
     # adding the table (and regenerating the docs) is all it takes
     mapping = tree / "import-map.toml"
     mapping.write_text(mapping.read_text() + textwrap.dedent('''
-        [parts.det-pointrend]
-        folder = "packages/projects/pointrend"
-        modules = ["det.projects.pointrend"]
-        holds = "PointRend"
+        [parts.det-example]
+        folder = "packages/projects/example"
+        modules = ["det.projects.example"]
+        holds = "an example project"
 
-        [parts.det-pointrend.allow]
+        [parts.det-example.allow]
         det-core = "layers"
         det-heads-roi = "its ROI heads extend StandardROIHeads"
     '''))
     assert _problems(tree) == []
     guide = tree / "docs/guide.md"
-    guide.write_text(guide.read_text().replace("| Triton kernels on CUDA |", "| point-based mask heads | `det-pointrend` |\n| Triton kernels on CUDA |"))
+    guide.write_text(guide.read_text().replace("| Triton kernels on CUDA |", "| an example project | `det-example` |\n| Triton kernels on CUDA |"))
     imap = import_map.load_map(tree)
     assert import_map.write_docs(imap) == ["docs/architecture.md", "README.md"]
     assert import_map.check_docs(imap) == []
-    assert "| det-pointrend | `det.projects.pointrend` | PointRend |" in (tree / "README.md").read_text()
+    assert "| det-example | `det.projects.example` | an example project |" in (tree / "README.md").read_text()
 
 
 def test_stale_docs_are_reported(tree):

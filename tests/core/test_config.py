@@ -383,3 +383,23 @@ def test_computed_attributes_are_write_once():
     with pytest.raises(KeyError, match="COMPUTED_SCALE"):
         cfg.COMPUTED_SCALE = 3
     assert cfg.COMPUTED_SCALE == 2
+
+
+def test_config_key_of_a_known_project_names_the_distribution(monkeypatch):
+    from det.core import registry
+
+    monkeypatch.setitem(registry.STANDARD_CONFIG_PROVIDERS, "MODEL.NOT_INSTALLED_HEAD", "det-not-installed")
+    monkeypatch.setitem(registry.STANDARD_CONFIG_PROVIDERS, "MODEL.RPN.SHARED_KEY", ("det-not-a", "det-not-b"))
+    assert registry.config_key_provider("MODEL.NOT_INSTALLED_HEAD.DEPTH.X") == ("det-not-installed",)
+    assert registry.config_key_provider("MODEL.NOT_INSTALLED") == ()
+    cfg = get_cfg()
+    with pytest.raises(ConfigKeyError) as info:
+        cfg.merge_from_other_cfg(CfgNode({"MODEL": {"NOT_INSTALLED_HEAD": {"DEPTH": 3}}}))
+    assert str(info.value) == ("Non-existent config key: MODEL.NOT_INSTALLED_HEAD. This key is added by the "
+                               "distribution det-not-installed; install it with: pip install det-not-installed")
+    assert info.value.distribution == "det-not-installed" and info.value.suggestion is None
+    with pytest.raises(ConfigKeyError) as info:
+        cfg.merge_from_list(["MODEL.RPN.SHARED_KEY", 1])
+    assert str(info.value) == ("Non-existent config key: MODEL.RPN.SHARED_KEY. This key is added by any of the "
+                               "distributions det-not-a or det-not-b; install one, e.g.: pip install det-not-a")
+    assert info.value.distribution is None

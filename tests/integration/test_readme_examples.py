@@ -63,6 +63,10 @@ def test_guide_examples_run(repo_root, shared_dir, tmp_path):
     assert lines[3] == "['p2', 'p3', 'p4', 'p5', 'p6'] 1000 (200, 16, 14, 14)"
     assert "{'tiny4': (1, 16, 4, 4)}" in lines
     assert "[]" in lines  # the disabled keypoint plugin lists no component
+    # the plugin page's example: det-pointrend's YAML, and the same YAML with the plugin disabled
+    assert "PointRendMaskHead StandardPointHead" in lines and "det.projects.point_rend.point_head" in lines
+    assert any(line.startswith("Non-existent config key: MODEL.ROI_MASK_HEAD.FC_DIM. This key is added by "
+                               "det-pointrend, which is installed but disabled") for line in lines)
     assert "1" in lines  # BestOnlyROIHeads keeps one detection
     assert lines[-1] == "True"
     assert any("det-heads-roi" in line and "in-process" in line for line in lines)

@@ -56,6 +56,26 @@ STANDARD_PROVIDERS: dict[tuple[str, str], str] = {
     ("ROI_MASK_HEAD", "MaskRCNNConvUpsampleHead"): "det-heads-mask",
     ("ROI_KEYPOINT_HEAD", "KRCNNConvDeconvUpsampleHead"): "det-heads-keypoint",
     ("SEM_SEG_HEADS", "SemSegFPNHead"): "det-heads-semseg",
+    # detectron2's projects
+    ("ROI_HEADS", "PointRendROIHeads"): "det-pointrend",
+    ("ROI_MASK_HEAD", "PointRendMaskHead"): "det-pointrend",
+    ("ROI_MASK_HEAD", "ImplicitPointRendMaskHead"): "det-pointrend",
+    ("SEM_SEG_HEADS", "PointRendSemSegHead"): "det-pointrend",
+}
+
+# Which distribution adds each config key (or whole section, by prefix) that detectron2's projects
+# add with their add_*_config(): used to tell a user what to install when a YAML names a key no
+# installed plugin added. A key added by several distributions maps to all of them.
+STANDARD_CONFIG_PROVIDERS: dict[str, str | tuple[str, ...]] = {
+    "MODEL.POINT_HEAD": "det-pointrend",
+    "MODEL.IMPLICIT_POINTREND": "det-pointrend",
+    "MODEL.ROI_MASK_HEAD.IN_FEATURES": "det-pointrend",
+    "MODEL.ROI_MASK_HEAD.FC_DIM": "det-pointrend",
+    "MODEL.ROI_MASK_HEAD.NUM_FC": "det-pointrend",
+    "MODEL.ROI_MASK_HEAD.OUTPUT_SIDE_RESOLUTION": "det-pointrend",
+    "MODEL.ROI_MASK_HEAD.POINT_HEAD_ON": "det-pointrend",
+    "INPUT.COLOR_AUG_SSD": "det-pointrend",
+    "INPUT.CROP.SINGLE_CATEGORY_MAX_AREA": ("det-pointrend", "det-deeplab"),
 }
 
 
@@ -150,19 +170,65 @@ def _hint_for_missing(kind: str, name: str) -> tuple[str, str | None]:
     dist = STANDARD_PROVIDERS.get((kind, name))
     if dist is None:
         return "", None
+    return _install_advice(dist), dist
+
+
+def config_key_provider(full_key: str) -> tuple[str, ...]:
+    """The distributions that add config key ``full_key`` (longest matching prefix of
+    :data:`STANDARD_CONFIG_PROVIDERS`, at a dot boundary); empty when none is known.
+
+        config_key_provider("MODEL.POINT_HEAD.NUM_CLASSES")   # ("det-pointrend",)
+    """
+    parts = full_key.split(".")
+    for end in range(len(parts), 0, -1):
+        found = STANDARD_CONFIG_PROVIDERS.get(".".join(parts[:end]))
+        if found is not None:
+            return (found,) if isinstance(found, str) else tuple(found)
+    return ()
+
+
+def config_key_hint(full_key: str) -> tuple[str, tuple[str, ...]]:
+    """Advice on how to get config key ``full_key`` and the distributions that add it (("", ())
+    when no distribution is known to add it): installed but disabled or failed, or what to
+    pip install."""
+    dists = config_key_provider(full_key)
+    if not dists:
+        return "", ()
+    if len(dists) == 1:
+        return _install_advice(dists[0], what="This key is added by"), dists
+    # several providers: say what is wrong with the installed ones, else how to install any
+    present = [_install_advice(d, what="This key is added by") for d in dists if _plugin_status(d) is not None]
+    if present:
+        return "".join(present), dists
+    return (f" This key is added by any of the distributions {' or '.join(dists)}; install one, e.g.: "
+            f"pip install {dists[0]}"), dists
+
+
+def _plugin_status(dist: str) -> str | None:
+    """The status of installed distribution ``dist``'s plugin (loaded/disabled/failed); None if
+    it is not installed."""
+    wanted = normalize_name(dist)
+    for plugin in plugins.list_plugins():
+        if normalize_name(plugin.distribution) == wanted:
+            return str(plugin.status)
+    return None
+
+
+def _install_advice(dist: str, what: str = "It is provided by") -> str:
+    """One sentence: ``dist`` is installed but disabled / failed / too old, or how to install it."""
     wanted = normalize_name(dist)
     for plugin in plugins.list_plugins():
         if normalize_name(plugin.distribution) != wanted:
             continue
         if plugin.status == "disabled":
-            return (f" It is provided by {dist}, which is installed but disabled (check {plugins.DISABLE_ENV} "
-                    "and det.core.plugins.disable())."), dist
+            return (f" {what} {dist}, which is installed but disabled (check {plugins.DISABLE_ENV} "
+                    "and det.core.plugins.disable()).")
         if plugin.status == "failed":
-            return f" It is provided by {dist}, which is installed but failed to load: {plugin.error}", dist
+            return f" {what} {dist}, which is installed but failed to load: {plugin.error}"
         if plugin.status == "loaded":
-            return (f" It is provided by {dist}, but the installed version ({plugin.version}) does not declare "
-                    f"it; upgrade it with: pip install -U {dist}"), dist
-    return f" It is provided by the distribution {dist}; install it with: pip install {dist}", dist
+            return (f" {what} {dist}, but the installed version ({plugin.version}) does not declare "
+                    f"it; upgrade it with: pip install -U {dist}")
+    return f" {what} the distribution {dist}; install it with: pip install {dist}"
 
 
 def get_component(kind: str, name: str) -> Any:
@@ -358,6 +424,7 @@ __all__ = [
     "ROI_MASK_HEAD_REGISTRY",
     "RPN_HEAD_REGISTRY",
     "SEM_SEG_HEADS_REGISTRY",
+    "STANDARD_CONFIG_PROVIDERS",
     "STANDARD_PROVIDERS",
     "ComponentConflictError",
     "ComponentInfo",

@@ -22,13 +22,16 @@ class ConfigKeyError(KeyError, ValueError):
     """A config key that the schema does not have.
 
     A KeyError like yacs' (so detectron2-style ``except KeyError`` keeps working) and a ValueError
-    (it is bad input). The message names the key and the closest valid one.
+    (it is bad input). The message names the key and the closest valid one, or, for a key that a
+    known plugin adds (``det.core.registry.STANDARD_CONFIG_PROVIDERS``), the distribution to
+    install (``distribution``).
     """
 
-    def __init__(self, message: str, key: str, suggestion: str | None = None) -> None:
+    def __init__(self, message: str, key: str, suggestion: str | None = None, distribution: str | None = None) -> None:
         super().__init__(message)
         self.key = key
         self.suggestion = suggestion
+        self.distribution = distribution
 
     def __str__(self) -> str:  # KeyError would quote the message as a repr
         return str(self.args[0])
@@ -56,6 +59,13 @@ def _all_keys(node: _YacsCfgNode, prefix: str = "") -> list[str]:
 
 
 def _unknown_key_error(full_key: str, node: _YacsCfgNode, prefix: list[str], root: _YacsCfgNode) -> ConfigKeyError:
+    # a key of a known plugin (det.core.registry.STANDARD_CONFIG_PROVIDERS): name what to install
+    from det.core.registry import config_key_hint
+
+    advice, dists = config_key_hint(full_key)
+    if dists:
+        message = f"Non-existent config key: {full_key}.{advice}"
+        return ConfigKeyError(message, full_key, None, dists[0] if len(dists) == 1 else None)
     suggestion = _suggest(full_key, node, prefix)
     if suggestion is None:
         close = difflib.get_close_matches(full_key, _all_keys(root), n=1, cutoff=0.6)
