@@ -58,6 +58,27 @@ STANDARD_PROVIDERS: dict[tuple[str, str], str] = {
     ("SEM_SEG_HEADS", "SemSegFPNHead"): "det-heads-semseg",
 }
 
+# Which distribution adds each config section beyond detectron2's standard schema (detectron2's
+# projects add their keys with add_*_config; det's plugins through det_extend_config): the
+# unknown-key error of a YAML that sets such a key names the distribution to install.
+STANDARD_CONFIG_PROVIDERS: dict[str, str] = {
+    "MODEL.TRIDENT": "det-tridentnet",
+}
+
+
+def config_key_provider(full_key: str) -> str | None:
+    """The distribution of :data:`STANDARD_CONFIG_PROVIDERS` whose plugin adds the config key
+    ``full_key`` (it or one of its parent sections is listed), or None.
+
+        config_key_provider("MODEL.TRIDENT.NUM_BRANCH")   # "det-tridentnet"
+    """
+    parts = full_key.split(".")
+    for end in range(len(parts), 0, -1):
+        dist = STANDARD_CONFIG_PROVIDERS.get(".".join(parts[:end]))
+        if dist is not None:
+            return dist
+    return None
+
 
 class ComponentNotFoundError(KeyError, LookupError):
     """No installed component has this (kind, name). A KeyError, as detectron2's Registry.get
@@ -150,19 +171,25 @@ def _hint_for_missing(kind: str, name: str) -> tuple[str, str | None]:
     dist = STANDARD_PROVIDERS.get((kind, name))
     if dist is None:
         return "", None
+    return install_advice(dist), dist
+
+
+def install_advice(dist: str) -> str:
+    """One sentence (with a leading space) on getting what ``dist`` provides: the pip command, or
+    that it is installed but disabled, failed to load, or too old to declare it."""
     wanted = normalize_name(dist)
     for plugin in plugins.list_plugins():
         if normalize_name(plugin.distribution) != wanted:
             continue
         if plugin.status == "disabled":
             return (f" It is provided by {dist}, which is installed but disabled (check {plugins.DISABLE_ENV} "
-                    "and det.core.plugins.disable())."), dist
+                    "and det.core.plugins.disable()).")
         if plugin.status == "failed":
-            return f" It is provided by {dist}, which is installed but failed to load: {plugin.error}", dist
+            return f" It is provided by {dist}, which is installed but failed to load: {plugin.error}"
         if plugin.status == "loaded":
             return (f" It is provided by {dist}, but the installed version ({plugin.version}) does not declare "
-                    f"it; upgrade it with: pip install -U {dist}"), dist
-    return f" It is provided by the distribution {dist}; install it with: pip install {dist}", dist
+                    f"it; upgrade it with: pip install -U {dist}")
+    return f" It is provided by the distribution {dist}; install it with: pip install {dist}"
 
 
 def get_component(kind: str, name: str) -> Any:
@@ -358,12 +385,15 @@ __all__ = [
     "ROI_MASK_HEAD_REGISTRY",
     "RPN_HEAD_REGISTRY",
     "SEM_SEG_HEADS_REGISTRY",
+    "STANDARD_CONFIG_PROVIDERS",
     "STANDARD_PROVIDERS",
     "ComponentConflictError",
     "ComponentInfo",
     "ComponentNotFoundError",
     "Registry",
+    "config_key_provider",
     "get_component",
+    "install_advice",
     "known_kinds",
     "list_components",
     "prefer",

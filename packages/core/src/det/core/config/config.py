@@ -25,10 +25,12 @@ class ConfigKeyError(KeyError, ValueError):
     (it is bad input). The message names the key and the closest valid one.
     """
 
-    def __init__(self, message: str, key: str, suggestion: str | None = None) -> None:
+    def __init__(self, message: str, key: str, suggestion: str | None = None,
+                 distribution: str | None = None) -> None:
         super().__init__(message)
         self.key = key
         self.suggestion = suggestion
+        self.distribution = distribution  # whose plugin adds the key (STANDARD_CONFIG_PROVIDERS), if known
 
     def __str__(self) -> str:  # KeyError would quote the message as a repr
         return str(self.args[0])
@@ -56,6 +58,14 @@ def _all_keys(node: _YacsCfgNode, prefix: str = "") -> list[str]:
 
 
 def _unknown_key_error(full_key: str, node: _YacsCfgNode, prefix: list[str], root: _YacsCfgNode) -> ConfigKeyError:
+    # imported here: the registry reads the plugins, whose config hook imports this module
+    from det.core.registry import config_key_provider, install_advice
+
+    dist = config_key_provider(full_key)
+    if dist is not None:  # a known plugin's key: what to install, not a near-miss spelling
+        message = (f"Non-existent config key: {full_key} (no key {full_key.split('.')[-1]!r} under "
+                   f"{'.'.join(prefix) or 'the top level'}).{install_advice(dist)}")
+        return ConfigKeyError(message, full_key, None, dist)
     suggestion = _suggest(full_key, node, prefix)
     if suggestion is None:
         close = difflib.get_close_matches(full_key, _all_keys(root), n=1, cutoff=0.6)
