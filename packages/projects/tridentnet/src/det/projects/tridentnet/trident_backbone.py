@@ -174,7 +174,8 @@ def build_trident_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
             f"MODEL.RESNETS.DEFORM_ON_PER_STAGE turns on deformable convs in the trident stage {trident_stage}, "
             "which trident blocks do not support")
 
-    stem = BasicStem(in_channels=input_shape.channels, out_channels=in_channels, norm=norm)
+    image_channels = input_shape.channels if input_shape.channels is not None else len(cfg.MODEL.PIXEL_MEAN)
+    stem = BasicStem(in_channels=image_channels, out_channels=in_channels, norm=norm)
     stages = []
     for idx, stage_idx in enumerate(range(2, max_stage_idx + 1)):
         # dilating res5 (as in R-FCN and Deformable ConvNets) replaces its stride 2

@@ -84,7 +84,8 @@ class _TridentBranches:
         return merged, {}
 
 
-class TridentRes5ROIHeads(_TridentBranches, Res5ROIHeads):
+# (type: ignore: ROIHeads.from_config takes no input_shape; the C4 and standard heads add it, as here)
+class TridentRes5ROIHeads(_TridentBranches, Res5ROIHeads):  # type: ignore[misc]
     """The TridentNet ROI heads of the "C4" models: :class:`Res5ROIHeads` (a plain res5 stage)
     on every branch's proposals.
 
@@ -98,7 +99,7 @@ class TridentRes5ROIHeads(_TridentBranches, Res5ROIHeads):
     """
 
 
-class TridentStandardROIHeads(_TridentBranches, StandardROIHeads):
+class TridentStandardROIHeads(_TridentBranches, StandardROIHeads):  # type: ignore[misc]
     """:class:`StandardROIHeads` for TridentNet, on every branch's proposals; same invariant as
     :class:`TridentRes5ROIHeads`::
 
