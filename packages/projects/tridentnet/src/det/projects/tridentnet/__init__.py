@@ -14,20 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from det.core.lazy import lazy_exports
+from det.core.lazy import exported, lazy_exports
 from det.projects.tridentnet.version import __version__
-
-_LAZY = {
-    "add_tridentnet_config": "det.projects.tridentnet.config",
-    "TridentConv": "det.projects.tridentnet.trident_conv",
-    "TridentBottleneckBlock": "det.projects.tridentnet.trident_backbone",
-    "make_trident_stage": "det.projects.tridentnet.trident_backbone",
-    "build_trident_resnet_backbone": "det.projects.tridentnet.trident_backbone",
-    "TridentRPN": "det.projects.tridentnet.trident_rpn",
-    "TridentRes5ROIHeads": "det.projects.tridentnet.trident_rcnn",
-    "TridentStandardROIHeads": "det.projects.tridentnet.trident_rcnn",
-    "merge_branch_instances": "det.projects.tridentnet.trident_rcnn",
-}
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from det.projects.tridentnet.config import add_tridentnet_config  # noqa: F401
@@ -44,6 +32,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     )
     from det.projects.tridentnet.trident_rpn import TridentRPN  # noqa: F401
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__getattr__, __dir__ = lazy_exports(__name__)  # the names imported under TYPE_CHECKING above
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", *exported(__name__)]
