@@ -220,3 +220,26 @@ def test_trident_heads_on_a_plain_backbone_say_what_is_wrong():
             r"TridentRPN: feature 'res4' has batch size 1, expected 3 branch\(es\) x 1 image\(s\) = 3; "
             r"the backbone must be build_trident_resnet_backbone")):
         model([{"image": _images(1)[0], "instances": gt}])
+
+
+def test_fast_mode_fuses_the_trident_blocks_and_keeps_the_detections():
+    import copy
+
+    from det.core.fast import fast_mode
+
+    torch.manual_seed(0)
+    model = build_model(merged("tridentnet_fast_R_50_C4_1x.yaml"))
+    _tame_predictors(model)
+    model.eval()
+    inputs = [{"image": im} for im in _images()]
+    with torch.no_grad():
+        expected = model(inputs)
+        fast = fast_mode(copy.deepcopy(model), bf16=False)
+        got = fast(inputs)
+    block = fast.backbone.res4[0]
+    assert block.conv1.activation is not None and block.conv2.activation is not None  # ReLUs moved in
+    for ours, theirs in zip(got, expected):
+        ours, theirs = ours["instances"], theirs["instances"]
+        assert len(ours) == len(theirs) > 0
+        torch.testing.assert_close(ours.scores, theirs.scores, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(ours.pred_boxes.tensor, theirs.pred_boxes.tensor, rtol=1e-4, atol=1e-2)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from det.backbones.resnet import BasicStem, BottleneckBlock, DeformBottleneckBlock, ResNet
-from det.core.layers import CNNBlockBase, Conv2d, ShapeSpec, c2_msra_fill, get_norm
+from det.core.layers import ShapeSpec, c2_msra_fill, get_norm
 from det.projects.tridentnet.trident_conv import TridentConv
 
 __all__ = ["TridentBottleneckBlock", "build_trident_resnet_backbone", "make_trident_stage"]
@@ -24,14 +24,16 @@ _BLOCKS_PER_STAGE = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
 _STAGE_INDEX = {"res2": 2, "res3": 3, "res4": 4, "res5": 5}
 
 
-class TridentBottleneckBlock(CNNBlockBase):
-    """A bottleneck block (1x1, 3x3, 1x1 convs plus shortcut) run once per branch, whose 3x3 conv
-    is a :class:`TridentConv`: every branch uses the same weights, branch ``i`` at ``dilations[i]``.
+class TridentBottleneckBlock(BottleneckBlock):
+    """A :class:`BottleneckBlock` (1x1, 3x3, 1x1 convs plus shortcut) run once per branch, whose
+    3x3 conv is a :class:`TridentConv`: every branch uses the same weights, branch ``i`` at
+    ``dilations[i]``.
 
     Invariant: the input is a tensor (copied to every branch: the first block of a stage) or a list
     with one tensor per running branch (``num_branch`` in training or with ``test_branch_idx ==
     -1``, else 1); the output is that list, or with ``concat_output`` (the stage's last block) the
-    branches concatenated along the batch dimension, branch-major: ``(num_branch * N, C, H, W)``::
+    branches concatenated along the batch dimension, branch-major: ``(num_branch * N, C, H, W)``.
+    Its parameters are exactly a BottleneckBlock's::
 
         block = TridentBottleneckBlock(64, 256, bottleneck_channels=64, concat_output=True)
         y = block(torch.rand(2, 64, 16, 16))     # (6, 256, 16, 16): branches 0, 1, 2 of both images
@@ -60,52 +62,49 @@ class TridentBottleneckBlock(CNNBlockBase):
             test_branch_idx: -1 runs every branch at inference; ``i`` runs branch ``i`` alone.
             others: as :class:`det.backbones.resnet.BottleneckBlock`.
         """
-        super().__init__(in_channels, out_channels, stride)
         if num_branch != len(dilations):
             raise ValueError(
                 f"TridentBottleneckBlock: num_branch={num_branch} but {len(dilations)} dilations {list(dilations)}")
+        super().__init__(
+            in_channels, out_channels, bottleneck_channels=bottleneck_channels, stride=stride,
+            num_groups=num_groups, norm=norm, stride_in_1x1=stride_in_1x1)
         self.num_branch = num_branch
         self.concat_output = concat_output
         self.test_branch_idx = test_branch_idx
-
-        if in_channels != out_channels:
-            self.shortcut: Conv2d | None = Conv2d(
-                in_channels, out_channels, kernel_size=1, stride=stride, bias=False,
-                norm=get_norm(norm, out_channels),
-            )
-        else:
-            self.shortcut = None
-        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
-        self.conv1 = Conv2d(
-            in_channels, bottleneck_channels, kernel_size=1, stride=stride_1x1, bias=False,
-            norm=get_norm(norm, bottleneck_channels),
-        )
-        self.conv2 = TridentConv(
-            bottleneck_channels, bottleneck_channels, kernel_size=3, stride=stride_3x3,
+        # the 3x3 conv becomes the shared-weight one (same name, same parameters, same init)
+        self.conv2 = TridentConv(  # type: ignore[assignment]
+            bottleneck_channels, bottleneck_channels, kernel_size=3, stride=1 if stride_in_1x1 else stride,
             paddings=list(dilations), dilations=list(dilations), groups=num_groups, bias=False,
             num_branch=num_branch, test_branch_idx=test_branch_idx,
             norm=get_norm(norm, bottleneck_channels),
         )
-        self.conv3 = Conv2d(
-            bottleneck_channels, out_channels, kernel_size=1, bias=False,
-            norm=get_norm(norm, out_channels),
-        )
-        for layer in (self.conv1, self.conv2, self.conv3, self.shortcut):
-            if layer is not None:
-                c2_msra_fill(layer)
+        c2_msra_fill(self.conv2)
 
-    def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+    def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:  # type: ignore[override]
         if not isinstance(x, (list, tuple)):
             running = self.num_branch if self.training or self.test_branch_idx == -1 else 1
             x = [x] * running
-        out = [F.relu_(self.conv1(b)) for b in x]
-        out = [F.relu_(b) for b in self.conv2(out)]
+        out = [self._relu_unless_fused(self.conv1, self.conv1(b)) for b in x]
+        out = [self._relu_unless_fused(self.conv2, b) for b in self.conv2(out)]
         out = [self.conv3(b) for b in out]
         shortcut = x if self.shortcut is None else [self.shortcut(b) for b in x]
         for o, s in zip(out, shortcut):
             o += s
         out = [F.relu_(b) for b in out]
         return torch.cat(out) if self.concat_output else out
+
+    @staticmethod
+    def _relu_unless_fused(conv: torch.nn.Module, out: torch.Tensor) -> torch.Tensor:
+        """The ReLU after ``conv``, unless :meth:`fuse_for_inference` moved it into ``conv``."""
+        return out if getattr(conv, "activation", None) is not None else F.relu_(out)
+
+    def fuse_for_inference(self) -> None:
+        """det.core.fast's protocol: ``conv1`` and the trident ``conv2`` apply the ReLUs that follow
+        them (fast mode runs ``conv1`` and its ReLU as one oneDNN op; ``conv2`` applies it per
+        branch); the ReLU after the residual sum stays in :meth:`forward`."""
+        for conv in (self.conv1, self.conv2):
+            if conv.activation is None:
+                conv.activation = F.relu_
 
 
 def make_trident_stage(block_class, num_blocks: int, **kwargs):
