@@ -69,7 +69,7 @@ print(json.dumps({{
 
 @pytest.mark.slow
 def test_wheel_in_a_fresh_environment_next_to_det_core(repo_root, shared_dir, wheel_builder, tmp_path,
-                                                       make_child_venv):
+                                                       make_child_venv, third_party_of):
     plugin = wheel_builder(repo_root / "packages/projects/tridentnet", tmp_path)
     assert plugin.name == "det_tridentnet-0.1.0-py3-none-any.whl"
     files = zipfile.ZipFile(plugin).namelist()
@@ -81,7 +81,7 @@ def test_wheel_in_a_fresh_environment_next_to_det_core(repo_root, shared_dir, wh
     config = str(shared_dir / "detectron2-projects/projects/TridentNet/configs/tridentnet_fast_R_50_C4_1x.yaml")
 
     # third-party packages come from the main environment; det itself only from the wheels
-    venv = make_child_venv(inherit=["torch", "torchvision", "numpy", "yacs", "pluggy", "PyYAML", "pycocotools"])
+    venv = make_child_venv(inherit=third_party_of("det-tridentnet"))
     venv.pip_install("--no-deps", *det_wheels)
     before = json.loads(venv.run(MERGE_ONLY.format(config=config)).stdout.strip().splitlines()[-1])
     assert before == {
