@@ -76,6 +76,7 @@ STANDARD_CONFIG_PROVIDERS: dict[str, str | tuple[str, ...]] = {
     "MODEL.ROI_MASK_HEAD.POINT_HEAD_ON": "det-pointrend",
     "INPUT.COLOR_AUG_SSD": "det-pointrend",
     "INPUT.CROP.SINGLE_CATEGORY_MAX_AREA": ("det-pointrend", "det-deeplab"),
+    "MODEL.TRIDENT": "det-tridentnet",
 }
 
 
@@ -170,7 +171,7 @@ def _hint_for_missing(kind: str, name: str) -> tuple[str, str | None]:
     dist = STANDARD_PROVIDERS.get((kind, name))
     if dist is None:
         return "", None
-    return _install_advice(dist), dist
+    return install_advice(dist), dist
 
 
 def config_key_provider(full_key: str) -> tuple[str, ...]:
@@ -195,9 +196,9 @@ def config_key_hint(full_key: str) -> tuple[str, tuple[str, ...]]:
     if not dists:
         return "", ()
     if len(dists) == 1:
-        return _install_advice(dists[0], what="This key is added by"), dists
+        return install_advice(dists[0], what="This key is added by"), dists
     # several providers: say what is wrong with the installed ones, else how to install any
-    present = [_install_advice(d, what="This key is added by") for d in dists if _plugin_status(d) is not None]
+    present = [install_advice(d, what="This key is added by") for d in dists if _plugin_status(d) is not None]
     if present:
         return "".join(present), dists
     return (f" This key is added by any of the distributions {' or '.join(dists)}; install one, e.g.: "
@@ -214,7 +215,7 @@ def _plugin_status(dist: str) -> str | None:
     return None
 
 
-def _install_advice(dist: str, what: str = "It is provided by") -> str:
+def install_advice(dist: str, what: str = "It is provided by") -> str:
     """One sentence: ``dist`` is installed but disabled / failed / too old, or how to install it."""
     wanted = normalize_name(dist)
     for plugin in plugins.list_plugins():
@@ -430,7 +431,9 @@ __all__ = [
     "ComponentInfo",
     "ComponentNotFoundError",
     "Registry",
+    "config_key_provider",
     "get_component",
+    "install_advice",
     "known_kinds",
     "list_components",
     "prefer",

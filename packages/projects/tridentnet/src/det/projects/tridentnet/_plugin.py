@@ -1,0 +1,26 @@
+"""det plugin declarations of det-tridentnet: cheap to import (no torch), names components lazily."""
+
+from det.core.hookspecs import hookimpl
+
+DET_PLUGIN_API_VERSION = 1
+
+_BACKBONE = "det.projects.tridentnet.trident_backbone"
+_RPN = "det.projects.tridentnet.trident_rpn"
+_RCNN = "det.projects.tridentnet.trident_rcnn"
+
+
+@hookimpl
+def det_components():
+    return [
+        ("BACKBONE", "build_trident_resnet_backbone", f"{_BACKBONE}:build_trident_resnet_backbone"),
+        ("PROPOSAL_GENERATOR", "TridentRPN", f"{_RPN}:TridentRPN"),
+        ("ROI_HEADS", "TridentRes5ROIHeads", f"{_RCNN}:TridentRes5ROIHeads"),
+        ("ROI_HEADS", "TridentStandardROIHeads", f"{_RCNN}:TridentStandardROIHeads"),
+    ]
+
+
+@hookimpl
+def det_extend_config(cfg):
+    from det.projects.tridentnet.config import add_tridentnet_config
+
+    add_tridentnet_config(cfg)
