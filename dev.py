@@ -54,6 +54,7 @@ def members() -> list[Path]:
     """Every distribution folder of the workspace (the same globs as the root pyproject)."""
     folders = sorted(p.parent for p in ROOT.glob("packages/*/pyproject.toml"))
     folders += sorted(p.parent for p in ROOT.glob("packages/heads/*/pyproject.toml"))
+    folders += sorted(p.parent for p in ROOT.glob("packages/projects/*/pyproject.toml"))
     return folders
 
 

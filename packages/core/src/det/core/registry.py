@@ -58,6 +58,62 @@ STANDARD_PROVIDERS: dict[tuple[str, str], str] = {
     ("SEM_SEG_HEADS", "SemSegFPNHead"): "det-heads-semseg",
 }
 
+# The same for the components of detectron2's projects, each a plugin distribution (with kinds
+# beyond detectron2's registries: LR_SCHEDULER for SOLVER.LR_SCHEDULER_NAME, INS_EMBED_BRANCHES
+# for Panoptic-DeepLab).
+STANDARD_PROJECT_PROVIDERS: dict[tuple[str, str], str] = {
+    ("BACKBONE", "build_resnet_deeplab_backbone"): "det-deeplab",
+    ("SEM_SEG_HEADS", "DeepLabV3Head"): "det-deeplab",
+    ("SEM_SEG_HEADS", "DeepLabV3PlusHead"): "det-deeplab",
+    ("LR_SCHEDULER", "WarmupPolyLR"): "det-deeplab",
+    ("META_ARCH", "PanopticDeepLab"): "det-panoptic-deeplab",
+    ("SEM_SEG_HEADS", "PanopticDeepLabSemSegHead"): "det-panoptic-deeplab",
+    ("INS_EMBED_BRANCHES", "PanopticDeepLabInsEmbedHead"): "det-panoptic-deeplab",
+}
+
+# Which distribution adds each config key (or section) that det-core's schema lacks: the
+# unknown-key error of a YAML names what to install. Keys are dotted prefixes on key boundaries;
+# the longest matching one wins (see :func:`config_key_provider`).
+STANDARD_CONFIG_PROVIDERS: dict[str, str] = {
+    "INPUT.CROP.SINGLE_CATEGORY_MAX_AREA": "det-deeplab",
+    "SOLVER.POLY_LR_POWER": "det-deeplab",
+    "SOLVER.POLY_LR_CONSTANT_ENDING": "det-deeplab",
+    "MODEL.SEM_SEG_HEAD.LOSS_TYPE": "det-deeplab",
+    "MODEL.SEM_SEG_HEAD.PROJECT_FEATURES": "det-deeplab",
+    "MODEL.SEM_SEG_HEAD.PROJECT_CHANNELS": "det-deeplab",
+    "MODEL.SEM_SEG_HEAD.ASPP_CHANNELS": "det-deeplab",
+    "MODEL.SEM_SEG_HEAD.ASPP_DILATIONS": "det-deeplab",
+    "MODEL.SEM_SEG_HEAD.ASPP_DROPOUT": "det-deeplab",
+    "MODEL.SEM_SEG_HEAD.USE_DEPTHWISE_SEPARABLE_CONV": "det-deeplab",
+    "MODEL.RESNETS.RES4_DILATION": "det-deeplab",
+    "MODEL.RESNETS.RES5_MULTI_GRID": "det-deeplab",
+    "MODEL.RESNETS.STEM_TYPE": "det-deeplab",
+    "INPUT.GAUSSIAN_SIGMA": "det-panoptic-deeplab",
+    "INPUT.IGNORE_STUFF_IN_OFFSET": "det-panoptic-deeplab",
+    "INPUT.SMALL_INSTANCE_AREA": "det-panoptic-deeplab",
+    "INPUT.SMALL_INSTANCE_WEIGHT": "det-panoptic-deeplab",
+    "INPUT.IGNORE_CROWD_IN_SEMANTIC": "det-panoptic-deeplab",
+    "SOLVER.OPTIMIZER": "det-panoptic-deeplab",
+    "MODEL.SEM_SEG_HEAD.HEAD_CHANNELS": "det-panoptic-deeplab",
+    "MODEL.SEM_SEG_HEAD.LOSS_TOP_K": "det-panoptic-deeplab",
+    "MODEL.INS_EMBED_HEAD": "det-panoptic-deeplab",
+    "MODEL.PANOPTIC_DEEPLAB": "det-panoptic-deeplab",
+}
+
+
+def config_key_provider(full_key: str) -> str | None:
+    """The distribution of :data:`STANDARD_CONFIG_PROVIDERS` that adds ``full_key`` (the longest
+    prefix ending on a key boundary), or None::
+
+        config_key_provider("MODEL.INS_EMBED_HEAD.NAME")   # "det-panoptic-deeplab"
+    """
+    parts = full_key.split(".")
+    for end in range(len(parts), 0, -1):
+        dist = STANDARD_CONFIG_PROVIDERS.get(".".join(parts[:end]))
+        if dist is not None:
+            return dist
+    return None
+
 
 class ComponentNotFoundError(KeyError, LookupError):
     """No installed component has this (kind, name). A KeyError, as detectron2's Registry.get
@@ -127,9 +183,12 @@ def _providers(kind: str, name: str) -> list[tuple[ComponentInfo, Any]]:
 
 
 def known_kinds() -> list[str]:
-    """Standard kinds, then any other kind a plugin declares or user code registers."""
+    """Standard kinds, then any other kind a plugin declares, user code registers or
+    :data:`STANDARD_PROJECT_PROVIDERS` names (so a missing project's component gets its install
+    hint)."""
     kinds = list(STANDARD_KINDS)
-    for kind in [*_in_process, *(d.kind for d in plugins.component_declarations())]:
+    declared = [d.kind for d in plugins.component_declarations()]
+    for kind in [*_in_process, *declared, *(k for k, _ in STANDARD_PROJECT_PROVIDERS)]:
         if kind not in kinds:
             kinds.append(kind)
     return kinds
@@ -147,22 +206,28 @@ def _check_kind(kind: Any) -> None:
 
 def _hint_for_missing(kind: str, name: str) -> tuple[str, str | None]:
     """Advice on how to get (kind, name), and the distribution that provides it if standard."""
-    dist = STANDARD_PROVIDERS.get((kind, name))
+    dist = STANDARD_PROVIDERS.get((kind, name)) or STANDARD_PROJECT_PROVIDERS.get((kind, name))
     if dist is None:
         return "", None
+    return install_advice(dist), dist
+
+
+def install_advice(dist: str, lead: str = "It is provided by") -> str:
+    """One sentence (with a leading space) on how to get what ``dist`` provides: install it,
+    enable it (disabled), see why it failed to load, or upgrade it (loaded but lacking it)."""
     wanted = normalize_name(dist)
     for plugin in plugins.list_plugins():
         if normalize_name(plugin.distribution) != wanted:
             continue
         if plugin.status == "disabled":
-            return (f" It is provided by {dist}, which is installed but disabled (check {plugins.DISABLE_ENV} "
-                    "and det.core.plugins.disable())."), dist
+            return (f" {lead} {dist}, which is installed but disabled (check {plugins.DISABLE_ENV} "
+                    "and det.core.plugins.disable()).")
         if plugin.status == "failed":
-            return f" It is provided by {dist}, which is installed but failed to load: {plugin.error}", dist
+            return f" {lead} {dist}, which is installed but failed to load: {plugin.error}"
         if plugin.status == "loaded":
-            return (f" It is provided by {dist}, but the installed version ({plugin.version}) does not declare "
-                    f"it; upgrade it with: pip install -U {dist}"), dist
-    return f" It is provided by the distribution {dist}; install it with: pip install {dist}", dist
+            return (f" {lead} {dist}, but the installed version ({plugin.version}) does not declare "
+                    f"it; upgrade it with: pip install -U {dist}")
+    return f" {lead} the distribution {dist}; install it with: pip install {dist}"
 
 
 def get_component(kind: str, name: str) -> Any:
@@ -186,7 +251,7 @@ def get_component(kind: str, name: str) -> Any:
                 advice = f" Did you mean {close[0]!r}?"
             else:
                 elsewhere = sorted({info.kind for info in list_components() if info.name == name}
-                                   | {k for (k, n) in STANDARD_PROVIDERS if n == name})
+                                   | {k for (k, n) in [*STANDARD_PROVIDERS, *STANDARD_PROJECT_PROVIDERS] if n == name})
                 if elsewhere:
                     advice = f" {name!r} is a {' / '.join(elsewhere)} component, not {kind}."
         listing = ", ".join(installed) if installed else "(none)"
@@ -358,12 +423,16 @@ __all__ = [
     "ROI_MASK_HEAD_REGISTRY",
     "RPN_HEAD_REGISTRY",
     "SEM_SEG_HEADS_REGISTRY",
+    "STANDARD_CONFIG_PROVIDERS",
+    "STANDARD_PROJECT_PROVIDERS",
     "STANDARD_PROVIDERS",
     "ComponentConflictError",
     "ComponentInfo",
     "ComponentNotFoundError",
     "Registry",
+    "config_key_provider",
     "get_component",
+    "install_advice",
     "known_kinds",
     "list_components",
     "prefer",

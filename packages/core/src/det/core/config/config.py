@@ -60,8 +60,17 @@ def _unknown_key_error(full_key: str, node: _YacsCfgNode, prefix: list[str], roo
     if suggestion is None:
         close = difflib.get_close_matches(full_key, _all_keys(root), n=1, cutoff=0.6)
         suggestion = close[0] if close else None
-    hint = f"; did you mean {suggestion}?" if suggestion else ""
     where = f"{'.'.join(prefix)}" if prefix else "the top level"
+    # a key of a known plugin distribution (det.core.registry.STANDARD_CONFIG_PROVIDERS): say what
+    # to install or enable rather than guess a typo
+    from det.core.registry import config_key_provider, install_advice
+
+    dist = config_key_provider(full_key)
+    if dist is not None:
+        message = (f"Non-existent config key: {full_key} (no key {full_key.split('.')[-1]!r} under {where}). "
+                   f"It is a config key of a plugin.{install_advice(dist, lead='It comes with')}")
+        return ConfigKeyError(message, full_key, None)
+    hint = f"; did you mean {suggestion}?" if suggestion else ""
     message = (f"Non-existent config key: {full_key} (no key {full_key.split('.')[-1]!r} under {where}{hint}) "
                "If a plugin provides this option, install it; plugins add their keys through "
                "the det_extend_config hook.")
