@@ -20,6 +20,7 @@ __all__ = [
     "build_sem_seg_loss",
     "predictor_conv",
     "separable_conv5x5",
+    "train_size_from_config",
     "two_conv3x3",
 ]
 
@@ -36,8 +37,9 @@ def build_sem_seg_loss(loss_type: str, ignore_value: int, top_k: float = 0.2) ->
                      "(expected 'cross_entropy' or 'hard_pixel_mining')")
 
 
-def _train_size(cfg: Any) -> tuple[int, int] | None:
-    """The fixed training crop (height, width) that ASPP's image pooling is sized for, or None."""
+def train_size_from_config(cfg: Any) -> tuple[int, int] | None:
+    """The fixed training crop ``INPUT.CROP.SIZE`` (height, width) that ASPP's image pooling is
+    sized for, or None when cropping is off."""
     if not cfg.INPUT.CROP.ENABLED:
         return None
     if cfg.INPUT.CROP.TYPE != "absolute":
@@ -216,7 +218,7 @@ class DeepLabV3PlusHead(nn.Module):
             "decoder_channels": [head.CONVS_DIM] * (len(in_features) - 1) + [head.ASPP_CHANNELS],
             "common_stride": head.COMMON_STRIDE,
             "norm": head.NORM,
-            "train_size": _train_size(cfg),
+            "train_size": train_size_from_config(cfg),
             "loss_weight": head.LOSS_WEIGHT,
             "loss_type": head.LOSS_TYPE,
             "ignore_value": head.IGNORE_VALUE,
@@ -338,7 +340,7 @@ class DeepLabV3Head(nn.Module):
             "num_classes": head.NUM_CLASSES,
             "common_stride": head.COMMON_STRIDE,
             "norm": head.NORM,
-            "train_size": _train_size(cfg),
+            "train_size": train_size_from_config(cfg),
             "loss_weight": head.LOSS_WEIGHT,
             "loss_type": head.LOSS_TYPE,
             "ignore_value": head.IGNORE_VALUE,
