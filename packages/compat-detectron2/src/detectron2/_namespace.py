@@ -185,7 +185,9 @@ class _CompatFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
         if not fullname.startswith("detectron2.") or fullname in _table.ALIASED_MODULES:
             return None
-        if fullname not in _table.MODULES and fullname not in _plugin_paths():
+        # a plugin's path may be new below a new parent too (detectron2.projects.deeplab): the
+        # parent is served as a package of its children
+        if fullname not in _table.MODULES and fullname not in _plugin_paths() and not _children(fullname):
             return None
         is_package = bool(_children(fullname))
         return importlib.util.spec_from_loader(fullname, self, is_package=is_package)
