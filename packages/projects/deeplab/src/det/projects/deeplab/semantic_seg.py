@@ -18,6 +18,7 @@ __all__ = [
     "DeepLabV3Head",
     "DeepLabV3PlusHead",
     "build_sem_seg_loss",
+    "decoder_args_from_config",
     "predictor_conv",
     "separable_conv5x5",
     "train_size_from_config",
@@ -56,6 +57,28 @@ def _check_targets(name: str, predictions: torch.Tensor, targets: torch.Tensor |
         raise ValueError(f"{name}: targets of shape {tuple(targets.shape)} do not match the upsampled predictions "
                          f"(N, H, W) = {(predictions.shape[0], *predictions.shape[-2:])}; pad them like the images")
     return targets
+
+
+def decoder_args_from_config(cfg: Any, section: str, input_shape: dict[str, ShapeSpec]) -> dict[str, Any]:
+    """:class:`DeepLabV3PlusHead`'s decoder arguments from ``cfg.MODEL.<section>`` (``IN_FEATURES``,
+    ``PROJECT_CHANNELS``, ``ASPP_*``, ``CONVS_DIM``, ``COMMON_STRIDE``, ``NORM``) and the training
+    crop: the part every head built on that decoder (Panoptic-DeepLab's two) reads alike."""
+    head = cfg.MODEL[section]
+    in_features = list(head.IN_FEATURES)
+    missing = [f for f in in_features if f not in input_shape]
+    if missing:
+        raise ValueError(f"MODEL.{section}.IN_FEATURES has {missing}, which the backbone does not output "
+                         f"(it outputs {sorted(input_shape)})")
+    return {
+        "input_shape": {k: v for k, v in input_shape.items() if k in in_features},
+        "project_channels": list(head.PROJECT_CHANNELS),
+        "aspp_dilations": list(head.ASPP_DILATIONS),
+        "aspp_dropout": head.ASPP_DROPOUT,
+        "decoder_channels": [head.CONVS_DIM] * (len(in_features) - 1) + [head.ASPP_CHANNELS],
+        "common_stride": head.COMMON_STRIDE,
+        "norm": head.NORM,
+        "train_size": train_size_from_config(cfg),
+    }
 
 
 def two_conv3x3(in_channels: int, mid_channels: int, out_channels: int, norm: Any) -> nn.Sequential:
@@ -205,20 +228,8 @@ class DeepLabV3PlusHead(nn.Module):
     @classmethod
     def from_config(cls, cfg: Any, input_shape: dict[str, ShapeSpec]) -> dict[str, Any]:
         head = cfg.MODEL.SEM_SEG_HEAD
-        in_features = list(head.IN_FEATURES)
-        missing = [f for f in in_features if f not in input_shape]
-        if missing:
-            raise ValueError(f"MODEL.SEM_SEG_HEAD.IN_FEATURES has {missing}, which the backbone does not output "
-                             f"(it outputs {sorted(input_shape)})")
         return {
-            "input_shape": {k: v for k, v in input_shape.items() if k in in_features},
-            "project_channels": list(head.PROJECT_CHANNELS),
-            "aspp_dilations": list(head.ASPP_DILATIONS),
-            "aspp_dropout": head.ASPP_DROPOUT,
-            "decoder_channels": [head.CONVS_DIM] * (len(in_features) - 1) + [head.ASPP_CHANNELS],
-            "common_stride": head.COMMON_STRIDE,
-            "norm": head.NORM,
-            "train_size": train_size_from_config(cfg),
+            **decoder_args_from_config(cfg, "SEM_SEG_HEAD", input_shape),
             "loss_weight": head.LOSS_WEIGHT,
             "loss_type": head.LOSS_TYPE,
             "ignore_value": head.IGNORE_VALUE,

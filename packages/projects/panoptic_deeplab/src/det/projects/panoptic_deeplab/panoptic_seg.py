@@ -21,9 +21,9 @@ from det.core.registry import Registry, get_component
 from det.projects.deeplab.semantic_seg import (
     DeepLabV3PlusHead,
     build_sem_seg_loss,
+    decoder_args_from_config,
     predictor_conv,
     separable_conv5x5,
-    train_size_from_config,
     two_conv3x3,
 )
 from det.projects.panoptic_deeplab.post_processing import get_panoptic_segmentation
@@ -379,20 +379,8 @@ class PanopticDeepLabInsEmbedHead(DeepLabV3PlusHead):
     @classmethod
     def from_config(cls, cfg: Any, input_shape: dict[str, ShapeSpec]) -> dict[str, Any]:
         head = cfg.MODEL.INS_EMBED_HEAD
-        in_features = list(head.IN_FEATURES)
-        missing = [f for f in in_features if f not in input_shape]
-        if missing:
-            raise ValueError(f"MODEL.INS_EMBED_HEAD.IN_FEATURES has {missing}, which the backbone does not output "
-                             f"(it outputs {sorted(input_shape)})")
         return {
-            "input_shape": {k: v for k, v in input_shape.items() if k in in_features},
-            "project_channels": list(head.PROJECT_CHANNELS),
-            "aspp_dilations": list(head.ASPP_DILATIONS),
-            "aspp_dropout": head.ASPP_DROPOUT,
-            "decoder_channels": [head.CONVS_DIM] * (len(in_features) - 1) + [head.ASPP_CHANNELS],
-            "common_stride": head.COMMON_STRIDE,
-            "norm": head.NORM,
-            "train_size": train_size_from_config(cfg),
+            **decoder_args_from_config(cfg, "INS_EMBED_HEAD", input_shape),
             "head_channels": head.HEAD_CHANNELS,
             "center_loss_weight": head.CENTER_LOSS_WEIGHT,
             "offset_loss_weight": head.OFFSET_LOSS_WEIGHT,
