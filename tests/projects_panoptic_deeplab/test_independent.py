@@ -195,3 +195,42 @@ def test_targets_match_the_definition():
     np.testing.assert_array_equal(t["sem_seg_weights"].numpy(), np.where(np.isin(pan, [7, 11]), 3.0, 1.0))
     np.testing.assert_array_equal(t["center_weights"][0].numpy(), np.isin(pan, [5, 7, 9]).astype(np.float32))
     np.testing.assert_array_equal(t["offset_weights"][0].numpy(), np.isin(pan, [7, 9]).astype(np.float32))
+
+
+def test_model_outputs_one_instance_per_thing_segment_with_its_score(cityscapes_panoptic_metadata):
+    """PanopticDeepLab's eval outputs from crafted head outputs: the panoptic ids, and per thing
+    segment an instance scored mean-semantic-probability x center-heatmap-at-the-centroid."""
+    from det.core import build_model, get_cfg
+
+    from .conftest import SHRINK, YAMLS
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(YAMLS[1]))
+    cfg.merge_from_list([*SHRINK, "MODEL.PANOPTIC_DEEPLAB.STUFF_AREA", 4])
+    model = build_model(cfg).eval()
+    logits = torch.zeros(19, 20, 30)
+    logits[0] = 2.0                                 # road everywhere
+    logits[13, 4:12, 3:11] = 5.0                    # a car
+    logits[11, 10:18, 18:26] = 4.0                  # a person
+    center = torch.zeros(1, 20, 30)
+    center[0, 7, 6], center[0, 13, 21] = 0.8, 0.6
+    ys, xs = torch.meshgrid(torch.arange(20.0), torch.arange(30.0), indexing="ij")
+    offset = torch.stack([torch.where(xs < 15, 7 - ys, 13 - ys), torch.where(xs < 15, 6 - xs, 21 - xs)])
+    things, divisor = model._thing_ids_and_divisor()
+    out = model._postprocess(logits, center, offset, {}, (20, 30), things, divisor)
+    ids = out["panoptic_seg"][0]
+    assert set(ids[4:12, 3:11].unique().tolist()) == {13001}
+    assert set(ids[10:18, 18:26].unique().tolist()) == {11001}
+    assert set(ids[0:2].unique().tolist()) == {0}
+    inst = out["instances"]
+    prob = logits.softmax(0)
+    order = inst.pred_classes.argsort()
+    assert inst.pred_classes[order].tolist() == [11, 13]
+    for i, cls, (y0, y1, x0, x1) in zip(order.tolist(), (11, 13), ((10, 18, 18, 26), (4, 12, 3, 11))):
+        mask = torch.zeros(20, 30, dtype=torch.bool)
+        mask[y0:y1, x0:x1] = True
+        assert torch.equal(inst.pred_masks[i], mask)
+        cy, cx = int((y0 + y1 - 1) / 2), int((x0 + x1 - 1) / 2)
+        expected = prob[cls][mask].mean() * center[0, cy, cx]
+        assert inst.scores[i].item() == pytest.approx(expected.item(), rel=1e-6)
+        assert inst.pred_boxes.tensor[i].tolist() == [x0, y0, x1, y1]
