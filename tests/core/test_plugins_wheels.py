@@ -209,7 +209,7 @@ def test_disabled_standard_provider_is_named_in_the_error(venv_with):
             get_component("META_ARCH", "GeneralizedRCNN")
         except ComponentNotFoundError as e:
             out["error"] = str(e)
-    """, env={"DET_DISABLE_PLUGINS": "core,heads-semseg,heads-retinanet"})  # leaves ToyArch the only META_ARCH
+    """, env={"DET_DISABLE_PLUGINS": "core,heads-semseg,heads-retinanet,panoptic-deeplab"})  # leaves ToyArch the only META_ARCH
     assert out["error"] == ("No META_ARCH component named 'GeneralizedRCNN' is installed. Installed META_ARCH "
                             "components: ToyArch. It is provided by det-core, which is installed but disabled "
                             "(check DET_DISABLE_PLUGINS and det.core.plugins.disable()).")

@@ -68,7 +68,9 @@ def det_components() -> Iterable[ComponentDecl]:
     Kinds follow detectron2's registries: META_ARCH, BACKBONE, PROPOSAL_GENERATOR, RPN_HEAD,
     ANCHOR_GENERATOR, ROI_HEADS, ROI_BOX_HEAD, ROI_MASK_HEAD, ROI_KEYPOINT_HEAD, SEM_SEG_HEADS.
     The attribute is what the matching ``build_*`` calls with ``(cfg, input_shape)`` (or ``cfg``
-    for META_ARCH): a class with ``from_config`` or a function.
+    for META_ARCH): a class with ``from_config`` or a function. Other kinds are free: det-engine's
+    ``build_lr_scheduler`` calls an ``LR_SCHEDULER`` component named by
+    ``SOLVER.LR_SCHEDULER_NAME`` with ``(cfg, optimizer)``.
     """
     raise NotImplementedError
 

@@ -56,11 +56,6 @@ STANDARD_PROVIDERS: dict[tuple[str, str], str] = {
     ("ROI_MASK_HEAD", "MaskRCNNConvUpsampleHead"): "det-heads-mask",
     ("ROI_KEYPOINT_HEAD", "KRCNNConvDeconvUpsampleHead"): "det-heads-keypoint",
     ("SEM_SEG_HEADS", "SemSegFPNHead"): "det-heads-semseg",
-    # detectron2's projects
-    ("ROI_HEADS", "PointRendROIHeads"): "det-pointrend",
-    ("ROI_MASK_HEAD", "PointRendMaskHead"): "det-pointrend",
-    ("ROI_MASK_HEAD", "ImplicitPointRendMaskHead"): "det-pointrend",
-    ("SEM_SEG_HEADS", "PointRendSemSegHead"): "det-pointrend",
 }
 
 # Which distribution adds each config key (or whole section, by prefix) that detectron2's projects
@@ -77,6 +72,49 @@ STANDARD_CONFIG_PROVIDERS: dict[str, str | tuple[str, ...]] = {
     "INPUT.COLOR_AUG_SSD": "det-pointrend",
     "INPUT.CROP.SINGLE_CATEGORY_MAX_AREA": ("det-pointrend", "det-deeplab"),
     "MODEL.TRIDENT": "det-tridentnet",
+    "SOLVER.POLY_LR_POWER": "det-deeplab",
+    "SOLVER.POLY_LR_CONSTANT_ENDING": "det-deeplab",
+    "MODEL.SEM_SEG_HEAD.LOSS_TYPE": "det-deeplab",
+    "MODEL.SEM_SEG_HEAD.PROJECT_FEATURES": "det-deeplab",
+    "MODEL.SEM_SEG_HEAD.PROJECT_CHANNELS": "det-deeplab",
+    "MODEL.SEM_SEG_HEAD.ASPP_CHANNELS": "det-deeplab",
+    "MODEL.SEM_SEG_HEAD.ASPP_DILATIONS": "det-deeplab",
+    "MODEL.SEM_SEG_HEAD.ASPP_DROPOUT": "det-deeplab",
+    "MODEL.SEM_SEG_HEAD.USE_DEPTHWISE_SEPARABLE_CONV": "det-deeplab",
+    "MODEL.RESNETS.RES4_DILATION": "det-deeplab",
+    "MODEL.RESNETS.RES5_MULTI_GRID": "det-deeplab",
+    "MODEL.RESNETS.STEM_TYPE": "det-deeplab",
+    "INPUT.GAUSSIAN_SIGMA": "det-panoptic-deeplab",
+    "INPUT.IGNORE_STUFF_IN_OFFSET": "det-panoptic-deeplab",
+    "INPUT.SMALL_INSTANCE_AREA": "det-panoptic-deeplab",
+    "INPUT.SMALL_INSTANCE_WEIGHT": "det-panoptic-deeplab",
+    "INPUT.IGNORE_CROWD_IN_SEMANTIC": "det-panoptic-deeplab",
+    "SOLVER.OPTIMIZER": "det-panoptic-deeplab",
+    "MODEL.SEM_SEG_HEAD.HEAD_CHANNELS": "det-panoptic-deeplab",
+    "MODEL.SEM_SEG_HEAD.LOSS_TOP_K": "det-panoptic-deeplab",
+    "MODEL.INS_EMBED_HEAD": "det-panoptic-deeplab",
+    "MODEL.PANOPTIC_DEEPLAB": "det-panoptic-deeplab",
+}
+
+# STANDARD_PROVIDERS' twin for the components of detectron2's projects, each a plugin distribution (with kinds
+# beyond detectron2's registries: LR_SCHEDULER for SOLVER.LR_SCHEDULER_NAME, INS_EMBED_BRANCHES
+# for Panoptic-DeepLab).
+STANDARD_PROJECT_PROVIDERS: dict[tuple[str, str], str] = {
+    ("ROI_HEADS", "PointRendROIHeads"): "det-pointrend",
+    ("ROI_MASK_HEAD", "PointRendMaskHead"): "det-pointrend",
+    ("ROI_MASK_HEAD", "ImplicitPointRendMaskHead"): "det-pointrend",
+    ("SEM_SEG_HEADS", "PointRendSemSegHead"): "det-pointrend",
+    ("BACKBONE", "build_trident_resnet_backbone"): "det-tridentnet",
+    ("PROPOSAL_GENERATOR", "TridentRPN"): "det-tridentnet",
+    ("ROI_HEADS", "TridentRes5ROIHeads"): "det-tridentnet",
+    ("ROI_HEADS", "TridentStandardROIHeads"): "det-tridentnet",
+    ("BACKBONE", "build_resnet_deeplab_backbone"): "det-deeplab",
+    ("SEM_SEG_HEADS", "DeepLabV3Head"): "det-deeplab",
+    ("SEM_SEG_HEADS", "DeepLabV3PlusHead"): "det-deeplab",
+    ("LR_SCHEDULER", "WarmupPolyLR"): "det-deeplab",
+    ("META_ARCH", "PanopticDeepLab"): "det-panoptic-deeplab",
+    ("SEM_SEG_HEADS", "PanopticDeepLabSemSegHead"): "det-panoptic-deeplab",
+    ("INS_EMBED_BRANCHES", "PanopticDeepLabInsEmbedHead"): "det-panoptic-deeplab",
 }
 
 
@@ -148,9 +186,12 @@ def _providers(kind: str, name: str) -> list[tuple[ComponentInfo, Any]]:
 
 
 def known_kinds() -> list[str]:
-    """Standard kinds, then any other kind a plugin declares or user code registers."""
+    """Standard kinds, then any other kind a plugin declares, user code registers or
+    :data:`STANDARD_PROJECT_PROVIDERS` names (so a missing project's component gets its install
+    hint)."""
     kinds = list(STANDARD_KINDS)
-    for kind in [*_in_process, *(d.kind for d in plugins.component_declarations())]:
+    declared = [d.kind for d in plugins.component_declarations()]
+    for kind in [*_in_process, *declared, *(k for k, _ in STANDARD_PROJECT_PROVIDERS)]:
         if kind not in kinds:
             kinds.append(kind)
     return kinds
@@ -168,7 +209,7 @@ def _check_kind(kind: Any) -> None:
 
 def _hint_for_missing(kind: str, name: str) -> tuple[str, str | None]:
     """Advice on how to get (kind, name), and the distribution that provides it if standard."""
-    dist = STANDARD_PROVIDERS.get((kind, name))
+    dist = STANDARD_PROVIDERS.get((kind, name)) or STANDARD_PROJECT_PROVIDERS.get((kind, name))
     if dist is None:
         return "", None
     return install_advice(dist), dist
@@ -253,7 +294,7 @@ def get_component(kind: str, name: str) -> Any:
                 advice = f" Did you mean {close[0]!r}?"
             else:
                 elsewhere = sorted({info.kind for info in list_components() if info.name == name}
-                                   | {k for (k, n) in STANDARD_PROVIDERS if n == name})
+                                   | {k for (k, n) in [*STANDARD_PROVIDERS, *STANDARD_PROJECT_PROVIDERS] if n == name})
                 if elsewhere:
                     advice = f" {name!r} is a {' / '.join(elsewhere)} component, not {kind}."
         listing = ", ".join(installed) if installed else "(none)"
@@ -426,6 +467,7 @@ __all__ = [
     "RPN_HEAD_REGISTRY",
     "SEM_SEG_HEADS_REGISTRY",
     "STANDARD_CONFIG_PROVIDERS",
+    "STANDARD_PROJECT_PROVIDERS",
     "STANDARD_PROVIDERS",
     "ComponentConflictError",
     "ComponentInfo",

@@ -70,8 +70,8 @@ def _unknown_key_error(full_key: str, node: _YacsCfgNode, prefix: list[str], roo
     if suggestion is None:
         close = difflib.get_close_matches(full_key, _all_keys(root), n=1, cutoff=0.6)
         suggestion = close[0] if close else None
-    hint = f"; did you mean {suggestion}?" if suggestion else ""
     where = f"{'.'.join(prefix)}" if prefix else "the top level"
+    hint = f"; did you mean {suggestion}?" if suggestion else ""
     message = (f"Non-existent config key: {full_key} (no key {full_key.split('.')[-1]!r} under {where}{hint}) "
                "If a plugin provides this option, install it; plugins add their keys through "
                "the det_extend_config hook.")

@@ -225,7 +225,8 @@ def build_lr_scheduler(cfg: Any, optimizer: torch.optim.Optimizer) -> LRMultipli
     ``WarmupCosineLR`` (to ``BASE_LR_END``) or ``WarmupStepWithFixedGammaLR`` (``NUM_DECAYS``
     equally spaced decays by ``GAMMA``), after a ``WARMUP_METHOD`` warmup of ``WARMUP_ITERS``
     iterations from ``WARMUP_FACTOR`` (``RESCALE_INTERVAL``: the schedule restarts after warmup);
-    over ``MAX_ITER`` iterations."""
+    over ``MAX_ITER`` iterations. Any other name is an ``LR_SCHEDULER`` component of a plugin
+    (e.g. det-deeplab's ``WarmupPolyLR``), called with ``(cfg, optimizer)``."""
     name = cfg.SOLVER.LR_SCHEDULER_NAME
     max_iter = int(cfg.SOLVER.MAX_ITER)
     if max_iter <= 0:
@@ -255,9 +256,7 @@ def build_lr_scheduler(cfg: Any, optimizer: torch.optim.Optimizer) -> LRMultipli
         sched = StepWithFixedGammaParamScheduler(
             base_value=1.0, gamma=cfg.SOLVER.GAMMA, num_decays=cfg.SOLVER.NUM_DECAYS, num_updates=max_iter)
     else:
-        raise ValueError(
-            f"Unknown LR scheduler: {name} (expected 'WarmupMultiStepLR', 'WarmupCosineLR' or "
-            "'WarmupStepWithFixedGammaLR')")
+        return _build_plugin_lr_scheduler(cfg, optimizer, name)
 
     sched = WarmupParamScheduler(
         sched,
@@ -267,3 +266,20 @@ def build_lr_scheduler(cfg: Any, optimizer: torch.optim.Optimizer) -> LRMultipli
         cfg.SOLVER.RESCALE_INTERVAL,
     )
     return LRMultiplier(optimizer, multiplier=sched, max_iter=max_iter)
+
+
+_BUILTIN_LR_SCHEDULERS = ("WarmupMultiStepLR", "WarmupCosineLR", "WarmupStepWithFixedGammaLR")
+
+
+def _build_plugin_lr_scheduler(cfg: Any, optimizer: torch.optim.Optimizer, name: str) -> Any:
+    """An installed plugin's schedule: the component (``LR_SCHEDULER``, ``name``), a callable
+    ``(cfg, optimizer) -> scheduler`` (det's registry: found by installing, imported only now)."""
+    from det.core.registry import ComponentNotFoundError, get_component
+
+    try:
+        builder = get_component("LR_SCHEDULER", name)
+    except ComponentNotFoundError as e:
+        raise ValueError(
+            f"Unknown LR scheduler: {name} (SOLVER.LR_SCHEDULER_NAME; built in: "
+            f"{', '.join(repr(n) for n in _BUILTIN_LR_SCHEDULERS)}; plugins add others). {e}") from None
+    return builder(cfg, optimizer)
