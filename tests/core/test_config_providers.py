@@ -40,7 +40,7 @@ def test_a_missing_providers_key_names_the_pip_command(planted):
     with pytest.raises(ConfigKeyError) as info:
         get_cfg().merge_from_list(["MODEL.PLANTED_PROJECT.WIDTH", "3"])
     assert str(info.value) == (
-        "Non-existent config key: MODEL.PLANTED_PROJECT.WIDTH. This key is added by the distribution "
+        "Non-existent config key: MODEL.PLANTED_PROJECT. This key is added by the distribution "
         "det-planted-project; install it with: pip install det-planted-project")
     assert (info.value.suggestion, info.value.distribution) == (None, "det-planted-project")
     assert isinstance(info.value, KeyError)

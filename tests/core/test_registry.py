@@ -51,14 +51,14 @@ def test_every_standard_name_has_a_provider_hint(reference_dir: Path):
             kind, _, rest = line.partition(":")
             names |= {(kind.strip(), n.strip()) for n in rest.split(",")}
     assert len(names) == 21
-    assert names <= set(registry.STANDARD_PROVIDERS)
-    # the other rows are components of detectron2's projects, each provided by a distribution of
+    assert names == set(registry.STANDARD_PROVIDERS)
+    # detectron2's projects' components are in their own table, each provided by a distribution of
     # packages/projects/ (what the hint tells a user to install must exist)
     projects = {tomllib.loads(p.read_text())["project"]["name"]
                 for p in (Path(__file__).resolve().parents[2] / "packages/projects").glob("*/pyproject.toml")}
-    extra = {key: dist for key, dist in registry.STANDARD_PROVIDERS.items() if key not in names}
-    assert set(extra.values()) <= projects
-    assert extra[("ROI_MASK_HEAD", "PointRendMaskHead")] == "det-pointrend"
+    assert set(registry.STANDARD_PROJECT_PROVIDERS.values()) == projects
+    assert not names & set(registry.STANDARD_PROJECT_PROVIDERS)
+    assert registry.STANDARD_PROJECT_PROVIDERS[("ROI_MASK_HEAD", "PointRendMaskHead")] == "det-pointrend"
     assert registry.STANDARD_PROVIDERS[("ROI_KEYPOINT_HEAD", "KRCNNConvDeconvUpsampleHead")] == "det-heads-keypoint"
     assert registry.STANDARD_PROVIDERS[("META_ARCH", "PanopticFPN")] == "det-heads-semseg"
     assert registry.STANDARD_PROVIDERS[("ANCHOR_GENERATOR", "RotatedAnchorGenerator")] == "det-core"
