@@ -64,6 +64,7 @@ ALIASED_MODULES = {
     "detectron2.modeling.backbone.backbone": "det.core.modeling.backbone",
     "detectron2.modeling.backbone.fpn": "det.backbones.fpn",
     "detectron2.modeling.backbone.resnet": "det.backbones.resnet",
+    "detectron2.modeling.backbone.regnet": "det.backbones.regnet",
     "detectron2.modeling.meta_arch.rcnn": "det.core.modeling.meta_arch",
     "detectron2.modeling.meta_arch.retinanet": "det.heads.retinanet.retinanet",
     "detectron2.modeling.meta_arch.dense_detector": "det.heads.retinanet.dense_detector",
