@@ -68,6 +68,7 @@ ALIASED_MODULES = {
     "detectron2.modeling.meta_arch.rcnn": "det.core.modeling.meta_arch",
     "detectron2.modeling.meta_arch.retinanet": "det.heads.retinanet.retinanet",
     "detectron2.modeling.meta_arch.dense_detector": "det.heads.retinanet.dense_detector",
+    "detectron2.modeling.meta_arch.fcos": "det.heads.retinanet.fcos",
     "detectron2.modeling.meta_arch.panoptic_fpn": "det.heads.semseg.panoptic_fpn",
     "detectron2.modeling.meta_arch.semantic_seg": "det.heads.semseg.semantic_seg",
     "detectron2.modeling.proposal_generator.rpn": "det.heads.rpn.rpn",
