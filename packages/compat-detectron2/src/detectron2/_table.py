@@ -38,6 +38,7 @@ DISTRIBUTIONS = {
     "det.engine": "det-engine",
     "det.model_zoo": "det-engine",
     "det.export": "det-export",
+    "det.mmdet_wrapper": "det-mmdet-wrapper",
 }
 
 _DATA = "det.data"
@@ -124,6 +125,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "detectron2.modeling.proposal_generator.build": ("det.core.modeling.build", "det.core.registry"),
     "detectron2.modeling.roi_heads": ("det.heads.roi", "det.heads.mask", "det.heads.keypoint", "det.core.modeling",
                                       "det.core.registry"),
+    "detectron2.modeling.mmdet_wrapper": ("det.mmdet_wrapper",),
     "detectron2.data": (_DATA,),
     "detectron2.data.datasets": (f"{_DATA}.datasets",),
     "detectron2.data.transforms": (f"{_DATA}.transforms",),
