@@ -55,6 +55,7 @@ ALIASED_MODULES = {
        for m in ("aspp", "batch_norm", "blocks", "deform_conv", "losses", "mask_ops", "nms", "roi_align",
                  "roi_align_rotated", "rotated_boxes", "shape_spec", "wrappers")},
     # config
+    "detectron2.config.compat": "det.core.config.compat",
     "detectron2.config.config": "det.core.config.config",
     "detectron2.config.defaults": "det.core.config.defaults",
     "detectron2.config.lazy": "det.core.config.lazy",
