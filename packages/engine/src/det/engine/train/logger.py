@@ -24,7 +24,7 @@ __all__ = [
     "setup_logger",
 ]
 
-_CONFIGURED: set[tuple[str, str | None, int]] = set()
+_CONFIGURED: set[tuple[str, str | None, int, bool, str]] = set()
 
 
 _GREEN, _RED, _BLINK, _UNDERLINE, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[5m", "\x1b[4m", "\x1b[0m"

@@ -138,7 +138,33 @@ def _get_warmup_factor_at_iter(method: str, iter: int, warmup_iters: int, warmup
     raise ValueError(f"Unknown warmup method: {method!r} (expected 'linear' or 'constant')")
 
 
-class WarmupMultiStepLR(torch.optim.lr_scheduler.LRScheduler):
+class _WarmupLRScheduler(torch.optim.lr_scheduler.LRScheduler):
+    """A torch LR scheduler whose lr at iteration ``i`` is ``base_lr * warmup(i) * factor(i)``
+    (detectron2's warmup convention); subclasses define ``_factor``."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup_factor: float, warmup_iters: int,
+                 warmup_method: str, last_epoch: int) -> None:
+        if warmup_method not in ("linear", "constant"):
+            raise ValueError(f"Unknown warmup method: {warmup_method!r} (expected 'linear' or 'constant')")
+        self.warmup_factor = warmup_factor
+        self.warmup_iters = warmup_iters
+        self.warmup_method = warmup_method
+        super().__init__(optimizer, last_epoch)
+
+    def _factor(self, iteration: int) -> float:
+        raise NotImplementedError
+
+    def get_lr(self) -> list[float | torch.Tensor]:
+        warmup = _get_warmup_factor_at_iter(self.warmup_method, self.last_epoch, self.warmup_iters, self.warmup_factor)
+        factor = self._factor(self.last_epoch)
+        return [float(base_lr) * warmup * factor for base_lr in self.base_lrs]
+
+    def _compute_values(self) -> list[float | torch.Tensor]:
+        # the lr as a function of the iteration alone (what torch calls the closed form)
+        return self.get_lr()
+
+
+class WarmupMultiStepLR(_WarmupLRScheduler):
     """detectron2's step schedule with warmup as a torch LR scheduler stepped per iteration: the lr
     at iteration ``i`` is ``base_lr * warmup(i) * gamma ** (number of milestones <= i)``.
 
@@ -154,26 +180,15 @@ class WarmupMultiStepLR(torch.optim.lr_scheduler.LRScheduler):
         logger.warning("WarmupMultiStepLR is deprecated: use LRMultiplier with an fvcore ParamScheduler instead")
         if list(milestones) != sorted(milestones):
             raise ValueError(f"WarmupMultiStepLR: milestones should be a list of increasing integers, got {milestones}")
-        if warmup_method not in ("linear", "constant"):
-            raise ValueError(f"Unknown warmup method: {warmup_method!r} (expected 'linear' or 'constant')")
         self.milestones = list(milestones)
         self.gamma = gamma
-        self.warmup_factor = warmup_factor
-        self.warmup_iters = warmup_iters
-        self.warmup_method = warmup_method
-        super().__init__(optimizer, last_epoch)
+        super().__init__(optimizer, warmup_factor, warmup_iters, warmup_method, last_epoch)
 
-    def get_lr(self) -> list[float]:
-        warmup = _get_warmup_factor_at_iter(self.warmup_method, self.last_epoch, self.warmup_iters, self.warmup_factor)
-        decay = self.gamma ** bisect.bisect_right(self.milestones, self.last_epoch)
-        return [float(base_lr) * warmup * decay for base_lr in self.base_lrs]
-
-    def _compute_values(self) -> list[float]:
-        # the lr as a function of the iteration alone (what torch calls the closed form)
-        return self.get_lr()
+    def _factor(self, iteration: int) -> float:
+        return self.gamma ** bisect.bisect_right(self.milestones, iteration)
 
 
-class WarmupCosineLR(torch.optim.lr_scheduler.LRScheduler):
+class WarmupCosineLR(_WarmupLRScheduler):
     """detectron2's half-cosine schedule with warmup as a torch LR scheduler stepped per iteration:
     the lr at iteration ``i`` is ``base_lr * warmup(i) * 0.5 * (1 + cos(pi * i / max_iters))`` (the
     cosine multiplied by the warmup factor, as detectron2 defines it), 0 at ``max_iters``.
@@ -189,18 +204,8 @@ class WarmupCosineLR(torch.optim.lr_scheduler.LRScheduler):
         logger.warning("WarmupCosineLR is deprecated: use LRMultiplier with an fvcore ParamScheduler instead")
         if int(max_iters) <= 0:
             raise ValueError(f"WarmupCosineLR needs max_iters > 0, got {max_iters}")
-        if warmup_method not in ("linear", "constant"):
-            raise ValueError(f"Unknown warmup method: {warmup_method!r} (expected 'linear' or 'constant')")
         self.max_iters = max_iters
-        self.warmup_factor = warmup_factor
-        self.warmup_iters = warmup_iters
-        self.warmup_method = warmup_method
-        super().__init__(optimizer, last_epoch)
+        super().__init__(optimizer, warmup_factor, warmup_iters, warmup_method, last_epoch)
 
-    def get_lr(self) -> list[float]:
-        warmup = _get_warmup_factor_at_iter(self.warmup_method, self.last_epoch, self.warmup_iters, self.warmup_factor)
-        cosine = 0.5 * (1.0 + math.cos(math.pi * self.last_epoch / self.max_iters))
-        return [float(base_lr) * warmup * cosine for base_lr in self.base_lrs]
-
-    def _compute_values(self) -> list[float]:
-        return self.get_lr()
+    def _factor(self, iteration: int) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * iteration / self.max_iters))
