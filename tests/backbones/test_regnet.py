@@ -23,7 +23,7 @@ from det.backbones.regnet import (
 )
 from det.checkpoint import DetectionCheckpointer
 from det.core.layers import FrozenBatchNorm2d
-from det.core.modeling.build import skip_init
+from det.core.modeling.skip_init import skip_init
 
 # pycls' RegNetX-4.0GF / RegNetY-4.0GF (the model-zoo configs' backbones) as published:
 # (stage widths, stage depths, group width, SE width ratio)
