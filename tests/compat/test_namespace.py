@@ -186,6 +186,21 @@ def test_generated_names_doc_is_current(repo_root):
         "regenerate with: python -m detectron2._names_doc > docs/detectron2_names.md"
 
 
+def test_served_names_do_not_depend_on_what_was_imported():
+    # det.export.api is det's module, not detectron2's export.api: once imported it is an attribute
+    # of det.export, which must not make detectron2.export serve it (the names doc counted 690 or
+    # 689 names depending on the tests that ran before)
+    result = _run(
+        "import sys, importlib; from detectron2._names_doc import render; before = render(); "
+        "importlib.import_module('det.export.api'); after = render(); "
+        "from detectron2 import export\n"
+        "try:\n    export.api\nexcept ImportError as e:\n    print('refused:', e)\n"
+        "print(before == after)")
+    assert result.returncode == 0, result.stderr
+    refused, same = result.stdout.splitlines()
+    assert refused.startswith("refused: det does not provide detectron2.export.api") and same == "True"
+
+
 def test_lazy_config_from_the_zoo_builds_a_model(configs_dir):
     from detectron2.config import LazyConfig, instantiate
 

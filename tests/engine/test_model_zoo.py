@@ -305,3 +305,27 @@ def test_absolute_paths_are_refused(configs_dir):
         model_zoo.get_config_file(str(configs_dir / SMALL))
     with pytest.raises(ValueError, match="leaves the configs folder"):
         model_zoo.get_config_file("../detectron2-configs/" + SMALL)
+
+
+def test_a_config_file_finds_zoo_names_in_its_own_configs_tree(monkeypatch, tmp_path):
+    """detectron2's Misc/torchvision_imagenet_R_50.py calls get_config("common/train.py"): loaded
+    from a file path with no configs folder set, the name resolves in the tree that file is in."""
+    from det.core.config import LazyConfig
+
+    monkeypatch.delenv(model_zoo.CONFIGS_ENV_VAR)
+    monkeypatch.setattr("det.model_zoo.model_zoo._detectron2_configs", lambda: None)
+    (tmp_path / "configs" / "common").mkdir(parents=True)
+    (tmp_path / "configs" / "Misc").mkdir()
+    (tmp_path / "configs" / "common" / "train.py").write_text("train = dict(max_iter=7, init_checkpoint='x')\n")
+    (tmp_path / "configs" / "Misc" / "mine.py").write_text(
+        "from det.model_zoo import get_config\ntrain = get_config('common/train.py').train\ntrain.max_iter += 1\n")
+    cfg = LazyConfig.load(str(tmp_path / "configs" / "Misc" / "mine.py"))
+    assert cfg.train.max_iter == 8 and cfg.train.init_checkpoint == "x"
+
+    (tmp_path / "configs" / "Misc" / "other.py").write_text(
+        "from det.model_zoo import get_config\ntrain = get_config('common/missing.py').train\n")
+    with pytest.raises(model_zoo.ConfigNotFoundError, match="no config file being loaded has it in a folder above"):
+        LazyConfig.load(str(tmp_path / "configs" / "Misc" / "other.py"))
+    # outside a LazyConfig load the tree of no file is searched
+    with pytest.raises(model_zoo.ConfigNotFoundError, match="DET_MODEL_ZOO_CONFIGS is not set"):
+        model_zoo.get_config("common/train.py")

@@ -226,3 +226,22 @@ def test_default_predictor_returns_sem_seg_at_the_original_size(configs_dir):
     predictor = DefaultPredictor(cfg)
     out = predictor(np.zeros((50, 70, 3), dtype=np.uint8))
     assert list(out) == ["sem_seg"] and out["sem_seg"].shape == (54, 50, 70)
+
+
+def test_head_takes_the_lazy_shape_mapping_of_panoptic_fpn_py():
+    """common/models/panoptic_fpn.py passes input_shape as a DictConfig of un-instantiated
+    L(ShapeSpec)(...) nodes with interpolated channels; detectron2's head reads them by attribute."""
+    from omegaconf import OmegaConf
+
+    from det.core.config import LazyCall as L
+    from det.core.config import instantiate
+
+    cfg = OmegaConf.create({"backbone": {"out_channels": 16}})
+    cfg.head = L(SemSegFPNHead)(
+        input_shape={f: L(ShapeSpec)(stride=s, channels="${....backbone.out_channels}")
+                     for f, s in zip(["p2", "p3"], [4, 8])},
+        num_classes=3, conv_dims=32, common_stride=4, norm="GN")
+    head = instantiate(cfg.head)
+    assert head.in_features == ["p2", "p3"] and head.p3[0].in_channels == 16
+    with pytest.raises(ValueError, match=r"the shape of 'p2' \(4\) needs channels and stride"):
+        SemSegFPNHead(input_shape={"p2": 4}, num_classes=2, conv_dims=8, common_stride=4)

@@ -124,10 +124,22 @@ def resolve(path: str, name: str) -> Any:
                 continue
             raise
         try:
-            return getattr(module, name)
+            value = getattr(module, name)
         except AttributeError:
             continue
+        if _incidental_submodule(module, name, value):
+            continue
+        return value
     raise _not_provided(path, name, missing)
+
+
+def _incidental_submodule(package: types.ModuleType, name: str, value: Any) -> bool:
+    """Whether ``value`` is a submodule of ``package`` that it does not export: Python sets it as
+    an attribute only once something has imported it, so serving it would make what
+    ``detectron2.<path>`` provides depend on the import history (``det.export.api`` is not
+    detectron2's ``export.api``)."""
+    return (isinstance(value, types.ModuleType) and value.__name__ == f"{package.__name__}.{name}"
+            and name not in getattr(package, "__all__", ()))
 
 
 def _not_provided(path: str, name: str, missing: Sequence[str]) -> NotProvidedError:
@@ -153,7 +165,8 @@ def provided_names(path: str, *, importing: bool = True) -> list[str]:
                 module = importlib.import_module(source)
             except ModuleNotFoundError:
                 continue
-            public = getattr(module, "__all__", None) or [n for n in dir(module) if not n.startswith("_")]
+            public = getattr(module, "__all__", None) or [
+                n for n in dir(module) if not _incidental_submodule(module, n, getattr(module, n, None))]
             names.update(n for n in public if not n.startswith("_"))
     return sorted(names)
 

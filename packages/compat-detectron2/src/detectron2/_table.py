@@ -38,6 +38,7 @@ DISTRIBUTIONS = {
     "det.engine": "det-engine",
     "det.model_zoo": "det-engine",
     "det.export": "det-export",
+    "det.mmdet_wrapper": "det-mmdet-wrapper",
 }
 
 _DATA = "det.data"
@@ -54,6 +55,7 @@ ALIASED_MODULES = {
        for m in ("aspp", "batch_norm", "blocks", "deform_conv", "losses", "mask_ops", "nms", "roi_align",
                  "roi_align_rotated", "rotated_boxes", "shape_spec", "wrappers")},
     # config
+    "detectron2.config.compat": "det.core.config.compat",
     "detectron2.config.config": "det.core.config.config",
     "detectron2.config.defaults": "det.core.config.defaults",
     "detectron2.config.lazy": "det.core.config.lazy",
@@ -64,9 +66,11 @@ ALIASED_MODULES = {
     "detectron2.modeling.backbone.backbone": "det.core.modeling.backbone",
     "detectron2.modeling.backbone.fpn": "det.backbones.fpn",
     "detectron2.modeling.backbone.resnet": "det.backbones.resnet",
+    "detectron2.modeling.backbone.regnet": "det.backbones.regnet",
     "detectron2.modeling.meta_arch.rcnn": "det.core.modeling.meta_arch",
     "detectron2.modeling.meta_arch.retinanet": "det.heads.retinanet.retinanet",
     "detectron2.modeling.meta_arch.dense_detector": "det.heads.retinanet.dense_detector",
+    "detectron2.modeling.meta_arch.fcos": "det.heads.retinanet.fcos",
     "detectron2.modeling.meta_arch.panoptic_fpn": "det.heads.semseg.panoptic_fpn",
     "detectron2.modeling.meta_arch.semantic_seg": "det.heads.semseg.semantic_seg",
     "detectron2.modeling.proposal_generator.rpn": "det.heads.rpn.rpn",
@@ -122,6 +126,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "detectron2.modeling.proposal_generator.build": ("det.core.modeling.build", "det.core.registry"),
     "detectron2.modeling.roi_heads": ("det.heads.roi", "det.heads.mask", "det.heads.keypoint", "det.core.modeling",
                                       "det.core.registry"),
+    "detectron2.modeling.mmdet_wrapper": ("det.mmdet_wrapper",),
     "detectron2.data": (_DATA,),
     "detectron2.data.datasets": (f"{_DATA}.datasets",),
     "detectron2.data.transforms": (f"{_DATA}.transforms",),

@@ -32,6 +32,15 @@ if TYPE_CHECKING:  # for type checkers; at run time the names load lazily
         build_resnet_fpn_backbone,
         build_retinanet_resnet_fpn_backbone,
     )
+    from det.backbones.regnet import (  # noqa: F401
+        AnyNet,
+        RegNet,
+        ResBasicBlock,
+        ResBottleneckBlock,
+        ResStem,
+        SimpleStem,
+        VanillaBlock,
+    )
     from det.backbones.resnet import (  # noqa: F401
         BasicBlock,
         BasicStem,

@@ -18,7 +18,7 @@ from det.core.version import __version__
 
 if TYPE_CHECKING:
     from det.core.config import CfgNode, configurable, get_cfg
-    from det.core.events import EventStorage, get_event_storage
+    from det.core.events import EventStorage, get_event_storage, has_event_storage
     from det.core.modeling.build import (
         build_backbone,
         build_model,
@@ -48,6 +48,7 @@ __all__ = [  # noqa: RUF022 - grouped as the TYPE_CHECKING imports (mypy --stric
     "build_sem_seg_head",
     "EventStorage",
     "get_event_storage",
+    "has_event_storage",
     "DefaultPredictor",
     "get_plugin_manager",
     "get_component",

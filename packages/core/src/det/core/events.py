@@ -14,7 +14,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-__all__ = ["EventStorage", "HistoryBuffer", "get_event_storage"]
+__all__ = ["EventStorage", "HistoryBuffer", "get_event_storage", "has_event_storage"]
 
 _CURRENT_STORAGE_STACK: list[EventStorage] = []
 
@@ -32,6 +32,12 @@ def get_event_storage() -> EventStorage:
             "`with EventStorage(start_iter):` (det.core.events.EventStorage)."
         )
     return _CURRENT_STORAGE_STACK[-1]
+
+
+def has_event_storage() -> bool:
+    """Whether an :class:`EventStorage` is active (code inside ``with EventStorage(...):``), so that
+    :func:`get_event_storage` would return one instead of raising."""
+    return bool(_CURRENT_STORAGE_STACK)
 
 
 class HistoryBuffer:

@@ -7,7 +7,10 @@ first of:
 1. the ``configs_root`` argument,
 2. the folder named by ``$DET_MODEL_ZOO_CONFIGS`` (laid out like detectron2's ``configs/``, e.g. a
    detectron2 git checkout's ``configs/``),
-3. ``detectron2/model_zoo/configs`` of an installed detectron2 (found with importlib, never imported).
+3. ``detectron2/model_zoo/configs`` of an installed detectron2 (found with importlib, never imported),
+4. while ``LazyConfig.load`` executes a config file that asks for a zoo name (detectron2's
+   ``Misc/torchvision_imagenet_R_50.py`` calls ``get_config("common/train.py")``): the nearest folder
+   above that file which has the name, i.e. the configs tree the file was loaded from.
 
 Trained weights come from detectron2's download server (see :mod:`det.model_zoo.checkpoints`);
 :class:`~det.checkpoint.DetectionCheckpointer` downloads them into det's cache on first use.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import difflib
 import importlib.machinery
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -115,12 +119,36 @@ def _configs_root(configs_root: str | os.PathLike[str] | None, wanted: str | Non
             raise ConfigNotFoundError(f"{asked}${CONFIGS_ENV_VAR}={from_env!r} is not a folder. {_HOW_TO_POINT}")
         return folder
     installed = _detectron2_configs()
-    if installed is None:
-        raise ConfigNotFoundError(
-            f"{asked}det ships no copy of detectron2's model-zoo configs, and found none: "
-            f"configs_root was not given, ${CONFIGS_ENV_VAR} is not set, and no installed detectron2 "
-            f"package (searched sys.path) has model_zoo/configs. {_HOW_TO_POINT}")
-    return installed
+    if installed is not None:
+        return installed
+    beside = _tree_of_loading_config(wanted)
+    if beside is not None:
+        return beside
+    loading = "" if wanted is None else (
+        " and no config file being loaded has it in a folder above" if _loading_config_files() else "")
+    raise ConfigNotFoundError(
+        f"{asked}det ships no copy of detectron2's model-zoo configs, and found none: "
+        f"configs_root was not given, ${CONFIGS_ENV_VAR} is not set, no installed detectron2 "
+        f"package (searched sys.path) has model_zoo/configs{loading}. {_HOW_TO_POINT}")
+
+
+def _loading_config_files() -> list[str]:
+    # a config file can only be loading if det's LazyConfig module is imported: checking
+    # sys.modules keeps plain YAML lookups from importing it (and omegaconf)
+    lazy = sys.modules.get("det.core.config.lazy")
+    return lazy.loading_config_files() if lazy is not None else []
+
+
+def _tree_of_loading_config(wanted: str | None) -> Path | None:
+    """The nearest folder above a config file being loaded (innermost file first) that holds
+    ``wanted``: the configs tree that file belongs to."""
+    if wanted is None:
+        return None
+    for config_file in reversed(_loading_config_files()):
+        for folder in Path(config_file).parents:
+            if (folder / wanted).is_file():
+                return folder
+    return None
 
 
 def _zoo_files(root: Path) -> list[str]:

@@ -10,13 +10,15 @@ Importing this package imports neither torch nor omegaconf: ``LazyConfig`` and `
 ``det.core.config.lazy`` (and omegaconf) on first use.
 """
 
-from det.core.config.config import CfgNode, ConfigKeyError, configurable, get_cfg
+from det.core.config.compat import downgrade_config, upgrade_config
+from det.core.config.config import CfgNode, ConfigKeyError, configurable, get_cfg, global_cfg, set_global_cfg
 
 # The function shadows its module's name on the package, as detectron2's ``config.instantiate``.
 from det.core.config.instantiate import instantiate
 from det.core.lazy import lazy_exports
 
-__all__ = ["CfgNode", "ConfigKeyError", "LazyCall", "LazyConfig", "configurable", "get_cfg", "instantiate"]
+__all__ = ["CfgNode", "ConfigKeyError", "LazyCall", "LazyConfig", "configurable", "downgrade_config", "get_cfg",
+           "global_cfg", "instantiate", "set_global_cfg", "upgrade_config"]
 
 __getattr__, __dir__ = lazy_exports(__name__, {"LazyCall": "det.core.config.lazy",
                                                "LazyConfig": "det.core.config.lazy"})

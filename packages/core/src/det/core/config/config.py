@@ -299,6 +299,22 @@ def get_cfg() -> CfgNode:
     return cfg
 
 
+global_cfg = CfgNode()
+"""A config visible from anywhere (detectron2's ``config.global_cfg``), empty until
+:func:`set_global_cfg`: code deep inside a model can read an option without it being passed down.
+It is always this one object, so ``from det.core.config import global_cfg`` sees later updates."""
+
+
+def set_global_cfg(cfg: CfgNode) -> None:
+    """Make :data:`global_cfg` hold the keys of ``cfg`` (cleared first, updated in place)::
+
+        set_global_cfg(cfg)
+        if global_cfg.MODEL.MASK_ON: ...
+    """
+    global_cfg.clear()
+    global_cfg.update(cfg)
+
+
 # --------------------------------------------------------------------------------------------
 # configurable
 # --------------------------------------------------------------------------------------------
@@ -393,4 +409,4 @@ def configurable(init_func: Callable[..., Any] | None = None, *,
     return wrapper
 
 
-__all__ = ["CfgNode", "ConfigKeyError", "configurable", "get_cfg"]
+__all__ = ["CfgNode", "ConfigKeyError", "configurable", "get_cfg", "global_cfg", "set_global_cfg"]

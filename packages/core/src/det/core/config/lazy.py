@@ -119,6 +119,13 @@ def _loading_stack() -> list[str]:
     return stack
 
 
+def loading_config_files() -> list[str]:
+    """The config files being executed by ``LazyConfig.load`` on this thread (real paths,
+    outermost first; empty outside a load). ``det.model_zoo`` uses it to find a zoo name that a
+    config file asks for (``get_config("common/train.py")``) in the configs tree of that file."""
+    return list(_loading_stack())
+
+
 def _read_source(path: str) -> str:
     try:
         with open(path, encoding="utf-8") as f:

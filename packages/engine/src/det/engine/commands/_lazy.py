@@ -89,7 +89,13 @@ def build_lazy_model(cfg: Any, *, load: bool = False) -> Any:
 
     if "model" not in cfg:
         raise CommandError("the LazyConfig has no 'model' to build")
-    model = instantiate(cfg.model)
+    try:
+        model = instantiate(cfg.model)
+    except LAZY_CONFIG_ERRORS as e:
+        # e.g. Misc/mmdet_mask_rcnn_R_50_FPN_1x.py without mmdetection: the ImportError says what
+        # to install, and its note names the config key; no traceback from inside the model
+        notes = " ".join(getattr(e, "__notes__", []))
+        raise CommandError(f"cannot build cfg.model: {e} {notes}".strip()) from e
     model.to(lazy_device(cfg))
     if load:
         DetectionCheckpointer(model).load(cfg.train.init_checkpoint)

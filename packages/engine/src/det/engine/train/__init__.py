@@ -35,6 +35,8 @@ _LAZY = {
     "reduce_param_groups": "det.engine.train.solver",
     "LRMultiplier": "det.engine.train.lr_scheduler",
     "WarmupParamScheduler": "det.engine.train.lr_scheduler",
+    "WarmupMultiStepLR": "det.engine.train.lr_scheduler",
+    "WarmupCosineLR": "det.engine.train.lr_scheduler",
     "MultiStepParamScheduler": "det.engine.train.lr_scheduler",
     "CosineParamScheduler": "det.engine.train.lr_scheduler",
     "StepWithFixedGammaParamScheduler": "det.engine.train.lr_scheduler",

@@ -24,17 +24,57 @@ __all__ = [
     "setup_logger",
 ]
 
-_CONFIGURED: set[tuple[str, str | None, int]] = set()
+_CONFIGURED: set[tuple[str, str | None, int, bool, str]] = set()
+
+
+_GREEN, _RED, _BLINK, _UNDERLINE, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[5m", "\x1b[4m", "\x1b[0m"
+
+
+class _ColorfulFormatter(logging.Formatter):
+    """The stdout format of a colored ``setup_logger``: the ``[time name]:`` prefix in green,
+    WARNING / ERROR (red, blinking; ERROR also underlined) in front of warnings and errors, and
+    the logger's root name shortened to ``abbrev_name`` ("" drops it)."""
+
+    def __init__(self, *, root_name: str, abbrev_name: str) -> None:
+        super().__init__(f"{_GREEN}[%(asctime)s %(name)s]: {_RESET}%(message)s", datefmt="%m/%d %H:%M:%S")
+        self._root_name = root_name + "."
+        self._abbrev_name = abbrev_name + "." if abbrev_name else ""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # the shortened name is for this handler only: other handlers see the record unchanged
+        original = record.name
+        record.name = original.replace(self._root_name, self._abbrev_name)
+        try:
+            log = super().formatMessage(record)
+        finally:
+            record.name = original
+        if record.levelno == logging.WARNING:
+            return f"{_RED}{_BLINK}WARNING{_RESET} {log}"
+        if record.levelno >= logging.ERROR:
+            return f"{_RED}{_BLINK}{_UNDERLINE}ERROR{_RESET} {log}"
+        return log
 
 
 def setup_logger(output: str | os.PathLike | None = None, distributed_rank: int = 0, *,
-                 name: str = "det", level: int = logging.INFO) -> logging.Logger:
+                 color: bool | None = None, name: str = "det", abbrev_name: str | None = None,
+                 level: int = logging.INFO) -> logging.Logger:
     """Log ``name`` (and its children) at INFO: to stdout on rank 0, and to ``output`` (a file, or
     a folder that gets ``log.txt``; other ranks write ``log.txt.rank<N>``). Idempotent.
 
+    ``color`` (detectron2's keyword): stdout lines in colour, the prefix green and warnings/errors
+    marked in red, with the logger names' root ``name`` shortened to ``abbrev_name`` in them
+    (default: ``"d2"`` for ``name="detectron2"``, else ``name`` itself; ``""`` drops it). Default
+    None: colour when stdout is a terminal (detectron2 always colours by default; det keeps
+    escape codes out of redirected logs). The file log is never coloured nor abbreviated.
+
         setup_logger("output/", comm.get_rank())
+        setup_logger(name="detectron2", color=True)   # "[12/07 10:00:00 d2.engine.hooks]: ..."
     """
-    key = (name, os.fspath(output) if output is not None else None, distributed_rank)
+    if abbrev_name is None:
+        abbrev_name = "d2" if name == "detectron2" else name
+    if color is None:
+        color = bool(getattr(sys.stdout, "isatty", lambda: False)())
+    key = (name, os.fspath(output) if output is not None else None, distributed_rank, bool(color), abbrev_name)
     logger = logging.getLogger(name)
     logger.setLevel(level)
     logger.propagate = False
@@ -45,7 +85,7 @@ def setup_logger(output: str | os.PathLike | None = None, distributed_rank: int 
     if distributed_rank == 0 and not any(getattr(h, "_det_stdout", False) for h in logger.handlers):
         ch = logging.StreamHandler(stream=sys.stdout)
         ch._det_stdout = True  # type: ignore[attr-defined]
-        ch.setFormatter(formatter)
+        ch.setFormatter(_ColorfulFormatter(root_name=name, abbrev_name=abbrev_name) if color else formatter)
         logger.addHandler(ch)
     if output is not None:
         output = os.fspath(output)

@@ -11,9 +11,17 @@ into a torch LR scheduler stepped once per iteration::
 The param schedulers are fvcore's own classes (``fvcore.common.param_scheduler``), re-exported:
 detectron2's LazyConfig files import them from fvcore by that name, so det uses the same objects
 rather than look-alikes, and ``isinstance`` checks agree either way.
+
+``WarmupMultiStepLR`` and ``WarmupCosineLR`` are detectron2's older torch LR schedulers (deprecated
+there in favour of ``LRMultiplier``; kept for user scripts that build them directly).
 """
 
 from __future__ import annotations
+
+import bisect
+import logging
+import math
+from collections.abc import Sequence
 
 import torch
 from fvcore.common.param_scheduler import (
@@ -41,8 +49,12 @@ __all__ = [
     "PolynomialDecayParamScheduler",
     "StepParamScheduler",
     "StepWithFixedGammaParamScheduler",
+    "WarmupCosineLR",
+    "WarmupMultiStepLR",
     "WarmupParamScheduler",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 class WarmupParamScheduler(CompositeParamScheduler):
@@ -110,3 +122,90 @@ class LRMultiplier(torch.optim.lr_scheduler.LRScheduler):
                 raise
             multiplier = self._multiplier((self._max_iter - 1) / self._max_iter)
         return [float(base_lr) * multiplier for base_lr in self.base_lrs]
+
+
+def _get_warmup_factor_at_iter(method: str, iter: int, warmup_iters: int, warmup_factor: float) -> float:
+    """The LR factor at iteration ``iter`` of a warmup of ``warmup_iters`` iterations: 1 after it;
+    ``warmup_factor`` throughout ("constant"), or rising linearly from ``warmup_factor`` at 0 to 1
+    at ``warmup_iters`` ("linear")."""
+    if iter >= warmup_iters:
+        return 1.0
+    if method == "constant":
+        return warmup_factor
+    if method == "linear":
+        alpha = iter / warmup_iters
+        return warmup_factor * (1 - alpha) + alpha
+    raise ValueError(f"Unknown warmup method: {method!r} (expected 'linear' or 'constant')")
+
+
+class _WarmupLRScheduler(torch.optim.lr_scheduler.LRScheduler):
+    """A torch LR scheduler whose lr at iteration ``i`` is ``base_lr * warmup(i) * factor(i)``
+    (detectron2's warmup convention); subclasses define ``_factor``."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup_factor: float, warmup_iters: int,
+                 warmup_method: str, last_epoch: int) -> None:
+        if warmup_method not in ("linear", "constant"):
+            raise ValueError(f"Unknown warmup method: {warmup_method!r} (expected 'linear' or 'constant')")
+        self.warmup_factor = warmup_factor
+        self.warmup_iters = warmup_iters
+        self.warmup_method = warmup_method
+        super().__init__(optimizer, last_epoch)
+
+    def _factor(self, iteration: int) -> float:
+        raise NotImplementedError
+
+    def get_lr(self) -> list[float | torch.Tensor]:
+        warmup = _get_warmup_factor_at_iter(self.warmup_method, self.last_epoch, self.warmup_iters, self.warmup_factor)
+        factor = self._factor(self.last_epoch)
+        return [float(base_lr) * warmup * factor for base_lr in self.base_lrs]
+
+    def _compute_values(self) -> list[float | torch.Tensor]:
+        # the lr as a function of the iteration alone (what torch calls the closed form)
+        return self.get_lr()
+
+
+class WarmupMultiStepLR(_WarmupLRScheduler):
+    """detectron2's step schedule with warmup as a torch LR scheduler stepped per iteration: the lr
+    at iteration ``i`` is ``base_lr * warmup(i) * gamma ** (number of milestones <= i)``.
+
+    Deprecated in detectron2 (as here): use ``LRMultiplier`` with ``WarmupParamScheduler`` and
+    fvcore's ``MultiStepParamScheduler``::
+
+        scheduler = WarmupMultiStepLR(optimizer, milestones=[60000, 80000], warmup_iters=1000)
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, milestones: Sequence[int], gamma: float = 0.1,
+                 warmup_factor: float = 0.001, warmup_iters: int = 1000, warmup_method: str = "linear",
+                 last_epoch: int = -1) -> None:
+        logger.warning("WarmupMultiStepLR is deprecated: use LRMultiplier with an fvcore ParamScheduler instead")
+        if list(milestones) != sorted(milestones):
+            raise ValueError(f"WarmupMultiStepLR: milestones should be a list of increasing integers, got {milestones}")
+        self.milestones = list(milestones)
+        self.gamma = gamma
+        super().__init__(optimizer, warmup_factor, warmup_iters, warmup_method, last_epoch)
+
+    def _factor(self, iteration: int) -> float:
+        return self.gamma ** bisect.bisect_right(self.milestones, iteration)
+
+
+class WarmupCosineLR(_WarmupLRScheduler):
+    """detectron2's half-cosine schedule with warmup as a torch LR scheduler stepped per iteration:
+    the lr at iteration ``i`` is ``base_lr * warmup(i) * 0.5 * (1 + cos(pi * i / max_iters))`` (the
+    cosine multiplied by the warmup factor, as detectron2 defines it), 0 at ``max_iters``.
+
+    Deprecated in detectron2 (as here): use ``LRMultiplier`` with ``WarmupParamScheduler`` and
+    fvcore's ``CosineParamScheduler``::
+
+        scheduler = WarmupCosineLR(optimizer, max_iters=90000, warmup_iters=1000)
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, max_iters: int, warmup_factor: float = 0.001,
+                 warmup_iters: int = 1000, warmup_method: str = "linear", last_epoch: int = -1) -> None:
+        logger.warning("WarmupCosineLR is deprecated: use LRMultiplier with an fvcore ParamScheduler instead")
+        if int(max_iters) <= 0:
+            raise ValueError(f"WarmupCosineLR needs max_iters > 0, got {max_iters}")
+        self.max_iters = max_iters
+        super().__init__(optimizer, warmup_factor, warmup_iters, warmup_method, last_epoch)
+
+    def _factor(self, iteration: int) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * iteration / self.max_iters))

@@ -1,10 +1,10 @@
-"""RetinaNet and one-stage dense detectors for det: ``RetinaNet``, ``RetinaNetHead`` and the
-``DenseDetector`` base other one-stage detectors can build on.
+"""RetinaNet, FCOS and one-stage dense detectors for det: ``RetinaNet``, ``RetinaNetHead``,
+``FCOS``, ``FCOSHead`` and the ``DenseDetector`` base other one-stage detectors build on.
 
 Importing this package is cheap (``det plugins`` imports its ``_plugin`` module); the public
 names below are imported on first use::
 
-    from det.heads.retinanet import RetinaNet, RetinaNetHead, DenseDetector
+    from det.heads.retinanet import RetinaNet, RetinaNetHead, FCOS, DenseDetector
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from det.heads.retinanet.version import __version__
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from det.core.layers import CycleBatchNormList  # noqa: F401
     from det.heads.retinanet.dense_detector import DenseDetector, permute_to_N_HWA_K  # noqa: F401
+    from det.heads.retinanet.fcos import FCOS, FCOSHead  # noqa: F401
     from det.heads.retinanet.retinanet import RetinaNet, RetinaNetHead  # noqa: F401
 
 

@@ -9,4 +9,7 @@ DET_PLUGIN_API_VERSION = 1
 def det_components():
     return [
         ("META_ARCH", "RetinaNet", "det.heads.retinanet.retinanet:RetinaNet"),
+        # LazyConfig-only in detectron2 (not in its registry): listed so `det plugins` shows it;
+        # build_model(cfg) on it says to use the .py config
+        ("META_ARCH", "FCOS", "det.heads.retinanet.fcos:FCOS"),
     ]

@@ -136,6 +136,26 @@ class DenseDetector(nn.Module):
         """Detections of each image at its (unpadded) input size. Implemented by subclasses."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward_inference()")
 
+    def _check_gt_instances(self, gt_instances: list[Instances], num_classes: int, num_classes_key: str) -> None:
+        """Training targets need ``gt_boxes`` and ``gt_classes`` in [0, num_classes); say which
+        input breaks that (``num_classes_key`` names where the number comes from)."""
+        for i, gt in enumerate(gt_instances):
+            if not (gt.has("gt_boxes") and gt.has("gt_classes")):
+                raise ValueError(
+                    f"batched_inputs[{i}]['instances'] needs gt_boxes and gt_classes for {type(self).__name__} "
+                    f"training; it has {sorted(gt.get_fields())}"
+                )
+        # every image's class check read in one transfer (one host synchronisation on a GPU)
+        out_of_range = torch.stack(
+            [((gt.gt_classes < 0) | (gt.gt_classes >= num_classes)).any() for gt in gt_instances]
+        ).tolist() if gt_instances else []
+        for i, (gt, bad) in enumerate(zip(gt_instances, out_of_range)):
+            if bad:
+                raise ValueError(
+                    f"batched_inputs[{i}]['instances'].gt_classes must be in [0, {num_classes}) "
+                    f"({num_classes_key}), got values {sorted(set(gt.gt_classes.tolist()))}"
+                )
+
     def preprocess_image(self, batched_inputs: list[dict[str, Tensor]]) -> ImageList:
         """Normalise, pad and batch the input images (to the backbone's size divisibility)."""
         return normalize_and_pad_images(batched_inputs, self.pixel_mean, self.pixel_std, self.backbone)

@@ -293,23 +293,7 @@ class RetinaNet(DenseDetector):
         }
 
     def forward_training(self, images: ImageList, features: list[Tensor], predictions, gt_instances):
-        for i, gt in enumerate(gt_instances):
-            if not (gt.has("gt_boxes") and gt.has("gt_classes")):
-                raise ValueError(
-                    f"batched_inputs[{i}]['instances'] needs gt_boxes and gt_classes for RetinaNet "
-                    f"training; it has {sorted(gt.get_fields())}"
-                )
-        # every image's class check read in one transfer (one host synchronisation on a GPU)
-        out_of_range = torch.stack(
-            [((gt.gt_classes < 0) | (gt.gt_classes >= self.num_classes)).any() for gt in gt_instances]
-        ).tolist() if gt_instances else []
-        for i, (gt, bad) in enumerate(zip(gt_instances, out_of_range)):
-            classes = gt.gt_classes
-            if bad:
-                raise ValueError(
-                    f"batched_inputs[{i}]['instances'].gt_classes must be in [0, {self.num_classes}) "
-                    f"(MODEL.RETINANET.NUM_CLASSES), got values {sorted(set(classes.tolist()))}"
-                )
+        self._check_gt_instances(gt_instances, self.num_classes, "MODEL.RETINANET.NUM_CLASSES")
         pred_logits, pred_anchor_deltas = self._transpose_dense_predictions(predictions, [self.num_classes, 4])
         anchors = self.anchor_generator(features)
         self._check_predictions_match_anchors(anchors, pred_logits, pred_anchor_deltas)

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -41,6 +43,27 @@ def _pad_sem_seg_targets(batched_inputs, backbone, ignore_value: int, device_lik
     return ImageList.from_tensors(
         targets, backbone.size_divisibility, ignore_value, padding_constraints=backbone.padding_constraints
     ).tensor.long()
+
+
+def _shape_specs(input_shape: Any) -> dict[str, ShapeSpec]:
+    """``input_shape`` as {name: ShapeSpec}. Like detectron2, any mapping whose values have
+    ``channels`` and ``stride`` attributes is accepted: LazyConfigs pass an omegaconf DictConfig
+    of not-yet-instantiated ``L(ShapeSpec)(...)`` nodes (``common/models/panoptic_fpn.py``)."""
+    if not isinstance(input_shape, Mapping) or not input_shape:
+        raise ValueError("SemSegFPNHead(input_shape=) must be a non-empty dict of feature name -> ShapeSpec, "
+                         f"got {input_shape!r}")
+    shapes = {}
+    for name, spec in input_shape.items():
+        try:
+            channels, stride = spec.channels, spec.stride
+        except AttributeError:
+            raise ValueError(f"SemSegFPNHead(input_shape=): the shape of {name!r} ({spec!r}) needs channels "
+                             "and stride") from None
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (channels, stride)):
+            raise ValueError(f"SemSegFPNHead(input_shape=): {name!r} needs positive int channels and stride, got "
+                             f"channels={channels!r}, stride={stride!r}")
+        shapes[str(name)] = ShapeSpec(channels=channels, stride=stride)
+    return shapes
 
 
 class SemSegFPNHead(nn.Module):
@@ -85,8 +108,7 @@ class SemSegFPNHead(nn.Module):
             ignore_value: label of pixels that count in no loss (also the padding value).
         """
         super().__init__()
-        if not isinstance(input_shape, dict) or not input_shape:
-            raise ValueError("SemSegFPNHead(input_shape=) must be a non-empty dict of feature name -> ShapeSpec")
+        input_shape = _shape_specs(input_shape)
         for name, value in (("num_classes", num_classes), ("conv_dims", conv_dims), ("common_stride", common_stride)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"SemSegFPNHead: {name} must be a positive int, got {value!r}")
