@@ -44,22 +44,11 @@ class MultiScaleAttention(nn.Module):
     (depthwise convs ``pool_q/k/v``, each followed by ``norm_q/k/v``); with
     ``residual_pooling`` the pooled q is added to the attention output."""
 
-    def __init__(
-        self,
-        dim: int,
-        dim_out: int,
-        num_heads: int,
-        qkv_bias: bool = True,
-        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
-        pool_kernel: Sequence[int] = (3, 3),
-        stride_q: int = 1,
-        stride_kv: int = 1,
-        residual_pooling: bool = True,
-        window_size: int = 0,
-        use_rel_pos: bool = False,
-        rel_pos_zero_init: bool = True,
-        input_size: Sequence[int] | None = None,
-    ):
+    def __init__(self, dim: int, dim_out: int, num_heads: int, qkv_bias: bool = True,
+                 norm_layer: Callable[[int], nn.Module] = nn.LayerNorm, pool_kernel: Sequence[int] = (3, 3),
+                 stride_q: int = 1, stride_kv: int = 1, residual_pooling: bool = True, window_size: int = 0,
+                 use_rel_pos: bool = False, rel_pos_zero_init: bool = True,
+                 input_size: Sequence[int] | None = None):
         """
         Args:
             dim, dim_out: input and output channels.
@@ -155,41 +144,18 @@ class MultiScaleBlock(nn.Module):
     """An MViTv2 block: pooling attention + MLP (pre-norm); the shortcut is projected (``proj``)
     when the channels change and max-pooled (``pool_skip``) when ``stride_q > 1``."""
 
-    def __init__(
-        self,
-        dim: int,
-        dim_out: int,
-        num_heads: int,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop_path: float = 0.0,
-        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
-        act_layer: Callable[[], nn.Module] = nn.GELU,
-        qkv_pool_kernel: Sequence[int] = (3, 3),
-        stride_q: int = 1,
-        stride_kv: int = 1,
-        residual_pooling: bool = True,
-        window_size: int = 0,
-        use_rel_pos: bool = False,
-        rel_pos_zero_init: bool = True,
-        input_size: Sequence[int] | None = None,
-    ):
+    def __init__(self, dim: int, dim_out: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 drop_path: float = 0.0, norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
+                 act_layer: Callable[[], nn.Module] = nn.GELU, qkv_pool_kernel: Sequence[int] = (3, 3),
+                 stride_q: int = 1, stride_kv: int = 1, residual_pooling: bool = True, window_size: int = 0,
+                 use_rel_pos: bool = False, rel_pos_zero_init: bool = True,
+                 input_size: Sequence[int] | None = None):
         super().__init__()
         self.norm1 = norm_layer(dim)
         self.attn = MultiScaleAttention(
-            dim,
-            dim_out,
-            num_heads=num_heads,
-            qkv_bias=qkv_bias,
-            norm_layer=norm_layer,
-            pool_kernel=qkv_pool_kernel,
-            stride_q=stride_q,
-            stride_kv=stride_kv,
-            residual_pooling=residual_pooling,
-            window_size=window_size,
-            use_rel_pos=use_rel_pos,
-            rel_pos_zero_init=rel_pos_zero_init,
-            input_size=input_size,
+            dim, dim_out, num_heads=num_heads, qkv_bias=qkv_bias, norm_layer=norm_layer, pool_kernel=qkv_pool_kernel,
+            stride_q=stride_q, stride_kv=stride_kv, residual_pooling=residual_pooling, window_size=window_size,
+            use_rel_pos=use_rel_pos, rel_pos_zero_init=rel_pos_zero_init, input_size=input_size,
         )
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.norm2 = norm_layer(dim_out)

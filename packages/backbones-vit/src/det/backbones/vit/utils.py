@@ -162,17 +162,10 @@ def use_reference_attention(enabled: bool = True) -> Iterator[None]:
         _REFERENCE_ATTENTION = previous
 
 
-def reference_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    scale: float,
-    rel_pos: tuple[torch.Tensor, torch.Tensor] | None = None,
-    q_size: tuple[int, int] | None = None,
-    k_size: tuple[int, int] | None = None,
-    bias: torch.Tensor | None = None,
-    dropout: nn.Module | None = None,
-) -> torch.Tensor:
+def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+                        rel_pos: tuple[torch.Tensor, torch.Tensor] | None = None,
+                        q_size: tuple[int, int] | None = None, k_size: tuple[int, int] | None = None,
+                        bias: torch.Tensor | None = None, dropout: nn.Module | None = None) -> torch.Tensor:
     """:func:`attention` computed step by step: ``(q * scale) @ k^T``, the decomposed relative
     position bias added by :func:`add_decomposed_rel_pos`, ``bias``, softmax, ``dropout``, ``@ v``."""
     attn = (q * scale) @ k.transpose(-2, -1)
@@ -188,16 +181,9 @@ def reference_attention(
     return attn @ v
 
 
-def attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    scale: float,
-    rel_pos: tuple[torch.Tensor, torch.Tensor] | None = None,
-    q_size: tuple[int, int] | None = None,
-    k_size: tuple[int, int] | None = None,
-    bias: torch.Tensor | None = None,
-) -> torch.Tensor:
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+              rel_pos: tuple[torch.Tensor, torch.Tensor] | None = None, q_size: tuple[int, int] | None = None,
+              k_size: tuple[int, int] | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``softmax(q @ k^T * scale + bias) @ v`` through ``F.scaled_dot_product_attention``.
 
     Args:
