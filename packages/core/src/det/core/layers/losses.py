@@ -9,12 +9,12 @@ from collections.abc import Callable
 import torch
 from torch.nn import functional as F
 
-_REDUCTIONS = ("none", "mean", "sum")
 
 
 def _check_reduction(fn: str, reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"{fn}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    # literals and concatenation, no f-string: the focal losses run this under TorchScript too
+    if reduction not in ["none", "mean", "sum"]:
+        raise ValueError(fn + ": reduction must be one of ('none', 'mean', 'sum'), got '" + reduction + "'")
 
 
 def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -144,14 +144,10 @@ def sigmoid_focal_loss_star(inputs: torch.Tensor, targets: torch.Tensor, alpha: 
     return _alpha_weighted_reduction(loss, targets, alpha, reduction)
 
 
-def _check_reduction(fn: str, reduction: str) -> None:
-    if reduction not in ["none", "mean", "sum"]:
-        raise ValueError(fn + ": reduction must be 'none', 'mean' or 'sum', got " + reduction)
-
-
 def _alpha_weighted_reduction(loss: torch.Tensor, targets: torch.Tensor, alpha: float, reduction: str) -> torch.Tensor:
     """What both focal losses end with: weight by ``alpha`` for positives and ``1 - alpha`` for
-    negatives (when ``alpha >= 0``), then reduce."""
+    negatives (when ``alpha >= 0``), then reduce (detectron2's: the mean of nothing stays nan,
+    unlike :func:`_reduce`)."""
     if alpha >= 0:
         loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
     if reduction == "mean":
