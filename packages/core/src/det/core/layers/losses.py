@@ -10,7 +10,6 @@ import torch
 from torch.nn import functional as F
 
 
-
 def _check_reduction(fn: str, reduction: str) -> None:
     # literals and concatenation, no f-string: the focal losses run this under TorchScript too
     if reduction not in ["none", "mean", "sum"]:
