@@ -168,9 +168,7 @@ class _FlipTransform(Transform):
 
     _coord: int
     _image_axes: tuple[int, int]  # the axis flipped in an (H,W) / (H,W,C) image, in an (N,H,W,C) batch
-
-    def _extent(self) -> int:
-        raise NotImplementedError
+    _extent_attr: str  # the attribute holding the image size along the flipped axis
 
     def apply_image(self, img: np.ndarray) -> np.ndarray:
         img = _check_image(img, type(self).__name__)
@@ -178,7 +176,7 @@ class _FlipTransform(Transform):
 
     def apply_coords(self, coords: np.ndarray) -> np.ndarray:
         coords = np.array(coords, dtype=np.float64 if np.asarray(coords).dtype == np.float64 else np.float32)
-        coords[:, self._coord] = self._extent() - coords[:, self._coord]
+        coords[:, self._coord] = getattr(self, self._extent_attr) - coords[:, self._coord]
         return coords
 
     def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
@@ -195,14 +193,10 @@ class HFlipTransform(_FlipTransform):
         HFlipTransform(100).apply_coords(np.array([[10.0, 7.0]]))  # [[90., 7.]]
     """
 
-    _coord = 0
-    _image_axes = (1, -2)
+    _coord, _image_axes, _extent_attr = 0, (1, -2), "width"
 
     def __init__(self, width: int) -> None:
         self.width = width
-
-    def _extent(self) -> int:
-        return self.width
 
     def apply_rotated_box(self, rotated_boxes: np.ndarray) -> np.ndarray:
         """(N, 5) [cx, cy, w, h, angle in degrees] boxes, in place: the centre mirrors and the
@@ -221,14 +215,10 @@ class VFlipTransform(_FlipTransform):
     VFlipTransform(50).apply_coords(np.array([[10.0, 7.0]]))  # [[10., 43.]]
     """
 
-    _coord = 1
-    _image_axes = (0, -3)
+    _coord, _image_axes, _extent_attr = 1, (0, -3), "height"
 
     def __init__(self, height: int) -> None:
         self.height = height
-
-    def _extent(self) -> int:
-        return self.height
 
     def __repr__(self) -> str:
         return f"VFlipTransform(height={self.height})"

@@ -728,13 +728,17 @@ class StandardROIHeads(ROIHeads):
             # the mask loss is defined on foreground regions only
             instances, _ = select_foreground_proposals(instances, self.num_classes)
 
-        if self.mask_pooler is not None:
-            features = [features[f] for f in self.mask_in_features]
-            boxes = [x.proposal_boxes if self.training else x.pred_boxes for x in instances]
-            features = self.mask_pooler(features, boxes)
-        else:
-            features = {f: features[f] for f in self.mask_in_features}
-        return self.mask_head(features, instances)
+        return self.mask_head(self._branch_inputs(features, instances, self.mask_in_features, self.mask_pooler),
+                             instances)
+
+    def _branch_inputs(self, features: dict[str, torch.Tensor], instances: list[Instances], in_features: list[str],
+                       pooler: ROIPooler | None):
+        """What the mask or keypoint head reads: the features pooled over the regions (proposals in
+        training, detections at inference), or the feature dict itself when the branch has no pooler."""
+        if pooler is None:
+            return {f: features[f] for f in in_features}
+        boxes = [x.proposal_boxes if self.training else x.pred_boxes for x in instances]
+        return pooler([features[f] for f in in_features], boxes)
 
     def _forward_keypoint(self, features: dict[str, torch.Tensor], instances: list[Instances]):
         """Keypoint head: its losses (training, foreground regions with a visible keypoint) or
@@ -746,10 +750,5 @@ class StandardROIHeads(ROIHeads):
             instances, _ = select_foreground_proposals(instances, self.num_classes)
             instances = select_proposals_with_visible_keypoints(instances)
 
-        if self.keypoint_pooler is not None:
-            features = [features[f] for f in self.keypoint_in_features]
-            boxes = [x.proposal_boxes if self.training else x.pred_boxes for x in instances]
-            features = self.keypoint_pooler(features, boxes)
-        else:
-            features = {f: features[f] for f in self.keypoint_in_features}
-        return self.keypoint_head(features, instances)
+        return self.keypoint_head(self._branch_inputs(features, instances, self.keypoint_in_features, self.keypoint_pooler),
+                             instances)

@@ -116,16 +116,8 @@ class SemSegFPNHead(nn.Module):
             head_ops = []
             head_length = max(1, int(math.log2(stride) - math.log2(self.common_stride)))
             for k in range(head_length):
-                conv = Conv2d(
-                    channels if k == 0 else conv_dims,
-                    conv_dims,
-                    kernel_size=3,
-                    stride=1,
-                    padding=1,
-                    bias=not norm,
-                    norm=get_norm(norm, conv_dims),
-                    activation=F.relu,
-                )
+                conv = Conv2d(channels if k == 0 else conv_dims, conv_dims, kernel_size=3, stride=1, padding=1,
+                              bias=not norm, norm=get_norm(norm, conv_dims), activation=F.relu)
                 c2_msra_fill(conv)
                 head_ops.append(conv)
                 if stride != self.common_stride:
