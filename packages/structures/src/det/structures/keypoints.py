@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -77,7 +77,7 @@ class Keypoints:
     def cat(keypoints_list: Sequence[Keypoints]) -> Keypoints:
         """Concatenate Keypoints with the same number of keypoints per instance."""
         _check_cat_items(keypoints_list, Keypoints)
-        return cast("Keypoints", type(keypoints_list[0])(torch.cat([k.tensor for k in keypoints_list], dim=0)))
+        return type(keypoints_list[0])(torch.cat([k.tensor for k in keypoints_list], dim=0))
 
 
 def _keypoints_to_heatmap(

@@ -214,7 +214,7 @@ class BitMasks:
         sizes = {tuple(bm.image_size) for bm in bitmasks_list}
         if len(sizes) > 1:
             raise ValueError(f"BitMasks.cat: masks have different image sizes {sorted(sizes)}")
-        return cast("BitMasks", type(bitmasks_list[0])(torch.cat([bm.tensor for bm in bitmasks_list], dim=0)))
+        return type(bitmasks_list[0])(torch.cat([bm.tensor for bm in bitmasks_list], dim=0))
 
 
 def _roi_align(masks: torch.Tensor, rois: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
@@ -364,9 +364,7 @@ class PolygonMasks:
     def cat(polymasks_list: Sequence[PolygonMasks]) -> PolygonMasks:
         """Concatenate PolygonMasks."""
         _check_cat_items(polymasks_list, PolygonMasks)
-        return cast("PolygonMasks", type(polymasks_list[0])(
-            list(itertools.chain.from_iterable(pm.polygons for pm in polymasks_list))
-        ))
+        return type(polymasks_list[0])(list(itertools.chain.from_iterable(pm.polygons for pm in polymasks_list)))
 
 
 class ROIMasks:
