@@ -19,6 +19,7 @@ __all__ = [
     "LastLevelP6P7",
     "build_resnet_fpn_backbone",
     "build_retinanet_resnet_fpn_backbone",
+    "fpn_from_config",
 ]
 
 
@@ -231,20 +232,33 @@ class LastLevelP6P7(nn.Module):
         return [p6, p7]
 
 
+def fpn_from_config(bottom_up: Backbone, cfg, in_features: Sequence[str] | None = None, *,
+                    top_block: nn.Module | None = None, square_pad: int = 0) -> FPN:
+    """The :class:`FPN` every det ``*_fpn_backbone`` builder makes over its ``bottom_up``, from
+    ``MODEL.FPN.OUT_CHANNELS``, ``NORM`` and ``FUSE_TYPE`` (det's helper, not a detectron2 name).
+
+    ``in_features`` defaults to ``MODEL.FPN.IN_FEATURES``, or every output of ``bottom_up`` when
+    that is empty; ``top_block`` defaults to :class:`LastLevelMaxPool` (p6 on top).
+    """
+    if in_features is None:
+        in_features = list(cfg.MODEL.FPN.IN_FEATURES) or list(bottom_up.output_shape())
+    return FPN(
+        bottom_up=bottom_up,
+        in_features=in_features,
+        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
+        norm=cfg.MODEL.FPN.NORM,
+        top_block=LastLevelMaxPool() if top_block is None else top_block,
+        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
+        square_pad=square_pad,
+    )
+
+
 def build_resnet_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
     """Build an :class:`FPN` with :class:`LastLevelMaxPool` over ``build_resnet_backbone(cfg)``.
 
     Returns an FPN producing p2..p6 for the usual ``MODEL.FPN.IN_FEATURES`` res2..res5.
     """
-    bottom_up = build_resnet_backbone(cfg, input_shape)
-    return FPN(
-        bottom_up=bottom_up,
-        in_features=cfg.MODEL.FPN.IN_FEATURES,
-        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
-        norm=cfg.MODEL.FPN.NORM,
-        top_block=LastLevelMaxPool(),
-        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
-    )
+    return fpn_from_config(build_resnet_backbone(cfg, input_shape), cfg, cfg.MODEL.FPN.IN_FEATURES)
 
 
 def build_retinanet_resnet_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
@@ -258,12 +272,5 @@ def build_retinanet_resnet_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
         raise ValueError(
             f"build_retinanet_resnet_fpn_backbone needs res5 in MODEL.RESNETS.OUT_FEATURES, got {sorted(shapes)}"
         )
-    out_channels = cfg.MODEL.FPN.OUT_CHANNELS
-    return FPN(
-        bottom_up=bottom_up,
-        in_features=cfg.MODEL.FPN.IN_FEATURES,
-        out_channels=out_channels,
-        norm=cfg.MODEL.FPN.NORM,
-        top_block=LastLevelP6P7(shapes["res5"].channels, out_channels),
-        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
-    )
+    top_block = LastLevelP6P7(shapes["res5"].channels, cfg.MODEL.FPN.OUT_CHANNELS)
+    return fpn_from_config(bottom_up, cfg, cfg.MODEL.FPN.IN_FEATURES, top_block=top_block)

@@ -103,6 +103,30 @@ class BasicBlock(CNNBlockBase):
         _fuse_relu_into(self.conv1)
 
 
+def _bottleneck_input(block: CNNBlockBase, in_channels: int, out_channels: int, bottleneck_channels: int,
+                      stride: int, norm, stride_in_1x1: bool) -> int:
+    """A bottleneck block's ``shortcut`` and 1x1 ``conv1``; returns the stride left for the 3x3 conv
+    (``stride`` sits on conv1 when ``stride_in_1x1``)."""
+    block.shortcut = _projection_shortcut(in_channels, out_channels, stride, norm)
+    stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
+    block.conv1 = Conv2d(
+        in_channels, bottleneck_channels, kernel_size=1, stride=stride_1x1, bias=False,
+        norm=get_norm(norm, bottleneck_channels),
+    )
+    return stride_3x3
+
+
+def _bottleneck_output(block: CNNBlockBase, bottleneck_channels: int, out_channels: int, norm) -> None:
+    """A bottleneck block's 1x1 ``conv3``, then MSRA init of its convs (in detectron2's order)."""
+    block.conv3 = Conv2d(
+        bottleneck_channels, out_channels, kernel_size=1, bias=False,
+        norm=get_norm(norm, out_channels),
+    )
+    for layer in (block.conv1, block.conv2, block.conv3, block.shortcut):
+        if layer is not None:
+            c2_msra_fill(layer)
+
+
 class BottleneckBlock(CNNBlockBase):
     """The bottleneck block of ResNet-50/101/152 and ResNeXt: 1x1, 3x3 (grouped), 1x1 convs.
 
@@ -113,38 +137,18 @@ class BottleneckBlock(CNNBlockBase):
         y = block(torch.rand(1, 256, 32, 32))    # (1, 512, 16, 16)
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        *,
-        bottleneck_channels: int,
-        stride: int = 1,
-        num_groups: int = 1,
-        norm="BN",
-        stride_in_1x1: bool = False,
-        dilation: int = 1,
-    ):
+    def __init__(self, in_channels: int, out_channels: int, *, bottleneck_channels: int, stride: int = 1,
+                 num_groups: int = 1, norm="BN", stride_in_1x1: bool = False, dilation: int = 1):
         super().__init__(in_channels, out_channels, stride)
         _check_groups(bottleneck_channels, num_groups)
-        self.shortcut = _projection_shortcut(in_channels, out_channels, stride, norm)
-        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
-        self.conv1 = Conv2d(
-            in_channels, bottleneck_channels, kernel_size=1, stride=stride_1x1, bias=False,
-            norm=get_norm(norm, bottleneck_channels),
-        )
+        stride_3x3 = _bottleneck_input(self, in_channels, out_channels, bottleneck_channels, stride, norm,
+                                       stride_in_1x1)
         self.conv2 = Conv2d(
             bottleneck_channels, bottleneck_channels, kernel_size=3, stride=stride_3x3,
             padding=dilation, bias=False, groups=num_groups, dilation=dilation,
             norm=get_norm(norm, bottleneck_channels),
         )
-        self.conv3 = Conv2d(
-            bottleneck_channels, out_channels, kernel_size=1, bias=False,
-            norm=get_norm(norm, out_channels),
-        )
-        for layer in (self.conv1, self.conv2, self.conv3, self.shortcut):
-            if layer is not None:
-                c2_msra_fill(layer)
+        _bottleneck_output(self, bottleneck_channels, out_channels, norm)
         # detectron2 leaves the last norm's gamma at 1 (zero-init hurt GN training from scratch).
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -174,20 +178,9 @@ class DeformBottleneckBlock(CNNBlockBase):
         y = block(torch.rand(1, 64, 16, 16))     # (1, 64, 16, 16)
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        *,
-        bottleneck_channels: int,
-        stride: int = 1,
-        num_groups: int = 1,
-        norm="BN",
-        stride_in_1x1: bool = False,
-        dilation: int = 1,
-        deform_modulated: bool = False,
-        deform_num_groups: int = 1,
-    ):
+    def __init__(self, in_channels: int, out_channels: int, *, bottleneck_channels: int, stride: int = 1,
+                 num_groups: int = 1, norm="BN", stride_in_1x1: bool = False, dilation: int = 1,
+                 deform_modulated: bool = False, deform_num_groups: int = 1):
         super().__init__(in_channels, out_channels, stride)
         # deformable convs live in core's layers (reference op + plugin kernels)
         from det.core.layers import DeformConv, ModulatedDeformConv
@@ -199,12 +192,8 @@ class DeformBottleneckBlock(CNNBlockBase):
                 f"got {deform_num_groups}"
             )
         self.deform_modulated = deform_modulated
-        self.shortcut = _projection_shortcut(in_channels, out_channels, stride, norm)
-        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
-        self.conv1 = Conv2d(
-            in_channels, bottleneck_channels, kernel_size=1, stride=stride_1x1, bias=False,
-            norm=get_norm(norm, bottleneck_channels),
-        )
+        stride_3x3 = _bottleneck_input(self, in_channels, out_channels, bottleneck_channels, stride, norm,
+                                       stride_in_1x1)
         # per group: 2 coordinates (+1 mask value when modulated) for each of the 3x3 taps
         offset_channels = 27 if deform_modulated else 18
         deform_conv_op = ModulatedDeformConv if deform_modulated else DeformConv
@@ -217,13 +206,7 @@ class DeformBottleneckBlock(CNNBlockBase):
             padding=dilation, bias=False, groups=num_groups, dilation=dilation,
             deformable_groups=deform_num_groups, norm=get_norm(norm, bottleneck_channels),
         )
-        self.conv3 = Conv2d(
-            bottleneck_channels, out_channels, kernel_size=1, bias=False,
-            norm=get_norm(norm, out_channels),
-        )
-        for layer in (self.conv1, self.conv2, self.conv3, self.shortcut):
-            if layer is not None:
-                c2_msra_fill(layer)
+        _bottleneck_output(self, bottleneck_channels, out_channels, norm)
         nn.init.constant_(self.conv2_offset.weight, 0)
         nn.init.constant_(self.conv2_offset.bias, 0)
 

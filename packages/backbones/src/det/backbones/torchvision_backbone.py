@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from det.backbones.fpn import FPN, LastLevelMaxPool
+from det.backbones.fpn import FPN, fpn_from_config
 from det.core.layers import FrozenBatchNorm2d, ShapeSpec
 from det.core.modeling.backbone import Backbone
 
@@ -239,13 +239,5 @@ def build_torchvision_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
     """Build an :class:`FPN` (``MODEL.FPN.*``, :class:`LastLevelMaxPool` on top) over
     :func:`build_torchvision_backbone`. An empty ``MODEL.FPN.IN_FEATURES`` means all of
     ``MODEL.TORCHVISION_BACKBONE.OUT_FEATURES``."""
-    bottom_up = build_torchvision_backbone(cfg, input_shape)
     in_features = list(cfg.MODEL.FPN.IN_FEATURES) or list(cfg.MODEL.TORCHVISION_BACKBONE.OUT_FEATURES)
-    return FPN(
-        bottom_up=bottom_up,
-        in_features=in_features,
-        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
-        norm=cfg.MODEL.FPN.NORM,
-        top_block=LastLevelMaxPool(),
-        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
-    )
+    return fpn_from_config(build_torchvision_backbone(cfg, input_shape), cfg, in_features)

@@ -337,6 +337,18 @@ def _train_loader_from_config(
     }
 
 
+def _mapped_dataset(dataset, mapper, sampler):
+    """The loaders' dataset: a list serialized into a :class:`DatasetFromList`, then ``mapper``
+    applied (:class:`MapDataset`); an IterableDataset takes no ``sampler``."""
+    if isinstance(dataset, list):
+        dataset = DatasetFromList(dataset, copy=False)
+    if mapper is not None:
+        dataset = MapDataset(dataset, mapper)
+    if isinstance(dataset, torchdata.IterableDataset) and sampler is not None:
+        raise ValueError("sampler must be None if dataset is an IterableDataset")
+    return dataset
+
+
 @configurable(from_config=_train_loader_from_config)
 def build_detection_train_loader(
     dataset: Any,
@@ -362,14 +374,8 @@ def build_detection_train_loader(
     ``seed`` (``cfg.SEED >= 0`` from a config) the batches, augmentations included, are the same
     for every ``num_workers``.
     """
-    if isinstance(dataset, list):
-        dataset = DatasetFromList(dataset, copy=False)
-    if mapper is not None:
-        dataset = MapDataset(dataset, mapper)
-    if isinstance(dataset, torchdata.IterableDataset):
-        if sampler is not None:
-            raise ValueError("sampler must be None if dataset is an IterableDataset")
-    else:
+    dataset = _mapped_dataset(dataset, mapper, sampler)
+    if not isinstance(dataset, torchdata.IterableDataset):
         if sampler is None:
             sampler = TrainingSampler(len(dataset))
         if not isinstance(sampler, torchdata.Sampler):
@@ -439,14 +445,8 @@ def build_detection_test_loader(
 
         loader = build_detection_test_loader(dicts, mapper=DatasetMapper(cfg, False))
     """
-    if isinstance(dataset, list):
-        dataset = DatasetFromList(dataset, copy=False)
-    if mapper is not None:
-        dataset = MapDataset(dataset, mapper)
-    if isinstance(dataset, torchdata.IterableDataset):
-        if sampler is not None:
-            raise ValueError("sampler must be None if dataset is an IterableDataset")
-    elif sampler is None:
+    dataset = _mapped_dataset(dataset, mapper, sampler)
+    if sampler is None and not isinstance(dataset, torchdata.IterableDataset):
         sampler = InferenceSampler(len(dataset))
     return torchdata.DataLoader(
         dataset,

@@ -78,6 +78,19 @@ class _LazyFilledDict(UserDict):
         inst.__dict__["_data"] = self.data.copy()
         return inst
 
+    _label: str  # "registered datasets" / "registered metadata", for str()
+
+    def list(self) -> list[str]:
+        return list(self.keys())
+
+    def remove(self, name: str) -> None:
+        self.pop(name)
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__.lstrip('_')}({self._label}: {', '.join(self.keys())})"
+
+    __repr__ = __str__
+
 
 class _DatasetCatalog(_LazyFilledDict):
     """Maps a dataset name to a zero-argument function returning ``list[dict]`` in detectron2's
@@ -86,6 +99,8 @@ class _DatasetCatalog(_LazyFilledDict):
         DatasetCatalog.register("my_train", lambda: load_coco_json("a.json", "imgs/", "my_train"))
         dicts = DatasetCatalog.get("my_train")
     """
+
+    _label = "registered datasets"
 
     def register(self, name: str, func: Callable[[], list[dict]]) -> None:
         if not callable(func):
@@ -107,16 +122,6 @@ class _DatasetCatalog(_LazyFilledDict):
             ) from e
         return func()
 
-    def list(self) -> list[str]:
-        return list(self.keys())
-
-    def remove(self, name: str) -> None:
-        self.pop(name)
-
-    def __str__(self) -> str:
-        return f"DatasetCatalog(registered datasets: {', '.join(self.keys())})"
-
-    __repr__ = __str__
 
 
 DatasetCatalog = _DatasetCatalog()
@@ -199,6 +204,8 @@ class _MetadataCatalog(_LazyFilledDict):
     MetadataCatalog.get("shapes_train").thing_classes
     """
 
+    _label = "registered metadata"
+
     def get(self, name: str) -> Metadata:  # type: ignore[override]
         if not name:
             raise ValueError("MetadataCatalog.get() needs a non-empty dataset name")
@@ -207,16 +214,6 @@ class _MetadataCatalog(_LazyFilledDict):
             r = self[name] = Metadata(name=name)
         return r
 
-    def list(self) -> list[str]:
-        return list(self.keys())
-
-    def remove(self, name: str) -> None:
-        self.pop(name)
-
-    def __str__(self) -> str:
-        return f"MetadataCatalog(registered metadata: {', '.join(self.keys())})"
-
-    __repr__ = __str__
 
 
 MetadataCatalog = _MetadataCatalog()

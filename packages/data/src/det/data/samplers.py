@@ -30,7 +30,26 @@ def _check_size(size: object, owner: str) -> int:
     return size
 
 
-class TrainingSampler(Sampler):
+class _EndlessShardedSampler(Sampler):
+    """What the endless training samplers share: a seed every rank agrees on (all ranks draw the
+    same stream) and this rank's share ``r, r + world_size, ...`` of ``_infinite_indices()``."""
+
+    def _init_stream(self, shuffle: bool, seed: int | None) -> None:
+        self._shuffle = shuffle
+        if seed is None:
+            seed = comm.shared_random_seed()
+        self._seed = int(seed)
+        self._rank = comm.get_rank()
+        self._world_size = comm.get_world_size()
+
+    def _infinite_indices(self) -> Iterator[int]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[int]:
+        yield from itertools.islice(self._infinite_indices(), self._rank, None, self._world_size)
+
+
+class TrainingSampler(_EndlessShardedSampler):
     """An endless stream of dataset indices: each pass is a (seeded) permutation of ``range(size)``
     and rank ``r`` of ``world_size`` yields the elements ``r, r + world_size, ...`` of that stream,
     so that ranks never see the same index at the same step.
@@ -41,15 +60,7 @@ class TrainingSampler(Sampler):
 
     def __init__(self, size: int, shuffle: bool = True, seed: int | None = None) -> None:
         self._size = _check_size(size, "TrainingSampler")
-        self._shuffle = shuffle
-        if seed is None:
-            seed = comm.shared_random_seed()
-        self._seed = int(seed)
-        self._rank = comm.get_rank()
-        self._world_size = comm.get_world_size()
-
-    def __iter__(self) -> Iterator[int]:
-        yield from itertools.islice(self._infinite_indices(), self._rank, None, self._world_size)
+        self._init_stream(shuffle, seed)
 
     def _infinite_indices(self) -> Iterator[int]:
         g = torch.Generator()
@@ -98,7 +109,7 @@ class RandomSubsetTrainingSampler(TrainingSampler):
                 yield from subset.tolist()
 
 
-class RepeatFactorTrainingSampler(Sampler):
+class RepeatFactorTrainingSampler(_EndlessShardedSampler):
     """Like :class:`TrainingSampler`, but image ``i`` appears ``repeat_factors[i]`` times per
     epoch on average (stochastic rounding of the fractional part), to oversample rare classes.
 
@@ -114,12 +125,7 @@ class RepeatFactorTrainingSampler(Sampler):
             raise ValueError(
                 f"repeat_factors must be a non-empty 1-D tensor, got shape {tuple(repeat_factors.shape)}"
             )
-        self._shuffle = shuffle
-        if seed is None:
-            seed = comm.shared_random_seed()
-        self._seed = int(seed)
-        self._rank = comm.get_rank()
-        self._world_size = comm.get_world_size()
+        self._init_stream(shuffle, seed)
         self._int_part = torch.trunc(repeat_factors)
         self._frac_part = repeat_factors - self._int_part
 
@@ -155,9 +161,6 @@ class RepeatFactorTrainingSampler(Sampler):
         for dataset_index, rep_factor in enumerate(rep_factors):
             indices.extend([dataset_index] * int(rep_factor.item()))
         return torch.tensor(indices, dtype=torch.int64)
-
-    def __iter__(self) -> Iterator[int]:
-        yield from itertools.islice(self._infinite_indices(), self._rank, None, self._world_size)
 
     def _infinite_indices(self) -> Iterator[int]:
         g = torch.Generator()

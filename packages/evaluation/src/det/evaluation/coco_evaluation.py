@@ -168,6 +168,20 @@ class InstancePredictionsEvaluator(DatasetEvaluator):
             torch.save(predictions, os.path.join(self._output_dir, "instances_predictions.pth"))
         return predictions
 
+    def _evaluate_collected(self, **eval_kwargs) -> bool:
+        """Fill ``self._results`` from the collected predictions: box proposals' recall and
+        ``_eval_predictions(predictions, **eval_kwargs)``; False when there is nothing to evaluate
+        here (another process, or no predictions)."""
+        predictions = self._collect_predictions()
+        if predictions is None:
+            return False
+        self._results: OrderedDict = OrderedDict()
+        if "proposals" in predictions[0]:
+            self._eval_box_proposals(predictions)
+        if "instances" in predictions[0]:
+            self._eval_predictions(predictions, **eval_kwargs)
+        return True
+
     def _write_results_json(self, results: list[dict], file_name: str) -> None:
         """Save result dicts to ``output_dir/file_name`` (nothing without an output_dir)."""
         if self._output_dir:
@@ -212,18 +226,11 @@ class COCOEvaluator(InstancePredictionsEvaluator):
         results = inference_on_dataset(model, build_detection_test_loader(cfg, "shapes_val"), evaluator)
     """
 
-    def __init__(
-        self,
-        dataset_name: str,
-        tasks: tuple[str, ...] | list[str] | None = None,
-        distributed: bool = True,
-        output_dir: str | None = None,
-        *,
-        max_dets_per_image: int | None = None,
-        use_fast_impl: bool = True,
-        kpt_oks_sigmas: tuple[float, ...] | list[float] = (),
-        allow_cached_coco: bool = True,
-    ) -> None:
+    def __init__(self, dataset_name: str, tasks: tuple[str, ...] | list[str] | None = None,
+                 distributed: bool = True, output_dir: str | None = None, *,
+                 max_dets_per_image: int | None = None, use_fast_impl: bool = True,
+                 kpt_oks_sigmas: tuple[float, ...] | list[float] = (),
+                 allow_cached_coco: bool = True) -> None:
         self._logger = logger
         if use_fast_impl and not fast_coco_eval_available():
             logger.info("Fast COCO eval is not installed. Falling back to official COCO eval.")
@@ -265,15 +272,8 @@ class COCOEvaluator(InstancePredictionsEvaluator):
 
     def evaluate(self, img_ids: list[int] | None = None) -> OrderedDict | dict | None:
         """Metrics over everything processed; ``img_ids`` restricts COCOeval to those images."""
-        predictions = self._collect_predictions()
-        if predictions is None:
+        if not self._evaluate_collected(img_ids=img_ids):
             return {}
-
-        self._results: OrderedDict = OrderedDict()
-        if "proposals" in predictions[0]:
-            self._eval_box_proposals(predictions)
-        if "instances" in predictions[0]:
-            self._eval_predictions(predictions, img_ids=img_ids)
         return OrderedDict((task, dict(res)) for task, res in self._results.items())
 
     def add_coco_results(self, results: list[dict]) -> None:

@@ -53,15 +53,9 @@ class LVISEvaluator(InstancePredictionsEvaluator):
         evaluator = LVISEvaluator("lvis_v1_val", output_dir="out/")
     """
 
-    def __init__(
-        self,
-        dataset_name: str,
-        tasks: tuple[str, ...] | list[str] | None = None,
-        distributed: bool = True,
-        output_dir: str | None = None,
-        *,
-        max_dets_per_image: int | None = None,
-    ) -> None:
+    def __init__(self, dataset_name: str, tasks: tuple[str, ...] | list[str] | None = None,
+                 distributed: bool = True, output_dir: str | None = None, *,
+                 max_dets_per_image: int | None = None) -> None:
         lvis = _import_lvis()
         self._logger = logger
         self._configure(tasks, _METRICS, distributed, output_dir)
@@ -81,15 +75,8 @@ class LVISEvaluator(InstancePredictionsEvaluator):
         self._do_evaluation = len(self._lvis_api.get_ann_ids()) > 0
 
     def evaluate(self) -> OrderedDict | dict:
-        predictions = self._collect_predictions()
-        if predictions is None:
+        if not self._evaluate_collected():
             return {}
-
-        self._results: OrderedDict = OrderedDict()
-        if "proposals" in predictions[0]:
-            self._eval_box_proposals(predictions)
-        if "instances" in predictions[0]:
-            self._eval_predictions(predictions)
         return copy.deepcopy(self._results)
 
     def _tasks_from_predictions(self, predictions: list[dict]) -> tuple[str, ...]:

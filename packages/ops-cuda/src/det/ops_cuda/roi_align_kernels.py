@@ -261,14 +261,8 @@ def apply_roi_align(op: str, input: torch.Tensor, rois: torch.Tensor, output_siz
                                   int(sampling_ratio), bool(aligned), bool(rotated))
 
 
-def roi_align(
-    input: torch.Tensor,
-    rois: torch.Tensor,
-    output_size: int | tuple[int, int],
-    spatial_scale: float = 1.0,
-    sampling_ratio: int = -1,
-    aligned: bool = False,
-) -> torch.Tensor:
+def roi_align(input: torch.Tensor, rois: torch.Tensor, output_size: int | tuple[int, int],
+              spatial_scale: float = 1.0, sampling_ratio: int = -1, aligned: bool = False) -> torch.Tensor:
     """ROIAlign of (R, 5) ``rois`` [batch index, x0, y0, x1, y1] over (N, C, H, W) ``input``.
 
     Arguments, defaults and result are ``torchvision.ops.roi_align``'s: (R, C, h, w), differentiable

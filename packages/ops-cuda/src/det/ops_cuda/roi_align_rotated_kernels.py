@@ -12,13 +12,8 @@ import torch
 from det.ops_cuda.roi_align_kernels import apply_roi_align
 
 
-def roi_align_rotated(
-    input: torch.Tensor,
-    rois: torch.Tensor,
-    output_size: int | tuple[int, int],
-    spatial_scale: float,
-    sampling_ratio: int,
-) -> torch.Tensor:
+def roi_align_rotated(input: torch.Tensor, rois: torch.Tensor, output_size: int | tuple[int, int],
+                      spatial_scale: float, sampling_ratio: int) -> torch.Tensor:
     """ROIAlign of (R, 6) rotated ``rois`` [batch index, cx, cy, w, h, angle in degrees]: (R, C, h, w).
 
     detectron2's ROIAlignRotated, differentiable in ``input``. Boxes with a negative size and ROIs

@@ -23,6 +23,18 @@ __all__ = [
 _RawBoxType = list[float] | tuple[float, ...] | torch.Tensor | np.ndarray
 
 
+def _check_cat_items(items: Any, cls: type, *, allow_empty: bool = False) -> None:
+    """The argument check of every structure's ``cat``: a list or tuple of ``cls`` (non-empty
+    unless ``allow_empty``); ``Boxes.cat([])`` is allowed, as in detectron2."""
+    name = cls.__name__
+    if allow_empty and not isinstance(items, (list, tuple)):
+        raise TypeError(f"{name}.cat expects a list or tuple of {name}, got {type(items).__name__}")
+    if not isinstance(items, (list, tuple)) or (len(items) == 0 and not allow_empty):
+        raise ValueError(f"{name}.cat expects a non-empty list of {name}")
+    if not all(isinstance(x, cls) for x in items):
+        raise TypeError(f"{name}.cat expects only {name}, got {sorted({type(x).__name__ for x in items})}")
+
+
 def _as_float_box_tensor(tensor: Any, width: int, owner: str) -> torch.Tensor:
     """Turn ``tensor`` into a float32 (N, width) tensor on its own device, or raise a clear error.
 
@@ -259,13 +271,9 @@ class Boxes:
     @classmethod
     def cat(cls, boxes_list: Sequence[Boxes]) -> Boxes:
         """Concatenate a list of Boxes; the result never shares storage with the inputs."""
-        if not isinstance(boxes_list, (list, tuple)):
-            raise TypeError(f"Boxes.cat expects a list or tuple of Boxes, got {type(boxes_list).__name__}")
+        _check_cat_items(boxes_list, Boxes, allow_empty=True)
         if len(boxes_list) == 0:
             return cls(torch.empty(0))
-        if not all(isinstance(box, Boxes) for box in boxes_list):
-            kinds = sorted({type(b).__name__ for b in boxes_list})
-            raise TypeError(f"Boxes.cat expects only Boxes, got {kinds}")
         return cls(torch.cat([b.tensor for b in boxes_list], dim=0))
 
     @property

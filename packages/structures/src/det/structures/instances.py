@@ -9,6 +9,8 @@ from typing import Any, TypeGuard
 import numpy as np
 import torch
 
+from det.structures.boxes import _check_cat_items
+
 __all__ = ["Instances"]
 
 
@@ -163,11 +165,7 @@ class Instances:
         Later items may have extra fields (they are dropped, as in detectron2); one that lacks a
         field of the first item raises a ValueError.
         """
-        if not isinstance(instance_lists, (list, tuple)) or len(instance_lists) == 0:
-            raise ValueError("Instances.cat expects a non-empty list of Instances")
-        if not all(isinstance(i, Instances) for i in instance_lists):
-            kinds = sorted({type(i).__name__ for i in instance_lists})
-            raise TypeError(f"Instances.cat expects only Instances, got {kinds}")
+        _check_cat_items(instance_lists, Instances)
         if len(instance_lists) == 1:
             return instance_lists[0]
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
 from torch.nn import functional as F
+
+from det.structures.boxes import _check_cat_items
 
 __all__ = ["Keypoints", "heatmaps_to_keypoints"]
 
@@ -74,13 +76,8 @@ class Keypoints:
     @staticmethod
     def cat(keypoints_list: Sequence[Keypoints]) -> Keypoints:
         """Concatenate Keypoints with the same number of keypoints per instance."""
-        if not isinstance(keypoints_list, (list, tuple)) or len(keypoints_list) == 0:
-            raise ValueError("Keypoints.cat expects a non-empty list of Keypoints")
-        if not all(isinstance(k, Keypoints) for k in keypoints_list):
-            raise TypeError(
-                f"Keypoints.cat expects only Keypoints, got {sorted({type(k).__name__ for k in keypoints_list})}"
-            )
-        return cast("Keypoints", type(keypoints_list[0])(torch.cat([k.tensor for k in keypoints_list], dim=0)))
+        _check_cat_items(keypoints_list, Keypoints)
+        return type(keypoints_list[0])(torch.cat([k.tensor for k in keypoints_list], dim=0))
 
 
 def _keypoints_to_heatmap(

@@ -11,7 +11,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from det.structures.boxes import Boxes
+from det.structures.boxes import Boxes, _check_cat_items
 from det.structures.thread_import import import_on_own_thread
 
 __all__ = [
@@ -210,16 +210,11 @@ class BitMasks:
     @staticmethod
     def cat(bitmasks_list: Sequence[BitMasks]) -> BitMasks:
         """Concatenate BitMasks of the same image size."""
-        if not isinstance(bitmasks_list, (list, tuple)) or len(bitmasks_list) == 0:
-            raise ValueError("BitMasks.cat expects a non-empty list of BitMasks")
-        if not all(isinstance(bm, BitMasks) for bm in bitmasks_list):
-            raise TypeError(
-                f"BitMasks.cat expects only BitMasks, got {sorted({type(b).__name__ for b in bitmasks_list})}"
-            )
+        _check_cat_items(bitmasks_list, BitMasks)
         sizes = {tuple(bm.image_size) for bm in bitmasks_list}
         if len(sizes) > 1:
             raise ValueError(f"BitMasks.cat: masks have different image sizes {sorted(sizes)}")
-        return cast("BitMasks", type(bitmasks_list[0])(torch.cat([bm.tensor for bm in bitmasks_list], dim=0)))
+        return type(bitmasks_list[0])(torch.cat([bm.tensor for bm in bitmasks_list], dim=0))
 
 
 def _roi_align(masks: torch.Tensor, rois: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
@@ -368,15 +363,8 @@ class PolygonMasks:
     @staticmethod
     def cat(polymasks_list: Sequence[PolygonMasks]) -> PolygonMasks:
         """Concatenate PolygonMasks."""
-        if not isinstance(polymasks_list, (list, tuple)) or len(polymasks_list) == 0:
-            raise ValueError("PolygonMasks.cat expects a non-empty list of PolygonMasks")
-        if not all(isinstance(pm, PolygonMasks) for pm in polymasks_list):
-            raise TypeError(
-                f"PolygonMasks.cat expects only PolygonMasks, got {sorted({type(p).__name__ for p in polymasks_list})}"
-            )
-        return cast("PolygonMasks", type(polymasks_list[0])(
-            list(itertools.chain.from_iterable(pm.polygons for pm in polymasks_list))
-        ))
+        _check_cat_items(polymasks_list, PolygonMasks)
+        return type(polymasks_list[0])(list(itertools.chain.from_iterable(pm.polygons for pm in polymasks_list)))
 
 
 class ROIMasks:

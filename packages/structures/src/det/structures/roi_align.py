@@ -104,14 +104,8 @@ def roi_align_samples(
     return rows, cols
 
 
-def roi_align(
-    input: torch.Tensor,
-    rois: torch.Tensor,
-    output_size: int | tuple[int, int],
-    spatial_scale: float = 1.0,
-    sampling_ratio: int = -1,
-    aligned: bool = False,
-) -> torch.Tensor:
+def roi_align(input: torch.Tensor, rois: torch.Tensor, output_size: int | tuple[int, int],
+              spatial_scale: float = 1.0, sampling_ratio: int = -1, aligned: bool = False) -> torch.Tensor:
     """(K, C, ph, pw) ROIAlign of ``input`` (B, C, H, W) over ``rois`` (K, 5) of (batch, x1, y1, x2, y2).
 
     Same arguments and results as ``torchvision.ops.roi_align`` on the CPU.

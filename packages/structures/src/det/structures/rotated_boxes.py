@@ -9,7 +9,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from det.structures.boxes import Boxes, _as_float_box_tensor
+from det.structures.boxes import Boxes, _as_float_box_tensor, _check_cat_items
 
 __all__ = ["RotatedBoxes", "pairwise_iou", "pairwise_iou_rotated", "rotated_box_vertices"]
 
@@ -127,13 +127,9 @@ class RotatedBoxes(Boxes):
     @classmethod
     def cat(cls, boxes_list: Sequence[RotatedBoxes]) -> RotatedBoxes:  # type: ignore[override]
         """Concatenate a list of RotatedBoxes; the result never shares storage with the inputs."""
-        if not isinstance(boxes_list, (list, tuple)):
-            raise TypeError(f"RotatedBoxes.cat expects a list or tuple, got {type(boxes_list).__name__}")
+        _check_cat_items(boxes_list, RotatedBoxes, allow_empty=True)
         if len(boxes_list) == 0:
             return cls(torch.empty(0))
-        if not all(isinstance(box, RotatedBoxes) for box in boxes_list):
-            kinds = sorted({type(b).__name__ for b in boxes_list})
-            raise TypeError(f"RotatedBoxes.cat expects only RotatedBoxes, got {kinds}")
         return cls(torch.cat([b.tensor for b in boxes_list], dim=0))
 
     def __iter__(self) -> Iterator[torch.Tensor]:

@@ -18,7 +18,7 @@ import torch
 from timm.layers import BatchNormAct2d, GroupNormAct, freeze_batch_norm_2d
 from torch import nn
 
-from det.backbones.fpn import FPN, LastLevelMaxPool
+from det.backbones.fpn import FPN, fpn_from_config
 from det.core.layers import FrozenBatchNorm2d, ShapeSpec
 from det.core.modeling.backbone import Backbone
 
@@ -243,13 +243,4 @@ def build_timm_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
     """:class:`FPN` (``MODEL.FPN.*``, :class:`LastLevelMaxPool` on top) over
     :func:`build_timm_backbone`; an empty ``MODEL.FPN.IN_FEATURES`` means every level of the
     timm backbone (res2..res5 by default, so p2..p6 come out)."""
-    bottom_up = build_timm_backbone(cfg, input_shape)
-    in_features = list(cfg.MODEL.FPN.IN_FEATURES) or list(bottom_up.output_shape())
-    return FPN(
-        bottom_up=bottom_up,
-        in_features=in_features,
-        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
-        norm=cfg.MODEL.FPN.NORM,
-        top_block=LastLevelMaxPool(),
-        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
-    )
+    return fpn_from_config(build_timm_backbone(cfg, input_shape), cfg)

@@ -14,12 +14,11 @@ from functools import partial
 
 from torch import nn
 
-from det.backbones.fpn import FPN, LastLevelMaxPool
+from det.backbones.fpn import FPN, LastLevelMaxPool, fpn_from_config
 from det.backbones.vit.mvit import MViT
 from det.backbones.vit.swin import SwinTransformer
 from det.backbones.vit.vit import SimpleFeaturePyramid, ViT
 from det.core.layers import ShapeSpec
-from det.core.modeling.backbone import Backbone
 
 __all__ = [
     "build_mvit_backbone",
@@ -31,31 +30,32 @@ __all__ = [
 ]
 
 
+# Arguments whose config key is their own name upper-cased (``embed_dim`` <- ``EMBED_DIM``); the
+# first group means the same in ``MODEL.VIT`` and ``MODEL.MVIT``.
+_VIT_FAMILY = ("img_size embed_dim depth num_heads mlp_ratio qkv_bias drop_path_rate use_abs_pos use_rel_pos "
+               "rel_pos_zero_init use_act_checkpoint pretrain_img_size pretrain_use_cls_token")
+
+
+def _same_named(c, names: str, convert=lambda v: v) -> dict:
+    """``{name: convert(c.NAME)}`` for each of the space-separated ``names``."""
+    return {name: convert(c[name.upper()]) for name in names.split()}
+
+
+def _vit_family(cls, c, input_shape: ShapeSpec, names: str, sequences: str):
+    """``cls`` (:class:`ViT` or :class:`MViT`) from config node ``c``: the shared arguments, then its own
+    same-named ``names`` and ``sequences`` (the latter as tuples)."""
+    return cls(
+        in_chans=input_shape.channels,
+        norm_layer=partial(nn.LayerNorm, eps=c.LN_EPS),
+        **_same_named(c, f"{_VIT_FAMILY} {names}"),
+        **_same_named(c, sequences, tuple),
+    )
+
+
 def build_vit_backbone(cfg, input_shape: ShapeSpec) -> ViT:
     """:class:`ViT` from ``cfg.MODEL.VIT``; one output, ``MODEL.VIT.OUT_FEATURE`` (stride PATCH_SIZE)."""
-    c = cfg.MODEL.VIT
-    return ViT(
-        img_size=c.IMG_SIZE,
-        patch_size=c.PATCH_SIZE,
-        in_chans=input_shape.channels,
-        embed_dim=c.EMBED_DIM,
-        depth=c.DEPTH,
-        num_heads=c.NUM_HEADS,
-        mlp_ratio=c.MLP_RATIO,
-        qkv_bias=c.QKV_BIAS,
-        drop_path_rate=c.DROP_PATH_RATE,
-        norm_layer=partial(nn.LayerNorm, eps=c.LN_EPS),
-        use_abs_pos=c.USE_ABS_POS,
-        use_rel_pos=c.USE_REL_POS,
-        rel_pos_zero_init=c.REL_POS_ZERO_INIT,
-        window_size=c.WINDOW_SIZE,
-        window_block_indexes=list(c.WINDOW_BLOCK_INDEXES),
-        residual_block_indexes=list(c.RESIDUAL_BLOCK_INDEXES),
-        use_act_checkpoint=c.USE_ACT_CHECKPOINT,
-        pretrain_img_size=c.PRETRAIN_IMG_SIZE,
-        pretrain_use_cls_token=c.PRETRAIN_USE_CLS_TOKEN,
-        out_feature=c.OUT_FEATURE,
-    )
+    return _vit_family(ViT, cfg.MODEL.VIT, input_shape, "patch_size window_size out_feature",
+                       "window_block_indexes residual_block_indexes")
 
 
 def build_vit_sfp_backbone(cfg, input_shape: ShapeSpec) -> SimpleFeaturePyramid:
@@ -75,33 +75,8 @@ def build_vit_sfp_backbone(cfg, input_shape: ShapeSpec) -> SimpleFeaturePyramid:
 
 def build_mvit_backbone(cfg, input_shape: ShapeSpec) -> MViT:
     """:class:`MViT` from ``cfg.MODEL.MVIT``; outputs ``MODEL.MVIT.OUT_FEATURES``."""
-    c = cfg.MODEL.MVIT
-    return MViT(
-        img_size=c.IMG_SIZE,
-        patch_kernel=tuple(c.PATCH_KERNEL),
-        patch_stride=tuple(c.PATCH_STRIDE),
-        patch_padding=tuple(c.PATCH_PADDING),
-        in_chans=input_shape.channels,
-        embed_dim=c.EMBED_DIM,
-        depth=c.DEPTH,
-        num_heads=c.NUM_HEADS,
-        last_block_indexes=tuple(c.LAST_BLOCK_INDEXES),
-        qkv_pool_kernel=tuple(c.QKV_POOL_KERNEL),
-        adaptive_kv_stride=c.ADAPTIVE_KV_STRIDE,
-        adaptive_window_size=c.ADAPTIVE_WINDOW_SIZE,
-        residual_pooling=c.RESIDUAL_POOLING,
-        mlp_ratio=c.MLP_RATIO,
-        qkv_bias=c.QKV_BIAS,
-        drop_path_rate=c.DROP_PATH_RATE,
-        norm_layer=partial(nn.LayerNorm, eps=c.LN_EPS),
-        use_abs_pos=c.USE_ABS_POS,
-        use_rel_pos=c.USE_REL_POS,
-        rel_pos_zero_init=c.REL_POS_ZERO_INIT,
-        use_act_checkpoint=c.USE_ACT_CHECKPOINT,
-        pretrain_img_size=c.PRETRAIN_IMG_SIZE,
-        pretrain_use_cls_token=c.PRETRAIN_USE_CLS_TOKEN,
-        out_features=tuple(c.OUT_FEATURES),
-    )
+    return _vit_family(MViT, cfg.MODEL.MVIT, input_shape, "adaptive_kv_stride adaptive_window_size residual_pooling",
+                       "patch_kernel patch_stride patch_padding last_block_indexes qkv_pool_kernel out_features")
 
 
 def build_swin_backbone(cfg, input_shape: ShapeSpec) -> SwinTransformer:
@@ -114,47 +89,21 @@ def build_swin_backbone(cfg, input_shape: ShapeSpec) -> SwinTransformer:
             f"MODEL.SWIN.OUT_FEATURES {out_features} must name stages p0..p{len(c.DEPTHS) - 1} (got {bad or 'none'})"
         )
     return SwinTransformer(
-        pretrain_img_size=c.PRETRAIN_IMG_SIZE,
-        patch_size=c.PATCH_SIZE,
         in_chans=input_shape.channels,
-        embed_dim=c.EMBED_DIM,
-        depths=tuple(c.DEPTHS),
-        num_heads=tuple(c.NUM_HEADS),
-        window_size=c.WINDOW_SIZE,
-        mlp_ratio=c.MLP_RATIO,
-        qkv_bias=c.QKV_BIAS,
-        qk_scale=c.QK_SCALE,
-        drop_rate=c.DROP_RATE,
-        attn_drop_rate=c.ATTN_DROP_RATE,
-        drop_path_rate=c.DROP_PATH_RATE,
-        ape=c.APE,
-        patch_norm=c.PATCH_NORM,
         out_indices=tuple(int(f[1:]) for f in out_features),
-        frozen_stages=c.FROZEN_STAGES,
-        use_checkpoint=c.USE_CHECKPOINT,
-    )
-
-
-def _fpn_over(bottom_up: Backbone, cfg, square_pad: int) -> FPN:
-    in_features = list(cfg.MODEL.FPN.IN_FEATURES) or list(bottom_up.output_shape())
-    return FPN(
-        bottom_up=bottom_up,
-        in_features=in_features,
-        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
-        norm=cfg.MODEL.FPN.NORM,
-        top_block=LastLevelMaxPool(),
-        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
-        square_pad=square_pad,
+        **_same_named(c, "pretrain_img_size patch_size embed_dim window_size mlp_ratio qkv_bias qk_scale drop_rate "
+                         "attn_drop_rate drop_path_rate ape patch_norm frozen_stages use_checkpoint"),
+        **_same_named(c, "depths num_heads", tuple),
     )
 
 
 def build_mvit_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
     """:class:`FPN` (``MODEL.FPN.*``, LastLevelMaxPool) over :func:`build_mvit_backbone`, as the
     MViTv2 configs build it; outputs p2..p6."""
-    return _fpn_over(build_mvit_backbone(cfg, input_shape), cfg, cfg.MODEL.MVIT.SQUARE_PAD)
+    return fpn_from_config(build_mvit_backbone(cfg, input_shape), cfg, square_pad=cfg.MODEL.MVIT.SQUARE_PAD)
 
 
 def build_swin_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
     """:class:`FPN` (``MODEL.FPN.*``, LastLevelMaxPool) over :func:`build_swin_backbone`, as
     ViTDet's Swin configs build it; outputs p2..p6."""
-    return _fpn_over(build_swin_backbone(cfg, input_shape), cfg, cfg.MODEL.SWIN.SQUARE_PAD)
+    return fpn_from_config(build_swin_backbone(cfg, input_shape), cfg, square_pad=cfg.MODEL.SWIN.SQUARE_PAD)

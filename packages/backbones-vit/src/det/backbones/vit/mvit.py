@@ -44,22 +44,11 @@ class MultiScaleAttention(nn.Module):
     (depthwise convs ``pool_q/k/v``, each followed by ``norm_q/k/v``); with
     ``residual_pooling`` the pooled q is added to the attention output."""
 
-    def __init__(
-        self,
-        dim: int,
-        dim_out: int,
-        num_heads: int,
-        qkv_bias: bool = True,
-        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
-        pool_kernel: Sequence[int] = (3, 3),
-        stride_q: int = 1,
-        stride_kv: int = 1,
-        residual_pooling: bool = True,
-        window_size: int = 0,
-        use_rel_pos: bool = False,
-        rel_pos_zero_init: bool = True,
-        input_size: Sequence[int] | None = None,
-    ):
+    def __init__(self, dim: int, dim_out: int, num_heads: int, qkv_bias: bool = True,
+                 norm_layer: Callable[[int], nn.Module] = nn.LayerNorm, pool_kernel: Sequence[int] = (3, 3),
+                 stride_q: int = 1, stride_kv: int = 1, residual_pooling: bool = True, window_size: int = 0,
+                 use_rel_pos: bool = False, rel_pos_zero_init: bool = True,
+                 input_size: Sequence[int] | None = None):
         """
         Args:
             dim, dim_out: input and output channels.
@@ -155,41 +144,18 @@ class MultiScaleBlock(nn.Module):
     """An MViTv2 block: pooling attention + MLP (pre-norm); the shortcut is projected (``proj``)
     when the channels change and max-pooled (``pool_skip``) when ``stride_q > 1``."""
 
-    def __init__(
-        self,
-        dim: int,
-        dim_out: int,
-        num_heads: int,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop_path: float = 0.0,
-        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
-        act_layer: Callable[[], nn.Module] = nn.GELU,
-        qkv_pool_kernel: Sequence[int] = (3, 3),
-        stride_q: int = 1,
-        stride_kv: int = 1,
-        residual_pooling: bool = True,
-        window_size: int = 0,
-        use_rel_pos: bool = False,
-        rel_pos_zero_init: bool = True,
-        input_size: Sequence[int] | None = None,
-    ):
+    def __init__(self, dim: int, dim_out: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 drop_path: float = 0.0, norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
+                 act_layer: Callable[[], nn.Module] = nn.GELU, qkv_pool_kernel: Sequence[int] = (3, 3),
+                 stride_q: int = 1, stride_kv: int = 1, residual_pooling: bool = True, window_size: int = 0,
+                 use_rel_pos: bool = False, rel_pos_zero_init: bool = True,
+                 input_size: Sequence[int] | None = None):
         super().__init__()
         self.norm1 = norm_layer(dim)
         self.attn = MultiScaleAttention(
-            dim,
-            dim_out,
-            num_heads=num_heads,
-            qkv_bias=qkv_bias,
-            norm_layer=norm_layer,
-            pool_kernel=qkv_pool_kernel,
-            stride_q=stride_q,
-            stride_kv=stride_kv,
-            residual_pooling=residual_pooling,
-            window_size=window_size,
-            use_rel_pos=use_rel_pos,
-            rel_pos_zero_init=rel_pos_zero_init,
-            input_size=input_size,
+            dim, dim_out, num_heads=num_heads, qkv_bias=qkv_bias, norm_layer=norm_layer, pool_kernel=qkv_pool_kernel,
+            stride_q=stride_q, stride_kv=stride_kv, residual_pooling=residual_pooling, window_size=window_size,
+            use_rel_pos=use_rel_pos, rel_pos_zero_init=rel_pos_zero_init, input_size=input_size,
         )
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.norm2 = norm_layer(dim_out)
@@ -225,34 +191,17 @@ class MViT(Backbone):
         mvit = MViT(embed_dim=96, depth=10, num_heads=1, last_block_indexes=(0, 2, 7, 9))
     """
 
-    def __init__(
-        self,
-        img_size: int = 224,
-        patch_kernel: Sequence[int] = (7, 7),
-        patch_stride: Sequence[int] = (4, 4),
-        patch_padding: Sequence[int] = (3, 3),
-        in_chans: int = 3,
-        embed_dim: int = 96,
-        depth: int = 16,
-        num_heads: int = 1,
-        last_block_indexes: Sequence[int] = (0, 2, 11, 15),
-        qkv_pool_kernel: Sequence[int] = (3, 3),
-        adaptive_kv_stride: int = 4,
-        adaptive_window_size: int = 56,
-        residual_pooling: bool = True,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop_path_rate: float = 0.0,
-        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
-        act_layer: Callable[[], nn.Module] = nn.GELU,
-        use_abs_pos: bool = False,
-        use_rel_pos: bool = True,
-        rel_pos_zero_init: bool = True,
-        use_act_checkpoint: bool = False,
-        pretrain_img_size: int = 224,
-        pretrain_use_cls_token: bool = True,
-        out_features: Sequence[str] = ("scale2", "scale3", "scale4", "scale5"),
-    ):
+    def __init__(self, img_size: int = 224, patch_kernel: Sequence[int] = (7, 7),
+                 patch_stride: Sequence[int] = (4, 4), patch_padding: Sequence[int] = (3, 3),
+                 in_chans: int = 3, embed_dim: int = 96, depth: int = 16, num_heads: int = 1,
+                 last_block_indexes: Sequence[int] = (0, 2, 11, 15), qkv_pool_kernel: Sequence[int] = (3, 3),
+                 adaptive_kv_stride: int = 4, adaptive_window_size: int = 56, residual_pooling: bool = True,
+                 mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.0,
+                 norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
+                 act_layer: Callable[[], nn.Module] = nn.GELU, use_abs_pos: bool = False,
+                 use_rel_pos: bool = True, rel_pos_zero_init: bool = True, use_act_checkpoint: bool = False,
+                 pretrain_img_size: int = 224, pretrain_use_cls_token: bool = True,
+                 out_features: Sequence[str] = ("scale2", "scale3", "scale4", "scale5")):
         """
         Args:
             img_size: input image size (sizes the relative position tables).
@@ -311,22 +260,11 @@ class MViT(Backbone):
             block_window = 0 if i in last_block_indexes[1:] else window_size
             self.blocks.append(
                 MultiScaleBlock(
-                    dim=embed_dim,
-                    dim_out=dim_out,
-                    num_heads=num_heads,
-                    mlp_ratio=mlp_ratio,
-                    qkv_bias=qkv_bias,
-                    drop_path=dpr[i],
-                    norm_layer=norm_layer,
-                    act_layer=act_layer,
-                    qkv_pool_kernel=qkv_pool_kernel,
-                    stride_q=2 if i - 1 in last_block_indexes else 1,
-                    stride_kv=block_stride_kv,
-                    residual_pooling=residual_pooling,
-                    window_size=block_window,
-                    use_rel_pos=use_rel_pos,
-                    rel_pos_zero_init=rel_pos_zero_init,
-                    input_size=input_size,
+                    dim=embed_dim, dim_out=dim_out, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+                    drop_path=dpr[i], norm_layer=norm_layer, act_layer=act_layer, qkv_pool_kernel=qkv_pool_kernel,
+                    stride_q=2 if i - 1 in last_block_indexes else 1, stride_kv=block_stride_kv,
+                    residual_pooling=residual_pooling, window_size=block_window, use_rel_pos=use_rel_pos,
+                    rel_pos_zero_init=rel_pos_zero_init, input_size=input_size,
                 )
             )
             embed_dim = dim_out

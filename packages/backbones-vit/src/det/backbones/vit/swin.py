@@ -57,16 +57,8 @@ class WindowAttention(nn.Module):
     (``relative_position_bias_table`` ((2Wh-1)(2Ww-1), heads), looked up through the buffer
     ``relative_position_index`` (Wh*Ww, Wh*Ww)) and an optional shifted-window mask."""
 
-    def __init__(
-        self,
-        dim: int,
-        window_size: tuple[int, int],
-        num_heads: int,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-        attn_drop: float = 0.0,
-        proj_drop: float = 0.0,
-    ):
+    def __init__(self, dim: int, window_size: tuple[int, int], num_heads: int, qkv_bias: bool = True,
+                 qk_scale: float | None = None, attn_drop: float = 0.0, proj_drop: float = 0.0):
         super().__init__()
         self.dim = dim
         self.window_size = window_size
@@ -113,21 +105,11 @@ class SwinTransformerBlock(nn.Module):
     """A Swin block: (shifted) window attention + MLP, pre-norm. ``H`` and ``W`` (the token
     grid) are set by :class:`BasicLayer` before each call."""
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        window_size: int = 7,
-        shift_size: int = 0,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
-        act_layer: Callable[[], nn.Module] = nn.GELU,
-        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
-    ):
+    def __init__(self, dim: int, num_heads: int, window_size: int = 7, shift_size: int = 0,
+                 mlp_ratio: float = 4.0, qkv_bias: bool = True, qk_scale: float | None = None,
+                 drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0,
+                 act_layer: Callable[[], nn.Module] = nn.GELU,
+                 norm_layer: Callable[[int], nn.Module] = nn.LayerNorm):
         super().__init__()
         if not 0 <= shift_size < window_size:
             raise ValueError(f"SwinTransformerBlock shift_size={shift_size} must be in [0, window_size={window_size})")
@@ -200,22 +182,11 @@ class BasicLayer(nn.Module):
     """One Swin stage: ``depth`` blocks alternating plain and shifted windows (shift
     ``window_size // 2``), then an optional ``downsample`` (PatchMerging)."""
 
-    def __init__(
-        self,
-        dim: int,
-        depth: int,
-        num_heads: int,
-        window_size: int = 7,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float | Sequence[float] = 0.0,
-        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
-        downsample: Callable[..., nn.Module] | None = None,
-        use_checkpoint: bool = False,
-    ):
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int = 7, mlp_ratio: float = 4.0,
+                 qkv_bias: bool = True, qk_scale: float | None = None, drop: float = 0.0,
+                 attn_drop: float = 0.0, drop_path: float | Sequence[float] = 0.0,
+                 norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
+                 downsample: Callable[..., nn.Module] | None = None, use_checkpoint: bool = False):
         super().__init__()
         self.window_size = window_size
         self.shift_size = window_size // 2
@@ -274,13 +245,8 @@ class PatchEmbed(nn.Module):
     """Swin's patch embedding: pads the image to a multiple of ``patch_size``, a strided conv
     ``proj``, and an optional ``norm``; output (B, C, H', W')."""
 
-    def __init__(
-        self,
-        patch_size: int | Sequence[int] = 4,
-        in_chans: int = 3,
-        embed_dim: int = 96,
-        norm_layer: Callable[[int], nn.Module] | None = None,
-    ):
+    def __init__(self, patch_size: int | Sequence[int] = 4, in_chans: int = 3, embed_dim: int = 96,
+                 norm_layer: Callable[[int], nn.Module] | None = None):
         super().__init__()
         self.patch_size = _pair(patch_size)
         self.in_chans = in_chans
@@ -316,28 +282,14 @@ class SwinTransformer(Backbone):
         swin.output_shape()["p1"]   # ShapeSpec(channels=256, stride=8)
     """
 
-    def __init__(
-        self,
-        pretrain_img_size: int | Sequence[int] = 224,
-        patch_size: int | Sequence[int] = 4,
-        in_chans: int = 3,
-        embed_dim: int = 96,
-        depths: Sequence[int] = (2, 2, 6, 2),
-        num_heads: Sequence[int] = (3, 6, 12, 24),
-        window_size: int = 7,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-        drop_rate: float = 0.0,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.2,
-        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
-        ape: bool = False,
-        patch_norm: bool = True,
-        out_indices: Sequence[int] = (0, 1, 2, 3),
-        frozen_stages: int = -1,
-        use_checkpoint: bool = False,
-    ):
+    def __init__(self, pretrain_img_size: int | Sequence[int] = 224, patch_size: int | Sequence[int] = 4,
+                 in_chans: int = 3, embed_dim: int = 96, depths: Sequence[int] = (2, 2, 6, 2),
+                 num_heads: Sequence[int] = (3, 6, 12, 24), window_size: int = 7, mlp_ratio: float = 4.0,
+                 qkv_bias: bool = True, qk_scale: float | None = None, drop_rate: float = 0.0,
+                 attn_drop_rate: float = 0.0, drop_path_rate: float = 0.2,
+                 norm_layer: Callable[[int], nn.Module] = nn.LayerNorm, ape: bool = False,
+                 patch_norm: bool = True, out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1,
+                 use_checkpoint: bool = False):
         """
         Args:
             pretrain_img_size: image size of pre-training (sizes ``absolute_pos_embed``).
@@ -386,19 +338,10 @@ class SwinTransformer(Backbone):
         dpr = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
         self.layers = nn.ModuleList(
             BasicLayer(
-                dim=int(embed_dim * 2**i),
-                depth=depths[i],
-                num_heads=num_heads[i],
-                window_size=window_size,
-                mlp_ratio=mlp_ratio,
-                qkv_bias=qkv_bias,
-                qk_scale=qk_scale,
-                drop=drop_rate,
-                attn_drop=attn_drop_rate,
-                drop_path=dpr[sum(depths[:i]) : sum(depths[: i + 1])],
-                norm_layer=norm_layer,
-                downsample=PatchMerging if i < self.num_layers - 1 else None,
-                use_checkpoint=use_checkpoint,
+                dim=int(embed_dim * 2**i), depth=depths[i], num_heads=num_heads[i], window_size=window_size,
+                mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_scale=qk_scale, drop=drop_rate, attn_drop=attn_drop_rate,
+                drop_path=dpr[sum(depths[:i]) : sum(depths[: i + 1])], norm_layer=norm_layer,
+                downsample=PatchMerging if i < self.num_layers - 1 else None, use_checkpoint=use_checkpoint,
             )
             for i in range(self.num_layers)
         )

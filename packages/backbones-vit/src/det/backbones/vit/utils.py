@@ -96,13 +96,8 @@ def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor
     return rel_pos[relative_coords.long()]
 
 
-def _rel_pos_terms(
-    q: torch.Tensor,
-    rel_pos_h: torch.Tensor,
-    rel_pos_w: torch.Tensor,
-    q_size: tuple[int, int],
-    k_size: tuple[int, int],
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _rel_pos_terms(q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor, q_size: tuple[int, int],
+                   k_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """``q`` (..., q_h * q_w, C) -> the height term (..., q_h, q_w, k_h) and the width term
     (..., q_h, q_w, k_w) of the decomposed relative position bias."""
     q_h, q_w = q_size
@@ -115,14 +110,9 @@ def _rel_pos_terms(
     return rel_h, rel_w
 
 
-def add_decomposed_rel_pos(
-    attn: torch.Tensor,
-    q: torch.Tensor,
-    rel_pos_h: torch.Tensor,
-    rel_pos_w: torch.Tensor,
-    q_size: tuple[int, int],
-    k_size: tuple[int, int],
-) -> torch.Tensor:
+def add_decomposed_rel_pos(attn: torch.Tensor, q: torch.Tensor, rel_pos_h: torch.Tensor,
+                           rel_pos_w: torch.Tensor, q_size: tuple[int, int],
+                           k_size: tuple[int, int]) -> torch.Tensor:
     """Add MViTv2's decomposed relative position bias to attention logits.
 
     Args:
@@ -134,13 +124,8 @@ def add_decomposed_rel_pos(
     return attn + decomposed_rel_pos_bias(q, rel_pos_h, rel_pos_w, q_size, k_size)
 
 
-def decomposed_rel_pos_bias(
-    q: torch.Tensor,
-    rel_pos_h: torch.Tensor,
-    rel_pos_w: torch.Tensor,
-    q_size: tuple[int, int],
-    k_size: tuple[int, int],
-) -> torch.Tensor:
+def decomposed_rel_pos_bias(q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor,
+                            q_size: tuple[int, int], k_size: tuple[int, int]) -> torch.Tensor:
     """The bias ``add_decomposed_rel_pos`` adds: (..., q_h * q_w, k_h * k_w) for ``q`` (..., q_h * q_w, C)."""
     rel_h, rel_w = _rel_pos_terms(q, rel_pos_h, rel_pos_w, q_size, k_size)
     bias = rel_h[..., :, None] + rel_w[..., None, :]
@@ -162,17 +147,10 @@ def use_reference_attention(enabled: bool = True) -> Iterator[None]:
         _REFERENCE_ATTENTION = previous
 
 
-def reference_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    scale: float,
-    rel_pos: tuple[torch.Tensor, torch.Tensor] | None = None,
-    q_size: tuple[int, int] | None = None,
-    k_size: tuple[int, int] | None = None,
-    bias: torch.Tensor | None = None,
-    dropout: nn.Module | None = None,
-) -> torch.Tensor:
+def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+                        rel_pos: tuple[torch.Tensor, torch.Tensor] | None = None,
+                        q_size: tuple[int, int] | None = None, k_size: tuple[int, int] | None = None,
+                        bias: torch.Tensor | None = None, dropout: nn.Module | None = None) -> torch.Tensor:
     """:func:`attention` computed step by step: ``(q * scale) @ k^T``, the decomposed relative
     position bias added by :func:`add_decomposed_rel_pos`, ``bias``, softmax, ``dropout``, ``@ v``."""
     attn = (q * scale) @ k.transpose(-2, -1)
@@ -188,16 +166,9 @@ def reference_attention(
     return attn @ v
 
 
-def attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    scale: float,
-    rel_pos: tuple[torch.Tensor, torch.Tensor] | None = None,
-    q_size: tuple[int, int] | None = None,
-    k_size: tuple[int, int] | None = None,
-    bias: torch.Tensor | None = None,
-) -> torch.Tensor:
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+              rel_pos: tuple[torch.Tensor, torch.Tensor] | None = None, q_size: tuple[int, int] | None = None,
+              k_size: tuple[int, int] | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``softmax(q @ k^T * scale + bias) @ v`` through ``F.scaled_dot_product_attention``.
 
     Args:

@@ -53,15 +53,8 @@ class Attention(nn.Module):
     """Multi-head self-attention over a (B, H, W, C) token grid, with optional decomposed
     relative position embeddings ``rel_pos_h`` (2 * H - 1, head_dim) and ``rel_pos_w``."""
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int = 8,
-        qkv_bias: bool = True,
-        use_rel_pos: bool = False,
-        rel_pos_zero_init: bool = True,
-        input_size: tuple[int, int] | None = None,
-    ):
+    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, use_rel_pos: bool = False,
+                 rel_pos_zero_init: bool = True, input_size: tuple[int, int] | None = None):
         """
         Args:
             dim: input channels.
@@ -104,14 +97,8 @@ class ResBottleneckBlock(CNNBlockBase):
     optional "residual propagation" block between transformer blocks). The last norm starts at
     zero, so the block starts as the identity."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        bottleneck_channels: int,
-        norm: str = "LN",
-        act_layer: Callable[[], nn.Module] = nn.GELU,
-    ):
+    def __init__(self, in_channels: int, out_channels: int, bottleneck_channels: int, norm: str = "LN",
+                 act_layer: Callable[[], nn.Module] = nn.GELU):
         super().__init__(in_channels, out_channels, 1)
         self.conv1 = Conv2d(in_channels, bottleneck_channels, 1, bias=False)
         self.norm1 = get_norm(norm, bottleneck_channels)
@@ -140,21 +127,11 @@ class Block(nn.Module):
     """A transformer block (attention + MLP, pre-norm) with window attention when
     ``window_size > 0`` and an optional :class:`ResBottleneckBlock` after it."""
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop_path: float = 0.0,
-        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
-        act_layer: Callable[[], nn.Module] = nn.GELU,
-        use_rel_pos: bool = False,
-        rel_pos_zero_init: bool = True,
-        window_size: int = 0,
-        use_residual_block: bool = False,
-        input_size: tuple[int, int] | None = None,
-    ):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 drop_path: float = 0.0, norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
+                 act_layer: Callable[[], nn.Module] = nn.GELU, use_rel_pos: bool = False,
+                 rel_pos_zero_init: bool = True, window_size: int = 0, use_residual_block: bool = False,
+                 input_size: tuple[int, int] | None = None):
         super().__init__()
         self.norm1 = norm_layer(dim)
         self.attn = Attention(
@@ -206,30 +183,14 @@ class ViT(Backbone):
         vit(torch.rand(1, 3, 224, 224))["last_feat"].shape   # (1, 192, 14, 14)
     """
 
-    def __init__(
-        self,
-        img_size: int = 1024,
-        patch_size: int = 16,
-        in_chans: int = 3,
-        embed_dim: int = 768,
-        depth: int = 12,
-        num_heads: int = 12,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop_path_rate: float = 0.0,
-        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
-        act_layer: Callable[[], nn.Module] = nn.GELU,
-        use_abs_pos: bool = True,
-        use_rel_pos: bool = False,
-        rel_pos_zero_init: bool = True,
-        window_size: int = 0,
-        window_block_indexes: Sequence[int] = (),
-        residual_block_indexes: Sequence[int] = (),
-        use_act_checkpoint: bool = False,
-        pretrain_img_size: int = 224,
-        pretrain_use_cls_token: bool = True,
-        out_feature: str = "last_feat",
-    ):
+    def __init__(self, img_size: int = 1024, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768,
+                 depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 drop_path_rate: float = 0.0, norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
+                 act_layer: Callable[[], nn.Module] = nn.GELU, use_abs_pos: bool = True,
+                 use_rel_pos: bool = False, rel_pos_zero_init: bool = True, window_size: int = 0,
+                 window_block_indexes: Sequence[int] = (), residual_block_indexes: Sequence[int] = (),
+                 use_act_checkpoint: bool = False, pretrain_img_size: int = 224,
+                 pretrain_use_cls_token: bool = True, out_feature: str = "last_feat"):
         """
         Args:
             img_size: input image size; sizes the global blocks' relative position tables.
@@ -309,16 +270,8 @@ class SimpleFeaturePyramid(Backbone):
                                    top_block=LastLevelMaxPool(), square_pad=1024)
     """
 
-    def __init__(
-        self,
-        net: Backbone,
-        in_feature: str,
-        out_channels: int,
-        scale_factors: Sequence[float],
-        top_block: nn.Module | None = None,
-        norm: str = "LN",
-        square_pad: int = 0,
-    ):
+    def __init__(self, net: Backbone, in_feature: str, out_channels: int, scale_factors: Sequence[float],
+                 top_block: nn.Module | None = None, norm: str = "LN", square_pad: int = 0):
         """
         Args:
             net: a :class:`Backbone` (usually :class:`ViT`).

@@ -34,7 +34,6 @@ import inspect
 import logging
 import os
 import pickle
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -572,17 +571,10 @@ def _delete(cfg: Any, key: str) -> None:
 
 
 def _write_atomically(filename: str, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(filename))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(filename))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filename)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """``data`` to ``filename`` via det-checkpoint's atomic_write: a reader never sees half a file."""
+    from det.checkpoint.serialization import atomic_write
+
+    os.makedirs(os.path.dirname(os.path.abspath(filename)), exist_ok=True)
+    with atomic_write(filename, "wb") as f:
+        f.write(data)
 

@@ -48,17 +48,8 @@ class FrozenBatchNorm2d(nn.Module):
             )
         if x.requires_grad:
             # Same op as detectron2 on the differentiable path, so gradients match its numbers.
-            return torch.batch_norm(
-                x,
-                self.weight,
-                self.bias,
-                self.running_mean,
-                self.running_var,
-                False,
-                0.1,
-                self.eps,
-                torch.backends.cudnn.enabled,
-            )
+            return torch.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var, False, 0.1,
+                                    self.eps, torch.backends.cudnn.enabled)
         # Without gradients F.batch_norm is one fused op.
         return F.batch_norm(
             x, self.running_mean, self.running_var, self.weight, self.bias, training=False, eps=self.eps
@@ -74,19 +65,8 @@ class FrozenBatchNorm2d(nn.Module):
         if x.requires_grad or x.dtype != self.weight.dtype or not eager_cpu_inference(x, self.weight):
             return None
         unused = x.new_empty(0)
-        torch.ops.aten.native_batch_norm.out(
-            x,
-            self.weight,
-            self.bias,
-            self.running_mean,
-            self.running_var,
-            False,
-            0.1,
-            self.eps,
-            out=x,
-            save_mean=unused,
-            save_invstd=unused.clone(),
-        )
+        torch.ops.aten.native_batch_norm.out(x, self.weight, self.bias, self.running_mean, self.running_var, False,
+                                             0.1, self.eps, out=x, save_mean=unused, save_invstd=unused.clone())
         return x
 
     def _load_from_state_dict(

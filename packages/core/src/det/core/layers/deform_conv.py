@@ -34,29 +34,20 @@ def _check_deform_args(name: str, module: Any, x: Any, offset: Any, mask: Any = 
         raise ValueError(f"{name}: x must be (N, {module.in_channels}, H, W), got {shape}")
     kh, kw = module.kernel_size
     per_group = kh * kw
-    expected = 2 * module.deformable_groups * per_group
-    if (
-        not isinstance(offset, torch.Tensor)
-        or offset.dim() != 4
-        or offset.shape[:2] != (x.shape[0], expected)
-    ):
-        shape = tuple(offset.shape) if isinstance(offset, torch.Tensor) else type(offset).__name__
-        raise ValueError(
-            f"{name}: offset must be (N, 2 * deformable_groups * kh * kw, H_out, W_out) = "
-            f"({x.shape[0]}, {expected}, H_out, W_out), got {shape}"
-        )
+    _check_per_tap(name, "offset", offset, x.shape[0], 2 * module.deformable_groups * per_group,
+                   "2 * deformable_groups * kh * kw")
     if mask is not None:
-        expected_m = module.deformable_groups * per_group
-        if (
-            not isinstance(mask, torch.Tensor)
-            or mask.dim() != 4
-            or mask.shape[:2] != (x.shape[0], expected_m)
-        ):
-            shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
-            raise ValueError(
-                f"{name}: mask must be (N, deformable_groups * kh * kw, H_out, W_out) = "
-                f"({x.shape[0]}, {expected_m}, H_out, W_out), got {shape}"
-            )
+        _check_per_tap(name, "mask", mask, x.shape[0], module.deformable_groups * per_group,
+                       "deformable_groups * kh * kw")
+
+
+def _check_per_tap(name: str, what: str, t: Any, batch: int, channels: int, formula: str) -> None:
+    """ValueError unless ``t`` (the offsets or the mask) is a (batch, channels, H_out, W_out) tensor."""
+    if not isinstance(t, torch.Tensor) or t.dim() != 4 or t.shape[:2] != (batch, channels):
+        shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise ValueError(
+            f"{name}: {what} must be (N, {formula}, H_out, W_out) = ({batch}, {channels}, H_out, W_out), got {shape}"
+        )
 
 
 def _check_groups(name: str, in_channels: int, out_channels: int, groups: int) -> None:
@@ -72,20 +63,9 @@ class _DeformConvBase(nn.Module):
 
     _name = "DeformConv"
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | tuple[int, int],
-        stride: Any,
-        padding: Any,
-        dilation: Any,
-        groups: int,
-        deformable_groups: int,
-        bias: bool,
-        norm: nn.Module | None,
-        activation: Callable | None,
-    ):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], stride: Any,
+                 padding: Any, dilation: Any, groups: int, deformable_groups: int, bias: bool,
+                 norm: nn.Module | None, activation: Callable | None):
         super().__init__()
         _check_groups(self._name, in_channels, out_channels, groups)
         self.in_channels = in_channels
@@ -137,20 +117,10 @@ class DeformConv(_DeformConvBase):
         y = conv(x, offset_conv(x))
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | tuple[int, int],
-        stride: int | tuple[int, int] = 1,
-        padding: int | tuple[int, int] = 0,
-        dilation: int | tuple[int, int] = 1,
-        groups: int = 1,
-        deformable_groups: int = 1,
-        bias: bool = False,
-        norm: nn.Module | None = None,
-        activation: Callable | None = None,
-    ):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
+                 dilation: int | tuple[int, int] = 1, groups: int = 1, deformable_groups: int = 1,
+                 bias: bool = False, norm: nn.Module | None = None, activation: Callable | None = None):
         if bias:
             raise ValueError("DeformConv has no bias (as detectron2's); use ModulatedDeformConv for one")
         # detectron2's DeformConv keeps its geometry as pairs
@@ -174,20 +144,10 @@ class ModulatedDeformConv(_DeformConvBase):
 
     _name = "ModulatedDeformConv"
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | tuple[int, int],
-        stride: int | tuple[int, int] = 1,
-        padding: int | tuple[int, int] = 0,
-        dilation: int | tuple[int, int] = 1,
-        groups: int = 1,
-        deformable_groups: int = 1,
-        bias: bool = True,
-        norm: nn.Module | None = None,
-        activation: Callable | None = None,
-    ):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
+                 dilation: int | tuple[int, int] = 1, groups: int = 1, deformable_groups: int = 1,
+                 bias: bool = True, norm: nn.Module | None = None, activation: Callable | None = None):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
                          deformable_groups, bias, norm, activation)
         self.with_bias = bias

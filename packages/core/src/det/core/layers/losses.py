@@ -9,12 +9,11 @@ from collections.abc import Callable
 import torch
 from torch.nn import functional as F
 
-_REDUCTIONS = ("none", "mean", "sum")
-
 
 def _check_reduction(fn: str, reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"{fn}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    # literals and concatenation, no f-string: the focal losses run this under TorchScript too
+    if reduction not in ["none", "mean", "sum"]:
+        raise ValueError(fn + ": reduction must be one of ('none', 'mean', 'sum'), got '" + reduction + "'")
 
 
 def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -116,55 +115,40 @@ def ciou_loss(
     return _reduce(1 - iou + dist + alpha * v, reduction)
 
 
-def sigmoid_focal_loss(
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    alpha: float = -1,
-    gamma: float = 2,
-    reduction: str = "none",
-) -> torch.Tensor:
+def sigmoid_focal_loss(inputs: torch.Tensor, targets: torch.Tensor, alpha: float = -1, gamma: float = 2,
+                       reduction: str = "none") -> torch.Tensor:
     """Focal loss of RetinaNet on logits: BCE * (1 - p_t)^gamma, weighted by alpha_t when alpha >= 0.
 
     ``targets`` holds binary labels of ``inputs``' shape. Computed in float32. (``reduction="mean"``
     of an empty input is nan, as fvcore's.)
     """
-    if reduction not in ["none", "mean", "sum"]:
-        raise ValueError("sigmoid_focal_loss: reduction must be 'none', 'mean' or 'sum', got " + reduction)
+    _check_reduction("sigmoid_focal_loss", reduction)
     inputs = inputs.float()
     targets = targets.float()
     p = torch.sigmoid(inputs)
     ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
     p_t = p * targets + (1 - p) * (1 - targets)
     loss = ce_loss * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
-        loss = alpha_t * loss
-    if reduction == "mean":
-        loss = loss.mean()
-    elif reduction == "sum":
-        loss = loss.sum()
-    return loss
+    return _alpha_weighted_reduction(loss, targets, alpha, reduction)
 
 
-def sigmoid_focal_loss_star(
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    alpha: float = -1,
-    gamma: float = 1,
-    reduction: str = "none",
-) -> torch.Tensor:
+def sigmoid_focal_loss_star(inputs: torch.Tensor, targets: torch.Tensor, alpha: float = -1, gamma: float = 1,
+                            reduction: str = "none") -> torch.Tensor:
     """FL* of the focal-loss paper's appendix: -log(sigmoid(gamma * x * (2y - 1))) / gamma."""
-    if reduction not in ["none", "mean", "sum"]:
-        raise ValueError(
-            "sigmoid_focal_loss_star: reduction must be 'none', 'mean' or 'sum', got " + reduction
-        )
+    _check_reduction("sigmoid_focal_loss_star", reduction)
     inputs = inputs.float()
     targets = targets.float()
     shifted_inputs = gamma * (inputs * (2 * targets - 1))
     loss = -(F.logsigmoid(shifted_inputs)) / gamma
+    return _alpha_weighted_reduction(loss, targets, alpha, reduction)
+
+
+def _alpha_weighted_reduction(loss: torch.Tensor, targets: torch.Tensor, alpha: float, reduction: str) -> torch.Tensor:
+    """What both focal losses end with: weight by ``alpha`` for positives and ``1 - alpha`` for
+    negatives (when ``alpha >= 0``), then reduce (detectron2's: the mean of nothing stays nan,
+    unlike :func:`_reduce`)."""
     if alpha >= 0:
-        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
-        loss = loss * alpha_t
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
     if reduction == "mean":
         loss = loss.mean()
     elif reduction == "sum":

@@ -25,14 +25,8 @@ def check_roi_args(fn: str, input: torch.Tensor, rois: torch.Tensor, rotated: bo
         raise ValueError(f"{fn}: rois must be an (R, {width}) tensor {layout}, got {shape}")
 
 
-def roi_align(
-    input: torch.Tensor,
-    rois: torch.Tensor,
-    output_size: int | tuple[int, int],
-    spatial_scale: float = 1.0,
-    sampling_ratio: int = -1,
-    aligned: bool = False,
-) -> torch.Tensor:
+def roi_align(input: torch.Tensor, rois: torch.Tensor, output_size: int | tuple[int, int],
+              spatial_scale: float = 1.0, sampling_ratio: int = -1, aligned: bool = False) -> torch.Tensor:
     """ROIAlign of (R, 5) ``rois`` [batch index, x0, y0, x1, y1] over ``input``: (R, C, h, w).
 
     Defaults are torchvision's (``aligned=False``); the :class:`ROIAlign` module defaults to aligned.
@@ -91,14 +85,8 @@ class ROIAlign(nn.Module):
         )
 
 
-def _roi_align_reference(
-    input: torch.Tensor,
-    rois: torch.Tensor,
-    output_size: tuple[int, int],
-    spatial_scale: float,
-    sampling_ratio: int,
-    aligned: bool,
-) -> torch.Tensor:
+def _roi_align_reference(input: torch.Tensor, rois: torch.Tensor, output_size: tuple[int, int],
+                         spatial_scale: float, sampling_ratio: int, aligned: bool) -> torch.Tensor:
     if input.device.type == "cpu" and rois.numel() and not bool(torch.isfinite(rois).all()):
         raise ValueError(
             "roi_align: rois contain NaN or infinite coordinates (often a diverged box regression); "
@@ -143,14 +131,8 @@ _WINDOW_BUDGET = 1 << 23
 """Elements of gathered feature windows (boxes x window pixels x channels) held at once: 32 MB."""
 
 
-def roi_align_separable(
-    input: torch.Tensor,
-    rois: torch.Tensor,
-    output_size: tuple[int, int],
-    spatial_scale: float,
-    sampling_ratio: int,
-    aligned: bool,
-) -> torch.Tensor:
+def roi_align_separable(input: torch.Tensor, rois: torch.Tensor, output_size: tuple[int, int],
+                        spatial_scale: float, sampling_ratio: int, aligned: bool) -> torch.Tensor:
     """ROIAlign as two small matrix products per box; torchvision's results up to float rounding.
 
     A bilinear sample's weight is a product of a row weight and a column weight, and zero when

@@ -16,13 +16,8 @@ from det.core.layers.roi_align import check_roi_args
 _MAX_GATHER_ELEMENTS = 1 << 24
 
 
-def roi_align_rotated(
-    input: torch.Tensor,
-    rois: torch.Tensor,
-    output_size: int | tuple[int, int],
-    spatial_scale: float,
-    sampling_ratio: int,
-) -> torch.Tensor:
+def roi_align_rotated(input: torch.Tensor, rois: torch.Tensor, output_size: int | tuple[int, int],
+                      spatial_scale: float, sampling_ratio: int) -> torch.Tensor:
     """ROIAlign of (R, 6) rotated ``rois`` over ``input``: (R, C, h, w); see :class:`ROIAlignRotated`."""
     check_roi_args("roi_align_rotated", input, rois, rotated=True)
     return dispatch("roi_align_rotated", input, rois)(
@@ -69,13 +64,8 @@ class ROIAlignRotated(nn.Module):
         )
 
 
-def _roi_align_rotated_reference(
-    input: torch.Tensor,
-    rois: torch.Tensor,
-    output_size: tuple[int, int],
-    spatial_scale: float,
-    sampling_ratio: int,
-) -> torch.Tensor:
+def _roi_align_rotated_reference(input: torch.Tensor, rois: torch.Tensor, output_size: tuple[int, int],
+                                 spatial_scale: float, sampling_ratio: int) -> torch.Tensor:
     """detectron2's ROIAlignRotated forward, vectorised; autograd gives its backward.
 
     The output is linear in ``input`` with weights that depend only on ``rois``, so the gradient

@@ -76,7 +76,69 @@ def _broadcast_params(params, num_features: int, name: str):
     return params
 
 
-class DefaultAnchorGenerator(nn.Module):
+class _AnchorGeneratorBase(nn.Module):
+    """What DefaultAnchorGenerator and RotatedAnchorGenerator share: per-level parameters, the
+    anchor counts and ``forward`` (their cell anchors and box types differ)."""
+
+    _box_type: type
+
+    def _init_levels(self, strides, offset: float, **per_level):
+        """Set ``strides``, ``num_features`` and ``offset``; return each ``per_level`` parameter
+        broadcast to one list per level (in the order given)."""
+        self.strides = strides
+        self.num_features = len(self.strides)
+        self.offset = offset
+        if not 0.0 <= self.offset < 1.0:
+            raise ValueError(f"anchor generator offset must be in [0, 1), got {self.offset}")
+        return [_broadcast_params(v, self.num_features, name) for name, v in per_level.items()]
+
+    @staticmethod
+    def _config(cfg, input_shape: list[ShapeSpec]) -> dict:
+        return {
+            "sizes": cfg.MODEL.ANCHOR_GENERATOR.SIZES,
+            "aspect_ratios": cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS,
+            "strides": [x.stride for x in input_shape],
+            "offset": cfg.MODEL.ANCHOR_GENERATOR.OFFSET,
+        }
+
+    @staticmethod
+    def _widths_heights(sizes, aspect_ratios):
+        """(w, h) of each size and ratio a = h / w, keeping the area s*s: w = sqrt(s*s / a), h = a*w."""
+        for size in sizes:
+            area = size**2.0
+            for aspect_ratio in aspect_ratios:
+                w = math.sqrt(area / aspect_ratio)
+                yield w, aspect_ratio * w
+
+    @property
+    def num_cell_anchors(self):
+        """Alias of :attr:`num_anchors`."""
+        return self.num_anchors
+
+    @property
+    def num_anchors(self) -> list[int]:
+        """Anchors per spatial position, for each feature level (e.g. [3, 3, 3, 3, 3] for FPN)."""
+        return [len(cell_anchors) for cell_anchors in self.cell_anchors]
+
+    def forward(self, features: list[torch.Tensor]):
+        """
+        Args:
+            features: the feature maps (N, C, H_i, W_i) of each level, in ``strides`` order.
+
+        Returns:
+            list[Boxes] (RotatedBoxes for RotatedAnchorGenerator): per level, the
+            (H_i * W_i * A_i, 4 or 5) anchors.
+        """
+        if len(features) != self.num_features:
+            raise ValueError(
+                f"anchor generator was built for {self.num_features} feature levels, got {len(features)}"
+            )
+        grid_sizes = [feature_map.shape[-2:] for feature_map in features]
+        anchors_over_all_feature_maps = self._grid_anchors(grid_sizes)
+        return [self._box_type(x) for x in anchors_over_all_feature_maps]
+
+
+class DefaultAnchorGenerator(_AnchorGeneratorBase):
     """Anchors of every size and aspect ratio, centred on every cell of each feature map.
 
     Invariant: ``forward(features)[i]`` holds H_i*W_i*A_i boxes ordered (y, x, anchor) with
@@ -91,6 +153,8 @@ class DefaultAnchorGenerator(nn.Module):
     box_dim: int = 4
     """the dimension of each anchor box."""
 
+    _box_type = Boxes
+
     @configurable
     def __init__(self, *, sizes, aspect_ratios, strides, offset: float = 0.5):
         """
@@ -103,38 +167,16 @@ class DefaultAnchorGenerator(nn.Module):
                 0.5 = centre.
         """
         super().__init__()
-        self.strides = strides
-        self.num_features = len(self.strides)
-        sizes = _broadcast_params(sizes, self.num_features, "sizes")
-        aspect_ratios = _broadcast_params(aspect_ratios, self.num_features, "aspect_ratios")
+        sizes, aspect_ratios = self._init_levels(strides, offset, sizes=sizes, aspect_ratios=aspect_ratios)
         self.cell_anchors = self._calculate_anchors(sizes, aspect_ratios)
-
-        self.offset = offset
-        if not 0.0 <= self.offset < 1.0:
-            raise ValueError(f"anchor generator offset must be in [0, 1), got {self.offset}")
 
     @classmethod
     def from_config(cls, cfg, input_shape: list[ShapeSpec]):
-        return {
-            "sizes": cfg.MODEL.ANCHOR_GENERATOR.SIZES,
-            "aspect_ratios": cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS,
-            "strides": [x.stride for x in input_shape],
-            "offset": cfg.MODEL.ANCHOR_GENERATOR.OFFSET,
-        }
+        return cls._config(cfg, input_shape)
 
     def _calculate_anchors(self, sizes, aspect_ratios):
         cell_anchors = [self.generate_cell_anchors(s, a).float() for s, a in zip(sizes, aspect_ratios)]
         return BufferList(cell_anchors)
-
-    @property
-    def num_cell_anchors(self):
-        """Alias of :attr:`num_anchors`."""
-        return self.num_anchors
-
-    @property
-    def num_anchors(self) -> list[int]:
-        """Anchors per spatial position, for each feature level (e.g. [3, 3, 3, 3, 3] for FPN)."""
-        return [len(cell_anchors) for cell_anchors in self.cell_anchors]
 
     def _grid_anchors(self, grid_sizes: list[list[int]]):
         anchors = []
@@ -150,34 +192,11 @@ class DefaultAnchorGenerator(nn.Module):
 
         For size s and ratio a = h / w, the anchor keeps area s*s: w = sqrt(s*s / a), h = a*w.
         """
-        anchors = []
-        for size in sizes:
-            area = size**2.0
-            for aspect_ratio in aspect_ratios:
-                w = math.sqrt(area / aspect_ratio)
-                h = aspect_ratio * w
-                x0, y0, x1, y1 = -w / 2.0, -h / 2.0, w / 2.0, h / 2.0
-                anchors.append([x0, y0, x1, y1])
+        anchors = [[-w / 2.0, -h / 2.0, w / 2.0, h / 2.0] for w, h in self._widths_heights(sizes, aspect_ratios)]
         return torch.tensor(anchors)
 
-    def forward(self, features: list[torch.Tensor]):
-        """
-        Args:
-            features: the feature maps (N, C, H_i, W_i) of each level, in ``strides`` order.
 
-        Returns:
-            list[Boxes]: per level, the (H_i * W_i * A_i, 4) anchors.
-        """
-        if len(features) != self.num_features:
-            raise ValueError(
-                f"anchor generator was built for {self.num_features} feature levels, got {len(features)}"
-            )
-        grid_sizes = [feature_map.shape[-2:] for feature_map in features]
-        anchors_over_all_feature_maps = self._grid_anchors(grid_sizes)
-        return [Boxes(x) for x in anchors_over_all_feature_maps]
-
-
-class RotatedAnchorGenerator(nn.Module):
+class RotatedAnchorGenerator(_AnchorGeneratorBase):
     """Rotated anchors (cx, cy, w, h, angle) of every size, aspect ratio and angle on each cell.
 
     Invariant: ``forward(features)[i]`` holds H_i*W_i*A_i boxes, ``cell_anchors[i][a]`` moved to
@@ -191,6 +210,8 @@ class RotatedAnchorGenerator(nn.Module):
     box_dim: int = 5
     """the dimension of each anchor box."""
 
+    _box_type = RotatedBoxes
+
     @configurable
     def __init__(self, *, sizes, aspect_ratios, strides, angles, offset: float = 0.5):
         """
@@ -199,26 +220,14 @@ class RotatedAnchorGenerator(nn.Module):
             angles: per level, anchor angles in degrees; broadcast like ``sizes``.
         """
         super().__init__()
-        self.strides = strides
-        self.num_features = len(self.strides)
-        sizes = _broadcast_params(sizes, self.num_features, "sizes")
-        aspect_ratios = _broadcast_params(aspect_ratios, self.num_features, "aspect_ratios")
-        angles = _broadcast_params(angles, self.num_features, "angles")
+        sizes, aspect_ratios, angles = self._init_levels(
+            strides, offset, sizes=sizes, aspect_ratios=aspect_ratios, angles=angles
+        )
         self.cell_anchors = self._calculate_anchors(sizes, aspect_ratios, angles)
-
-        self.offset = offset
-        if not 0.0 <= self.offset < 1.0:
-            raise ValueError(f"anchor generator offset must be in [0, 1), got {self.offset}")
 
     @classmethod
     def from_config(cls, cfg, input_shape: list[ShapeSpec]):
-        return {
-            "sizes": cfg.MODEL.ANCHOR_GENERATOR.SIZES,
-            "aspect_ratios": cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS,
-            "strides": [x.stride for x in input_shape],
-            "offset": cfg.MODEL.ANCHOR_GENERATOR.OFFSET,
-            "angles": cfg.MODEL.ANCHOR_GENERATOR.ANGLES,
-        }
+        return {**cls._config(cfg, input_shape), "angles": cfg.MODEL.ANCHOR_GENERATOR.ANGLES}
 
     def _calculate_anchors(self, sizes, aspect_ratios, angles):
         cell_anchors = [
@@ -226,16 +235,6 @@ class RotatedAnchorGenerator(nn.Module):
             for size, aspect_ratio, angle in zip(sizes, aspect_ratios, angles)
         ]
         return BufferList(cell_anchors)
-
-    @property
-    def num_cell_anchors(self):
-        """Alias of :attr:`num_anchors`."""
-        return self.num_anchors
-
-    @property
-    def num_anchors(self) -> list[int]:
-        """Anchors per spatial position, for each feature level."""
-        return [len(cell_anchors) for cell_anchors in self.cell_anchors]
 
     def _grid_anchors(self, grid_sizes):
         anchors = []
@@ -253,24 +252,8 @@ class RotatedAnchorGenerator(nn.Module):
         angles=(-90, -60, -30, 0, 30, 60, 90),
     ):
         """The (len(sizes) * len(aspect_ratios) * len(angles), 5) anchors of one cell at (0, 0)."""
-        anchors = []
-        for size in sizes:
-            area = size**2.0
-            for aspect_ratio in aspect_ratios:
-                w = math.sqrt(area / aspect_ratio)
-                h = aspect_ratio * w
-                anchors.extend([0, 0, w, h, a] for a in angles)
+        anchors = [[0, 0, w, h, a] for w, h in self._widths_heights(sizes, aspect_ratios) for a in angles]
         return torch.tensor(anchors)
-
-    def forward(self, features: list[torch.Tensor]):
-        """Returns list[RotatedBoxes]: per level, the (H_i * W_i * A_i, 5) anchors."""
-        if len(features) != self.num_features:
-            raise ValueError(
-                f"anchor generator was built for {self.num_features} feature levels, got {len(features)}"
-            )
-        grid_sizes = [feature_map.shape[-2:] for feature_map in features]
-        anchors_over_all_feature_maps = self._grid_anchors(grid_sizes)
-        return [RotatedBoxes(x) for x in anchors_over_all_feature_maps]
 
 
 def build_anchor_generator(cfg, input_shape):

@@ -8,7 +8,7 @@ from torch import nn
 
 from det.core.layers import ShapeSpec
 
-__all__ = ["Backbone"]
+__all__ = ["Backbone", "check_in_features"]
 
 
 class Backbone(nn.Module, metaclass=ABCMeta):
@@ -55,3 +55,15 @@ class Backbone(nn.Module, metaclass=ABCMeta):
             name: ShapeSpec(channels=self._out_feature_channels[name], stride=self._out_feature_strides[name])
             for name in self._out_features
         }
+
+
+def check_in_features(key: str, in_features, input_shape) -> list[str]:
+    """``list(in_features)``, after a ValueError naming config ``key`` (e.g. ``MODEL.RPN.IN_FEATURES``)
+    unless the backbone's ``input_shape`` (name -> ShapeSpec) has every one of them."""
+    in_features = list(in_features)
+    missing = [f for f in in_features if f not in input_shape]
+    if missing:
+        raise ValueError(
+            f"{key} names {missing}, which the backbone does not produce; available features: {sorted(input_shape)}"
+        )
+    return in_features

@@ -35,6 +35,16 @@ def _check_boxes(name: str, boxes, dim: int) -> None:
         raise ValueError(f"{name} must have shape (N, {dim}), got {tuple(boxes.shape)}")
 
 
+def _weighted_deltas(deltas: torch.Tensor, weights, scale_clamp: float) -> list[torch.Tensor]:
+    """Per coordinate (dx, dy, dw, dh[, da]) the (N, K) columns of (N, K * len(weights)) ``deltas``
+    divided by their weight, with dw and dh clamped to ``scale_clamp`` (exp() of them stays finite)."""
+    n = len(weights)
+    parts = [deltas[:, i::n] / w for i, w in enumerate(weights)]
+    parts[2] = torch.clamp(parts[2], max=scale_clamp)
+    parts[3] = torch.clamp(parts[3], max=scale_clamp)
+    return parts
+
+
 class Box2BoxTransform:
     """Encodes a target box relative to a source box as deltas (dx, dy, dw, dh), and back.
 
@@ -93,14 +103,7 @@ class Box2BoxTransform:
         ctr_x = boxes[:, 0] + 0.5 * widths
         ctr_y = boxes[:, 1] + 0.5 * heights
 
-        wx, wy, ww, wh = self.weights
-        dx = deltas[:, 0::4] / wx
-        dy = deltas[:, 1::4] / wy
-        dw = deltas[:, 2::4] / ww
-        dh = deltas[:, 3::4] / wh
-
-        dw = torch.clamp(dw, max=self.scale_clamp)
-        dh = torch.clamp(dh, max=self.scale_clamp)
+        dx, dy, dw, dh = _weighted_deltas(deltas, self.weights, self.scale_clamp)
 
         pred_ctr_x = dx * widths[:, None] + ctr_x[:, None]
         pred_ctr_y = dy * heights[:, None] + ctr_y[:, None]
@@ -172,15 +175,7 @@ class Box2BoxTransformRotated:
         heights = boxes[:, 3]
         angles = boxes[:, 4]
 
-        wx, wy, ww, wh, wa = self.weights
-        dx = deltas[:, 0::5] / wx
-        dy = deltas[:, 1::5] / wy
-        dw = deltas[:, 2::5] / ww
-        dh = deltas[:, 3::5] / wh
-        da = deltas[:, 4::5] / wa
-
-        dw = torch.clamp(dw, max=self.scale_clamp)
-        dh = torch.clamp(dh, max=self.scale_clamp)
+        dx, dy, dw, dh, da = _weighted_deltas(deltas, self.weights, self.scale_clamp)
 
         pred_boxes = torch.zeros_like(deltas)
         pred_boxes[:, 0::5] = dx * widths + ctr_x

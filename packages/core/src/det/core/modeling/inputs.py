@@ -26,6 +26,7 @@ __all__ = [
     "in_region_chunks",
     "inference_layout",
     "normalize_and_pad_images",
+    "register_pixel_normalization",
     "require_event_storage",
 ]
 
@@ -35,6 +36,23 @@ _MISSING_KEY_HINTS = {
     "proposals": "without a proposal generator, precomputed proposals (an Instances with "
     "proposal_boxes and objectness_logits) must come with each input under 'proposals'",
 }
+
+
+def register_pixel_normalization(module: torch.nn.Module, pixel_mean: Sequence[float],
+                                 pixel_std: Sequence[float]) -> None:
+    """Give ``module`` the (C, 1, 1) buffers ``pixel_mean`` and ``pixel_std`` that
+    :func:`normalize_and_pad_images` reads, as every detectron2 meta-architecture has them.
+
+    Non-persistent: they come from the config, and detectron2 checkpoints do not store them.
+    ValueError when the two differ in length.
+    """
+    module.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+    module.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+    if module.pixel_mean.shape != module.pixel_std.shape:
+        raise ValueError(
+            f"pixel_mean {tuple(pixel_mean)} and pixel_std {tuple(pixel_std)} have different shapes "
+            f"(one value per input channel each)"
+        )
 
 
 def check_batched_inputs(batched_inputs: Any, num_channels: int, need: tuple[str, ...] = ()) -> None:

@@ -11,12 +11,30 @@ from det.core.config import configurable
 from det.core.events import get_event_storage
 from det.core.layers import move_device_like
 from det.core.modeling.build import build_backbone, build_proposal_generator, build_roi_heads
-from det.core.modeling.inputs import check_batched_inputs, normalize_and_pad_images, require_event_storage
+from det.core.modeling.inputs import (
+    check_batched_inputs,
+    normalize_and_pad_images,
+    register_pixel_normalization,
+    require_event_storage,
+)
 from det.core.modeling.postprocessing import detector_postprocess
 from det.core.modeling.vis import draw_boxes, to_rgb_uint8
 from det.structures import ImageList, Instances
 
 __all__ = ["GeneralizedRCNN", "ProposalNetwork"]
+
+
+def _proposal_network_config(cfg) -> dict:
+    """The arguments both meta-architectures here take: the backbone, the proposal generator over
+    it and the pixel normalisation (the backbone is built before the proposal generator, as in
+    detectron2, so seeded weights come out the same)."""
+    backbone = build_backbone(cfg)
+    return {
+        "backbone": backbone,
+        "proposal_generator": build_proposal_generator(cfg, backbone.output_shape()),
+        "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+        "pixel_std": cfg.MODEL.PIXEL_STD,
+    }
 
 
 class GeneralizedRCNN(nn.Module):
@@ -64,24 +82,13 @@ class GeneralizedRCNN(nn.Module):
         if vis_period > 0 and input_format is None:
             raise ValueError("input_format is required for visualization (vis_period > 0)!")
 
-        # non-persistent: they come from the config, and detectron2 checkpoints do not store them
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
-        if self.pixel_mean.shape != self.pixel_std.shape:
-            raise ValueError(f"{self.pixel_mean} and {self.pixel_std} have different shapes!")
+        register_pixel_normalization(self, pixel_mean, pixel_std)
 
     @classmethod
     def from_config(cls, cfg):
-        backbone = build_backbone(cfg)
-        return {
-            "backbone": backbone,
-            "proposal_generator": build_proposal_generator(cfg, backbone.output_shape()),
-            "roi_heads": build_roi_heads(cfg, backbone.output_shape()),
-            "input_format": cfg.INPUT.FORMAT,
-            "vis_period": cfg.VIS_PERIOD,
-            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
-            "pixel_std": cfg.MODEL.PIXEL_STD,
-        }
+        ret = _proposal_network_config(cfg)
+        ret["roi_heads"] = build_roi_heads(cfg, ret["backbone"].output_shape())
+        return {**ret, "input_format": cfg.INPUT.FORMAT, "vis_period": cfg.VIS_PERIOD}
 
     @property
     def device(self) -> torch.device:
@@ -217,14 +224,8 @@ class ProposalNetwork(nn.Module):
     """
 
     @configurable
-    def __init__(
-        self,
-        *,
-        backbone,
-        proposal_generator,
-        pixel_mean: tuple[float, ...],
-        pixel_std: tuple[float, ...],
-    ):
+    def __init__(self, *, backbone, proposal_generator, pixel_mean: tuple[float, ...],
+                 pixel_std: tuple[float, ...]):
         """
         Args:
             backbone: a :class:`Backbone`.
@@ -234,20 +235,11 @@ class ProposalNetwork(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.proposal_generator = proposal_generator
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
-        if self.pixel_mean.shape != self.pixel_std.shape:
-            raise ValueError(f"{self.pixel_mean} and {self.pixel_std} have different shapes!")
+        register_pixel_normalization(self, pixel_mean, pixel_std)
 
     @classmethod
     def from_config(cls, cfg):
-        backbone = build_backbone(cfg)
-        return {
-            "backbone": backbone,
-            "proposal_generator": build_proposal_generator(cfg, backbone.output_shape()),
-            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
-            "pixel_std": cfg.MODEL.PIXEL_STD,
-        }
+        return _proposal_network_config(cfg)
 
     @property
     def device(self) -> torch.device:

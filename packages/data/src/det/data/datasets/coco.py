@@ -27,12 +27,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def load_coco_json(
-    json_file: str | os.PathLike,
-    image_root: str | os.PathLike,
-    dataset_name: str | None = None,
-    extra_annotation_keys: list[str] | None = None,
-) -> list[dict]:
+def load_coco_json(json_file: str | os.PathLike, image_root: str | os.PathLike,
+                   dataset_name: str | None = None,
+                   extra_annotation_keys: list[str] | None = None) -> list[dict]:
     """Load a COCO instances/keypoints json into detectron2's standard dataset dicts.
 
     Boxes stay XYWH_ABS (``bbox_mode``); instances whose box has zero or negative width or

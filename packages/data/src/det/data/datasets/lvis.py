@@ -108,12 +108,9 @@ def _lvis_file_name(image_root: str, img_dict: dict[str, Any]) -> str:
     return os.path.join(image_root, img_dict["file_name"])
 
 
-def load_lvis_json(
-    json_file: str | os.PathLike,
-    image_root: str | os.PathLike,
-    dataset_name: str | None = None,
-    extra_annotation_keys: list[str] | None = None,
-) -> list[dict]:
+def load_lvis_json(json_file: str | os.PathLike, image_root: str | os.PathLike,
+                   dataset_name: str | None = None,
+                   extra_annotation_keys: list[str] | None = None) -> list[dict]:
     """Load an LVIS json into detectron2's standard dataset dicts.
 
     Each record: ``file_name`` (``image_root`` + the split folder and file of ``coco_url``),

@@ -209,55 +209,49 @@ def _check_range(lo: float, hi: float, owner: str) -> None:
         raise ValueError(f"{owner}: intensity_min ({lo}) must not exceed intensity_max ({hi})")
 
 
-class RandomContrast(Augmentation):
+class _RandomIntensity(Augmentation):
+    """The colour augmentations that blend with a factor drawn uniformly from
+    [intensity_min, intensity_max] (RandomContrast, RandomBrightness, RandomSaturation)."""
+
+    def __init__(self, intensity_min: float, intensity_max: float) -> None:
+        _check_range(intensity_min, intensity_max, type(self).__name__)
+        self.intensity_min, self.intensity_max = intensity_min, intensity_max
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(intensity_min={self.intensity_min}, intensity_max={self.intensity_max})"
+
+
+class RandomContrast(_RandomIntensity):
     """Scale contrast around the image mean by a factor uniform in [intensity_min, intensity_max]
     (1 keeps the image, 0 gives a flat image of its mean).
 
         RandomContrast(0.5, 1.5)
     """
 
-    def __init__(self, intensity_min: float, intensity_max: float) -> None:
-        _check_range(intensity_min, intensity_max, "RandomContrast")
-        self.intensity_min, self.intensity_max = intensity_min, intensity_max
-
     def get_transform(self, image: np.ndarray) -> Any:
         _image_hw(image, "RandomContrast")
         w = np.random.uniform(self.intensity_min, self.intensity_max)
         return BlendTransform(src_image=image.mean(), src_weight=1 - w, dst_weight=w)
 
-    def __repr__(self) -> str:
-        return f"RandomContrast(intensity_min={self.intensity_min}, intensity_max={self.intensity_max})"
 
-
-class RandomBrightness(Augmentation):
+class RandomBrightness(_RandomIntensity):
     """Scale intensities by a factor uniform in [intensity_min, intensity_max].
 
     RandomBrightness(0.8, 1.2)
     """
-
-    def __init__(self, intensity_min: float, intensity_max: float) -> None:
-        _check_range(intensity_min, intensity_max, "RandomBrightness")
-        self.intensity_min, self.intensity_max = intensity_min, intensity_max
 
     def get_transform(self, image: np.ndarray) -> Any:
         _image_hw(image, "RandomBrightness")
         w = np.random.uniform(self.intensity_min, self.intensity_max)
         return BlendTransform(src_image=0, src_weight=1 - w, dst_weight=w)
 
-    def __repr__(self) -> str:
-        return f"RandomBrightness(intensity_min={self.intensity_min}, intensity_max={self.intensity_max})"
 
-
-class RandomSaturation(Augmentation):
+class RandomSaturation(_RandomIntensity):
     """Blend an RGB image with its grayscale version: factor 0 is gray, 1 unchanged, >1 more
     saturated. Needs 3 channels in RGB order.
 
         RandomSaturation(0.5, 1.5)
     """
-
-    def __init__(self, intensity_min: float, intensity_max: float) -> None:
-        _check_range(intensity_min, intensity_max, "RandomSaturation")
-        self.intensity_min, self.intensity_max = intensity_min, intensity_max
 
     def get_transform(self, image: np.ndarray) -> Any:
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[-1] != 3:
@@ -267,9 +261,6 @@ class RandomSaturation(Augmentation):
         w = np.random.uniform(self.intensity_min, self.intensity_max)
         grayscale = image.dot([0.299, 0.587, 0.114])[:, :, np.newaxis]
         return BlendTransform(src_image=grayscale, src_weight=1 - w, dst_weight=w)
-
-    def __repr__(self) -> str:
-        return f"RandomSaturation(intensity_min={self.intensity_min}, intensity_max={self.intensity_max})"
 
 
 class RandomLighting(Augmentation):

@@ -8,7 +8,7 @@ A transform is an already-decided operation: it maps an image and everything geo
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -161,28 +161,42 @@ def _check_image(img: Any, owner: str) -> np.ndarray:
     return img
 
 
-class HFlipTransform(Transform):
+class _FlipTransform(Transform):
+    """A mirror along one axis of the image: the coordinate ``_coord`` (0 = x, 1 = y) becomes
+    ``extent - coordinate`` (continuous coordinates, so the pixel covering [0, 1) moves to
+    [extent-1, extent)); its own inverse."""
+
+    _coord: int
+    _image_axes: tuple[int, int]  # the axis flipped in an (H,W) / (H,W,C) image, in an (N,H,W,C) batch
+    _extent_attr: str  # the attribute holding the image size along the flipped axis
+
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        img = _check_image(img, type(self).__name__)
+        return np.flip(img, axis=self._image_axes[0] if img.ndim <= 3 else self._image_axes[1])
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        coords = np.array(coords, dtype=np.float64 if np.asarray(coords).dtype == np.float64 else np.float32)
+        coords[:, self._coord] = getattr(self, self._extent_attr) - coords[:, self._coord]
+        return coords
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return self.apply_image(segmentation)
+
+    def inverse(self) -> Self:
+        return self
+
+
+class HFlipTransform(_FlipTransform):
     """Mirror left-right in an image of width ``width``: x -> width - x (continuous coordinates,
     so the pixel covering [0, 1) moves to [width-1, width)).
 
         HFlipTransform(100).apply_coords(np.array([[10.0, 7.0]]))  # [[90., 7.]]
     """
 
+    _coord, _image_axes, _extent_attr = 0, (1, -2), "width"
+
     def __init__(self, width: int) -> None:
         self.width = width
-
-    def apply_image(self, img: np.ndarray) -> np.ndarray:
-        img = _check_image(img, "HFlipTransform")
-        # (H,W) / (H,W,C) images flip axis 1; (N,H,W,C) batches flip axis -2.
-        return np.flip(img, axis=1) if img.ndim <= 3 else np.flip(img, axis=-2)
-
-    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
-        coords = np.array(coords, dtype=np.float64 if np.asarray(coords).dtype == np.float64 else np.float32)
-        coords[:, 0] = self.width - coords[:, 0]
-        return coords
-
-    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
-        return self.apply_image(segmentation)
 
     def apply_rotated_box(self, rotated_boxes: np.ndarray) -> np.ndarray:
         """(N, 5) [cx, cy, w, h, angle in degrees] boxes, in place: the centre mirrors and the
@@ -191,36 +205,20 @@ class HFlipTransform(Transform):
         rotated_boxes[:, 4] = -rotated_boxes[:, 4]
         return rotated_boxes
 
-    def inverse(self) -> HFlipTransform:
-        return self
-
     def __repr__(self) -> str:
         return f"HFlipTransform(width={self.width})"
 
 
-class VFlipTransform(Transform):
+class VFlipTransform(_FlipTransform):
     """Mirror top-bottom in an image of height ``height``: y -> height - y.
 
     VFlipTransform(50).apply_coords(np.array([[10.0, 7.0]]))  # [[10., 43.]]
     """
 
+    _coord, _image_axes, _extent_attr = 1, (0, -3), "height"
+
     def __init__(self, height: int) -> None:
         self.height = height
-
-    def apply_image(self, img: np.ndarray) -> np.ndarray:
-        img = _check_image(img, "VFlipTransform")
-        return np.flip(img, axis=0) if img.ndim <= 3 else np.flip(img, axis=-3)
-
-    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
-        coords = np.array(coords, dtype=np.float64 if np.asarray(coords).dtype == np.float64 else np.float32)
-        coords[:, 1] = self.height - coords[:, 1]
-        return coords
-
-    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
-        return self.apply_image(segmentation)
-
-    def inverse(self) -> VFlipTransform:
-        return self
 
     def __repr__(self) -> str:
         return f"VFlipTransform(height={self.height})"

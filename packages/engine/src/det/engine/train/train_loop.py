@@ -201,17 +201,22 @@ class SimpleTrainer(TrainerBase):
         return losses, dict(loss_dict)
 
     def run_step(self) -> None:
-        if not self.model.training:
-            raise RuntimeError("[SimpleTrainer] model was changed to eval mode!")
-        start = time.perf_counter()
-        data = next(self._data_loader_iter)
-        data_time = time.perf_counter() - start
+        data, data_time = self._next_batch("SimpleTrainer")
 
         losses, loss_dict = self._losses(data)
         self.optimizer.zero_grad()
         losses.backward()
         self._write_metrics(loss_dict, data_time)
         self.optimizer.step()
+
+    def _next_batch(self, trainer: str) -> tuple[Any, float]:
+        """The next batch of the data loader and the seconds spent waiting for it; RuntimeError
+        (naming ``trainer``, as detectron2's message does) when the model is in eval mode."""
+        if not self.model.training:
+            raise RuntimeError(f"[{trainer}] model was changed to eval mode!")
+        start = time.perf_counter()
+        data = next(self._data_loader_iter)
+        return data, time.perf_counter() - start
 
     def _write_metrics(self, loss_dict: Mapping[str, torch.Tensor], data_time: float, prefix: str = "") -> None:
         SimpleTrainer.write_metrics(loss_dict, data_time, prefix)
@@ -276,11 +281,7 @@ class AMPTrainer(SimpleTrainer):
         self.grad_scaler = grad_scaler
 
     def run_step(self) -> None:
-        if not self.model.training:
-            raise RuntimeError("[AMPTrainer] model was changed to eval mode!")
-        start = time.perf_counter()
-        data = next(self._data_loader_iter)
-        data_time = time.perf_counter() - start
+        data, data_time = self._next_batch("AMPTrainer")
 
         with torch.autocast(device_type=self._device_type, dtype=self.precision):
             losses, loss_dict = self._losses(data)

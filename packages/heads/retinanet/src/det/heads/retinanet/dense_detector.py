@@ -13,7 +13,12 @@ from torch import Tensor, nn
 
 from det.core.events import get_event_storage
 from det.core.modeling import detector_postprocess
-from det.core.modeling.inputs import check_batched_inputs, normalize_and_pad_images, require_event_storage
+from det.core.modeling.inputs import (
+    check_batched_inputs,
+    normalize_and_pad_images,
+    register_pixel_normalization,
+    require_event_storage,
+)
 from det.core.modeling.vis import draw_boxes, to_rgb_uint8
 from det.structures import Boxes, ImageList, Instances
 
@@ -85,11 +90,7 @@ class DenseDetector(nn.Module):
                 )
             self.head_in_features = list(head_in_features)
 
-        # non-persistent: they come from the config, and detectron2 checkpoints do not store them
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
-        if self.pixel_mean.shape != self.pixel_std.shape:
-            raise ValueError(f"pixel_mean {tuple(pixel_mean)} and pixel_std {tuple(pixel_std)} differ in length")
+        register_pixel_normalization(self, pixel_mean, pixel_std)
 
     @property
     def device(self) -> torch.device:

@@ -24,6 +24,7 @@ from det.core.modeling import (
     build_anchor_generator,
     build_backbone,
 )
+from det.core.modeling.backbone import check_in_features
 from det.heads.retinanet.dense_detector import DenseDetector
 from det.structures import Boxes, ImageList, Instances, pairwise_iou
 
@@ -257,12 +258,7 @@ class RetinaNet(DenseDetector):
     def from_config(cls, cfg):
         backbone = build_backbone(cfg)
         backbone_shape = backbone.output_shape()
-        missing = [f for f in cfg.MODEL.RETINANET.IN_FEATURES if f not in backbone_shape]
-        if missing:
-            raise ValueError(
-                f"MODEL.RETINANET.IN_FEATURES names {missing}, which the backbone does not produce; "
-                f"available features: {sorted(backbone_shape)}"
-            )
+        check_in_features("MODEL.RETINANET.IN_FEATURES", cfg.MODEL.RETINANET.IN_FEATURES, backbone_shape)
         feature_shapes = [backbone_shape[f] for f in cfg.MODEL.RETINANET.IN_FEATURES]
         head = RetinaNetHead(cfg, feature_shapes)
         anchor_generator = build_anchor_generator(cfg, feature_shapes)
@@ -340,13 +336,8 @@ class RetinaNet(DenseDetector):
             reduction="sum",
         )
         loss_box_reg = _dense_box_regression_loss(
-            anchors,
-            self.box2box_transform,
-            pred_anchor_deltas,
-            gt_boxes,
-            pos_mask,
-            box_reg_loss_type=self.box_reg_loss_type,
-            smooth_l1_beta=self.smooth_l1_beta,
+            anchors, self.box2box_transform, pred_anchor_deltas, gt_boxes, pos_mask,
+            box_reg_loss_type=self.box_reg_loss_type, smooth_l1_beta=self.smooth_l1_beta,
         )
         return {"loss_cls": loss_cls / normalizer, "loss_box_reg": loss_box_reg / normalizer}
 

@@ -62,15 +62,8 @@ class FastRCNNConvFCHead(nn.Sequential):
 
         self.conv_norm_relus = []
         for k, conv_dim in enumerate(conv_dims):
-            conv = Conv2d(
-                self._output_size[0],
-                conv_dim,
-                kernel_size=3,
-                padding=1,
-                bias=not conv_norm,
-                norm=get_norm(conv_norm, conv_dim),
-                activation=nn.ReLU(),
-            )
+            conv = Conv2d(self._output_size[0], conv_dim, kernel_size=3, padding=1, bias=not conv_norm,
+                          norm=get_norm(conv_norm, conv_dim), activation=nn.ReLU())
             self.add_module(f"conv{k + 1}", conv)
             self.conv_norm_relus.append(conv)
             self._output_size = (conv_dim, self._output_size[1], self._output_size[2])

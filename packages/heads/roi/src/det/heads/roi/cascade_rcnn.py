@@ -8,11 +8,10 @@ from torch.autograd.function import Function
 
 from det.core.config import configurable
 from det.core.events import get_event_storage
-from det.core.layers import ShapeSpec
 from det.core.modeling import Box2BoxTransform, Matcher, ROIPooler
 from det.heads.roi.box_head import build_box_head
 from det.heads.roi.fast_rcnn import FastRCNNOutputLayers, fast_rcnn_inference
-from det.heads.roi.roi_heads import StandardROIHeads, _check_inputs, _require_targets
+from det.heads.roi.roi_heads import StandardROIHeads
 from det.structures import Boxes, Instances, pairwise_iou
 
 __all__ = ["CascadeROIHeads"]
@@ -96,12 +95,6 @@ class CascadeROIHeads(StandardROIHeads):
 
     @classmethod
     def _init_box_head(cls, cfg, input_shape):
-        in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
-        pooler_resolution = cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION
-        pooler_scales = tuple(1.0 / input_shape[k].stride for k in in_features)
-        sampling_ratio = cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO
-        pooler_type = cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE
-
         cascade_bbox_reg_weights = cfg.MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_WEIGHTS
         cascade_ious = cfg.MODEL.ROI_BOX_CASCADE_HEAD.IOUS
         if len(cascade_bbox_reg_weights) != len(cascade_ious):
@@ -119,18 +112,7 @@ class CascadeROIHeads(StandardROIHeads):
                 f"MODEL.ROI_BOX_CASCADE_HEAD.IOUS[0] ({cascade_ious[0]}) must equal "
                 f"MODEL.ROI_HEADS.IOU_THRESHOLDS[0] ({cfg.MODEL.ROI_HEADS.IOU_THRESHOLDS[0]})"
             )
-        in_channels = [input_shape[f].channels for f in in_features]
-        if len(set(in_channels)) != 1:
-            raise ValueError(f"CascadeROIHeads: every input feature needs the same channels, got {in_channels}")
-        in_channels = in_channels[0]
-
-        box_pooler = ROIPooler(
-            output_size=pooler_resolution,
-            scales=pooler_scales,
-            sampling_ratio=sampling_ratio,
-            pooler_type=pooler_type,
-        )
-        pooled_shape = ShapeSpec(channels=in_channels, width=pooler_resolution, height=pooler_resolution)
+        in_features, box_pooler, pooled_shape = cls._init_box_pooler(cfg, input_shape)
 
         box_heads, box_predictors, proposal_matchers = [], [], []
         for match_iou, bbox_reg_weights in zip(cascade_ious, cascade_bbox_reg_weights):
@@ -152,25 +134,10 @@ class CascadeROIHeads(StandardROIHeads):
             "proposal_matchers": proposal_matchers,
         }
 
-    def forward(self, images, features, proposals, targets=None):
-        """See :meth:`ROIHeads.forward`; training losses are named ``loss_cls_stage{k}`` and
-        ``loss_box_reg_stage{k}``."""
-        del images
-        _check_inputs(features, proposals, self.box_in_features, "CascadeROIHeads")
-        if self.training:
-            _require_targets(targets, "CascadeROIHeads")
-            proposals = self.label_and_sample_proposals(proposals, targets)
-
-        if self.training:
-            # later stages re-match their proposals with the targets
-            losses = self._forward_box(features, proposals, targets)
-            losses.update(self._forward_mask(features, proposals))
-            losses.update(self._forward_keypoint(features, proposals))
-            return proposals, losses
-        else:
-            pred_instances = self._forward_box(features, proposals)
-            pred_instances = self.forward_with_given_boxes(features, pred_instances)
-            return pred_instances, {}
+    def _box_losses(self, features, proposals, targets):
+        """Training losses of every stage (``loss_cls_stage{k}``, ``loss_box_reg_stage{k}``): later
+        stages re-match their proposals with the targets."""
+        return self._forward_box(features, proposals, targets)
 
     def _forward_box(self, features, proposals, targets=None):
         """

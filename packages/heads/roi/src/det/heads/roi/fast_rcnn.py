@@ -42,14 +42,9 @@ def get_fed_loss_cls_weights(dataset_names: str | list[str], freq_weight_power: 
     return from_data(dataset_names, freq_weight_power)
 
 
-def fast_rcnn_inference(
-    boxes: list[torch.Tensor],
-    scores: list[torch.Tensor],
-    image_shapes: list[tuple[int, int]],
-    score_thresh: float,
-    nms_thresh: float,
-    topk_per_image: int,
-) -> tuple[list[Instances], list[torch.Tensor]]:
+def fast_rcnn_inference(boxes: list[torch.Tensor], scores: list[torch.Tensor],
+                        image_shapes: list[tuple[int, int]], score_thresh: float, nms_thresh: float,
+                        topk_per_image: int) -> tuple[list[Instances], list[torch.Tensor]]:
     """Per image: threshold scores, NMS each class independently, keep the top-k detections.
 
     Args:
@@ -78,31 +73,19 @@ def fast_rcnn_inference(
     return [x[0] for x in result_per_image], [x[1] for x in result_per_image]
 
 
-def fast_rcnn_inference_single_image(
-    boxes: torch.Tensor,
-    scores: torch.Tensor,
-    image_shape: tuple[int, int],
-    score_thresh: float,
-    nms_thresh: float,
-    topk_per_image: int,
-) -> tuple[Instances, torch.Tensor]:
+def fast_rcnn_inference_single_image(boxes: torch.Tensor, scores: torch.Tensor, image_shape: tuple[int, int],
+                                     score_thresh: float, nms_thresh: float,
+                                     topk_per_image: int) -> tuple[Instances, torch.Tensor]:
     """:func:`fast_rcnn_inference` for one image."""
     return _inference_single_image(
         boxes, scores, image_shape, score_thresh, nms_thresh, topk_per_image, Boxes, 4, batched_nms
     )
 
 
-def _inference_single_image(
-    boxes: torch.Tensor,
-    scores: torch.Tensor,
-    image_shape: tuple[int, int],
-    score_thresh: float,
-    nms_thresh: float,
-    topk_per_image: int,
-    box_type: type,
-    box_dim: int,
-    class_wise_nms: Callable[..., torch.Tensor],
-) -> tuple[Instances, torch.Tensor]:
+def _inference_single_image(boxes: torch.Tensor, scores: torch.Tensor, image_shape: tuple[int, int],
+                            score_thresh: float, nms_thresh: float, topk_per_image: int, box_type: type,
+                            box_dim: int,
+                            class_wise_nms: Callable[..., torch.Tensor]) -> tuple[Instances, torch.Tensor]:
     """One image's detections from (R, K*B) or (R, B) boxes of ``box_type`` (``box_dim`` numbers
     per box: 4 for Boxes, 5 for RotatedBoxes) and (R, K+1) scores: drop non-finite rows, clip,
     keep scores above ``score_thresh``, ``class_wise_nms``, then the top ``topk_per_image`` (all
@@ -453,16 +436,16 @@ class FastRCNNOutputLayers(nn.Module):
             per image ``Instances`` (``pred_boxes``, ``scores``, ``pred_classes``), and per image
             the indices of the regions the detections came from.
         """
+        return self._inference_with(fast_rcnn_inference, predictions, proposals)
+
+    def _inference_with(self, inference_fn: Callable, predictions, proposals: list[Instances]):
+        """``inference_fn`` (:func:`fast_rcnn_inference` or its rotated form) on the predicted boxes
+        and probabilities, with this layer's test settings."""
         boxes = self.predict_boxes(predictions, proposals)
         scores = self.predict_probs(predictions, proposals)
         image_shapes = [x.image_size for x in proposals]
-        return fast_rcnn_inference(
-            boxes,
-            scores,
-            image_shapes,
-            self.test_score_thresh,
-            self.test_nms_thresh,
-            self.test_topk_per_image,
+        return inference_fn(
+            boxes, scores, image_shapes, self.test_score_thresh, self.test_nms_thresh, self.test_topk_per_image
         )
 
     def predict_boxes_for_gt_classes(self, predictions, proposals: list[Instances]):

@@ -21,6 +21,7 @@ from det.core.config import configurable
 from det.core.events import get_event_storage
 from det.core.layers import ShapeSpec, nonzero_tuple
 from det.core.modeling import Matcher, ROIPooler, subsample_labels
+from det.core.modeling.backbone import check_in_features
 from det.heads.roi.box_head import build_box_head
 from det.heads.roi.fast_rcnn import FastRCNNOutputLayers
 from det.heads.roi.proposal_utils import add_ground_truth_to_proposals
@@ -203,6 +204,19 @@ class ROIHeads(nn.Module):
         sampled_idxs = torch.cat([sampled_fg_idxs, sampled_bg_idxs], dim=0)
         return sampled_idxs, gt_classes[sampled_idxs]
 
+    def _match_quality(self, targets_per_image: Instances, proposals_per_image: Instances) -> torch.Tensor:
+        """(G, P) IoU of one image's ground truth with its proposals (RROIHeads: rotated IoU)."""
+        return pairwise_iou(targets_per_image.gt_boxes, proposals_per_image.proposal_boxes)
+
+    def _attach_targets(self, proposals_per_image: Instances, targets_per_image: Instances,
+                        sampled_targets: torch.Tensor) -> None:
+        """Give each sampled proposal its matched target's fields. Here every ``gt_*`` field
+        (boxes, masks, keypoints, ...); sub-heads filter the regions again, so this indexes some
+        data twice."""
+        for trg_name, trg_value in targets_per_image.get_fields().items():
+            if trg_name.startswith("gt_") and not proposals_per_image.has(trg_name):
+                proposals_per_image.set(trg_name, trg_value[sampled_targets])
+
     @torch.no_grad()
     def label_and_sample_proposals(self, proposals: list[Instances], targets: list[Instances]) -> list[Instances]:
         """Match proposals with the ground truth and sample the training regions.
@@ -232,7 +246,7 @@ class ROIHeads(nn.Module):
         num_samples: list[int] = []
         for proposals_per_image, targets_per_image in zip(proposals, targets):
             has_gt = len(targets_per_image) > 0
-            match_quality_matrix = pairwise_iou(targets_per_image.gt_boxes, proposals_per_image.proposal_boxes)
+            match_quality_matrix = self._match_quality(targets_per_image, proposals_per_image)
             matched_idxs, matched_labels = self.proposal_matcher(match_quality_matrix)
             sampled_idxs, gt_classes = self._sample_proposals(
                 matched_idxs, matched_labels, targets_per_image.gt_classes
@@ -242,12 +256,7 @@ class ROIHeads(nn.Module):
             proposals_per_image.gt_classes = gt_classes
 
             if has_gt:
-                sampled_targets = matched_idxs[sampled_idxs]
-                # every gt_* field (boxes, masks, keypoints, ...) follows its matched target;
-                # sub-heads filter the regions again, so this indexes some data twice
-                for trg_name, trg_value in targets_per_image.get_fields().items():
-                    if trg_name.startswith("gt_") and not proposals_per_image.has(trg_name):
-                        proposals_per_image.set(trg_name, trg_value[sampled_targets])
+                self._attach_targets(proposals_per_image, targets_per_image, matched_idxs[sampled_idxs])
             # Without ground truth there is no sensible dummy target: such proposals only carry
             # gt_classes (all background).
 
@@ -483,6 +492,17 @@ class Res5ROIHeads(ROIHeads):
         return instances
 
 
+def _init_optional_branch(branch: str, on: bool, cfg, head_cfg, input_shape, build_head) -> dict:
+    """The ``{branch}_in_features``, ``{branch}_pooler`` and ``{branch}_head`` arguments of the mask
+    or keypoint branch (none when ``on`` is false): ``MODEL.ROI_HEADS.IN_FEATURES`` pooled as
+    ``head_cfg`` (ROI_MASK_HEAD / ROI_KEYPOINT_HEAD) says, the head built on the pooled shape."""
+    if not on:
+        return {}
+    in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
+    pooler, shape = _optional_pooler(head_cfg, input_shape, in_features)
+    return {f"{branch}_in_features": in_features, f"{branch}_pooler": pooler, f"{branch}_head": build_head(cfg, shape)}
+
+
 def _optional_pooler(head_cfg, input_shape: dict[str, ShapeSpec], in_features: list[str]):
     """The ROIPooler a mask/keypoint head config node asks for, and the input shape of its head.
 
@@ -557,21 +577,18 @@ class StandardROIHeads(ROIHeads):
         self.box_head = box_head
         self.box_predictor = box_predictor
 
-        self.mask_on = mask_in_features is not None
-        if self.mask_on:
-            if mask_head is None:
-                raise ValueError("StandardROIHeads: mask_in_features is given but mask_head is None")
-            self.mask_in_features = mask_in_features
-            self.mask_pooler = mask_pooler
-            self.mask_head = mask_head
-
-        self.keypoint_on = keypoint_in_features is not None
-        if self.keypoint_on:
-            if keypoint_head is None:
-                raise ValueError("StandardROIHeads: keypoint_in_features is given but keypoint_head is None")
-            self.keypoint_in_features = keypoint_in_features
-            self.keypoint_pooler = keypoint_pooler
-            self.keypoint_head = keypoint_head
+        # the optional branches: self.mask_on, self.mask_in_features/_pooler/_head; likewise keypoint
+        for branch, in_features, pooler, head in (
+            ("mask", mask_in_features, mask_pooler, mask_head),
+            ("keypoint", keypoint_in_features, keypoint_pooler, keypoint_head),
+        ):
+            setattr(self, f"{branch}_on", in_features is not None)
+            if in_features is not None:
+                if head is None:
+                    raise ValueError(f"StandardROIHeads: {branch}_in_features is given but {branch}_head is None")
+                setattr(self, f"{branch}_in_features", in_features)
+                setattr(self, f"{branch}_pooler", pooler)
+                setattr(self, f"{branch}_head", head)
 
         self.train_on_pred_boxes = train_on_pred_boxes
 
@@ -579,12 +596,7 @@ class StandardROIHeads(ROIHeads):
     def from_config(cls, cfg, input_shape):
         ret = super().from_config(cfg)
         ret["train_on_pred_boxes"] = cfg.MODEL.ROI_BOX_HEAD.TRAIN_ON_PRED_BOXES
-        missing = [f for f in cfg.MODEL.ROI_HEADS.IN_FEATURES if f not in input_shape]
-        if missing:
-            raise ValueError(
-                f"MODEL.ROI_HEADS.IN_FEATURES names {missing}, which the backbone does not produce; "
-                f"available: {sorted(input_shape)}"
-            )
+        check_in_features("MODEL.ROI_HEADS.IN_FEATURES", cfg.MODEL.ROI_HEADS.IN_FEATURES, input_shape)
         # Subclasses that override _init_*_head as plain methods (not classmethods) opt out of
         # this: they build their parts in __init__ (old detectron2 subclassing style).
         if inspect.ismethod(cls._init_box_head):
@@ -596,29 +608,29 @@ class StandardROIHeads(ROIHeads):
         return ret
 
     @classmethod
-    def _init_box_head(cls, cfg, input_shape):
+    def _init_box_pooler(cls, cfg, input_shape) -> tuple[list[str], ROIPooler, ShapeSpec]:
+        """The box branch's ``MODEL.ROI_HEADS.IN_FEATURES``, its ``MODEL.ROI_BOX_HEAD.POOLER_*``
+        pooler and the shape of what it pools (what box heads are built from)."""
         in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
         pooler_resolution = cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION
-        pooler_scales = tuple(1.0 / input_shape[k].stride for k in in_features)
-        sampling_ratio = cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO
-        pooler_type = cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE
-
         # one box head serves every level, so the levels must have the same width
         in_channels = [input_shape[f].channels for f in in_features]
         if len(set(in_channels)) != 1:
-            raise ValueError(f"StandardROIHeads: every input feature needs the same channels, got {in_channels}")
-        in_channels = in_channels[0]
-
+            raise ValueError(f"{cls.__name__}: every input feature needs the same channels, got {in_channels}")
         box_pooler = ROIPooler(
             output_size=pooler_resolution,
-            scales=pooler_scales,
-            sampling_ratio=sampling_ratio,
-            pooler_type=pooler_type,
+            scales=tuple(1.0 / input_shape[k].stride for k in in_features),
+            sampling_ratio=cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO,
+            pooler_type=cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE,
         )
+        return in_features, box_pooler, ShapeSpec(channels=in_channels[0], height=pooler_resolution,
+                                                  width=pooler_resolution)
+
+    @classmethod
+    def _init_box_head(cls, cfg, input_shape):
+        in_features, box_pooler, pooled_shape = cls._init_box_pooler(cfg, input_shape)
         # The box head is built from the pooler's output shape; the predictor from the head's.
-        box_head = build_box_head(
-            cfg, ShapeSpec(channels=in_channels, height=pooler_resolution, width=pooler_resolution)
-        )
+        box_head = build_box_head(cfg, pooled_shape)
         box_predictor = cls._build_box_predictor(cfg, box_head.output_shape)
         return {
             "box_in_features": in_features,
@@ -634,27 +646,13 @@ class StandardROIHeads(ROIHeads):
 
     @classmethod
     def _init_mask_head(cls, cfg, input_shape):
-        if not cfg.MODEL.MASK_ON:
-            return {}
-        in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
-        pooler, shape = _optional_pooler(cfg.MODEL.ROI_MASK_HEAD, input_shape, in_features)
-        return {
-            "mask_in_features": in_features,
-            "mask_pooler": pooler,
-            "mask_head": build_mask_head(cfg, shape),
-        }
+        return _init_optional_branch("mask", cfg.MODEL.MASK_ON, cfg, cfg.MODEL.ROI_MASK_HEAD, input_shape,
+                                     build_mask_head)
 
     @classmethod
     def _init_keypoint_head(cls, cfg, input_shape):
-        if not cfg.MODEL.KEYPOINT_ON:
-            return {}
-        in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
-        pooler, shape = _optional_pooler(cfg.MODEL.ROI_KEYPOINT_HEAD, input_shape, in_features)
-        return {
-            "keypoint_in_features": in_features,
-            "keypoint_pooler": pooler,
-            "keypoint_head": build_keypoint_head(cfg, shape),
-        }
+        return _init_optional_branch("keypoint", cfg.MODEL.KEYPOINT_ON, cfg, cfg.MODEL.ROI_KEYPOINT_HEAD, input_shape,
+                                     build_keypoint_head)
 
     def forward(self, images, features, proposals, targets=None):
         """See :meth:`ROIHeads.forward`."""
@@ -663,10 +661,9 @@ class StandardROIHeads(ROIHeads):
         if self.training:
             _require_targets(targets, type(self).__name__)
             proposals = self.label_and_sample_proposals(proposals, targets)
-        del targets
 
         if self.training:
-            losses = self._forward_box(features, proposals)
+            losses = self._box_losses(features, proposals, targets)
             # With train_on_pred_boxes, _forward_box replaced the proposal boxes by the box
             # head's predictions; the mask and keypoint heads then train on those.
             losses.update(self._forward_mask(features, proposals))
@@ -677,6 +674,12 @@ class StandardROIHeads(ROIHeads):
             # cascaded inference: masks and keypoints only for the final detections
             pred_instances = self.forward_with_given_boxes(features, pred_instances)
             return pred_instances, {}
+
+    def _box_losses(self, features: dict[str, torch.Tensor], proposals: list[Instances],
+                    targets: list[Instances] | None) -> dict[str, torch.Tensor]:
+        """The box branch's training losses (CascadeROIHeads' stages also need the targets)."""
+        del targets
+        return self._forward_box(features, proposals)
 
     def forward_with_given_boxes(self, features: dict[str, torch.Tensor], instances: list[Instances]) -> list[Instances]:
         """Run the mask and keypoint heads on given detections (``pred_boxes``, ``pred_classes``),
@@ -725,13 +728,17 @@ class StandardROIHeads(ROIHeads):
             # the mask loss is defined on foreground regions only
             instances, _ = select_foreground_proposals(instances, self.num_classes)
 
-        if self.mask_pooler is not None:
-            features = [features[f] for f in self.mask_in_features]
-            boxes = [x.proposal_boxes if self.training else x.pred_boxes for x in instances]
-            features = self.mask_pooler(features, boxes)
-        else:
-            features = {f: features[f] for f in self.mask_in_features}
-        return self.mask_head(features, instances)
+        return self.mask_head(self._branch_inputs(features, instances, self.mask_in_features, self.mask_pooler),
+                             instances)
+
+    def _branch_inputs(self, features: dict[str, torch.Tensor], instances: list[Instances], in_features: list[str],
+                       pooler: ROIPooler | None):
+        """What the mask or keypoint head reads: the features pooled over the regions (proposals in
+        training, detections at inference), or the feature dict itself when the branch has no pooler."""
+        if pooler is None:
+            return {f: features[f] for f in in_features}
+        boxes = [x.proposal_boxes if self.training else x.pred_boxes for x in instances]
+        return pooler([features[f] for f in in_features], boxes)
 
     def _forward_keypoint(self, features: dict[str, torch.Tensor], instances: list[Instances]):
         """Keypoint head: its losses (training, foreground regions with a visible keypoint) or
@@ -743,10 +750,5 @@ class StandardROIHeads(ROIHeads):
             instances, _ = select_foreground_proposals(instances, self.num_classes)
             instances = select_proposals_with_visible_keypoints(instances)
 
-        if self.keypoint_pooler is not None:
-            features = [features[f] for f in self.keypoint_in_features]
-            boxes = [x.proposal_boxes if self.training else x.pred_boxes for x in instances]
-            features = self.keypoint_pooler(features, boxes)
-        else:
-            features = {f: features[f] for f in self.keypoint_in_features}
-        return self.keypoint_head(features, instances)
+        return self.keypoint_head(self._branch_inputs(features, instances, self.keypoint_in_features, self.keypoint_pooler),
+                             instances)

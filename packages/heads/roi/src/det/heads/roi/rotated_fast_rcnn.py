@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from det.core.config import configurable
-from det.core.events import get_event_storage
 from det.core.layers import batched_nms_rotated, box_iou_rotated
 from det.core.modeling import Box2BoxTransformRotated
 from det.heads.roi.fast_rcnn import FastRCNNOutputLayers, _inference_single_image
-from det.heads.roi.proposal_utils import add_ground_truth_to_proposals
 from det.heads.roi.roi_heads import StandardROIHeads
 from det.structures import RotatedBoxes
 
@@ -22,14 +19,9 @@ __all__ = [
 ]
 
 
-def fast_rcnn_inference_rotated(
-    boxes: list[torch.Tensor],
-    scores: list[torch.Tensor],
-    image_shapes: list[tuple[int, int]],
-    score_thresh: float,
-    nms_thresh: float,
-    topk_per_image: int,
-):
+def fast_rcnn_inference_rotated(boxes: list[torch.Tensor], scores: list[torch.Tensor],
+                                image_shapes: list[tuple[int, int]], score_thresh: float, nms_thresh: float,
+                                topk_per_image: int):
     """:func:`fast_rcnn_inference` for rotated boxes: ``boxes`` are (Ri, K*5) or (Ri, 5) per image
     and NMS is rotated. Returns per-image ``Instances`` (``pred_boxes`` as RotatedBoxes) and the
     indices of the regions kept."""
@@ -66,17 +58,7 @@ class RotatedFastRCNNOutputLayers(FastRCNNOutputLayers):
         return args
 
     def inference(self, predictions, proposals):
-        boxes = self.predict_boxes(predictions, proposals)
-        scores = self.predict_probs(predictions, proposals)
-        image_shapes = [x.image_size for x in proposals]
-        return fast_rcnn_inference_rotated(
-            boxes,
-            scores,
-            image_shapes,
-            self.test_score_thresh,
-            self.test_nms_thresh,
-            self.test_topk_per_image,
-        )
+        return self._inference_with(fast_rcnn_inference_rotated, predictions, proposals)
 
 
 class RROIHeads(StandardROIHeads):
@@ -111,41 +93,10 @@ class RROIHeads(StandardROIHeads):
     def _build_box_predictor(cls, cfg, input_shape):
         return RotatedFastRCNNOutputLayers(cfg, input_shape)
 
-    @torch.no_grad()
-    def label_and_sample_proposals(self, proposals, targets):
-        """As :meth:`ROIHeads.label_and_sample_proposals` with rotated IoU; only ``gt_boxes``
-        (and ``gt_classes``) are attached."""
-        if self.proposal_append_gt:
-            proposals = add_ground_truth_to_proposals(targets, proposals)
+    def _match_quality(self, targets_per_image, proposals_per_image):
+        # label_and_sample_proposals matches with rotated IoU ...
+        return box_iou_rotated(targets_per_image.gt_boxes.tensor, proposals_per_image.proposal_boxes.tensor)
 
-        proposals_with_gt = []
-        bg_counts: list[torch.Tensor] = []
-        num_samples: list[int] = []
-        for proposals_per_image, targets_per_image in zip(proposals, targets):
-            has_gt = len(targets_per_image) > 0
-            match_quality_matrix = box_iou_rotated(
-                targets_per_image.gt_boxes.tensor, proposals_per_image.proposal_boxes.tensor
-            )
-            matched_idxs, matched_labels = self.proposal_matcher(match_quality_matrix)
-            sampled_idxs, gt_classes = self._sample_proposals(
-                matched_idxs, matched_labels, targets_per_image.gt_classes
-            )
-
-            proposals_per_image = proposals_per_image[sampled_idxs]
-            proposals_per_image.gt_classes = gt_classes
-
-            if has_gt:
-                sampled_targets = matched_idxs[sampled_idxs]
-                proposals_per_image.gt_boxes = targets_per_image.gt_boxes[sampled_targets]
-
-            bg_counts.append((gt_classes == self.num_classes).sum())
-            num_samples.append(gt_classes.numel())
-            proposals_with_gt.append(proposals_per_image)
-
-        # every image's count in one transfer (one host synchronisation on a GPU, not one per image)
-        num_bg_samples = torch.stack(bg_counts).tolist() if bg_counts else []
-        num_fg_samples = [total - bg for total, bg in zip(num_samples, num_bg_samples)]
-        storage = get_event_storage()
-        storage.put_scalar("roi_head/num_fg_samples", np.mean(num_fg_samples))
-        storage.put_scalar("roi_head/num_bg_samples", np.mean(num_bg_samples))
-        return proposals_with_gt
+    def _attach_targets(self, proposals_per_image, targets_per_image, sampled_targets):
+        # ... and attaches only gt_boxes (and gt_classes), as detectron2's RROIHeads does
+        proposals_per_image.gt_boxes = targets_per_image.gt_boxes[sampled_targets]

@@ -19,16 +19,9 @@ def _is_tracing() -> bool:
     return torch.jit.is_scripting() or torch.jit.is_tracing()
 
 
-def find_top_rpn_proposals(
-    proposals: list[torch.Tensor],
-    pred_objectness_logits: list[torch.Tensor],
-    image_sizes: list[tuple[int, int]],
-    nms_thresh: float,
-    pre_nms_topk: int,
-    post_nms_topk: int,
-    min_box_size: float,
-    training: bool,
-) -> list[Instances]:
+def find_top_rpn_proposals(proposals: list[torch.Tensor], pred_objectness_logits: list[torch.Tensor],
+                           image_sizes: list[tuple[int, int]], nms_thresh: float, pre_nms_topk: int,
+                           post_nms_topk: int, min_box_size: float, training: bool) -> list[Instances]:
     """For each image: keep the ``pre_nms_topk`` best proposals of every level, clip them to the
     image, drop boxes with a side below ``min_box_size``, run NMS per level, keep ``post_nms_topk``.
 
@@ -77,34 +70,28 @@ def find_top_rpn_proposals(
             )
         )
 
-    topk_scores = cat(topk_scores, dim=1)
-    topk_proposals = cat(topk_proposals, dim=1)
-    level_ids = cat(level_ids, dim=0)
-
     return select_proposals_per_image(
         Boxes, batched_nms, topk_proposals, topk_scores, level_ids, image_sizes,
         nms_thresh, post_nms_topk, min_box_size, training,
     )
 
 
-def select_proposals_per_image(
-    box_type: type,
-    nms: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor],
-    topk_proposals: torch.Tensor,
-    topk_scores: torch.Tensor,
-    level_ids: torch.Tensor,
-    image_sizes: list[tuple[int, int]],
-    nms_thresh: float,
-    post_nms_topk: int,
-    min_box_size: float,
-    training: bool,
-) -> list[Instances]:
+def select_proposals_per_image(box_type: type,
+                               nms: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor],
+                               topk_proposals: list[torch.Tensor], topk_scores: list[torch.Tensor],
+                               level_ids: list[torch.Tensor], image_sizes: list[tuple[int, int]],
+                               nms_thresh: float, post_nms_topk: int, min_box_size: float,
+                               training: bool) -> list[Instances]:
     """The per-image half of proposal selection, shared by RPN (``Boxes``, ``batched_nms``) and RRPN
     (``RotatedBoxes``, ``batched_nms_rotated``): drop non-finite proposals (an error in training),
     clip, drop small boxes, NMS per level, keep ``post_nms_topk`` sorted by decreasing logit.
 
-    ``topk_proposals`` is (N, R, B), ``topk_scores`` (N, R) and ``level_ids`` (R,) the level of each.
+    Per level i, ``topk_proposals`` holds (N, Ri, B), ``topk_scores`` (N, Ri) and ``level_ids`` (Ri,)
+    filled with i.
     """
+    topk_proposals = cat(topk_proposals, dim=1)
+    topk_scores = cat(topk_scores, dim=1)
+    level_ids = cat(level_ids, dim=0)
     results: list[Instances] = []
     for n, image_size in enumerate(image_sizes):
         boxes = box_type(topk_proposals[n])

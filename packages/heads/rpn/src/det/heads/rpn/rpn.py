@@ -6,7 +6,7 @@ B the box dimension (4 for axis-aligned boxes, 5 for rotated ones).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,7 @@ from det.core.modeling import (
     build_anchor_generator,
     subsample_labels,
 )
+from det.core.modeling.backbone import check_in_features
 from det.heads.rpn.proposal_utils import find_top_rpn_proposals
 from det.structures import Boxes, ImageList, Instances, pairwise_iou
 
@@ -231,13 +232,7 @@ class RPN(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, input_shape: dict[str, ShapeSpec]):
-        in_features = list(cfg.MODEL.RPN.IN_FEATURES)
-        missing = [f for f in in_features if f not in input_shape]
-        if missing:
-            raise ValueError(
-                f"MODEL.RPN.IN_FEATURES names {missing}, which the backbone does not produce; "
-                f"available features: {sorted(input_shape)}"
-            )
+        in_features = check_in_features("MODEL.RPN.IN_FEATURES", cfg.MODEL.RPN.IN_FEATURES, input_shape)
         shapes = [input_shape[f] for f in in_features]
         return {
             "in_features": in_features,
@@ -270,6 +265,10 @@ class RPN(nn.Module):
         label.scatter_(0, neg_idx, 0)
         return label
 
+    def _match_quality(self, gt_boxes: Boxes, anchors: Boxes) -> torch.Tensor:
+        """(G, R) IoU of one image's ground truth with all anchors (rotated IoU in RRPN)."""
+        return pairwise_iou(gt_boxes, anchors)
+
     @torch.no_grad()
     def label_and_sample_anchors(
         self, anchors: list[Boxes], gt_instances: list[Instances]
@@ -284,7 +283,7 @@ class RPN(nn.Module):
             0 (background) or 1 (foreground), and the (R, 4) boxes of the matched ground truth
             (meaningful only where the label is 1).
         """
-        anchors = Boxes.cat(anchors)
+        anchors = type(anchors[0]).cat(anchors)  # Boxes; RotatedBoxes in RRPN
 
         gt_boxes = [x.gt_boxes for x in gt_instances]
         image_sizes = [x.image_size for x in gt_instances]
@@ -293,7 +292,7 @@ class RPN(nn.Module):
         gt_labels = []
         matched_gt_boxes = []
         for image_size_i, gt_boxes_i in zip(image_sizes, gt_boxes):
-            match_quality_matrix = pairwise_iou(gt_boxes_i, anchors)
+            match_quality_matrix = self._match_quality(gt_boxes_i, anchors)
             matched_idxs, gt_labels_i = self.anchor_matcher(match_quality_matrix)
             gt_labels_i = gt_labels_i.to(device=gt_boxes_i.device)
             del match_quality_matrix
@@ -315,14 +314,9 @@ class RPN(nn.Module):
             matched_gt_boxes.append(matched_gt_boxes_i)
         return gt_labels, matched_gt_boxes
 
-    def losses(
-        self,
-        anchors: list[Boxes],
-        pred_objectness_logits: list[torch.Tensor],
-        gt_labels: list[torch.Tensor],
-        pred_anchor_deltas: list[torch.Tensor],
-        gt_boxes: list[torch.Tensor],
-    ) -> dict[str, torch.Tensor]:
+    def losses(self, anchors: list[Boxes], pred_objectness_logits: list[torch.Tensor],
+               gt_labels: list[torch.Tensor], pred_anchor_deltas: list[torch.Tensor],
+               gt_boxes: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """The RPN losses, both normalised by ``batch_size_per_image * N``.
 
         Args:
@@ -347,13 +341,8 @@ class RPN(nn.Module):
         storage.put_scalar("rpn/num_neg_anchors", num_neg_anchors / num_images)
 
         localization_loss = _dense_box_regression_loss(
-            anchors,
-            self.box2box_transform,
-            pred_anchor_deltas,
-            gt_boxes,
-            pos_mask,
-            box_reg_loss_type=self.box_reg_loss_type,
-            smooth_l1_beta=self.smooth_l1_beta,
+            anchors, self.box2box_transform, pred_anchor_deltas, gt_boxes, pos_mask,
+            box_reg_loss_type=self.box_reg_loss_type, smooth_l1_beta=self.smooth_l1_beta,
         )
 
         valid_mask = gt_labels >= 0
@@ -420,13 +409,9 @@ class RPN(nn.Module):
         )
         return proposals, losses
 
-    def predict_proposals(
-        self,
-        anchors: list[Boxes],
-        pred_objectness_logits: list[torch.Tensor],
-        pred_anchor_deltas: list[torch.Tensor],
-        image_sizes: list[tuple[int, int]],
-    ) -> list[Instances]:
+    def predict_proposals(self, anchors: list[Boxes], pred_objectness_logits: list[torch.Tensor],
+                          pred_anchor_deltas: list[torch.Tensor],
+                          image_sizes: list[tuple[int, int]]) -> list[Instances]:
         """Decode the deltas and keep the top proposals (see :func:`find_top_rpn_proposals`).
 
         Returns N ``Instances`` with ``proposal_boxes`` and ``objectness_logits``, sorted by
@@ -435,17 +420,17 @@ class RPN(nn.Module):
         # Proposals are treated as constants by the ROI heads (approximate joint training):
         # no gradient flows back through the proposal coordinates.
         with torch.no_grad():
-            pred_proposals = self._decode_proposals(anchors, pred_anchor_deltas)
-            return find_top_rpn_proposals(
-                pred_proposals,
-                pred_objectness_logits,
-                image_sizes,
-                self.nms_thresh,
-                self.pre_nms_topk[self.training],
-                self.post_nms_topk[self.training],
-                self.min_box_size,
-                self.training,
-            )
+            return self._find_top_proposals(find_top_rpn_proposals, anchors, pred_objectness_logits,
+                                            pred_anchor_deltas, image_sizes)
+
+    def _find_top_proposals(self, find_top: Callable[..., list[Instances]], anchors, pred_objectness_logits,
+                            pred_anchor_deltas, image_sizes) -> list[Instances]:
+        """``find_top`` (:func:`find_top_rpn_proposals` or the rotated form) over the decoded
+        proposals, with this RPN's NMS settings for the current mode."""
+        pred_proposals = self._decode_proposals(anchors, pred_anchor_deltas)
+        return find_top(pred_proposals, pred_objectness_logits, image_sizes, self.nms_thresh,
+                        self.pre_nms_topk[self.training], self.post_nms_topk[self.training], self.min_box_size,
+                        self.training)
 
     def _decode_proposals(self, anchors: list[Boxes], pred_anchor_deltas: list[torch.Tensor]):
         """Apply the deltas to the anchors: L tensors (N, Hi*Wi*A, B)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from det.core.config import configurable
-from det.core.layers import batched_nms_rotated, box_iou_rotated, cat
+from det.core.layers import batched_nms_rotated, box_iou_rotated
 from det.core.modeling import Box2BoxTransformRotated
 from det.heads.rpn.proposal_utils import select_proposals_per_image
 from det.heads.rpn.rpn import RPN
@@ -18,16 +18,9 @@ from det.structures import Instances, RotatedBoxes
 __all__ = ["RRPN", "find_top_rrpn_proposals"]
 
 
-def find_top_rrpn_proposals(
-    proposals: list[torch.Tensor],
-    pred_objectness_logits: list[torch.Tensor],
-    image_sizes: list[tuple[int, int]],
-    nms_thresh: float,
-    pre_nms_topk: int,
-    post_nms_topk: int,
-    min_box_size: float,
-    training: bool,
-) -> list[Instances]:
+def find_top_rrpn_proposals(proposals: list[torch.Tensor], pred_objectness_logits: list[torch.Tensor],
+                            image_sizes: list[tuple[int, int]], nms_thresh: float, pre_nms_topk: int,
+                            post_nms_topk: int, min_box_size: float, training: bool) -> list[Instances]:
     """The rotated counterpart of :func:`find_top_rpn_proposals`: per-level top-k, clip (boxes
     that are nearly horizontal), drop small boxes, per-level rotated NMS, top-k per image.
 
@@ -56,10 +49,6 @@ def find_top_rrpn_proposals(
         topk_proposals.append(proposals_i[batch_idx[:, None], topk_idx])
         topk_scores.append(topk_scores_i)
         level_ids.append(torch.full((num_proposals_i,), level_id, dtype=torch.int64, device=device))
-
-    topk_scores = cat(topk_scores, dim=1)
-    topk_proposals = cat(topk_proposals, dim=1)
-    level_ids = cat(level_ids, dim=0)
 
     return select_proposals_per_image(
         RotatedBoxes, batched_nms_rotated, topk_proposals, topk_scores, level_ids, image_sizes,
@@ -98,42 +87,11 @@ class RRPN(RPN):
         ret["box2box_transform"] = Box2BoxTransformRotated(weights=cfg.MODEL.RPN.BBOX_REG_WEIGHTS)
         return ret
 
-    @torch.no_grad()
-    def label_and_sample_anchors(self, anchors: list[RotatedBoxes], gt_instances: list[Instances]):
-        """As :meth:`RPN.label_and_sample_anchors`, with rotated IoU; matched boxes are (R, 5)."""
-        anchors = RotatedBoxes.cat(anchors)
-
-        gt_boxes = [x.gt_boxes for x in gt_instances]
-        del gt_instances
-
-        gt_labels = []
-        matched_gt_boxes = []
-        for gt_boxes_i in gt_boxes:
-            match_quality_matrix = box_iou_rotated(gt_boxes_i.tensor, anchors.tensor)
-            matched_idxs, gt_labels_i = self.anchor_matcher(match_quality_matrix)
-            gt_labels_i = gt_labels_i.to(device=gt_boxes_i.device)
-
-            gt_labels_i = self._subsample_labels(gt_labels_i)
-
-            if len(gt_boxes_i) == 0:
-                matched_gt_boxes_i = torch.zeros_like(anchors.tensor)
-            else:
-                matched_gt_boxes_i = gt_boxes_i[matched_idxs].tensor
-
-            gt_labels.append(gt_labels_i)
-            matched_gt_boxes.append(matched_gt_boxes_i)
-        return gt_labels, matched_gt_boxes
+    def _match_quality(self, gt_boxes, anchors):
+        # label_and_sample_anchors matches rotated anchors by rotated IoU; matched boxes are (R, 5)
+        return box_iou_rotated(gt_boxes.tensor, anchors.tensor)
 
     @torch.no_grad()
     def predict_proposals(self, anchors, pred_objectness_logits, pred_anchor_deltas, image_sizes):
-        pred_proposals = self._decode_proposals(anchors, pred_anchor_deltas)
-        return find_top_rrpn_proposals(
-            pred_proposals,
-            pred_objectness_logits,
-            image_sizes,
-            self.nms_thresh,
-            self.pre_nms_topk[self.training],
-            self.post_nms_topk[self.training],
-            self.min_box_size,
-            self.training,
-        )
+        return self._find_top_proposals(find_top_rrpn_proposals, anchors, pred_objectness_logits,
+                                        pred_anchor_deltas, image_sizes)

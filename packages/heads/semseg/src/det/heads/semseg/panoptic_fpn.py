@@ -276,15 +276,8 @@ def combine_semantic_and_instance_outputs(
 
         current_segment_id += 1
         panoptic_seg[mask] = current_segment_id
-        segments_info.append(
-            {
-                "id": current_segment_id,
-                "isthing": True,
-                "score": score,
-                "category_id": classes[inst_id],
-                "instance_id": inst_id,
-            }
-        )
+        segments_info.append({"id": current_segment_id, "isthing": True, "score": score,
+                              "category_id": classes[inst_id], "instance_id": inst_id})
 
     for semantic_label in torch.unique(semantic_results).cpu().tolist():
         if semantic_label == 0:  # the merged "things" class: instances cover it
@@ -296,14 +289,8 @@ def combine_semantic_and_instance_outputs(
 
         current_segment_id += 1
         panoptic_seg[mask] = current_segment_id
-        segments_info.append(
-            {
-                "id": current_segment_id,
-                "isthing": False,
-                "category_id": semantic_label,
-                "area": mask_area,
-            }
-        )
+        segments_info.append({"id": current_segment_id, "isthing": False, "category_id": semantic_label,
+                              "area": mask_area})
 
     return panoptic_seg, segments_info
 

@@ -14,7 +14,13 @@ from torch.nn import functional as F
 from det.core.config import configurable
 from det.core.layers import Conv2d, ShapeSpec, c2_msra_fill, get_norm, move_device_like
 from det.core.modeling import build_backbone, build_sem_seg_head, sem_seg_postprocess
-from det.core.modeling.inputs import check_batched_inputs, normalize_and_pad_images, require_event_storage
+from det.core.modeling.backbone import check_in_features
+from det.core.modeling.inputs import (
+    check_batched_inputs,
+    normalize_and_pad_images,
+    register_pixel_normalization,
+    require_event_storage,
+)
 from det.structures import ImageList
 
 __all__ = ["SemSegFPNHead", "SemanticSegmentor"]
@@ -132,16 +138,8 @@ class SemSegFPNHead(nn.Module):
             head_ops = []
             head_length = max(1, int(math.log2(stride) - math.log2(self.common_stride)))
             for k in range(head_length):
-                conv = Conv2d(
-                    channels if k == 0 else conv_dims,
-                    conv_dims,
-                    kernel_size=3,
-                    stride=1,
-                    padding=1,
-                    bias=not norm,
-                    norm=get_norm(norm, conv_dims),
-                    activation=F.relu,
-                )
+                conv = Conv2d(channels if k == 0 else conv_dims, conv_dims, kernel_size=3, stride=1, padding=1,
+                              bias=not norm, norm=get_norm(norm, conv_dims), activation=F.relu)
                 c2_msra_fill(conv)
                 head_ops.append(conv)
                 if stride != self.common_stride:
@@ -158,13 +156,7 @@ class SemSegFPNHead(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, input_shape: dict[str, ShapeSpec]):
-        wanted = list(cfg.MODEL.SEM_SEG_HEAD.IN_FEATURES)
-        missing = [f for f in wanted if f not in input_shape]
-        if missing:
-            raise ValueError(
-                f"MODEL.SEM_SEG_HEAD.IN_FEATURES names {missing}, which the backbone does not produce; "
-                f"available features: {sorted(input_shape)}"
-            )
+        wanted = check_in_features("MODEL.SEM_SEG_HEAD.IN_FEATURES", cfg.MODEL.SEM_SEG_HEAD.IN_FEATURES, input_shape)
         return {
             "input_shape": {k: v for k, v in input_shape.items() if k in wanted},
             "ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
@@ -236,14 +228,8 @@ class SemanticSegmentor(nn.Module):
     """
 
     @configurable
-    def __init__(
-        self,
-        *,
-        backbone: nn.Module,
-        sem_seg_head: nn.Module,
-        pixel_mean: tuple[float, ...],
-        pixel_std: tuple[float, ...],
-    ):
+    def __init__(self, *, backbone: nn.Module, sem_seg_head: nn.Module, pixel_mean: tuple[float, ...],
+                 pixel_std: tuple[float, ...]):
         """
         Args:
             backbone: a det Backbone.
@@ -254,10 +240,7 @@ class SemanticSegmentor(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.sem_seg_head = sem_seg_head
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
-        if self.pixel_mean.shape != self.pixel_std.shape:
-            raise ValueError(f"pixel_mean {tuple(pixel_mean)} and pixel_std {tuple(pixel_std)} differ in length")
+        register_pixel_normalization(self, pixel_mean, pixel_std)
 
     @classmethod
     def from_config(cls, cfg):
