@@ -4,6 +4,11 @@ detectron2 itself wrote (``golden_detectron2/``, made by ``bench/d2_parity.py``)
 
 from __future__ import annotations
 
+import json
+import math
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -31,3 +36,69 @@ def test_the_train_sampler_is_seeded_with_SEED_and_draws_nothing_from_numpy(samp
     # SEED -1 (random training): det draws a seed shared by the processes, where detectron2
     # shuffles with seed -1 (the same order in every run): the one point that differs on purpose
     assert _loader_kwargs(-1, sampler)["sampler"]._seed != -1
+
+
+# -- traces written by detectron2 itself -------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).with_name("golden_detectron2")
+CASES = sorted(p.stem for p in GOLDEN.glob("*.json"))
+
+
+def _parity_module():
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import d2_parity
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    return d2_parity
+
+
+@pytest.fixture(scope="module", params=CASES)
+def traces(request, tmp_path_factory):
+    """(detectron2's trace, det's trace of the same config, data and seed)."""
+    d2_parity = _parity_module()
+    golden = json.loads((GOLDEN / f"{request.param}.json").read_text())
+    root = tmp_path_factory.mktemp(f"parity-{request.param}")
+    ours = d2_parity.make_trace("det", str(d2_parity.RECIPE), d2_parity.datasets_file(golden["shapes"], root),
+                                iters=len(golden["train"]), batches=len(golden["data"]), opts=golden["opts"])
+    return golden, ours
+
+
+@pytest.mark.slow
+def test_same_seed_same_initial_weights_and_rng_state(traces):
+    golden, ours = traces
+    assert sorted(ours["init"]) == sorted(golden["init"])
+    for name, stats in golden["init"].items():
+        assert ours["init"][name] == pytest.approx(stats, rel=1e-6, abs=1e-9), name
+    # what model construction drew from torch's RNG: the ROI and anchor sampling draw from it next
+    assert ours["rng_after_build"] == golden["rng_after_build"]
+
+
+@pytest.mark.slow
+def test_optimizer_groups_lr_weight_decay_momentum_per_parameter(traces):
+    golden, ours = traces
+    assert ours["optimizer"] == golden["optimizer"]
+
+
+@pytest.mark.slow
+def test_lr_schedule_with_warmup_at_every_iteration(traces):
+    golden, ours = traces
+    assert len(ours["lr"]) == len(golden["lr"])
+    assert ours["lr"] == pytest.approx(golden["lr"], rel=1e-9, abs=1e-15)
+
+
+@pytest.mark.slow
+def test_data_order_resize_and_flip_of_every_image(traces):
+    golden, ours = traces
+    assert ours["data"] == golden["data"]
+
+
+@pytest.mark.slow
+def test_losses_of_the_first_iterations(traces):
+    golden, ours = traces
+    assert len(ours["train"]) == len(golden["train"])
+    for i, (a, b) in enumerate(zip(golden["train"], ours["train"])):
+        assert sorted(a) == sorted(b)
+        for key, value in a.items():
+            assert math.isclose(b[key], value, rel_tol=1e-5, abs_tol=1e-7), (i, key, b[key], value)
