@@ -58,8 +58,8 @@ def _framework(name: str) -> dict[str, Any]:
         from det.core.config import get_cfg
         from det.core.events import EventStorage
         from det.core.modeling import build_model
-        from det.engine.data import DatasetCatalog, MetadataCatalog, build_detection_train_loader
-        from det.engine.data.datasets.coco import register_coco_instances
+        from det.data import DatasetCatalog, MetadataCatalog, build_detection_train_loader
+        from det.data.datasets.coco import register_coco_instances
         from det.engine.train import (
             DefaultTrainer,
             HookBase,
@@ -224,7 +224,7 @@ def datasets_file(shapes: dict[str, Any], root: str | os.PathLike | None = None)
     """A datasets.json naming det's shapes train split for ``ShapesConfig(**shapes)``, generated
     under ``root`` (default: the system temp folder) if needed, with det's generator: the data are
     not what is compared."""
-    from det.engine.data.shapes import ShapesConfig, prepare_shapes
+    from det.data.shapes import ShapesConfig, prepare_shapes
 
     config = ShapesConfig(**shapes)
     root = Path(root) if root is not None else Path(tempfile.gettempdir()) / "d2-parity"

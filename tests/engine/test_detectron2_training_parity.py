@@ -16,7 +16,7 @@ from det.core.config import get_cfg
 
 
 def _loader_kwargs(seed, sampler="TrainingSampler"):
-    from det.engine.data.build import _train_loader_from_config
+    from det.data.build import _train_loader_from_config
 
     cfg = get_cfg()
     cfg.SEED = seed

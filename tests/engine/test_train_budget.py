@@ -155,3 +155,16 @@ def test_without_a_deadline_only_the_threads_are_measured():
 def test_bad_thread_counts_are_refused():
     with pytest.raises(ValueError, match="thread counts must be positive"):
         TrainingBudget(_cfg(), 10.0, thread_candidates=(2, 0))
+
+
+def test_time_running_out_while_the_threads_are_measured_ends_training_at_once():
+    trainer, budget, _clock = _run(_cfg(), lambda it, n: 1.0, deadline=2.5)
+    assert trainer.iter == 3 and budget.threads is None and not budget.probes
+    assert budget.fits[-1]["max_iter"] == 3 and budget.fitted_schedule()["MAX_ITER"] == 3
+
+
+def test_after_training_the_best_measured_thread_count_is_kept_for_evaluation():
+    # out of time in the middle of the thread measurement: 1 thread was the faster one seen
+    trainer, budget, _clock = _run(_cfg(), lambda it, n: {2: 1.0, 1: 0.5}[n], deadline=2.5)
+    assert trainer.thread_log == [1, 1, 2, 1] and trainer.iter == 4
+    assert trainer.threads == 1 and budget.threads is None

@@ -174,8 +174,19 @@ class TrainingBudget(HookBase):
             return
         self.times.append((it, seconds, self._current_threads))
         if self._plan:
-            threads = self._plan.pop(0)
-            self._probe_times.setdefault(threads, []).append(seconds)
+            self._probe_times.setdefault(self._plan[0], []).append(seconds)
+        if self.deadline is not None and self._out_of_time():
+            if self._plan:  # out of time while measuring threads: keep the best count seen
+                self._plan = []
+                self._use_threads(self._best_so_far())
+            if int(self.trainer.max_iter) > it + 1:
+                self.apply(it + 1)
+                self.fits.append({"iteration": it, "max_iter": it + 1, "seconds_per_iteration": round(seconds, 4),
+                                  "seconds_left": round(self.seconds_left(), 1), "threads": self._current_threads})
+                logger.info("Time budget: no time left at iteration %d; training ends", it)
+            return
+        if self._plan:
+            self._plan.pop(0)
             self._drop_hopeless()
             if not self._plan:
                 self._choose_threads(it)
@@ -203,6 +214,23 @@ class TrainingBudget(HookBase):
             return
         self._plan = [n for _ in range(self._probe_iters) for n in self._candidates]
         self._probe_times = {}
+
+    def _out_of_time(self) -> bool:
+        # The reserve is measured with the chosen thread count, so not while threads are measured:
+        # until then only the deadline itself counts.
+        if self.reserve is None and self._plan:
+            return self._clock() >= self.deadline
+        return self.seconds_left() <= 0
+
+    def _best_so_far(self) -> int:
+        """The thread count with the lowest median time so far; the fewest when none was timed."""
+        timed = {n: statistics.median(ts) for n, ts in self._probe_times.items() if ts}
+        return min(timed, key=lambda n: (timed[n], -n)) if timed else min(self._candidates)
+
+    def after_train(self) -> None:
+        # what follows training (evaluation) runs on the chosen count, or the best one measured
+        if self._candidates and self.threads is None:
+            self._use_threads(self._best_so_far())
 
     def _drop_hopeless(self) -> None:
         """Stop measuring a thread count whose fastest iteration took more than twice the best
