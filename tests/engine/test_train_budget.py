@@ -53,13 +53,29 @@ def _cfg(max_iter=1000, steps=(750, 920), warmup=100):
     return cfg
 
 
-def _run(cfg, seconds, *, deadline, reserve=0.0, candidates=(2, 1), **kwargs):
+class FinalIteration(hooks.HookBase):
+    """Records the iterations at which a hook reading ``max_iter`` believed it was the last one
+    (as the checkpointer does to save model_final)."""
+
+    def __init__(self) -> None:
+        self.finals: list[int] = []
+
+    def after_step(self) -> None:
+        if self.trainer.iter >= self.trainer.max_iter - 1:
+            self.finals.append(self.trainer.iter)
+
+
+def _run(cfg, seconds, *, deadline, reserve=0.0, candidates=(2, 1), budget_first=False, **kwargs):
     clock = FakeClock()
     trainer = SimulatedTrainer(cfg, clock, seconds)
     budget = TrainingBudget(cfg, deadline, reserve_seconds=reserve, thread_candidates=candidates, clock=clock,
                             set_threads=trainer.set_threads, **kwargs)
-    trainer.register_hooks([hooks.LRScheduler(), budget])
+    final = FinalIteration()
+    trainer.register_hooks([budget, final, hooks.LRScheduler()] if budget_first
+                           else [final, hooks.LRScheduler(), budget])
     trainer.train(0, int(cfg.SOLVER.MAX_ITER))
+    # whatever the hooks' order, the one that saves model_final saw the last iteration as such
+    assert final.finals == [trainer.iter - 1]
     return trainer, budget, clock
 
 
@@ -143,7 +159,8 @@ def test_the_reserve_is_measured_once_and_a_tiny_budget_ends_training_at_once():
 
     trainer, budget, _clock = _run(_cfg(), lambda it, n: 1.0, deadline=100.0, reserve=reserve, candidates=(1,))
     assert calls == [1] and budget.reserve == 1000.0
-    assert trainer.iter == 3  # the 2 untimed iterations and the one that measured the speed
+    # the 2 untimed iterations, the one that measured the speed and the next (the earliest end)
+    assert trainer.iter == 4
 
 
 def test_without_a_deadline_only_the_threads_are_measured():
@@ -159,12 +176,22 @@ def test_bad_thread_counts_are_refused():
 
 def test_time_running_out_while_the_threads_are_measured_ends_training_at_once():
     trainer, budget, _clock = _run(_cfg(), lambda it, n: 1.0, deadline=2.5)
-    assert trainer.iter == 3 and budget.threads is None and not budget.probes
-    assert budget.fits[-1]["max_iter"] == 3 and budget.fitted_schedule()["MAX_ITER"] == 3
+    assert trainer.iter == 4 and budget.threads is None and not budget.probes
+    assert budget.fits[-1]["max_iter"] == 4 and budget.fitted_schedule()["MAX_ITER"] == 4
 
 
 def test_after_training_the_best_measured_thread_count_is_kept_for_evaluation():
     # out of time in the middle of the thread measurement: 1 thread was the faster one seen
     trainer, budget, _clock = _run(_cfg(), lambda it, n: {2: 1.0, 1: 0.5}[n], deadline=2.5)
-    assert trainer.thread_log == [1, 1, 2, 1] and trainer.iter == 4
+    assert trainer.thread_log == [1, 1, 2, 1, 1] and trainer.iter == 5
     assert trainer.threads == 1 and budget.threads is None
+
+
+def test_the_hook_order_does_not_change_the_schedule():
+    def seconds(it, n):
+        return 0.5 if it < 300 else 0.8
+
+    a, budget_a, _ = _run(_cfg(), seconds, deadline=400.0, candidates=(1,))
+    b, budget_b, _ = _run(_cfg(), seconds, deadline=400.0, candidates=(1,), budget_first=True)
+    assert a.iter == b.iter and budget_a.fitted_schedule() == budget_b.fitted_schedule()
+    assert a.lrs == pytest.approx(b.lrs, rel=1e-12)

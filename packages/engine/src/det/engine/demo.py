@@ -397,7 +397,6 @@ def _run_steps(cfg: Any, output: Path, start: float, *, deadline: float | None, 
     from det.core.machine import machine_info
     from det.data.catalog import DatasetCatalog, MetadataCatalog
     from det.engine.commands._common import DATASETS_FILE
-    from det.engine.train import hooks
     from det.engine.train.budget import TrainingBudget, thread_candidates
     from det.engine.train.defaults import DefaultTrainer
     from det.engine.train.writers import CommonMetricPrinter, JSONWriter
@@ -444,11 +443,7 @@ def _run_steps(cfg: Any, output: Path, start: float, *, deadline: float | None, 
             return [CommonMetricPrinter(self.max_iter), JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))]
 
         def build_hooks(self) -> list:
-            ret = super().build_hooks()
-            if budget is not None:  # right after the LR scheduler, before checkpointer and evaluation
-                at = next(i for i, h in enumerate(ret) if isinstance(h, hooks.LRScheduler)) + 1
-                ret.insert(at, budget)
-            return ret
+            return [*super().build_hooks(), budget]  # (None is skipped)
 
     metrics_file = output / "metrics.json"
     if metrics_file.exists():

@@ -3,7 +3,7 @@ are decided from the speed measured in the first iterations, not fixed in advanc
 
     budget = TrainingBudget(cfg, deadline=time.perf_counter() + 540, reserve_seconds=30,
                             thread_candidates=(2, 1))
-    trainer.register_hooks([budget])     # after the LRScheduler hook (DefaultTrainer's order)
+    trainer.register_hooks([budget])     # anywhere in the hook list
     trainer.train()                      # ends in time; budget.summary() says what was decided
 
 A *budgeted schedule* is the config's schedule expressed in fractions of the run: ``SOLVER.STEPS``
@@ -75,10 +75,11 @@ class TrainingBudget(HookBase):
     """A hook that makes training end by ``deadline`` (a ``clock()`` time) with ``reserve_seconds``
     left for what follows (evaluation, pictures).
 
-    Invariant: it only moves ``trainer.max_iter`` to iterations not yet run, and it rebuilds the
-    trainer's LR scheduler with :func:`fit_schedule` so that the schedule always spans
-    ``trainer.max_iter``; register it right after the ``LRScheduler`` hook, before the
-    checkpointer and the evaluation, which read ``trainer.max_iter`` (DefaultTrainer's order).
+    Invariant: it only moves ``trainer.max_iter`` to iterations not yet begun (the earliest end
+    is after the next iteration, so every hook sees the final value in the last iteration), and
+    it rebuilds the trainer's LR scheduler (``trainer.scheduler``, which the ``LRScheduler`` hook
+    steps) with :func:`fit_schedule` so that the schedule always spans ``trainer.max_iter``. Its
+    place among the hooks does not matter; ``trainer.register_hooks([budget])`` will do.
 
     1. The first ``skip_iters`` iterations are not timed (lazy initialisation makes them slow).
     2. With two or more ``thread_candidates``, the next iterations alternate between them,
@@ -179,11 +180,11 @@ class TrainingBudget(HookBase):
             if self._plan:  # out of time while measuring threads: keep the best count seen
                 self._plan = []
                 self._use_threads(self._best_so_far())
-            if int(self.trainer.max_iter) > it + 1:
-                self.apply(it + 1)
-                self.fits.append({"iteration": it, "max_iter": it + 1, "seconds_per_iteration": round(seconds, 4),
+            if int(self.trainer.max_iter) > it + 2:
+                self.apply(it + 2)
+                self.fits.append({"iteration": it, "max_iter": it + 2, "seconds_per_iteration": round(seconds, 4),
                                   "seconds_left": round(self.seconds_left(), 1), "threads": self._current_threads})
-                logger.info("Time budget: no time left at iteration %d; training ends", it)
+                logger.info("Time budget: no time left at iteration %d; training ends after the next one", it)
             return
         if self._plan:
             self._plan.pop(0)
@@ -279,7 +280,7 @@ class TrainingBudget(HookBase):
         self._last_fit_iter = it
         left = self.seconds_left()
         fitted = it + 1 + max(math.floor(left / max(seconds_per_iter, 1e-9)), 0)
-        fitted = max(fitted, self._min_iter, it + 1)
+        fitted = max(fitted, self._min_iter, it + 2)
         current = int(self.trainer.max_iter)
         if self.fits and abs(fitted - current) <= max(2, 0.01 * current):
             return
@@ -290,17 +291,23 @@ class TrainingBudget(HookBase):
                     left, seconds_per_iter, fitted, list(self._cfg.SOLVER.STEPS))
 
     def apply(self, max_iter: int) -> None:
-        """Make the run end after ``max_iter`` iterations: ``trainer.max_iter`` and a rebuilt LR
-        scheduler (steps already taken stay where they were), positioned at the next iteration."""
+        """Make the run end after ``max_iter`` iterations (at the earliest after the next one):
+        ``trainer.max_iter`` and a rebuilt LR scheduler (steps already taken stay where they were)
+        at the old one's position.
+
+        Called from ``after_step``: the iteration after this one is the earliest last one, so every
+        hook sees the final ``max_iter`` during the last iteration whatever its place in the list
+        (the checkpointer saves ``model_final`` there); the new scheduler takes the old one's
+        position, so it does not matter whether the LRScheduler hook has stepped yet."""
         from det.engine.train.solver import build_lr_scheduler
 
         trainer = self.trainer
-        next_iter = trainer.iter + 1
-        max_iter = max(int(max_iter), next_iter)
-        passed = [s for s in self._cfg.SOLVER.STEPS if s <= next_iter] if self.fits else []
+        max_iter = max(int(max_iter), trainer.iter + 2)
+        position = int(trainer.scheduler.last_epoch)
+        passed = [s for s in self._cfg.SOLVER.STEPS if s <= position] if self.fits else []
         fit_schedule(self._cfg, max_iter, step_fractions=self._step_fractions, fixed_steps=passed)
         scheduler = build_lr_scheduler(self._cfg, trainer.optimizer)
-        scheduler.last_epoch = next_iter
+        scheduler.last_epoch = position
         lrs = scheduler.get_lr()
         for group, lr in zip(trainer.optimizer.param_groups, lrs):
             group["lr"] = lr
