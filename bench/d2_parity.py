@@ -237,15 +237,6 @@ def datasets_file(shapes: dict[str, Any], root: str | os.PathLike | None = None)
     return str(path)
 
 
-def _value(text: str) -> Any:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -273,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(train, indent=1))
         print("relative total-loss difference by iteration:", by_iter)
         return 0
-    shapes = {k: _value(v) for k, _, v in (item.partition("=") for item in args.shapes)}
+    from _common import parse_scalar
+
+    shapes = {k: parse_scalar(v) for k, _, v in (item.partition("=") for item in args.shapes)}
     trace = make_trace(args.framework, args.config_file, datasets_file(shapes), args.iters, args.batches,
                        list(args.opts))
     trace["shapes"] = shapes

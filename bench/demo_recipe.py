@@ -26,18 +26,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _parse_value(value: str):
-    low = value.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", required=True, help="a short label for the recipe delta")
@@ -52,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import torch
+    from _common import parse_scalar
 
     from det.engine.demo import run_demo
 
@@ -59,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     shapes = {}
     for item in args.shapes:
         key, _, value = item.partition("=")
-        shapes[key] = _parse_value(value)
-    opts = [_parse_value(v) if i % 2 else v for i, v in enumerate(args.opts)]
+        shapes[key] = parse_scalar(value)
+    opts = [parse_scalar(v) if i % 2 else v for i, v in enumerate(args.opts)]
     opts += ["SEED", args.seed]
     out = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="det-recipe-"))
     load_before = os.getloadavg()

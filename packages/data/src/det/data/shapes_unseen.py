@@ -39,7 +39,7 @@ import pycocotools.mask as mask_util
 from PIL import Image, ImageDraw, ImageFilter
 
 from det.data.catalog import DatasetCatalog, MetadataCatalog
-from det.data.shapes import SHAPES_CLASSES, default_shapes_root, get_shapes_metadata
+from det.data.shapes import SHAPES_CLASSES, _random_color, default_shapes_root, get_shapes_metadata
 
 __all__ = ["UNSEEN_PRESETS", "UnseenShapesConfig", "prepare_unseen_shapes", "register_unseen_shapes"]
 
@@ -200,19 +200,6 @@ def _paint(rng: np.random.Generator, style: str, color: np.ndarray, height: int,
     return layer
 
 
-def _pick_color(rng: np.random.Generator, avoid: list[np.ndarray], min_dist: float) -> np.ndarray:
-    best, best_d = None, -1.0
-    for _ in range(60):
-        c = rng.integers(0, 256, size=3).astype(np.float32)
-        d = min((float(np.linalg.norm(c - a)) for a in avoid), default=1e9)
-        if d >= min_dist:
-            return c
-        if d > best_d:
-            best, best_d = c, d
-    assert best is not None
-    return best
-
-
 def _render(rng: np.random.Generator, config: UnseenShapesConfig) -> tuple[np.ndarray, list[dict]]:
     height = int(rng.integers(config.min_image_size, config.max_image_size + 1))
     width = int(rng.integers(config.min_image_size, config.max_image_size + 1))
@@ -243,7 +230,8 @@ def _render(rng: np.random.Generator, config: UnseenShapesConfig) -> tuple[np.nd
         else:
             continue
         underneath = image[solid].mean(axis=0) if solid.any() else bg_color
-        color = _pick_color(rng, [bg_color, underneath] + [s["color"] for s in shapes], config.min_contrast)
+        # a random colour far enough from what it is drawn over (the training generator's rule)
+        color = _random_color(rng, [bg_color, underneath] + [s["color"] for s in shapes], config.min_contrast)
         fill = config.fills[int(rng.integers(len(config.fills)))]
         layer = _paint(rng, fill, color, height, width)
         image = image * (1 - cover[..., None]) + layer * cover[..., None]
