@@ -7,11 +7,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 
-from det.engine.demo import get_demo_cfg, plot_training_curves, separable_roi_align_in_training
+from det.engine.demo import get_demo_cfg, plot_training_curves
 
 
 @pytest.mark.slow
@@ -75,25 +74,6 @@ def test_training_curves_are_drawn_with_matplotlib(tmp_path):
     colors = {tuple(int(c) for c in px) for px in image.reshape(-1, 3)}
     # matplotlib's first two line colours (tab:blue, tab:orange): both loss curves are drawn
     assert (31, 119, 180) in colors and (255, 127, 14) in colors
-
-
-def test_separable_roi_align_in_training_matches_torchvision_and_is_removed_after():
-    from det.core.layers import ops
-    from det.core.layers.roi_align import roi_align
-
-    torch.manual_seed(0)
-    features = torch.randn(2, 8, 24, 24, requires_grad=True)
-    rois = torch.tensor([[0, 3.0, 4.0, 40.0, 30.0], [1, 10.5, 2.0, 90.0, 60.0], [0, 50.0, 50.0, 58.0, 62.0]])
-    grad = torch.randn(3, 8, 7, 7)
-    expected = roi_align(features, rois, (7, 7), 0.25, 0, True)
-    (expected_grad,) = torch.autograd.grad(expected, features, grad)
-    with separable_roi_align_in_training():
-        assert ops.op_providers()["roi_align"]["cpu"] == "det.engine.demo"
-        pooled = roi_align(features, rois, (7, 7), 0.25, 0, True)
-        (pooled_grad,) = torch.autograd.grad(pooled, features, grad)
-    assert "cpu" not in ops.op_providers()["roi_align"]
-    torch.testing.assert_close(pooled, expected, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(pooled_grad, expected_grad, rtol=1e-5, atol=1e-5)
 
 
 def test_demo_rejects_bad_options(capsys, tmp_path, monkeypatch):

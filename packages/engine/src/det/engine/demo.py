@@ -21,14 +21,13 @@ Every step is a documented command too: ``det train --config-file det-demo-outpu
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,6 @@ __all__ = [
     "plot_training_curves",
     "process_age",
     "run_demo",
-    "separable_roi_align_in_training",
 ]
 
 DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
@@ -94,41 +92,6 @@ def fit_schedule(cfg: Any, max_iter: int) -> Any:
     from det.engine.train.budget import fit_schedule as _fit
 
     return _fit(cfg, max_iter)
-
-
-# -- a faster ROIAlign for training --------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def separable_roi_align_in_training() -> Iterator[None]:
-    """Inside the block, ROIAlign on CPU tensors that need gradients runs det's separable form
-    (:func:`det.core.layers.roi_align.roi_align_separable`: two small matrix products per box, differentiated
-    by autograd) instead of torchvision's kernel, whose CPU backward is a single-threaded scatter.
-    The pooled values and their gradients are torchvision's up to float rounding (~1e-6); the
-    training step is faster (bench/demo_speed.py). Registered as an in-process op for the CPU and
-    removed on exit, so nothing outside the block changes; ``det train`` keeps detectron2's
-    kernel."""
-    import torch
-
-    from det.core.layers import ops
-    from det.core.layers.roi_align import roi_align_separable
-
-    reference = ops.dispatch("roi_align", torch.empty(0))
-
-    def roi_align(input: Any, rois: Any, output_size: Any, spatial_scale: float, sampling_ratio: int,
-                  aligned: bool) -> Any:
-        if (input.requires_grad and torch.is_grad_enabled() and input.dtype == torch.float32
-                and rois.numel() and bool(torch.isfinite(rois).all())):
-            sides = (rois[:, 3:5] - rois[:, 1:3]).amax() * spatial_scale / min(output_size)
-            if sampling_ratio > 0 or float(sides) <= 64:  # the sample grid stays small
-                return roi_align_separable(input, rois, output_size, spatial_scale, sampling_ratio, aligned)
-        return reference(input, rois, output_size, spatial_scale, sampling_ratio, aligned)
-
-    ops.register_op("roi_align", "cpu", roi_align, provider="det.engine.demo")
-    try:
-        yield
-    finally:
-        ops.unregister_op("roi_align", "cpu")
 
 
 # -- pictures ----------------------------------------------------------------------------------
