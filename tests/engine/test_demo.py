@@ -33,6 +33,9 @@ def test_quick_demo_under_a_budget_writes_every_artifact(tmp_path, capsys):
     # the iteration count came from the budget, and the saved config is the run that happened
     fits = summary["budget"]["fits"]
     assert fits and summary["iterations"] == fits[-1]["max_iter"] >= 3
+    # the metric lines' ETA counts to the moved max_iter: the last one, at the last iteration, is 0
+    etas = [line.split("eta: ")[1].split()[0] for line in (out / "log.txt").read_text().splitlines() if "eta: " in line]
+    assert etas and etas[-1] == "0:00:00"
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["SOLVER"]["MAX_ITER"] == summary["iterations"]
     assert saved["SOLVER"]["STEPS"] == summary["lr_steps"] and saved["DATASETS"]["TEST"] == ["demo_shapes_val"]

@@ -396,6 +396,17 @@ def _run_steps(cfg: Any, output: Path, start: float, *, deadline: float | None, 
         budget = TrainingBudget(cfg, None, thread_candidates=candidates)
 
     # 2-3. train with a progress bar, evaluate at the end (EvalHook)
+    class _BudgetedPrinter(CommonMetricPrinter):
+        """The metric lines' ETA counts to the trainer's current ``max_iter`` (the budget moves it)."""
+
+        def __init__(self, trainer: Any) -> None:
+            super().__init__(trainer.max_iter)
+            self._trainer = trainer
+
+        def write(self) -> None:
+            self._max_iter = int(self._trainer.max_iter)
+            super().write()
+
     class DemoTrainer(DefaultTrainer):
         progress_bar = progress and not quiet
         # about 100 points on the training curves
@@ -403,7 +414,7 @@ def _run_steps(cfg: Any, output: Path, start: float, *, deadline: float | None, 
 
         def build_writers(self) -> list:
             # console output is the progress bar; the metric lines go to log.txt
-            return [CommonMetricPrinter(self.max_iter), JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))]
+            return [_BudgetedPrinter(self), JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))]
 
         def build_hooks(self) -> list:
             return [*super().build_hooks(), budget]  # (None is skipped)
