@@ -445,7 +445,7 @@ def _run_steps(cfg: Any, output: Path, start: float, *, deadline: float | None, 
     bbox_ap = float(results.get("bbox", {}).get("AP", float("nan")))
     segm_ap = float(results.get("segm", {}).get("AP", float("nan")))
     _say(f"[3/5] held-out COCO AP: box {bbox_ap:.1f}, mask {segm_ap:.1f} after {iterations} iterations "
-         f"on {threads} threads (training + evaluation {train_and_eval_time:.0f}s)", quiet)
+         f"on {_threads(threads)} (training + evaluation {train_and_eval_time:.0f}s)", quiet)
 
     # 4. the checkpoint was written by the PeriodicCheckpointer hook at the last iteration
     checkpoint = output / "model_final.pth"
@@ -460,7 +460,7 @@ def _run_steps(cfg: Any, output: Path, start: float, *, deadline: float | None, 
     data_png = _data_figure(cfg.DATASETS.TRAIN[0], output / "data.png") if num_vis_images else None
     curves = plot_training_curves(metrics_file, output / "training_curves.png",
                                   title=f"box AP {bbox_ap:.1f}, mask AP {segm_ap:.1f} after {iterations} iterations "
-                                        f"on {threads} thread{'s' if threads != 1 else ''}, {machine.cpu_model} "
+                                        f"on {_threads(threads)}, {machine.cpu_model} "
                                         f"({machine.capability})")
     _say(f"[5/5] predictions: {figures['grid']} ({figures['num_predictions']} on {figures['num_images']} images), "
          f"curves: {curves} ({time.perf_counter() - t0:.1f}s)", quiet)
@@ -514,6 +514,10 @@ def _write_summary(output: Path, summary: dict[str, Any]) -> None:
     (output / "summary.md").write_text(_summary_markdown(summary))
 
 
+def _threads(n: int | str) -> str:
+    return f"{n} thread" + ("" if int(n) == 1 else "s")
+
+
 def _summary_markdown(s: dict[str, Any]) -> str:
     def metrics_row(task: str) -> str:
         r = s["results"].get(task, {})
@@ -539,7 +543,7 @@ def _summary_markdown(s: dict[str, Any]) -> str:
         metrics_row("bbox"),
         metrics_row("segm"),
         "",
-        f"Machine: {s['machine']['description']}; {s['num_threads']} threads"
+        f"Machine: {s['machine']['description']}; {_threads(s['num_threads'])}"
         + (f", {spi:.3f} s per iteration" if spi else "") + ".",
         f"Time: {s['data_seconds']:.0f}s data, {s['train_and_eval_seconds']:.0f}s training + evaluation, "
         f"{s['total_seconds']:.0f}s in all"
@@ -548,7 +552,7 @@ def _summary_markdown(s: dict[str, Any]) -> str:
     if budget.get("thread_probes"):
         probe = budget["thread_probes"][0]
         lines += ["", "Threads measured in the first iterations (seconds per iteration): "
-                  + ", ".join(f"{n} threads {t:.3f}" for n, t in probe["seconds_per_iteration"].items())
+                  + ", ".join(f"{_threads(n)} {t:.3f}" for n, t in probe["seconds_per_iteration"].items())
                   + f" -> {probe['chosen']}."]
     if budget.get("fits"):
         last = budget["fits"][-1]
