@@ -47,6 +47,10 @@ def test_quick_demo_under_a_budget_writes_every_artifact(tmp_path, capsys):
     assert Image.open(out / "training_curves.png").size == (900, 720)
     assert len(list((out / "predictions").glob("gt_vs_pred_*.png"))) == 6
     md = (out / "summary.md").read_text()
+    # a barely trained model's picture shows its best guesses (>= 0.2) rather than nothing, and says so
+    threshold = summary["picture_score_threshold"]
+    assert threshold in (0.5, 0.2) and f"prediction with score >= {threshold:g}" in md
+    assert ("nothing scored 0.5 or more" in md) == (threshold == 0.2)
     for text in ("![training curves](training_curves.png)", "![data](data.png)", "random colours",
                  f"{summary['iterations']} iterations", summary["machine"]["description"], "| bbox |", "| segm |"):
         assert text in md, text
