@@ -195,3 +195,15 @@ def test_the_hook_order_does_not_change_the_schedule():
     b, budget_b, _ = _run(_cfg(), seconds, deadline=400.0, candidates=(1,), budget_first=True)
     assert a.iter == b.iter and budget_a.fitted_schedule() == budget_b.fitted_schedule()
     assert a.lrs == pytest.approx(b.lrs, rel=1e-12)
+
+
+def test_the_first_thread_setting_reaches_a_custom_setter_whatever_torch_has():
+    # torch already at 1 thread (an earlier run in this process): the simulated trainer, at 4, must
+    # still be told to use 1 for the untimed first iterations
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trainer, _budget, _clock = _run(_cfg(), lambda it, n: {2: 0.5, 1: 0.85}[n], deadline=400.0)
+    finally:
+        torch.set_num_threads(before)
+    assert trainer.thread_log[:2] == [1, 1] and trainer.thread_log[-1] == 2

@@ -326,8 +326,14 @@ def run_demo(output_dir: str | os.PathLike = "./det-demo-output", *, minutes: fl
     cfg.DATASETS.TRAIN = (DEMO_DATASETS[0],)
     cfg.DATASETS.TEST = (DEMO_DATASETS[1],)
     deadline = None if budget_minutes is None else start + budget_minutes * 60 * (1 - _SAFETY_SHARE) - _EXIT_SECONDS
-    summary = _run_steps(cfg, output, start, deadline=deadline, num_threads=num_threads, quick=quick,
-                         progress=progress, quiet=quiet, num_vis_images=num_vis_images)
+    import torch
+
+    threads_before = torch.get_num_threads()
+    try:
+        summary = _run_steps(cfg, output, start, deadline=deadline, num_threads=num_threads, quick=quick,
+                             progress=progress, quiet=quiet, num_vis_images=num_vis_images)
+    finally:
+        torch.set_num_threads(threads_before)  # the measured count served this run only
     summary["budget"]["minutes"] = budget_minutes
     summary["dataset"].update(color_by_class=shapes_config.color_by_class,
                               shapes_config=dataclasses.asdict(shapes_config))

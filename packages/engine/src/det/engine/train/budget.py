@@ -152,12 +152,12 @@ class TrainingBudget(HookBase):
     def before_train(self) -> None:
         self._current_threads = _torch_get_threads()
         if len(self._candidates) == 1:
-            self._use_threads(self._candidates[0])
+            self._use_threads(self._candidates[0], force=True)
             self.threads = self._candidates[0]
         elif self._candidates:
             # the untimed first iterations run on the fewest threads: on a busy machine many
             # threads can be 10x slower, one thread never more than ~2x
-            self._use_threads(min(self._candidates))
+            self._use_threads(min(self._candidates), force=True)
 
     def before_step(self) -> None:
         it = self.trainer.iter
@@ -256,8 +256,10 @@ class TrainingBudget(HookBase):
         if self.deadline is not None:
             self._fit(it, medians[best])
 
-    def _use_threads(self, n: int) -> None:
-        if n != self._current_threads:
+    def _use_threads(self, n: int, force: bool = False) -> None:
+        # force: the first setting goes through even if torch already has that count (a custom
+        # ``set_threads`` may drive something other than torch's count)
+        if force or n != self._current_threads:
             self._set_threads(n)
             self._current_threads = n
 
