@@ -88,13 +88,30 @@ def test_lr_schedule_with_warmup_at_every_iteration(traces):
     assert ours["lr"] == pytest.approx(golden["lr"], rel=1e-9, abs=1e-15)
 
 
+# det-data reseeds each element's augmentation RNGs from (SEED, rank, position) so that batches do
+# not depend on NUM_WORKERS (merged from "scale" on 2026-12-07); detectron2 draws the random resize
+# and flip from the process's global generators. The images and their order still match; their
+# random sizes and flips, and so the losses, no longer do. Strict: these fail once they match again.
+_AUGMENTATION_RNG_DIFFERS = pytest.mark.xfail(
+    strict=True, reason="det reseeds the augmentations per element (SEED, rank, position); detectron2 does not")
+
+
 @pytest.mark.slow
-def test_data_order_resize_and_flip_of_every_image(traces):
+def test_data_order_of_every_image(traces):
+    golden, ours = traces
+    assert [[image["file"] for image in batch] for batch in ours["data"]] == \
+        [[image["file"] for image in batch] for batch in golden["data"]]
+
+
+@pytest.mark.slow
+@_AUGMENTATION_RNG_DIFFERS
+def test_resize_and_flip_of_every_image(traces):
     golden, ours = traces
     assert ours["data"] == golden["data"]
 
 
 @pytest.mark.slow
+@_AUGMENTATION_RNG_DIFFERS
 def test_losses_of_the_first_iterations(traces):
     golden, ours = traces
     assert len(ours["train"]) == len(golden["train"])
