@@ -258,3 +258,15 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
     print(machine_line())
     print(load_line())
+
+
+def parse_scalar(text: str) -> object:
+    """A command-line value as the int, float or bool it spells, else the string itself."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

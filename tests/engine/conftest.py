@@ -30,7 +30,7 @@ def make_tiny_config():
             "DATASETS": {"TRAIN": [names[0]], "TEST": [names[1]]},
             "INPUT": {"MIN_SIZE_TRAIN": [64], "MAX_SIZE_TRAIN": 128, "MIN_SIZE_TEST": 64, "MAX_SIZE_TEST": 128},
             "MODEL": {"FPN": {"OUT_CHANNELS": 32}, "ROI_BOX_HEAD": {"FC_DIM": 32},
-                      "ROI_MASK_HEAD": {"CONV_DIM": 16}, "ROI_HEADS": {"BATCH_SIZE_PER_IMAGE": 32}},
+                      "ROI_MASK_HEAD": {"CONV_DIM": 32}, "ROI_HEADS": {"BATCH_SIZE_PER_IMAGE": 32}},
             "SOLVER": {"IMS_PER_BATCH": 2, "MAX_ITER": 2, "WARMUP_ITERS": 1},
         }
         config_file = root / "tiny.yaml"

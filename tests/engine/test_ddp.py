@@ -40,6 +40,7 @@ SCRIPT = textwrap.dedent('''
             "DATASETS.TRAIN", (NAMES[0],), "DATASETS.TEST", (NAMES[1],),
             "INPUT.MIN_SIZE_TRAIN", (64,), "INPUT.MAX_SIZE_TRAIN", 128, "INPUT.MIN_SIZE_TEST", 64,
             "MODEL.FPN.OUT_CHANNELS", 32, "MODEL.ROI_BOX_HEAD.FC_DIM", 32, "MODEL.ROI_MASK_HEAD.CONV_DIM", 16,
+            "MODEL.ROI_MASK_HEAD.NORM", "",  # 16 channels: narrower than GroupNorm's 32 groups
             "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 32, "SOLVER.IMS_PER_BATCH", 4, "SOLVER.MAX_ITER", 3,
             "SOLVER.WARMUP_ITERS", 1, "SOLVER.CHECKPOINT_PERIOD", 1000, "OUTPUT_DIR", str(out / "train"),
             # SyncBN that works with gloo: batch statistics over both processes

@@ -25,6 +25,7 @@ def tiny_cfg(names, output_dir, **overrides):
         "INPUT.MIN_SIZE_TRAIN", (64,), "INPUT.MAX_SIZE_TRAIN", 128, "INPUT.MIN_SIZE_TEST", 64,
         "INPUT.MAX_SIZE_TEST", 128, "MODEL.FPN.OUT_CHANNELS", 32, "MODEL.ROI_BOX_HEAD.FC_DIM", 32,
         "MODEL.ROI_MASK_HEAD.CONV_DIM", 16, "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 32,
+        "MODEL.ROI_MASK_HEAD.NORM", "",  # 16 channels: narrower than GroupNorm's 32 groups
         "SOLVER.IMS_PER_BATCH", 2, "SOLVER.MAX_ITER", 4, "SOLVER.WARMUP_ITERS", 2,
         "SOLVER.CHECKPOINT_PERIOD", 2, "OUTPUT_DIR", str(output_dir),
     ])

@@ -421,7 +421,7 @@ def _tiny_trainer(names, output_dir, *opts):
         progress_bar = False
 
     cfg = get_cfg()
-    cfg.merge_from_file(str(DEMO_CONFIG))  # ResNet with trainable BN
+    cfg.merge_from_file(str(DEMO_CONFIG))  # + a ResNet with trainable BN (the demo's has GroupNorm)
     cfg.merge_from_list(
         [
             "DATASETS.TRAIN",
@@ -438,6 +438,13 @@ def _tiny_trainer(names, output_dir, *opts):
             16,
             "MODEL.ROI_MASK_HEAD.CONV_DIM",
             8,
+            "MODEL.RESNETS.NORM",
+            "BN",
+            # narrower than GroupNorm's 32 groups: no norm in the FPN and the mask head
+            "MODEL.FPN.NORM",
+            "",
+            "MODEL.ROI_MASK_HEAD.NORM",
+            "",
             "SOLVER.IMS_PER_BATCH",
             2,
             "OUTPUT_DIR",

@@ -1,15 +1,19 @@
-"""The main job, ``det demo``: the whole toolkit on synthetic data, on the CPU, in minutes.
+"""The main job, ``det demo``: the whole toolkit on synthetic data, on the CPU, in a time budget.
 
-1. writes the built-in shapes dataset (COCO format; circles, squares, triangles with masks),
-2. trains the small Mask R-CNN of ``demo.yaml`` (ResNet-18 FPN, from scratch) with a progress bar,
+1. writes the built-in shapes dataset (COCO format; circles, squares, triangles in random colours,
+   with masks of their visible parts),
+2. trains the small Mask R-CNN of ``demo.yaml`` (ResNet-18 FPN with GroupNorm, from scratch) with a
+   progress bar, for as many iterations as fit in the budget (10 minutes for the whole job by
+   default): the thread count and the iteration count are measured in the first iterations and the
+   LR schedule is fitted to them (:class:`~det.engine.train.budget.TrainingBudget`),
 3. evaluates COCO box and mask AP with pycocotools on the held-out split,
 4. saves the checkpoint (``model_final.pth``) and the merged config (``config.yaml``),
-5. runs ``DefaultPredictor`` on held-out images and writes PNGs of its predictions,
-6. draws the training curves (PIL, no matplotlib needed) and writes ``summary.md``/``summary.json``.
+5. runs ``DefaultPredictor`` on held-out images and draws its predictions, the training data and
+   the training curves (matplotlib), and writes ``summary.md``/``summary.json``.
 
     from det.engine.demo import run_demo
-    summary = run_demo("det-demo-output", quick=True)   # a one-minute smoke run
-    summary["bbox_AP"], summary["segm_AP"]
+    summary = run_demo("det-demo-output", minutes=10)     # or quick=True: a one-minute smoke run
+    summary["bbox_AP"], summary["segm_AP"], summary["iterations"]
 
 Every step is a documented command too: ``det train --config-file det-demo-output/config.yaml``,
 ``det eval ... --weights det-demo-output/model_final.pth``, ``det predict ...``.
@@ -27,152 +31,180 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEMO_CONFIG", "get_demo_cfg", "plot_training_curves", "run_demo"]
+__all__ = [
+    "DEFAULT_MINUTES",
+    "DEMO_CONFIG",
+    "fit_schedule",
+    "get_demo_cfg",
+    "plot_training_curves",
+    "process_age",
+    "run_demo",
+]
 
 DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
 """The embedded config of the demo model (a YAML file shipped inside det-engine)."""
+
+DEFAULT_MINUTES = 10.0
+"""The whole job's default time budget: data, training, evaluation and pictures."""
 
 logger = logging.getLogger("det.engine.demo")
 
 DEMO_DATASETS = ("demo_shapes_train", "demo_shapes_val")
 """Names the demo registers its dataset under."""
 
-# Each class drawn in its own hue band: engine-data's "easier" variant of the shapes dataset. With
-# random colours a from-scratch model needs far more than the demo's 10 minutes to tell the shapes
-# apart (box AP 2.7 vs 12.5 after 250 iterations); colour makes classification easy, so the
-# minutes go to localization and masks.
-_DEMO_SHAPES = {"color_by_class": True}
+# The standard shapes: random colours, so the class must be read from the outline.
+# ``color_by_class=True`` (``det demo --shapes color_by_class=true``) is the easy variant.
+_DEMO_SHAPES: dict[str, Any] = {}
 
 # The quick smoke run: a handful of small images and iterations, same model.
 _QUICK_SHAPES = {"num_train": 16, "num_val": 6, "min_image_size": 96, "max_image_size": 128,
                  "max_shape_size": 60}
-_QUICK_OPTS = ["SOLVER.MAX_ITER", 12, "SOLVER.WARMUP_ITERS", 4, "SOLVER.IMS_PER_BATCH", 2,
-               "INPUT.MIN_SIZE_TRAIN", (128,), "INPUT.MIN_SIZE_TEST", 128]
+_QUICK_ITERATIONS = 12
+_QUICK_OPTS = ["SOLVER.IMS_PER_BATCH", 2]
+
+# The predictions picture draws scores >= 0.5, or >= 0.2 when nothing reaches 0.5.
+_PICTURE_SCORE = 0.5
+_PICTURE_SCORE_FALLBACK = 0.2
+
+# Seconds kept back after the budget's end for the interpreter to exit (torch's teardown), and the
+# share of the budget kept as a safety margin against a machine that slows down at the end.
+_EXIT_SECONDS = 2.0
+_SAFETY_SHARE = 0.02
 
 
 def get_demo_cfg(output_dir: str | os.PathLike = "./det-demo-output", *, max_iter: int | None = None,
-                 quick: bool = False, opts: Sequence[Any] = ()) -> Any:
-    """The demo's config: ``demo.yaml`` + quick settings + ``max_iter`` + ``opts``, with
-    ``OUTPUT_DIR`` set."""
+                 quick: bool = False, opts: Sequence[Any] = (), config_file: str | os.PathLike | None = None) -> Any:
+    """The demo's config: ``demo.yaml`` (or ``config_file``) + quick settings + ``opts``, with the
+    schedule fitted to ``max_iter`` (:func:`fit_schedule`) and ``OUTPUT_DIR`` set."""
     from det.core.config import get_cfg
 
     cfg = get_cfg()
-    cfg.merge_from_file(str(DEMO_CONFIG))
+    cfg.merge_from_file(str(config_file or DEMO_CONFIG))
     if quick:
         cfg.merge_from_list(list(_QUICK_OPTS))
-    if max_iter is not None:
-        if int(max_iter) <= 0:
-            raise ValueError(f"max_iter must be a positive number of iterations, got {max_iter}")
-        cfg.SOLVER.MAX_ITER = int(max_iter)
-        cfg.SOLVER.WARMUP_ITERS = min(cfg.SOLVER.WARMUP_ITERS, max(int(max_iter) // 10, 1))
+        max_iter = _QUICK_ITERATIONS if max_iter is None else max_iter
     cfg.merge_from_list(list(opts))
+    if max_iter is not None:
+        fit_schedule(cfg, int(max_iter))
     cfg.OUTPUT_DIR = os.fspath(output_dir)
     return cfg
 
 
-# -- training curves, drawn with PIL -----------------------------------------------------------
+def fit_schedule(cfg: Any, max_iter: int) -> Any:
+    """:func:`det.engine.train.budget.fit_schedule`: ``SOLVER.MAX_ITER = max_iter``, steps kept at
+    their fractions of the run."""
+    from det.engine.train.budget import fit_schedule as _fit
 
-_CURVE_COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-                 (140, 86, 75), (227, 119, 194), (127, 127, 127)]
-
-
-def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    if hi <= lo:
-        hi = lo + 1.0
-    raw = (hi - lo) / max(n - 1, 1)
-    mag = 10 ** math.floor(math.log10(raw))
-    step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=raw)
-    start = math.floor(lo / step) * step
-    ticks, v = [], start
-    while v <= hi + step * 1e-6:
-        if v >= lo - step * 1e-6:
-            ticks.append(round(v, 10))
-        v += step
-    return ticks
+    return _fit(cfg, max_iter)
 
 
-def _draw_panel(draw: Any, box: tuple[int, int, int, int], title: str,
-                series: dict[str, list[tuple[float, float]]], font: Any) -> None:
-    """Line chart of ``series`` ({name: [(x, y), ...]}) inside ``box`` (x0, y0, x1, y1)."""
-    x0, y0, x1, y1 = box
-    left, right, top, bottom = x0 + 58, x1 - 10, y0 + 24, y1 - 34
-    draw.text((x0 + 4, y0 + 4), title, fill=(0, 0, 0), font=font)
-    points = [p for s in series.values() for p in s]
-    if not points:
-        draw.text((left + 10, top + 10), "(no data)", fill=(120, 120, 120), font=font)
-        return
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    xmin, xmax = min(xs), max(xs)
-    ymin, ymax = min(0.0, min(ys)), max(ys)
-    if xmax <= xmin:
-        xmax = xmin + 1
-    if ymax <= ymin:
-        ymax = ymin + 1
-    ymax *= 1.05
-
-    def to_px(x: float, y: float) -> tuple[float, float]:
-        return (left + (x - xmin) / (xmax - xmin) * (right - left), bottom - (y - ymin) / (ymax - ymin) * (bottom - top))
-
-    for t in _nice_ticks(ymin, ymax):
-        _, py = to_px(xmin, t)
-        draw.line([(left, py), (right, py)], fill=(230, 230, 230))
-        draw.text((x0 + 4, py - 6), f"{t:.3g}", fill=(80, 80, 80), font=font)
-    for t in _nice_ticks(xmin, xmax):
-        px, _ = to_px(t, ymin)
-        draw.line([(px, bottom), (px, bottom + 4)], fill=(80, 80, 80))
-        draw.text((px - 10, bottom + 6), f"{t:g}", fill=(80, 80, 80), font=font)
-    draw.rectangle([left, top, right, bottom], outline=(80, 80, 80))
-    draw.text(((left + right) // 2 - 20, bottom + 18), "iteration", fill=(80, 80, 80), font=font)
-    for i, (name, pts) in enumerate(series.items()):
-        color = _CURVE_COLORS[i % len(_CURVE_COLORS)]
-        pixels = [to_px(x, y) for x, y in sorted(pts)]
-        if len(pixels) == 1:
-            px, py = pixels[0]
-            draw.ellipse([px - 2, py - 2, px + 2, py + 2], fill=color)
-        else:
-            draw.line(pixels, fill=color, width=2)
-        ly = top + 6 + 14 * i
-        draw.line([(right - 130, ly + 6), (right - 112, ly + 6)], fill=color, width=3)
-        draw.text((right - 108, ly), name, fill=(0, 0, 0), font=font)
+# -- pictures ----------------------------------------------------------------------------------
 
 
-def plot_training_curves(metrics_json: str | os.PathLike, out_png: str | os.PathLike) -> Path:
-    """Draw the losses and the learning rate recorded in ``metrics.json`` (a JSONWriter file)
-    into ``out_png``: two panels, iteration on the x axis. Returns the PNG path."""
-    from PIL import Image, ImageDraw, ImageFont
-
+def _read_metrics(metrics_json: str | os.PathLike) -> list[dict[str, Any]]:
     records = []
     with open(metrics_json) as f:
         for line in f:
             line = line.strip()
             if line:
                 records.append(json.loads(line))
+    return records
+
+
+def plot_training_curves(metrics_json: str | os.PathLike, out_png: str | os.PathLike,
+                         title: str | None = None) -> Path:
+    """Draw the losses, the learning rate and the seconds per iteration recorded in
+    ``metrics.json`` (a JSONWriter file) into ``out_png`` with matplotlib: three panels over the
+    iteration. Returns the PNG path."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    records = [r for r in _read_metrics(metrics_json) if r.get("iteration") is not None]
     losses: dict[str, list[tuple[float, float]]] = {}
-    lr: dict[str, list[tuple[float, float]]] = {"lr": []}
+    series: dict[str, list[tuple[float, float]]] = {"lr": [], "time": []}
     for r in records:
-        it = r.get("iteration")
-        if it is None:
-            continue
+        it = r["iteration"]
         for k, v in r.items():
             if "loss" in k and isinstance(v, int | float) and math.isfinite(v):
                 losses.setdefault(k, []).append((it, v))
-        if "lr" in r:
-            lr["lr"].append((it, r["lr"]))
+        for k in series:
+            if isinstance(r.get(k), int | float):
+                series[k].append((it, r[k]))
     # total first, then the parts
-    losses = dict(sorted(losses.items(), key=lambda kv: (kv[0] != "total_loss", kv[0])))
-    width, height = 900, 640
-    image = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default()
-    _draw_panel(draw, (0, 0, width, 420), "training losses (median of 20 iterations)", losses, font)
-    _draw_panel(draw, (0, 420, width, height), "learning rate", lr, font)
+    ordered = sorted(losses.items(), key=lambda kv: (kv[0] != "total_loss", kv[0]))
+
+    figure = Figure(figsize=(9, 7.2), dpi=100, layout="constrained")
+    loss_ax, lr_ax, time_ax = figure.subplots(3, 1, sharex=True, height_ratios=[3, 1.2, 1.2])
+    for name, points in ordered:
+        xs, ys = zip(*sorted(points))
+        loss_ax.plot(xs, ys, label=name, linewidth=2.2 if name == "total_loss" else 1.2)
+    loss_ax.set_yscale("log")
+    loss_ax.set_ylabel("loss (median of the last iterations)")
+    loss_ax.grid(True, which="both", alpha=0.3)
+    if ordered:
+        loss_ax.legend(loc="upper right", fontsize=8, ncol=2)
+    for ax, key, label in ((lr_ax, "lr", "learning rate"), (time_ax, "time", "seconds / iteration")):
+        if series[key]:
+            xs, ys = zip(*sorted(series[key]))
+            ax.plot(xs, ys, color="tab:gray" if key == "time" else "tab:purple")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+    time_ax.set_xlabel("iteration")
+    if title:
+        figure.suptitle(title)
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    image.save(out_png)
+    figure.savefig(out_png)
     return out_png
 
 
-# -- predictions on held-out images ------------------------------------------------------------
+def _grid(tiles: list[Any], cols: int, path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    if not tiles:
+        return
+    tile_h = max(t.shape[0] for t in tiles)
+    tile_w = max(t.shape[1] for t in tiles)
+    rows = math.ceil(len(tiles) / cols)
+    grid = np.full((rows * (tile_h + 8) + 8, cols * (tile_w + 8) + 8, 3), 255, np.uint8)
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, cols)
+        y, x = 8 + r * (tile_h + 8), 8 + c * (tile_w + 8)
+        grid[y:y + t.shape[0], x:x + t.shape[1]] = t
+    Image.fromarray(grid).save(path)
+
+
+def _ground_truth_view(d: dict[str, Any], metadata: Any, size: int = 256) -> Any:
+    """The image of dataset dict ``d`` with its boxes, classes and masks drawn (RGB array)."""
+    from det.data.detection_utils import read_image
+    from det.engine.visualizer import Visualizer
+
+    image = read_image(d["file_name"], format="RGB")
+    # boxes, classes and masks only: the dataset's keypoints would clutter the picture
+    plain = {**d, "annotations": [{k: v for k, v in a.items() if k != "keypoints"} for a in d.get("annotations", [])]}
+    return Visualizer(image, metadata, scale=size / max(image.shape[:2])).draw_dataset_dict(plain).get_image()
+
+
+def _data_figure(dataset_name: str, path: Path, num_images: int = 6) -> str | None:
+    """The first training images as they are (left) and with their annotations (right): what the
+    model learns from."""
+    import numpy as np
+    from PIL import Image
+
+    from det.data.catalog import DatasetCatalog, MetadataCatalog
+
+    dicts = DatasetCatalog.get(dataset_name)[:num_images]
+    metadata = MetadataCatalog.get(dataset_name)
+    tiles = []
+    for d in dicts:
+        annotated = _ground_truth_view(d, metadata, 192)
+        raw = np.asarray(Image.open(d["file_name"]).convert("RGB").resize((annotated.shape[1], annotated.shape[0])))
+        tiles.append(np.concatenate([raw, np.full((raw.shape[0], 4, 3), 255, np.uint8), annotated], axis=1))
+    _grid(tiles, 3, path)
+    return str(path) if dicts else None
 
 
 def _prediction_figures(cfg: Any, dataset_name: str, out_dir: Path, num_images: int) -> dict[str, Any]:
@@ -182,41 +214,35 @@ def _prediction_figures(cfg: Any, dataset_name: str, out_dir: Path, num_images: 
     from PIL import Image
 
     from det.core.predictor import DefaultPredictor
-    from det.engine.commands.predict import predict_images
     from det.data.catalog import DatasetCatalog, MetadataCatalog
-    from det.data.detection_utils import read_image
-    from det.engine.visualizer import Visualizer
+    from det.engine.commands.predict import predict_images
 
     metadata = MetadataCatalog.get(dataset_name)
     dicts = DatasetCatalog.get(dataset_name)[:num_images]
-    predictor = DefaultPredictor(cfg)
     pred_dir = out_dir / "predictions"
-    entries = predict_images(predictor, [d["file_name"] for d in dicts], pred_dir, metadata, 0.5)
+    grid_path = out_dir / "predictions.png"
+    if not dicts:
+        return {"grid": None, "folder": str(pred_dir), "score_threshold": _PICTURE_SCORE, "num_predictions": 0,
+                "num_images": 0}
+    predictor = DefaultPredictor(cfg)
+    images = [d["file_name"] for d in dicts]
+    threshold = _PICTURE_SCORE
+    entries = predict_images(predictor, images, pred_dir, metadata, threshold)
+    if not any(e["instances"] for e in entries):
+        # a barely trained model (a short budget, a busy machine) scores below 0.5 everywhere: an empty
+        # picture says nothing, so draw its best guesses and say so
+        threshold = _PICTURE_SCORE_FALLBACK
+        entries = predict_images(predictor, images, pred_dir, metadata, threshold)
     tiles = []
     for d, entry in zip(dicts, entries):
-        image = read_image(d["file_name"], format="RGB")
-        scale = 256 / max(image.shape[:2])
-        # boxes, classes and masks only: the dataset's keypoints would clutter the comparison
-        plain = {**d, "annotations": [{k: v for k, v in a.items() if k != "keypoints"} for a in d.get("annotations", [])]}
-        gt = Visualizer(image, metadata, scale=scale).draw_dataset_dict(plain).get_image()
+        gt = _ground_truth_view(d, metadata)
         pred = np.asarray(Image.open(pred_dir / entry["visualization"]).convert("RGB").resize(
             (gt.shape[1], gt.shape[0])))
         pair = np.concatenate([gt, np.full((gt.shape[0], 6, 3), 255, np.uint8), pred], axis=1)
         Image.fromarray(pair).save(pred_dir / f"gt_vs_pred_{Path(d['file_name']).stem}.png")
         tiles.append(pair)
-    grid_path = out_dir / "predictions.png"
-    if tiles:
-        tile_h = max(t.shape[0] for t in tiles)
-        tile_w = max(t.shape[1] for t in tiles)
-        cols = 2
-        rows = math.ceil(len(tiles) / cols)
-        grid = np.full((rows * (tile_h + 8) + 8, cols * (tile_w + 8) + 8, 3), 255, np.uint8)
-        for i, t in enumerate(tiles):
-            r, c = divmod(i, cols)
-            y, x = 8 + r * (tile_h + 8), 8 + c * (tile_w + 8)
-            grid[y:y + t.shape[0], x:x + t.shape[1]] = t
-        Image.fromarray(grid).save(grid_path)
-    return {"grid": str(grid_path), "folder": str(pred_dir),
+    _grid(tiles, 2, grid_path)
+    return {"grid": str(grid_path), "folder": str(pred_dir), "score_threshold": threshold,
             "num_predictions": sum(len(e["instances"]) for e in entries), "num_images": len(entries)}
 
 
@@ -237,20 +263,17 @@ def _log_to_file(output_dir: Path) -> None:
     det_logger.addHandler(handler)
 
 
-def _default_num_threads() -> int:
-    """torch's thread count, less the cores other processes keep busy (1-minute load average).
-
-    Intra-op threads wait for each other at every op: when another process holds one of two
-    cores, two threads run many times slower than one (measured: 0.26 s/iteration with both
-    cores free, 5 s with one busy; one thread: 0.5 s)."""
-    import torch
-
-    n = torch.get_num_threads()
+def process_age() -> float:
+    """Seconds since this process started (``det demo`` counts the interpreter's and torch's
+    start-up against the budget too); 0 where /proc is not there."""
     try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):  # not on every platform
-        return n
-    return max(1, min(n, (os.cpu_count() or n) - round(busy)))
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"), 0.0)
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def _say(message: str, quiet: bool) -> None:
@@ -259,33 +282,41 @@ def _say(message: str, quiet: bool) -> None:
         print(message, flush=True)
 
 
-def run_demo(output_dir: str | os.PathLike = "./det-demo-output", *, max_iter: int | None = None,
-             quick: bool = False, num_threads: int | None = None, num_vis_images: int = 6,
-             progress: bool = True, quiet: bool = False, opts: Sequence[Any] = (),
-             shapes: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_demo(output_dir: str | os.PathLike = "./det-demo-output", *, minutes: float | None = None,
+             max_iter: int | None = None, quick: bool = False, num_threads: int | None = None,
+             num_vis_images: int = 6, progress: bool = True, quiet: bool = False, opts: Sequence[Any] = (),
+             shapes: dict[str, Any] | None = None, config_file: str | os.PathLike | None = None,
+             started: float | None = None) -> dict[str, Any]:
     """Run the whole demo into ``output_dir``; return the summary (also in ``summary.json``).
 
     Args:
-        max_iter: training iterations (default: the config's, 1200; ``quick``: 12).
+        minutes: the whole job's time budget (default :data:`DEFAULT_MINUTES`); training gets
+            what data, evaluation and pictures leave. Ignored when ``max_iter`` is given.
+        max_iter: train exactly this many iterations instead (``quick``: 12 by default).
         quick: a smoke run on a tiny dataset (about a minute): checks the pipeline, not accuracy.
-        num_threads: torch CPU threads (default: one per core not kept busy by other processes).
+        num_threads: torch CPU threads (default: measured in the first iterations).
         opts: extra ``KEY VALUE`` config overrides.
         shapes: :class:`~det.data.shapes.ShapesConfig` fields that change the generated
-            dataset (default: ``{"color_by_class": True}``; e.g. ``{"num_train": 1000}``).
+            dataset (e.g. ``{"color_by_class": True}`` for the easy variant).
+        config_file: a recipe to train instead of the embedded ``demo.yaml``.
+        started: the ``time.perf_counter()`` time the budget counts from (default: now; ``det
+            demo`` passes its process's start, so the interpreter's start-up counts too).
     """
-    import torch
-
     from det.data.shapes import ShapesConfig, register_shapes
     from det.engine.train.defaults import seed_all_rng
 
-    start = time.perf_counter()
+    start = time.perf_counter() if started is None else float(started)
+    if minutes is not None and not minutes > 0:
+        raise ValueError(f"minutes must be positive, got {minutes}")
+    if num_threads is not None and int(num_threads) <= 0:
+        raise ValueError(f"num_threads must be positive, got {num_threads}")
     shapes_fields = {**_DEMO_SHAPES, **(_QUICK_SHAPES if quick else {}), **(shapes or {})}
     shapes_config = ShapesConfig(**shapes_fields)  # bad fields fail before anything is written
-    cfg = get_demo_cfg(output_dir, max_iter=max_iter, quick=quick, opts=opts)
+    cfg = get_demo_cfg(output_dir, max_iter=max_iter, quick=quick, opts=opts, config_file=config_file)
+    budget_minutes = None if (max_iter is not None or quick) and minutes is None else (minutes or DEFAULT_MINUTES)
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     _log_to_file(output)
-    torch.set_num_threads(int(num_threads) if num_threads is not None else _default_num_threads())
     seed_all_rng(cfg.SEED)
 
     # 1. data: the shapes dataset with the demo's generator parameters, under its own names (the
@@ -294,24 +325,63 @@ def run_demo(output_dir: str | os.PathLike = "./det-demo-output", *, max_iter: i
     register_shapes(shapes_config, names=DEMO_DATASETS, replace=True)
     cfg.DATASETS.TRAIN = (DEMO_DATASETS[0],)
     cfg.DATASETS.TEST = (DEMO_DATASETS[1],)
-    summary = _run_steps(cfg, output, start, quick=quick, progress=progress, quiet=quiet,
-                         num_vis_images=num_vis_images)
-    summary["shapes_config"] = dataclasses.asdict(shapes_config)
-    with open(output / "summary.json", "w") as f:
-        json.dump(summary, f, indent=2, default=float)
+    deadline = None if budget_minutes is None else start + budget_minutes * 60 * (1 - _SAFETY_SHARE) - _EXIT_SECONDS
+    import torch
+
+    threads_before = torch.get_num_threads()
+    try:
+        summary = _run_steps(cfg, output, start, deadline=deadline, num_threads=num_threads, quick=quick,
+                             progress=progress, quiet=quiet, num_vis_images=num_vis_images)
+    finally:
+        torch.set_num_threads(threads_before)  # the measured count served this run only
+    summary["budget"]["minutes"] = budget_minutes
+    summary["dataset"].update(color_by_class=shapes_config.color_by_class,
+                              shapes_config=dataclasses.asdict(shapes_config))
+    _write_summary(output, summary)
     return summary
 
 
-def _run_steps(cfg: Any, output: Path, start: float, *, quick: bool, progress: bool, quiet: bool,
-               num_vis_images: int) -> dict[str, Any]:
+def _after_training_seconds(model: Any, cfg: Any, num_eval: int, num_vis: int) -> float:
+    """What evaluation, pictures and saving will take: inference timed on three held-out images
+    (the first is discarded: lazy initialisation), times the images still to predict, plus
+    COCOeval's and matplotlib's few seconds. Called by the budget when it first fits the run."""
+    import torch
+
+    from det.data.build import build_detection_test_loader
+
+    loader = build_detection_test_loader(cfg, cfg.DATASETS.TEST[0])
+    times = []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for i, batch in enumerate(loader):
+                t0 = time.perf_counter()
+                model(batch)
+                if i:
+                    times.append(time.perf_counter() - t0)
+                if i == 2:
+                    break
+    finally:
+        model.train(was_training)
+    per_image = max(times) if times else 0.5
+    # an untrained model returns many low-scoring boxes, a trained one few: take the slower reading,
+    # and 1.5x for mask pasting and data loading that the timing above only partly saw
+    # (the pictures may be predicted twice: at a lower score threshold when nothing reached 0.5)
+    return 1.5 * per_image * (num_eval + 2 * num_vis) + 0.04 * num_eval + 8.0
+
+
+def _run_steps(cfg: Any, output: Path, start: float, *, deadline: float | None, num_threads: int | None,
+               quick: bool, progress: bool, quiet: bool, num_vis_images: int) -> dict[str, Any]:
     """Steps 1-5 of :func:`run_demo` once the dataset is registered."""
     import torch
 
-    from det.engine.commands._common import DATASETS_FILE
+    from det.core.machine import machine_info
     from det.data.catalog import DatasetCatalog, MetadataCatalog
+    from det.engine.commands._common import DATASETS_FILE
+    from det.engine.train.budget import TrainingBudget, thread_candidates
     from det.engine.train.defaults import DefaultTrainer
     from det.engine.train.writers import CommonMetricPrinter, JSONWriter
-
 
     t0 = time.perf_counter()
     num_train = len(DatasetCatalog.get(cfg.DATASETS.TRAIN[0]))
@@ -324,14 +394,38 @@ def _run_steps(cfg: Any, output: Path, start: float, *, quick: bool, progress: b
                           "metadata": {"thing_classes": list(meta.thing_classes),
                                        "thing_colors": [list(c) for c in meta.thing_colors]}}
     (output / DATASETS_FILE).write_text(json.dumps(datasets, indent=1))
+    data_seconds = time.perf_counter() - t0
     _say(f"[1/5] shapes dataset: {num_train} train / {num_val} held-out images in {data_dir} "
-         f"({time.perf_counter() - t0:.1f}s)", quiet)
+         f"({data_seconds:.1f}s)", quiet)
 
     with open(output / "config.yaml", "w") as f:
         f.write(cfg.dump())
     cfg.freeze()
+    machine = machine_info()
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
+    candidates = (int(num_threads),) if num_threads is not None else thread_candidates()
+    budget = None
+    if deadline is not None:
+        budget = TrainingBudget(
+            cfg, deadline, thread_candidates=candidates,
+            reserve_seconds=lambda: _after_training_seconds(trainer.model, cfg, num_val, num_vis_images))
+    elif len(candidates) > 1:
+        # a fixed iteration count: the budget hook only measures the thread count
+        budget = TrainingBudget(cfg, None, thread_candidates=candidates)
 
     # 2-3. train with a progress bar, evaluate at the end (EvalHook)
+    class _BudgetedPrinter(CommonMetricPrinter):
+        """The metric lines' ETA counts to the trainer's current ``max_iter`` (the budget moves it)."""
+
+        def __init__(self, trainer: Any) -> None:
+            super().__init__(trainer.max_iter)
+            self._trainer = trainer
+
+        def write(self) -> None:
+            self._max_iter = int(self._trainer.max_iter)
+            super().write()
+
     class DemoTrainer(DefaultTrainer):
         progress_bar = progress and not quiet
         # about 100 points on the training curves
@@ -339,45 +433,73 @@ def _run_steps(cfg: Any, output: Path, start: float, *, quick: bool, progress: b
 
         def build_writers(self) -> list:
             # console output is the progress bar; the metric lines go to log.txt
-            return [CommonMetricPrinter(self.max_iter), JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))]
+            return [_BudgetedPrinter(self), JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))]
+
+        def build_hooks(self) -> list:
+            return [*super().build_hooks(), budget]  # (None is skipped)
 
     metrics_file = output / "metrics.json"
     if metrics_file.exists():
         metrics_file.unlink()  # a fresh run; JSONWriter appends
-    _say(f"[2/5] training Mask R-CNN (ResNet-18 FPN, from scratch) for {cfg.SOLVER.MAX_ITER} iterations, "
-         f"batch {cfg.SOLVER.IMS_PER_BATCH}, {torch.get_num_threads()} CPU threads", quiet)
+    plan = (f"for {cfg.SOLVER.MAX_ITER} iterations" if deadline is None else
+            f"for what fits in the budget (about {max(deadline - time.perf_counter(), 0) / 60:.1f} min left)")
+    _say(f"[2/5] training Mask R-CNN (ResNet-{cfg.MODEL.RESNETS.DEPTH} FPN, from scratch) {plan}, "
+         f"batch {cfg.SOLVER.IMS_PER_BATCH}, on {machine.describe()}", quiet)
     t0 = time.perf_counter()
     trainer = DemoTrainer(cfg)
     trainer.resume_or_load(resume=False)
     results = trainer.train() or {}
     train_and_eval_time = time.perf_counter() - t0
+    iterations = int(trainer.iter)
+    budget_report = budget.summary() if budget is not None else {}
+    if budget is not None:
+        # the saved config is the run that happened: `det train --config-file` repeats it
+        saved = cfg.clone()
+        saved.defrost()
+        for key, value in budget.fitted_schedule().items():
+            setattr(saved.SOLVER, key, value)
+        with open(output / "config.yaml", "w") as f:
+            f.write(saved.dump())
+    threads = budget_report.get("threads") or torch.get_num_threads()
     bbox_ap = float(results.get("bbox", {}).get("AP", float("nan")))
     segm_ap = float(results.get("segm", {}).get("AP", float("nan")))
-    _say(f"[3/5] held-out COCO AP: box {bbox_ap:.1f}, mask {segm_ap:.1f} "
-         f"(training + evaluation {train_and_eval_time:.0f}s)", quiet)
+    _say(f"[3/5] held-out COCO AP: box {bbox_ap:.1f}, mask {segm_ap:.1f} after {iterations} iterations "
+         f"on {_threads(threads)} (training + evaluation {train_and_eval_time:.0f}s)", quiet)
 
     # 4. the checkpoint was written by the PeriodicCheckpointer hook at the last iteration
     checkpoint = output / "model_final.pth"
     _say(f"[4/5] checkpoint: {checkpoint}", quiet)
 
-    # 5. predictions on held-out images and the training curves
+    # 5. predictions on held-out images, the data and the training curves
     t0 = time.perf_counter()
     predict_cfg = cfg.clone()
     predict_cfg.defrost()
     predict_cfg.MODEL.WEIGHTS = str(checkpoint)
     figures = _prediction_figures(predict_cfg, cfg.DATASETS.TEST[0], output, num_vis_images)
-    curves = plot_training_curves(metrics_file, output / "training_curves.png")
-    _say(f"[5/5] predictions: {figures['grid']} ({figures['num_predictions']} on {figures['num_images']} images), "
+    data_png = _data_figure(cfg.DATASETS.TRAIN[0], output / "data.png") if num_vis_images else None
+    curves = plot_training_curves(metrics_file, output / "training_curves.png",
+                                  title=f"box AP {bbox_ap:.1f}, mask AP {segm_ap:.1f} after {iterations} iterations "
+                                        f"on {_threads(threads)}, {machine.cpu_model} "
+                                        f"({machine.capability})")
+    _say(f"[5/5] predictions: {figures['grid']} ({figures['num_predictions']} with score >= {figures['score_threshold']:g} on {figures['num_images']} images), "
          f"curves: {curves} ({time.perf_counter() - t0:.1f}s)", quiet)
 
     total_time = time.perf_counter() - start
+    timed = _iteration_seconds(metrics_file)
     summary = {
         "bbox_AP": bbox_ap,
         "segm_AP": segm_ap,
         "results": results,
-        "max_iter": int(cfg.SOLVER.MAX_ITER),
+        "iterations": iterations,
+        "max_iter": iterations,
         "ims_per_batch": int(cfg.SOLVER.IMS_PER_BATCH),
-        "num_threads": torch.get_num_threads(),
+        "num_threads": threads,
+        "seconds_per_iteration": budget_report.get("seconds_per_iteration") or timed,
+        "picture_score_threshold": figures["score_threshold"],
+        "lr_steps": list(budget.fitted_schedule()["STEPS"] if budget is not None else cfg.SOLVER.STEPS),
+        "machine": {**machine.as_dict(), "description": machine.describe()},
+        "budget": {"minutes": None, **{k: v for k, v in budget_report.items() if k not in ("threads",)}},
+        "data_seconds": round(data_seconds, 1),
         "train_and_eval_seconds": round(train_and_eval_time, 1),
         "total_seconds": round(total_time, 1),
         "quick": quick,
@@ -389,14 +511,31 @@ def _run_steps(cfg: Any, output: Path, start: float, *, quick: bool, progress: b
             "training_curves": str(curves),
             "predictions": figures["grid"],
             "predictions_folder": figures["folder"],
+            "data": data_png,
             "log": str(output / "log.txt"),
         },
     }
+    _write_summary(output, summary)
+    _say(f"done in {total_time:.0f}s: box AP {bbox_ap:.1f}, mask AP {segm_ap:.1f}; see {output / 'summary.md'}", quiet)
+    return summary
+
+
+def _iteration_seconds(metrics_file: Path) -> float | None:
+    """Median of the ``time`` values in ``metrics.json`` (each a median of recent iterations)."""
+    import statistics
+
+    values = [r["time"] for r in _read_metrics(metrics_file) if isinstance(r.get("time"), int | float)]
+    return round(statistics.median(values), 4) if values else None
+
+
+def _write_summary(output: Path, summary: dict[str, Any]) -> None:
     with open(output / "summary.json", "w") as f:
         json.dump(summary, f, indent=2, default=float)
     (output / "summary.md").write_text(_summary_markdown(summary))
-    _say(f"done in {total_time:.0f}s: box AP {bbox_ap:.1f}, mask AP {segm_ap:.1f}; see {output / 'summary.md'}", quiet)
-    return summary
+
+
+def _threads(n: int | str) -> str:
+    return f"{n} thread" + ("" if int(n) == 1 else "s")
 
 
 def _summary_markdown(s: dict[str, Any]) -> str:
@@ -405,12 +544,18 @@ def _summary_markdown(s: dict[str, Any]) -> str:
         return "| " + task + " | " + " | ".join(f"{r.get(k, float('nan')):.1f}" for k in ("AP", "AP50", "AP75")) + " |"
 
     files = s["files"]
-    return "\n".join([
+    here = os.path.dirname(files["config"])
+    dataset = s["dataset"]
+    variant = "colours that follow the class (the easy variant)" if dataset.get("color_by_class") else \
+        "random colours: the class is in the outline only"
+    budget = s["budget"]
+    spi = s.get("seconds_per_iteration")
+    lines = [
         "# det demo",
         "",
-        f"Mask R-CNN (ResNet-18 FPN, from scratch) trained for {s['max_iter']} iterations of "
-        f"{s['ims_per_batch']} images on {s['dataset']['train']} synthetic shapes images, "
-        f"on {s['num_threads']} CPU threads, evaluated on {s['dataset']['val']} held-out images"
+        f"Mask R-CNN (ResNet-18 FPN, from scratch) trained for **{s['iterations']} iterations** of "
+        f"{s['ims_per_batch']} images on {dataset['train']} synthetic shapes images ({variant}), "
+        f"evaluated on {dataset['val']} held-out images"
         + (" (quick smoke run: the numbers mean nothing)" if s["quick"] else "") + ".",
         "",
         "| task | AP | AP50 | AP75 |",
@@ -418,23 +563,44 @@ def _summary_markdown(s: dict[str, Any]) -> str:
         metrics_row("bbox"),
         metrics_row("segm"),
         "",
-        f"Time: {s['train_and_eval_seconds']:.0f}s training + evaluation, {s['total_seconds']:.0f}s in all.",
-        "",
-        "## Predictions on held-out images (left: ground truth, right: prediction)",
-        "",
-        f"![predictions]({os.path.relpath(files['predictions'], os.path.dirname(files['config']))})",
+        f"Machine: {s['machine']['description']}; {_threads(s['num_threads'])}"
+        + (f", {spi:.3f} s per iteration" if spi else "") + ".",
+        f"Time: {s['data_seconds']:.0f}s data, {s['train_and_eval_seconds']:.0f}s training + evaluation, "
+        f"{s['total_seconds']:.0f}s in all"
+        + (f" (budget {budget['minutes']:g} min)" if budget.get("minutes") else "") + ".",
+    ]
+    if budget.get("thread_probes"):
+        probe = budget["thread_probes"][0]
+        lines += ["", "Threads measured in the first iterations (seconds per iteration): "
+                  + ", ".join(f"{_threads(n)} {t:.3f}" for n, t in probe["seconds_per_iteration"].items())
+                  + f" -> {probe['chosen']}."]
+    if budget.get("fits"):
+        last = budget["fits"][-1]
+        lines += ["", f"Budgeted schedule: {len(budget['fits'])} fits of the iteration count from the measured speed; "
+                  f"the last at iteration {last['iteration']} ({last['seconds_per_iteration']:.3f} s/iteration) "
+                  f"gave {last['max_iter']} iterations, LR steps at {s['lr_steps']}."]
+    if files.get("data"):
+        lines += ["", "## The training data (ground truth)", "", f"![data]({os.path.relpath(files['data'], here)})"]
+    if files.get("predictions"):
+        score = s.get("picture_score_threshold", _PICTURE_SCORE)
+        lines += ["", "## Predictions on held-out images (left: ground truth, right: prediction with score "
+                  f">= {score:g}" + (": nothing scored 0.5 or more" if score < _PICTURE_SCORE else "") + ")", "",
+                  f"![predictions]({os.path.relpath(files['predictions'], here)})"]
+    lines += [
         "",
         "## Training curves",
         "",
-        f"![training curves]({os.path.relpath(files['training_curves'], os.path.dirname(files['config']))})",
+        f"![training curves]({os.path.relpath(files['training_curves'], here)})",
         "",
         "## Files",
         "",
-        *[f"- {k}: `{v}`" for k, v in files.items()],
+        *[f"- {k}: `{v}`" for k, v in files.items() if v],
         "",
         "Re-run a step alone:",
         "",
+        f"    det train --config-file {files['config']} SOLVER.MAX_ITER {s['iterations']} SOLVER.STEPS \"{tuple(s['lr_steps'])}\"",
         f"    det eval --config-file {files['config']} --weights {files['checkpoint']}",
         f"    det predict --config-file {files['config']} --weights {files['checkpoint']} IMAGE.png --output pred/",
         "",
-    ])
+    ]
+    return "\n".join(lines)

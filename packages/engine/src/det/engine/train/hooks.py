@@ -154,6 +154,7 @@ class PeriodicCheckpointer(_PeriodicCheckpointer, HookBase):
         self.max_iter = self.trainer.max_iter
 
     def after_step(self) -> None:
+        self.max_iter = self.trainer.max_iter  # a hook may have moved it (a time budget)
         self.step(self.trainer.iter)
 
 
@@ -584,6 +585,8 @@ class ProgressBar(HookBase):
         with contextlib.suppress(KeyError):
             postfix["lr"] = f"{storage.history('lr').latest():.3g}"
         self._bar.set_postfix(postfix, refresh=False)
+        if self._bar.total != self.trainer.max_iter:  # a hook moved it (a time budget)
+            self._bar.total = self.trainer.max_iter
         self._bar.update(1)
 
     def after_train(self) -> None:

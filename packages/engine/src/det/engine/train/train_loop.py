@@ -93,19 +93,21 @@ class TrainerBase:
         self._hooks.extend(kept)
 
     def train(self, start_iter: int, max_iter: int) -> None:
-        """Run iterations ``start_iter .. max_iter - 1``."""
+        """Run iterations ``start_iter .. max_iter - 1``. A hook may move ``self.max_iter`` while
+        training runs (e.g. :class:`~det.engine.train.budget.TrainingBudget`); the loop ends when
+        the iteration after the current one is ``self.max_iter``."""
         logger.info("Starting training from iteration %d", start_iter)
         self.iter = self.start_iter = start_iter
         self.max_iter = max_iter
         with EventStorage(start_iter) as self.storage:
             try:
                 self.before_train()
-                for self.iter in range(start_iter, max_iter):
+                while self.iter < self.max_iter:
                     self.before_step()
                     self.run_step()
                     self.after_step()
+                    self.iter += 1
                 # iter == max_iter tells after_train hooks that training completed
-                self.iter += 1
             except Exception:
                 logger.exception("Exception during training:")
                 raise

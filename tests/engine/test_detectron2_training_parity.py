@@ -1,0 +1,121 @@
+"""Training equals detectron2's, point by point: data order, augmentation, initialisation,
+optimizer groups, LR schedule and the losses of the first iterations, checked against traces that
+detectron2 itself wrote (``golden_detectron2/``, made by ``bench/d2_parity.py``)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from det.core.config import get_cfg
+
+
+def _loader_kwargs(seed, sampler="TrainingSampler"):
+    from det.data.build import _train_loader_from_config
+
+    cfg = get_cfg()
+    cfg.SEED = seed
+    cfg.DATALOADER.SAMPLER_TRAIN = sampler
+    dataset = [{"file_name": f"{i}.png", "height": 10, "width": 10, "annotations": [{"category_id": i % 2}]}
+               for i in range(40)]
+    return _train_loader_from_config(cfg, dataset=dataset)
+
+
+@pytest.mark.parametrize("sampler", ["TrainingSampler", "RepeatFactorTrainingSampler"])
+def test_the_train_sampler_is_seeded_with_SEED_and_draws_nothing_from_numpy(sampler):
+    np.random.seed(123)
+    expected_next = np.random.RandomState(123).randint(2**31)
+    kwargs = _loader_kwargs(5, sampler)
+    assert kwargs["sampler"]._seed == 5
+    assert np.random.randint(2**31) == expected_next  # the global numpy stream was not touched
+    # SEED -1 (random training): det draws a seed shared by the processes, where detectron2
+    # shuffles with seed -1 (the same order in every run): the one point that differs on purpose
+    assert _loader_kwargs(-1, sampler)["sampler"]._seed != -1
+
+
+# -- traces written by detectron2 itself -------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).with_name("golden_detectron2")
+CASES = sorted(p.stem for p in GOLDEN.glob("*.json"))
+
+
+def _parity_module():
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import d2_parity
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    return d2_parity
+
+
+@pytest.fixture(scope="module", params=CASES)
+def traces(request, tmp_path_factory):
+    """(detectron2's trace, det's trace of the same config, data and seed)."""
+    d2_parity = _parity_module()
+    golden = json.loads((GOLDEN / f"{request.param}.json").read_text())
+    root = tmp_path_factory.mktemp(f"parity-{request.param}")
+    ours = d2_parity.make_trace("det", str(d2_parity.RECIPE), d2_parity.datasets_file(golden["shapes"], root),
+                                iters=len(golden["train"]), batches=len(golden["data"]), opts=golden["opts"])
+    return golden, ours
+
+
+@pytest.mark.slow
+def test_same_seed_same_initial_weights_and_rng_state(traces):
+    golden, ours = traces
+    assert sorted(ours["init"]) == sorted(golden["init"])
+    for name, stats in golden["init"].items():
+        assert ours["init"][name] == pytest.approx(stats, rel=1e-6, abs=1e-9), name
+    # what model construction drew from torch's RNG: the ROI and anchor sampling draw from it next
+    assert ours["rng_after_build"] == golden["rng_after_build"]
+
+
+@pytest.mark.slow
+def test_optimizer_groups_lr_weight_decay_momentum_per_parameter(traces):
+    golden, ours = traces
+    assert ours["optimizer"] == golden["optimizer"]
+
+
+@pytest.mark.slow
+def test_lr_schedule_with_warmup_at_every_iteration(traces):
+    golden, ours = traces
+    assert len(ours["lr"]) == len(golden["lr"])
+    assert ours["lr"] == pytest.approx(golden["lr"], rel=1e-9, abs=1e-15)
+
+
+# det-data reseeds each element's augmentation RNGs from (SEED, rank, position) so that batches do
+# not depend on NUM_WORKERS (merged from "scale" on 2026-12-07); detectron2 draws the random resize
+# and flip from the process's global generators. The images and their order still match; their
+# random sizes and flips, and so the losses, no longer do. Strict: these fail once they match again.
+_AUGMENTATION_RNG_DIFFERS = pytest.mark.xfail(
+    strict=True, reason="det reseeds the augmentations per element (SEED, rank, position); detectron2 does not")
+
+
+@pytest.mark.slow
+def test_data_order_of_every_image(traces):
+    golden, ours = traces
+    assert [[image["file"] for image in batch] for batch in ours["data"]] == \
+        [[image["file"] for image in batch] for batch in golden["data"]]
+
+
+@pytest.mark.slow
+@_AUGMENTATION_RNG_DIFFERS
+def test_resize_and_flip_of_every_image(traces):
+    golden, ours = traces
+    assert ours["data"] == golden["data"]
+
+
+@pytest.mark.slow
+@_AUGMENTATION_RNG_DIFFERS
+def test_losses_of_the_first_iterations(traces):
+    golden, ours = traces
+    assert len(ours["train"]) == len(golden["train"])
+    for i, (a, b) in enumerate(zip(golden["train"], ours["train"])):
+        assert sorted(a) == sorted(b)
+        for key, value in a.items():
+            assert math.isclose(b[key], value, rel_tol=1e-5, abs_tol=1e-7), (i, key, b[key], value)
