@@ -170,7 +170,8 @@ def test_det_train_mask_rcnn_from_a_yaml_naming_a_timm_model(tmp_path):
         "MODEL": {"BACKBONE": {"NAME": "build_timm_fpn_backbone", "FREEZE_AT": 0},
                   "TIMM": {"NAME": "efficientnet_b0", "NORM": "GN"},
                   "FPN": {"IN_FEATURES": [], "OUT_CHANNELS": 32}, "ROI_BOX_HEAD": {"FC_DIM": 32},
-                  "ROI_MASK_HEAD": {"CONV_DIM": 16}, "ROI_HEADS": {"BATCH_SIZE_PER_IMAGE": 32}},
+                  "ROI_MASK_HEAD": {"CONV_DIM": 16, "NORM": ""},  # 16 < GroupNorm's 32 groups
+                  "ROI_HEADS": {"BATCH_SIZE_PER_IMAGE": 32}},
         "DATASETS": {"TRAIN": [names[0]], "TEST": [names[1]]},
         "INPUT": {"MIN_SIZE_TRAIN": [64], "MAX_SIZE_TRAIN": 128, "MIN_SIZE_TEST": 64, "MAX_SIZE_TEST": 128},
         "SOLVER": {"IMS_PER_BATCH": 2, "MAX_ITER": 3, "WARMUP_ITERS": 1},

@@ -273,8 +273,12 @@ def test_class_and_keypoint_counts_come_from_the_json(data, configs_dir, tmp_pat
     assert cfg.DATASETS.TRAIN == ("train",) and cfg.DATASETS.TEST == ("val",)
     assert cfg.SOLVER.MAX_ITER == 7 and cfg.SEED >= 0 and str(tmp_path / "out") == cfg.OUTPUT_DIR
     line = [n for n in plan.notes if " classes (" in n]
+    # every thing-class count of the schema, a plugin's too (det-pointrend's POINT_HEAD when installed)
+    plugin_heads = "".join(f", MODEL.{key}.NUM_CLASSES=2" for key in ("POINT_HEAD",) if key in cfg.MODEL)
+    if plugin_heads:
+        assert cfg.MODEL.POINT_HEAD.NUM_CLASSES == 2
     assert line == [f"from {tmp_path / 'train.json'}: 2 classes (disk, block) -> MODEL.ROI_HEADS.NUM_CLASSES=2, "
-                    "MODEL.RETINANET.NUM_CLASSES=2; 3 keypoints -> MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS=3, "
+                    f"MODEL.RETINANET.NUM_CLASSES=2{plugin_heads}; 3 keypoints -> MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS=3, "
                     "TEST.KEYPOINT_OKS_SIGMAS=0.05 each (set it for a meaningful keypoint AP)"]
     assert plan.datasets["train"]["metadata"] == {
         "thing_classes": ["disk", "block"], "keypoint_names": ["left_tip", "right_tip", "center"],

@@ -55,6 +55,23 @@ class _ColorfulFormatter(logging.Formatter):
         return log
 
 
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stdout`` as it is when a record is emitted, not as it was at set-up: a
+    later redirection (``contextlib.redirect_stdout``, a notebook, pytest's capture) is followed,
+    and a stream closed since then never receives a line."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # StreamHandler.__init__/setStream assign it; stdout wins
+        pass
+
+
 def setup_logger(output: str | os.PathLike | None = None, distributed_rank: int = 0, *,
                  color: bool | None = None, name: str = "det", abbrev_name: str | None = None,
                  level: int = logging.INFO) -> logging.Logger:
@@ -83,7 +100,7 @@ def setup_logger(output: str | os.PathLike | None = None, distributed_rank: int 
     _CONFIGURED.add(key)
     formatter = logging.Formatter("[%(asctime)s %(name)s]: %(message)s", datefmt="%m/%d %H:%M:%S")
     if distributed_rank == 0 and not any(getattr(h, "_det_stdout", False) for h in logger.handlers):
-        ch = logging.StreamHandler(stream=sys.stdout)
+        ch = _StdoutHandler()
         ch._det_stdout = True  # type: ignore[attr-defined]
         ch.setFormatter(_ColorfulFormatter(root_name=name, abbrev_name=abbrev_name) if color else formatter)
         logger.addHandler(ch)
