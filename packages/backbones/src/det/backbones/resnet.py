@@ -24,8 +24,10 @@ __all__ = [
     "DeformBottleneckBlock",
     "ResNet",
     "ResNetBlockBase",
+    "bottleneck_block_kwargs",
     "build_resnet_backbone",
     "make_stage",
+    "resnet_stage_kwargs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -485,6 +487,52 @@ def _check_groups(bottleneck_channels: int, num_groups: int) -> None:
         )
 
 
+def resnet_stage_kwargs(resnets_cfg, num_blocks_per_stage: Sequence[int],
+                        dilation_per_stage: Sequence[int], bottleneck: bool = True) -> list[dict]:
+    """The :meth:`ResNet.make_stage` keyword arguments of stages res2, res3, ... (one dict per
+    entry of ``num_blocks_per_stage``) from ``cfg.MODEL.RESNETS`` (``resnets_cfg``): ``num_blocks``,
+    ``stride_per_block``, ``in_channels``, ``out_channels``, ``norm`` and, for bottleneck stages,
+    ``bottleneck_channels``, ``stride_in_1x1`` and ``num_groups``. Channels double from stage to
+    stage; each stage's first block has stride 2 except in res2 and in a dilated stage
+    (``dilation_per_stage[i] > 1``), which keeps its input's resolution. The block class and the
+    dilation are the caller's to add (see :func:`bottleneck_block_kwargs`).
+
+    Shared by every builder of a ``cfg.MODEL.RESNETS`` ResNet (the standard, DeepLab and trident ones).
+    """
+    r = resnets_cfg
+    bottleneck_channels = r.NUM_GROUPS * r.WIDTH_PER_GROUP
+    in_channels = r.STEM_OUT_CHANNELS
+    out_channels = r.RES2_OUT_CHANNELS
+    all_kwargs = []
+    for idx, n in enumerate(num_blocks_per_stage):
+        first_stride = 1 if idx == 0 or dilation_per_stage[idx] > 1 else 2
+        kwargs = {
+            "num_blocks": n,
+            "stride_per_block": [first_stride] + [1] * (n - 1),
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "norm": r.NORM,
+        }
+        if bottleneck:
+            kwargs.update(bottleneck_channels=bottleneck_channels, stride_in_1x1=r.STRIDE_IN_1X1,
+                          num_groups=r.NUM_GROUPS)
+        all_kwargs.append(kwargs)
+        in_channels = out_channels
+        out_channels *= 2
+        bottleneck_channels *= 2
+    return all_kwargs
+
+
+def bottleneck_block_kwargs(resnets_cfg, deform: bool) -> dict:
+    """The block class of a bottleneck stage of ``cfg.MODEL.RESNETS`` (``resnets_cfg``):
+    :class:`DeformBottleneckBlock` with ``DEFORM_MODULATED`` and ``DEFORM_NUM_GROUPS`` when
+    ``deform`` (that stage's ``DEFORM_ON_PER_STAGE``), else :class:`BottleneckBlock`."""
+    if deform:
+        return {"block_class": DeformBottleneckBlock, "deform_modulated": resnets_cfg.DEFORM_MODULATED,
+                "deform_num_groups": resnets_cfg.DEFORM_NUM_GROUPS}
+    return {"block_class": BottleneckBlock}
+
+
 def build_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
     """Build the :class:`ResNet` described by ``cfg.MODEL.RESNETS`` and ``cfg.MODEL.BACKBONE.FREEZE_AT``.
 
@@ -495,7 +543,6 @@ def build_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
     norm = r.NORM
     depth = r.DEPTH
     num_groups = r.NUM_GROUPS
-    bottleneck_channels = num_groups * r.WIDTH_PER_GROUP
     in_channels = r.STEM_OUT_CHANNELS
     out_channels = r.RES2_OUT_CHANNELS
     res5_dilation = r.RES5_DILATION
@@ -522,35 +569,16 @@ def build_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
             raise ValueError("Must set MODEL.RESNETS.NUM_GROUPS = 1 for R18/R34")
 
     stem = BasicStem(in_channels=input_shape.channels, out_channels=in_channels, norm=norm)
-    num_blocks_per_stage = _NUM_BLOCKS_PER_STAGE[depth]
+    # dilating res5 (as in R-FCN and Deformable ConvNets) replaces its stride 2
+    dilation_per_stage = [1, 1, 1, res5_dilation]
+    basic = depth in (18, 34)
     stages = []
-    for idx, stage_idx in enumerate(range(2, 6)):
-        # dilating res5 (as in R-FCN and Deformable ConvNets) replaces its stride 2
-        dilation = res5_dilation if stage_idx == 5 else 1
-        first_stride = 1 if idx == 0 or (stage_idx == 5 and dilation == 2) else 2
-        n = num_blocks_per_stage[idx]
-        stage_kwargs = {
-            "num_blocks": n,
-            "stride_per_block": [first_stride] + [1] * (n - 1),
-            "in_channels": in_channels,
-            "out_channels": out_channels,
-            "norm": norm,
-        }
-        if depth in (18, 34):
+    for idx, stage_kwargs in enumerate(resnet_stage_kwargs(r, _NUM_BLOCKS_PER_STAGE[depth], dilation_per_stage,
+                                                           bottleneck=not basic)):
+        if basic:
             stage_kwargs["block_class"] = BasicBlock
         else:
-            stage_kwargs["bottleneck_channels"] = bottleneck_channels
-            stage_kwargs["stride_in_1x1"] = r.STRIDE_IN_1X1
-            stage_kwargs["dilation"] = dilation
-            stage_kwargs["num_groups"] = num_groups
-            if deform_on_per_stage[idx]:
-                stage_kwargs["block_class"] = DeformBottleneckBlock
-                stage_kwargs["deform_modulated"] = r.DEFORM_MODULATED
-                stage_kwargs["deform_num_groups"] = r.DEFORM_NUM_GROUPS
-            else:
-                stage_kwargs["block_class"] = BottleneckBlock
+            stage_kwargs["dilation"] = dilation_per_stage[idx]
+            stage_kwargs.update(bottleneck_block_kwargs(r, deform_on_per_stage[idx]))
         stages.append(ResNet.make_stage(**stage_kwargs))
-        in_channels = out_channels
-        out_channels *= 2
-        bottleneck_channels *= 2
     return ResNet(stem, stages, out_features=out_features, freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT)
