@@ -26,6 +26,7 @@ __all__ = [
     "ResNetBlockBase",
     "bottleneck_block_kwargs",
     "build_resnet_backbone",
+    "check_resnets_cfg",
     "make_stage",
     "resnet_stage_kwargs",
 ]
@@ -533,6 +534,24 @@ def bottleneck_block_kwargs(resnets_cfg, deform: bool) -> dict:
     return {"block_class": BottleneckBlock}
 
 
+def check_resnets_cfg(resnets_cfg) -> tuple[int, list, list[str]]:
+    """Check the ``cfg.MODEL.RESNETS`` keys (``resnets_cfg``) every builder of a standard-stride
+    ResNet reads: ``RES5_DILATION`` 1 or 2, four ``DEFORM_ON_PER_STAGE`` values, ``OUT_FEATURES`` a
+    non-empty subset of stem/res2..res5. Raises ValueError naming the key; returns
+    ``(RES5_DILATION, DEFORM_ON_PER_STAGE, OUT_FEATURES)`` (the last two as lists)."""
+    res5_dilation = resnets_cfg.RES5_DILATION
+    deform_on_per_stage = list(resnets_cfg.DEFORM_ON_PER_STAGE)
+    out_features = list(resnets_cfg.OUT_FEATURES)
+    if res5_dilation not in (1, 2):
+        raise ValueError(f"MODEL.RESNETS.RES5_DILATION must be 1 or 2, got {res5_dilation}")
+    if len(deform_on_per_stage) != 4:
+        raise ValueError(f"MODEL.RESNETS.DEFORM_ON_PER_STAGE needs 4 values (res2..res5), got {deform_on_per_stage}")
+    unknown = [f for f in out_features if f not in ("stem", "res2", "res3", "res4", "res5")]
+    if unknown or not out_features:
+        raise ValueError(f"MODEL.RESNETS.OUT_FEATURES must be a non-empty subset of stem/res2..res5, got {out_features}")
+    return res5_dilation, deform_on_per_stage, out_features
+
+
 def build_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
     """Build the :class:`ResNet` described by ``cfg.MODEL.RESNETS`` and ``cfg.MODEL.BACKBONE.FREEZE_AT``.
 
@@ -545,19 +564,10 @@ def build_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
     num_groups = r.NUM_GROUPS
     in_channels = r.STEM_OUT_CHANNELS
     out_channels = r.RES2_OUT_CHANNELS
-    res5_dilation = r.RES5_DILATION
-    deform_on_per_stage = list(r.DEFORM_ON_PER_STAGE)
-    out_features = list(r.OUT_FEATURES)
 
     if depth not in _NUM_BLOCKS_PER_STAGE:
         raise ValueError(f"MODEL.RESNETS.DEPTH must be one of {sorted(_NUM_BLOCKS_PER_STAGE)}, got {depth}")
-    if res5_dilation not in (1, 2):
-        raise ValueError(f"MODEL.RESNETS.RES5_DILATION must be 1 or 2, got {res5_dilation}")
-    if len(deform_on_per_stage) != 4:
-        raise ValueError(f"MODEL.RESNETS.DEFORM_ON_PER_STAGE needs 4 values (res2..res5), got {deform_on_per_stage}")
-    unknown = [f for f in out_features if f not in ("stem", "res2", "res3", "res4", "res5")]
-    if unknown or not out_features:
-        raise ValueError(f"MODEL.RESNETS.OUT_FEATURES must be a non-empty subset of stem/res2..res5, got {out_features}")
+    res5_dilation, deform_on_per_stage, out_features = check_resnets_cfg(r)
     if depth in (18, 34):
         if out_channels != 64:
             raise ValueError("Must set MODEL.RESNETS.RES2_OUT_CHANNELS = 64 for R18/R34")

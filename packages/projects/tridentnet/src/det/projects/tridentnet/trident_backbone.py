@@ -18,6 +18,7 @@ from det.backbones.resnet import (
     BottleneckBlock,
     ResNet,
     bottleneck_block_kwargs,
+    check_resnets_cfg,
     resnet_stage_kwargs,
 )
 from det.core.layers import ShapeSpec, c2_msra_fill, get_norm
@@ -135,9 +136,6 @@ def build_trident_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
     depth = r.DEPTH
     norm = r.NORM
     in_channels = r.STEM_OUT_CHANNELS
-    res5_dilation = r.RES5_DILATION
-    deform_on_per_stage = list(r.DEFORM_ON_PER_STAGE)
-    out_features = list(r.OUT_FEATURES)
     num_branch = t.NUM_BRANCH
     branch_dilations = list(t.BRANCH_DILATIONS)
     trident_stage = t.TRIDENT_STAGE
@@ -147,13 +145,7 @@ def build_trident_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
         raise ValueError(
             f"MODEL.RESNETS.DEPTH must be one of {sorted(_BLOCKS_PER_STAGE)} for TridentNet (trident blocks "
             f"are bottleneck blocks), got {depth}")
-    if res5_dilation not in (1, 2):
-        raise ValueError(f"MODEL.RESNETS.RES5_DILATION must be 1 or 2, got {res5_dilation}")
-    if len(deform_on_per_stage) != 4:
-        raise ValueError(f"MODEL.RESNETS.DEFORM_ON_PER_STAGE needs 4 values (res2..res5), got {deform_on_per_stage}")
-    unknown = [f for f in out_features if f != "stem" and f not in _STAGE_INDEX]
-    if unknown or not out_features:
-        raise ValueError(f"MODEL.RESNETS.OUT_FEATURES must be a non-empty subset of stem/res2..res5, got {out_features}")
+    res5_dilation, deform_on_per_stage, out_features = check_resnets_cfg(r)
     if trident_stage not in _STAGE_INDEX:
         raise ValueError(f"MODEL.TRIDENT.TRIDENT_STAGE must be one of {sorted(_STAGE_INDEX)}, got {trident_stage!r}")
     if num_branch < 1 or len(branch_dilations) != num_branch:
