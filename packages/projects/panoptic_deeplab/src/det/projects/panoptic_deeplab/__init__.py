@@ -13,8 +13,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from det.core.lazy import exported, lazy_exports
+from det.core.lazy import lazy_exports
 from det.projects.panoptic_deeplab.version import __version__
+
+_LAZY = {
+    "add_panoptic_deeplab_config": "det.projects.panoptic_deeplab.config",
+    "PanopticDeepLab": "det.projects.panoptic_deeplab.panoptic_seg",
+    "PanopticDeepLabSemSegHead": "det.projects.panoptic_deeplab.panoptic_seg",
+    "PanopticDeepLabInsEmbedHead": "det.projects.panoptic_deeplab.panoptic_seg",
+    "INS_EMBED_BRANCHES_REGISTRY": "det.projects.panoptic_deeplab.panoptic_seg",
+    "build_ins_embed_branch": "det.projects.panoptic_deeplab.panoptic_seg",
+    "PanopticDeepLabTargetGenerator": "det.projects.panoptic_deeplab.target_generator",
+    "PanopticDeeplabDatasetMapper": "det.projects.panoptic_deeplab.dataset_mapper",
+    "get_panoptic_segmentation": "det.projects.panoptic_deeplab.post_processing",
+    "build_optimizer": "det.projects.panoptic_deeplab.build_solver",
+}
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from det.projects.panoptic_deeplab.build_solver import build_optimizer  # noqa: F401
@@ -31,7 +44,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from det.projects.panoptic_deeplab.target_generator import PanopticDeepLabTargetGenerator  # noqa: F401
 
 
-__getattr__, __dir__ = lazy_exports(__name__)  # the names imported under TYPE_CHECKING above
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
-__all__ = ["__version__", *exported(__name__)]
+__all__ = ["__version__", *_LAZY]
