@@ -76,7 +76,22 @@ def _sequential_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-class ResStem(CNNBlockBase):
+class _ConvStem(CNNBlockBase):
+    """A stride-2 ``conv`` of ``kernel_size``, its norm ``bn`` and activation ``af``, run in order
+    with whatever children a subclass adds after them; ``stride`` is the stem's total stride."""
+
+    def __init__(self, w_in: int, w_out: int, norm: Norm, activation_class: ActivationClass, kernel_size: int,
+                 stride: int):
+        super().__init__(w_in, w_out, stride)
+        self.conv = conv2d(w_in, w_out, kernel_size, stride=2)
+        self.bn = get_norm(norm, w_out)
+        self.af = activation_class()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _sequential_forward(self, x)
+
+
+class ResStem(_ConvStem):
     """ResNet's ImageNet stem: 7x7 conv (stride 2), norm, activation, 3x3 max pool (stride 2).
 
     Invariant: output stride 4; children ``conv``, ``bn``, ``af``, ``pool`` run in that order::
@@ -86,17 +101,11 @@ class ResStem(CNNBlockBase):
     """
 
     def __init__(self, w_in: int, w_out: int, norm: Norm, activation_class: ActivationClass):
-        super().__init__(w_in, w_out, 4)
-        self.conv = conv2d(w_in, w_out, 7, stride=2)
-        self.bn = get_norm(norm, w_out)
-        self.af = activation_class()
+        super().__init__(w_in, w_out, norm, activation_class, kernel_size=7, stride=4)
         self.pool = pool2d(3, stride=2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _sequential_forward(self, x)
 
-
-class SimpleStem(CNNBlockBase):
+class SimpleStem(_ConvStem):
     """RegNet's ImageNet stem: 3x3 conv (stride 2), norm, activation.
 
     Invariant: output stride 2; children ``conv``, ``bn``, ``af``::
@@ -106,13 +115,7 @@ class SimpleStem(CNNBlockBase):
     """
 
     def __init__(self, w_in: int, w_out: int, norm: Norm, activation_class: ActivationClass):
-        super().__init__(w_in, w_out, 2)
-        self.conv = conv2d(w_in, w_out, 3, stride=2)
-        self.bn = get_norm(norm, w_out)
-        self.af = activation_class()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _sequential_forward(self, x)
+        super().__init__(w_in, w_out, norm, activation_class, kernel_size=3, stride=2)
 
 
 class SE(nn.Module):

@@ -24,8 +24,11 @@ __all__ = [
     "DeformBottleneckBlock",
     "ResNet",
     "ResNetBlockBase",
+    "bottleneck_block_kwargs",
     "build_resnet_backbone",
+    "check_resnets_cfg",
     "make_stage",
+    "resnet_stage_kwargs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -485,6 +488,70 @@ def _check_groups(bottleneck_channels: int, num_groups: int) -> None:
         )
 
 
+def resnet_stage_kwargs(resnets_cfg, num_blocks_per_stage: Sequence[int],
+                        dilation_per_stage: Sequence[int], bottleneck: bool = True) -> list[dict]:
+    """The :meth:`ResNet.make_stage` keyword arguments of stages res2, res3, ... (one dict per
+    entry of ``num_blocks_per_stage``) from ``cfg.MODEL.RESNETS`` (``resnets_cfg``): ``num_blocks``,
+    ``stride_per_block``, ``in_channels``, ``out_channels``, ``norm`` and, for bottleneck stages,
+    ``bottleneck_channels``, ``stride_in_1x1`` and ``num_groups``. Channels double from stage to
+    stage; each stage's first block has stride 2 except in res2 and in a dilated stage
+    (``dilation_per_stage[i] > 1``), which keeps its input's resolution. The block class and the
+    dilation are the caller's to add (see :func:`bottleneck_block_kwargs`).
+
+    Shared by every builder of a ``cfg.MODEL.RESNETS`` ResNet (the standard, DeepLab and trident ones).
+    """
+    r = resnets_cfg
+    bottleneck_channels = r.NUM_GROUPS * r.WIDTH_PER_GROUP
+    in_channels = r.STEM_OUT_CHANNELS
+    out_channels = r.RES2_OUT_CHANNELS
+    all_kwargs = []
+    for idx, n in enumerate(num_blocks_per_stage):
+        first_stride = 1 if idx == 0 or dilation_per_stage[idx] > 1 else 2
+        kwargs = {
+            "num_blocks": n,
+            "stride_per_block": [first_stride] + [1] * (n - 1),
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "norm": r.NORM,
+        }
+        if bottleneck:
+            kwargs.update(bottleneck_channels=bottleneck_channels, stride_in_1x1=r.STRIDE_IN_1X1,
+                          num_groups=r.NUM_GROUPS)
+        all_kwargs.append(kwargs)
+        in_channels = out_channels
+        out_channels *= 2
+        bottleneck_channels *= 2
+    return all_kwargs
+
+
+def bottleneck_block_kwargs(resnets_cfg, deform: bool) -> dict:
+    """The block class of a bottleneck stage of ``cfg.MODEL.RESNETS`` (``resnets_cfg``):
+    :class:`DeformBottleneckBlock` with ``DEFORM_MODULATED`` and ``DEFORM_NUM_GROUPS`` when
+    ``deform`` (that stage's ``DEFORM_ON_PER_STAGE``), else :class:`BottleneckBlock`."""
+    if deform:
+        return {"block_class": DeformBottleneckBlock, "deform_modulated": resnets_cfg.DEFORM_MODULATED,
+                "deform_num_groups": resnets_cfg.DEFORM_NUM_GROUPS}
+    return {"block_class": BottleneckBlock}
+
+
+def check_resnets_cfg(resnets_cfg) -> tuple[int, list, list[str]]:
+    """Check the ``cfg.MODEL.RESNETS`` keys (``resnets_cfg``) every builder of a standard-stride
+    ResNet reads: ``RES5_DILATION`` 1 or 2, four ``DEFORM_ON_PER_STAGE`` values, ``OUT_FEATURES`` a
+    non-empty subset of stem/res2..res5. Raises ValueError naming the key; returns
+    ``(RES5_DILATION, DEFORM_ON_PER_STAGE, OUT_FEATURES)`` (the last two as lists)."""
+    res5_dilation = resnets_cfg.RES5_DILATION
+    deform_on_per_stage = list(resnets_cfg.DEFORM_ON_PER_STAGE)
+    out_features = list(resnets_cfg.OUT_FEATURES)
+    if res5_dilation not in (1, 2):
+        raise ValueError(f"MODEL.RESNETS.RES5_DILATION must be 1 or 2, got {res5_dilation}")
+    if len(deform_on_per_stage) != 4:
+        raise ValueError(f"MODEL.RESNETS.DEFORM_ON_PER_STAGE needs 4 values (res2..res5), got {deform_on_per_stage}")
+    unknown = [f for f in out_features if f not in ("stem", "res2", "res3", "res4", "res5")]
+    if unknown or not out_features:
+        raise ValueError(f"MODEL.RESNETS.OUT_FEATURES must be a non-empty subset of stem/res2..res5, got {out_features}")
+    return res5_dilation, deform_on_per_stage, out_features
+
+
 def build_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
     """Build the :class:`ResNet` described by ``cfg.MODEL.RESNETS`` and ``cfg.MODEL.BACKBONE.FREEZE_AT``.
 
@@ -495,22 +562,12 @@ def build_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
     norm = r.NORM
     depth = r.DEPTH
     num_groups = r.NUM_GROUPS
-    bottleneck_channels = num_groups * r.WIDTH_PER_GROUP
     in_channels = r.STEM_OUT_CHANNELS
     out_channels = r.RES2_OUT_CHANNELS
-    res5_dilation = r.RES5_DILATION
-    deform_on_per_stage = list(r.DEFORM_ON_PER_STAGE)
-    out_features = list(r.OUT_FEATURES)
 
     if depth not in _NUM_BLOCKS_PER_STAGE:
         raise ValueError(f"MODEL.RESNETS.DEPTH must be one of {sorted(_NUM_BLOCKS_PER_STAGE)}, got {depth}")
-    if res5_dilation not in (1, 2):
-        raise ValueError(f"MODEL.RESNETS.RES5_DILATION must be 1 or 2, got {res5_dilation}")
-    if len(deform_on_per_stage) != 4:
-        raise ValueError(f"MODEL.RESNETS.DEFORM_ON_PER_STAGE needs 4 values (res2..res5), got {deform_on_per_stage}")
-    unknown = [f for f in out_features if f not in ("stem", "res2", "res3", "res4", "res5")]
-    if unknown or not out_features:
-        raise ValueError(f"MODEL.RESNETS.OUT_FEATURES must be a non-empty subset of stem/res2..res5, got {out_features}")
+    res5_dilation, deform_on_per_stage, out_features = check_resnets_cfg(r)
     if depth in (18, 34):
         if out_channels != 64:
             raise ValueError("Must set MODEL.RESNETS.RES2_OUT_CHANNELS = 64 for R18/R34")
@@ -522,35 +579,16 @@ def build_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
             raise ValueError("Must set MODEL.RESNETS.NUM_GROUPS = 1 for R18/R34")
 
     stem = BasicStem(in_channels=input_shape.channels, out_channels=in_channels, norm=norm)
-    num_blocks_per_stage = _NUM_BLOCKS_PER_STAGE[depth]
+    # dilating res5 (as in R-FCN and Deformable ConvNets) replaces its stride 2
+    dilation_per_stage = [1, 1, 1, res5_dilation]
+    basic = depth in (18, 34)
     stages = []
-    for idx, stage_idx in enumerate(range(2, 6)):
-        # dilating res5 (as in R-FCN and Deformable ConvNets) replaces its stride 2
-        dilation = res5_dilation if stage_idx == 5 else 1
-        first_stride = 1 if idx == 0 or (stage_idx == 5 and dilation == 2) else 2
-        n = num_blocks_per_stage[idx]
-        stage_kwargs = {
-            "num_blocks": n,
-            "stride_per_block": [first_stride] + [1] * (n - 1),
-            "in_channels": in_channels,
-            "out_channels": out_channels,
-            "norm": norm,
-        }
-        if depth in (18, 34):
+    for idx, stage_kwargs in enumerate(resnet_stage_kwargs(r, _NUM_BLOCKS_PER_STAGE[depth], dilation_per_stage,
+                                                           bottleneck=not basic)):
+        if basic:
             stage_kwargs["block_class"] = BasicBlock
         else:
-            stage_kwargs["bottleneck_channels"] = bottleneck_channels
-            stage_kwargs["stride_in_1x1"] = r.STRIDE_IN_1X1
-            stage_kwargs["dilation"] = dilation
-            stage_kwargs["num_groups"] = num_groups
-            if deform_on_per_stage[idx]:
-                stage_kwargs["block_class"] = DeformBottleneckBlock
-                stage_kwargs["deform_modulated"] = r.DEFORM_MODULATED
-                stage_kwargs["deform_num_groups"] = r.DEFORM_NUM_GROUPS
-            else:
-                stage_kwargs["block_class"] = BottleneckBlock
+            stage_kwargs["dilation"] = dilation_per_stage[idx]
+            stage_kwargs.update(bottleneck_block_kwargs(r, deform_on_per_stage[idx]))
         stages.append(ResNet.make_stage(**stage_kwargs))
-        in_channels = out_channels
-        out_channels *= 2
-        bottleneck_channels *= 2
     return ResNet(stem, stages, out_features=out_features, freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT)

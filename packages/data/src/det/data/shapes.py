@@ -96,24 +96,33 @@ class ShapesConfig:
     color_by_class: bool = False
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.num_train >= 0 and self.num_val >= 0, "num_train and num_val must be >= 0"),
-            (16 <= self.min_image_size <= self.max_image_size, "need 16 <= min_image_size <= max_image_size"),
-            (1 <= self.min_shapes <= self.max_shapes, "need 1 <= min_shapes <= max_shapes"),
-            (4 <= self.min_shape_size <= self.max_shape_size, "need 4 <= min_shape_size <= max_shape_size"),
-            (
-                self.min_shape_size * 1.5 < self.min_image_size,
-                "min_shape_size must fit in the smallest image",
-            ),
-            (0.0 <= self.max_occlusion < 1.0, "max_occlusion must be in [0, 1)"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(f"ShapesConfig: {msg} (got {self})")
+        _check_config(self, [(self.num_train >= 0 and self.num_val >= 0, "num_train and num_val must be >= 0")])
 
     def fingerprint(self) -> str:
-        payload = json.dumps({"v": _GENERATOR_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+        return _fingerprint(self, _GENERATOR_VERSION)
+
+
+def _check_config(cfg: Any, checks: list[tuple[bool, str]]) -> None:
+    """Raise ValueError naming ``cfg``'s class for the first failed check of ``checks`` and of the
+    checks every shapes generator's config shares (image sizes, shape counts, shape sizes,
+    occlusion: fields of the same names)."""
+    checks = [
+        (16 <= cfg.min_image_size <= cfg.max_image_size, "need 16 <= min_image_size <= max_image_size"),
+        (1 <= cfg.min_shapes <= cfg.max_shapes, "need 1 <= min_shapes <= max_shapes"),
+        (4 <= cfg.min_shape_size <= cfg.max_shape_size, "need 4 <= min_shape_size <= max_shape_size"),
+        (cfg.min_shape_size * 1.5 < cfg.min_image_size, "min_shape_size must fit in the smallest image"),
+        (0.0 <= cfg.max_occlusion < 1.0, "max_occlusion must be in [0, 1)"),
+        *checks,
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ValueError(f"{type(cfg).__name__}: {msg} (got {cfg})")
+
+
+def _fingerprint(cfg: Any, version: int) -> str:
+    """12 hex digits that change with the generator ``version`` or any field of the dataclass ``cfg``."""
+    payload = json.dumps({"v": version, **dataclasses.asdict(cfg)}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
 def default_shapes_root() -> Path:

@@ -24,7 +24,6 @@ half of it is covered by that shape and not by a later one.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import math
@@ -39,7 +38,14 @@ import pycocotools.mask as mask_util
 from PIL import Image, ImageDraw, ImageFilter
 
 from det.data.catalog import DatasetCatalog, MetadataCatalog
-from det.data.shapes import SHAPES_CLASSES, _random_color, default_shapes_root, get_shapes_metadata
+from det.data.shapes import (
+    SHAPES_CLASSES,
+    _check_config,
+    _fingerprint,
+    _random_color,
+    default_shapes_root,
+    get_shapes_metadata,
+)
 
 __all__ = ["UNSEEN_PRESETS", "UnseenShapesConfig", "prepare_unseen_shapes", "register_unseen_shapes"]
 
@@ -79,13 +85,8 @@ class UnseenShapesConfig:
     supersample: int = 4
 
     def __post_init__(self) -> None:
-        checks = [
+        _check_config(self, [
             (self.num_images >= 0, "num_images must be >= 0"),
-            (16 <= self.min_image_size <= self.max_image_size, "need 16 <= min_image_size <= max_image_size"),
-            (1 <= self.min_shapes <= self.max_shapes, "need 1 <= min_shapes <= max_shapes"),
-            (4 <= self.min_shape_size <= self.max_shape_size, "need 4 <= min_shape_size <= max_shape_size"),
-            (self.min_shape_size * 1.5 < self.min_image_size, "min_shape_size must fit in the smallest image"),
-            (0.0 <= self.max_occlusion < 1.0, "max_occlusion must be in [0, 1)"),
             (20.0 <= self.min_triangle_angle <= 60.0, "min_triangle_angle must be in [20, 60] degrees"),
             (bool(self.fills) and set(self.fills) <= set(_FILLS), f"fills must be some of {_FILLS}"),
             (bool(self.backgrounds) and set(self.backgrounds) <= set(_BACKGROUNDS),
@@ -94,14 +95,10 @@ class UnseenShapesConfig:
             (self.noise_std >= 0.0, "noise_std must be >= 0"),
             (0 <= self.jpeg_quality <= 95, "jpeg_quality must be in [0, 95] (0: no JPEG)"),
             (1 <= self.supersample <= 8, "supersample must be in [1, 8]"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(f"UnseenShapesConfig: {msg} (got {self})")
+        ])
 
     def fingerprint(self) -> str:
-        payload = json.dumps({"v": _RENDERER_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+        return _fingerprint(self, _RENDERER_VERSION)
 
 
 UNSEEN_PRESETS: dict[str, UnseenShapesConfig] = {

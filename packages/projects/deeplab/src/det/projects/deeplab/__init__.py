@@ -13,19 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from det.core.lazy import lazy_exports
+from det.core.lazy import exported, lazy_exports
 from det.projects.deeplab.version import __version__
-
-_LAZY = {
-    "add_deeplab_config": "det.projects.deeplab.config",
-    "DeepLabV3Head": "det.projects.deeplab.semantic_seg",
-    "DeepLabV3PlusHead": "det.projects.deeplab.semantic_seg",
-    "DeepLabStem": "det.projects.deeplab.resnet",
-    "build_resnet_deeplab_backbone": "det.projects.deeplab.resnet",
-    "WarmupPolyLR": "det.projects.deeplab.lr_scheduler",
-    "build_lr_scheduler": "det.projects.deeplab.build_solver",
-    "DeepLabCE": "det.projects.deeplab.loss",
-}
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from det.projects.deeplab.build_solver import build_lr_scheduler  # noqa: F401
@@ -36,7 +25,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from det.projects.deeplab.semantic_seg import DeepLabV3Head, DeepLabV3PlusHead  # noqa: F401
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__getattr__, __dir__ = lazy_exports(__name__)  # the names imported under TYPE_CHECKING above
 
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", *exported(__name__)]

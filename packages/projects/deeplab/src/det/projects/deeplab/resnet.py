@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from det.backbones.resnet import BasicStem, BottleneckBlock, DeformBottleneckBlock, ResNet
+from det.backbones.resnet import BasicStem, ResNet, bottleneck_block_kwargs, resnet_stage_kwargs
 from det.core.layers import CNNBlockBase, Conv2d, ShapeSpec, c2_msra_fill, get_norm
 
 __all__ = ["DeepLabStem", "build_resnet_deeplab_backbone"]
@@ -92,37 +92,15 @@ def build_resnet_deeplab_backbone(cfg: Any, input_shape: ShapeSpec) -> ResNet:
         raise ValueError(f"MODEL.RESNETS.RES5_MULTI_GRID needs one value per res5 block "
                          f"({num_blocks_per_stage[3]}), got {multi_grid}")
 
-    bottleneck_channels = r.NUM_GROUPS * r.WIDTH_PER_GROUP
-    in_channels = r.STEM_OUT_CHANNELS
-    out_channels = r.RES2_OUT_CHANNELS
-    stages = []
     # build no stage after the last output: unused parameters waste memory and break DDP
-    for idx, stage_idx in enumerate(range(2, max(_STAGE_INDEX[f] for f in out_features) + 1)):
-        dilation = {4: res4_dilation, 5: res5_dilation}.get(stage_idx, 1)
-        first_stride = 1 if idx == 0 or dilation > 1 else 2
-        n = num_blocks_per_stage[idx]
-        stage_kwargs: dict[str, Any] = {
-            "num_blocks": n,
-            "stride_per_block": [first_stride] + [1] * (n - 1),
-            "in_channels": in_channels,
-            "out_channels": out_channels,
-            "norm": norm,
-            "bottleneck_channels": bottleneck_channels,
-            "stride_in_1x1": r.STRIDE_IN_1X1,
-            "num_groups": r.NUM_GROUPS,
-        }
-        if stage_idx == 5:
-            stage_kwargs["dilation_per_block"] = [dilation * grid for grid in multi_grid]
+    num_stages = max(_STAGE_INDEX[f] for f in out_features) - 1
+    dilation_per_stage = [1, 1, res4_dilation, res5_dilation]
+    stages = []
+    for idx, stage_kwargs in enumerate(resnet_stage_kwargs(r, num_blocks_per_stage[:num_stages], dilation_per_stage)):
+        if idx == 3:  # res5
+            stage_kwargs["dilation_per_block"] = [res5_dilation * grid for grid in multi_grid]
         else:
-            stage_kwargs["dilation"] = dilation
-        if deform_on_per_stage[idx]:
-            stage_kwargs["block_class"] = DeformBottleneckBlock
-            stage_kwargs["deform_modulated"] = r.DEFORM_MODULATED
-            stage_kwargs["deform_num_groups"] = r.DEFORM_NUM_GROUPS
-        else:
-            stage_kwargs["block_class"] = BottleneckBlock
+            stage_kwargs["dilation"] = dilation_per_stage[idx]
+        stage_kwargs.update(bottleneck_block_kwargs(r, deform_on_per_stage[idx]))
         stages.append(ResNet.make_stage(**stage_kwargs))
-        in_channels = out_channels
-        out_channels *= 2
-        bottleneck_channels *= 2
     return ResNet(stem, stages, out_features=out_features, freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT)

@@ -13,7 +13,14 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from det.backbones.resnet import BasicStem, BottleneckBlock, DeformBottleneckBlock, ResNet
+from det.backbones.resnet import (
+    BasicStem,
+    BottleneckBlock,
+    ResNet,
+    bottleneck_block_kwargs,
+    check_resnets_cfg,
+    resnet_stage_kwargs,
+)
 from det.core.layers import ShapeSpec, c2_msra_fill, get_norm
 from det.projects.tridentnet.trident_conv import TridentConv
 
@@ -128,13 +135,7 @@ def build_trident_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
     r, t = cfg.MODEL.RESNETS, cfg.MODEL.TRIDENT
     depth = r.DEPTH
     norm = r.NORM
-    num_groups = r.NUM_GROUPS
-    bottleneck_channels = num_groups * r.WIDTH_PER_GROUP
     in_channels = r.STEM_OUT_CHANNELS
-    out_channels = r.RES2_OUT_CHANNELS
-    res5_dilation = r.RES5_DILATION
-    deform_on_per_stage = list(r.DEFORM_ON_PER_STAGE)
-    out_features = list(r.OUT_FEATURES)
     num_branch = t.NUM_BRANCH
     branch_dilations = list(t.BRANCH_DILATIONS)
     trident_stage = t.TRIDENT_STAGE
@@ -144,13 +145,7 @@ def build_trident_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
         raise ValueError(
             f"MODEL.RESNETS.DEPTH must be one of {sorted(_BLOCKS_PER_STAGE)} for TridentNet (trident blocks "
             f"are bottleneck blocks), got {depth}")
-    if res5_dilation not in (1, 2):
-        raise ValueError(f"MODEL.RESNETS.RES5_DILATION must be 1 or 2, got {res5_dilation}")
-    if len(deform_on_per_stage) != 4:
-        raise ValueError(f"MODEL.RESNETS.DEFORM_ON_PER_STAGE needs 4 values (res2..res5), got {deform_on_per_stage}")
-    unknown = [f for f in out_features if f != "stem" and f not in _STAGE_INDEX]
-    if unknown or not out_features:
-        raise ValueError(f"MODEL.RESNETS.OUT_FEATURES must be a non-empty subset of stem/res2..res5, got {out_features}")
+    res5_dilation, deform_on_per_stage, out_features = check_resnets_cfg(r)
     if trident_stage not in _STAGE_INDEX:
         raise ValueError(f"MODEL.TRIDENT.TRIDENT_STAGE must be one of {sorted(_STAGE_INDEX)}, got {trident_stage!r}")
     if num_branch < 1 or len(branch_dilations) != num_branch:
@@ -175,34 +170,17 @@ def build_trident_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
 
     image_channels = input_shape.channels if input_shape.channels is not None else len(cfg.MODEL.PIXEL_MEAN)
     stem = BasicStem(in_channels=image_channels, out_channels=in_channels, norm=norm)
+    # dilating res5 (as in R-FCN and Deformable ConvNets) replaces its stride 2
+    dilation_per_stage = [1, 1, 1, res5_dilation]
     stages = []
-    for idx, stage_idx in enumerate(range(2, max_stage_idx + 1)):
-        # dilating res5 (as in R-FCN and Deformable ConvNets) replaces its stride 2
-        dilation = res5_dilation if stage_idx == 5 else 1
-        first_stride = 1 if idx == 0 or (stage_idx == 5 and dilation == 2) else 2
-        n = _BLOCKS_PER_STAGE[depth][idx]
-        stage_kwargs = {
-            "num_blocks": n,
-            "stride_per_block": [first_stride] + [1] * (n - 1),
-            "in_channels": in_channels,
-            "bottleneck_channels": bottleneck_channels,
-            "out_channels": out_channels,
-            "num_groups": num_groups,
-            "norm": norm,
-            "stride_in_1x1": r.STRIDE_IN_1X1,
-        }
-        if stage_idx == trident_stage_idx:
+    all_kwargs = resnet_stage_kwargs(r, _BLOCKS_PER_STAGE[depth][:max_stage_idx - 1], dilation_per_stage)
+    for idx, stage_kwargs in enumerate(all_kwargs):
+        if idx + 2 == trident_stage_idx:
             # the branches' dilations replace the stage's own (detectron2 ignores RES5_DILATION here)
             stages.append(make_trident_stage(
                 TridentBottleneckBlock, num_branch=num_branch, dilations=branch_dilations,
                 test_branch_idx=test_branch_idx, **stage_kwargs))
-        elif deform_on_per_stage[idx]:
-            stages.append(ResNet.make_stage(
-                DeformBottleneckBlock, dilation=dilation, deform_modulated=r.DEFORM_MODULATED,
-                deform_num_groups=r.DEFORM_NUM_GROUPS, **stage_kwargs))
         else:
-            stages.append(ResNet.make_stage(BottleneckBlock, dilation=dilation, **stage_kwargs))
-        in_channels = out_channels
-        out_channels *= 2
-        bottleneck_channels *= 2
+            stage_kwargs.update(bottleneck_block_kwargs(r, deform_on_per_stage[idx]))
+            stages.append(ResNet.make_stage(dilation=dilation_per_stage[idx], **stage_kwargs))
     return ResNet(stem, stages, out_features=out_features, freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT)
