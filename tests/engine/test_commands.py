@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import pytest
@@ -66,7 +67,7 @@ def test_det_eval_prints_and_writes_results(tiny, trained, capsys):
     results = json.loads((out / "results.json").read_text())
     assert set(results) == {"bbox", "segm"} and {"AP", "AP50", "AP75", "APs", "APm", "APl"} <= set(results["bbox"])
     printed = capsys.readouterr().out
-    assert json.loads(printed[printed.index("{"):]) == results
+    assert json.loads(printed[re.search(r"(?m)^\{", printed).start():]) == results
 
 
 @pytest.mark.slow

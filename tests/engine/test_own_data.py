@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import logging
 import os
 import shutil
@@ -195,11 +196,11 @@ def test_eval_results_scores_a_results_file_against_its_json(data, tmp_path, cap
     scores = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert scores["bbox"]["AP"] == pytest.approx(100.0) and scores["segm"]["AP"] == pytest.approx(100.0)
     printed = capsys.readouterr().out
-    assert json.loads(printed[printed.index("{"):]) == scores
+    assert json.loads(printed[re.search(r"(?m)^\{", printed).start():]) == scores
     (tmp_path / "disks.json").write_text(json.dumps([r for r in results if r["category_id"] == 3]))
     assert det_main(["eval", "--results", str(tmp_path / "disks.json"), "--json", str(data["val_json"])]) == 0
     printed = capsys.readouterr().out
-    bbox = json.loads(printed[printed.index("{"):])["bbox"]
+    bbox = json.loads(printed[re.search(r"(?m)^\{", printed).start():])["bbox"]
     assert bbox["AP-disk"] == pytest.approx(100.0) and bbox["AP-block"] == pytest.approx(0.0)
     assert bbox["AP"] == pytest.approx(50.0)
 
