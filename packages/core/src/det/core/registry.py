@@ -239,37 +239,32 @@ def config_key_hint(full_key: str) -> tuple[str, tuple[str, ...]]:
     if len(dists) == 1:
         return install_advice(dists[0], what="This key is added by"), dists
     # several providers: say what is wrong with the installed ones, else how to install any
-    present = [install_advice(d, what="This key is added by") for d in dists if _plugin_status(d) is not None]
+    present = [install_advice(d, what="This key is added by") for d in dists if _installed_plugin(d) is not None]
     if present:
         return "".join(present), dists
     return (f" This key is added by any of the distributions {' or '.join(dists)}; install one, e.g.: "
             f"pip install {dists[0]}"), dists
 
 
-def _plugin_status(dist: str) -> str | None:
-    """The status of installed distribution ``dist``'s plugin (loaded/disabled/failed); None if
-    it is not installed."""
+def _installed_plugin(dist: str) -> Any:
+    """The plugin record (det.core.plugins.list_plugins()) of installed distribution ``dist``, or
+    None when it is not installed."""
     wanted = normalize_name(dist)
-    for plugin in plugins.list_plugins():
-        if normalize_name(plugin.distribution) == wanted:
-            return str(plugin.status)
-    return None
+    return next((p for p in plugins.list_plugins() if normalize_name(p.distribution) == wanted), None)
 
 
 def install_advice(dist: str, what: str = "It is provided by") -> str:
     """One sentence: ``dist`` is installed but disabled / failed / too old, or how to install it."""
-    wanted = normalize_name(dist)
-    for plugin in plugins.list_plugins():
-        if normalize_name(plugin.distribution) != wanted:
-            continue
-        if plugin.status == "disabled":
-            return (f" {what} {dist}, which is installed but disabled (check {plugins.DISABLE_ENV} "
-                    "and det.core.plugins.disable()).")
-        if plugin.status == "failed":
-            return f" {what} {dist}, which is installed but failed to load: {plugin.error}"
-        if plugin.status == "loaded":
-            return (f" {what} {dist}, but the installed version ({plugin.version}) does not declare "
-                    f"it; upgrade it with: pip install -U {dist}")
+    plugin = _installed_plugin(dist)
+    status = plugin.status if plugin is not None else None
+    if status == "disabled":
+        return (f" {what} {dist}, which is installed but disabled (check {plugins.DISABLE_ENV} "
+                "and det.core.plugins.disable()).")
+    if status == "failed":
+        return f" {what} {dist}, which is installed but failed to load: {plugin.error}"
+    if status == "loaded":
+        return (f" {what} {dist}, but the installed version ({plugin.version}) does not declare "
+                f"it; upgrade it with: pip install -U {dist}")
     return f" {what} the distribution {dist}; install it with: pip install {dist}"
 
 
