@@ -117,6 +117,10 @@ def _trace(fw: dict[str, Any], framework: str, config_file: str, datasets: dict[
     cfg.DATASETS.TEST = ()  # no evaluation: the trace is about training
     cfg.MODEL.DEVICE = "cpu"
     cfg.DATALOADER.NUM_WORKERS = 0
+    if framework == "det":
+        # det seeds each image's augmentations by default (batches independent of NUM_WORKERS);
+        # "process" draws them from the global generators as detectron2 does, draw for draw
+        cfg.DATALOADER.AUGMENTATION_RNG = "process"
     cfg.OUTPUT_DIR = f"/tmp/d2-parity-{framework}"
     cfg.freeze()
     trace: dict[str, Any] = {"framework": framework, "config_file": os.path.basename(config_file), "opts": opts,

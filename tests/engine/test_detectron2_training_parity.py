@@ -1,6 +1,10 @@
 """Training equals detectron2's, point by point: data order, augmentation, initialisation,
 optimizer groups, LR schedule and the losses of the first iterations, checked against traces that
-detectron2 itself wrote (``golden_detectron2/``, made by ``bench/d2_parity.py``)."""
+detectron2 itself wrote (``golden_detectron2/``, made by ``bench/d2_parity.py``).
+
+det's traces draw the augmentations as detectron2 does (``DATALOADER.AUGMENTATION_RNG process``);
+det's default seeds each image's draws instead, so that batches do not depend on NUM_WORKERS: the
+same images in the same order, the same augmentations with other random draws."""
 
 from __future__ import annotations
 
@@ -15,12 +19,13 @@ import pytest
 from det.core.config import get_cfg
 
 
-def _loader_kwargs(seed, sampler="TrainingSampler"):
+def _loader_kwargs(seed, sampler="TrainingSampler", augmentation_rng="per_image"):
     from det.data.build import _train_loader_from_config
 
     cfg = get_cfg()
     cfg.SEED = seed
     cfg.DATALOADER.SAMPLER_TRAIN = sampler
+    cfg.DATALOADER.AUGMENTATION_RNG = augmentation_rng
     dataset = [{"file_name": f"{i}.png", "height": 10, "width": 10, "annotations": [{"category_id": i % 2}]}
                for i in range(40)]
     return _train_loader_from_config(cfg, dataset=dataset)
@@ -36,6 +41,41 @@ def test_the_train_sampler_is_seeded_with_SEED_and_draws_nothing_from_numpy(samp
     # SEED -1 (random training): det draws a seed shared by the processes, where detectron2
     # shuffles with seed -1 (the same order in every run): the one point that differs on purpose
     assert _loader_kwargs(-1, sampler)["sampler"]._seed != -1
+
+
+def test_augmentation_rng_per_image_by_default_and_detectron2s_global_stream_on_request():
+    assert get_cfg().DATALOADER.AUGMENTATION_RNG == "per_image"
+    # per image: the loader seeds each element from SEED (and its DataLoader generator)
+    assert _loader_kwargs(5)["seed"] == 5
+    # process: as detectron2's loader, nothing seeded beyond the sampler
+    kwargs = _loader_kwargs(5, augmentation_rng="process")
+    assert kwargs["seed"] is None and kwargs["sampler"]._seed == 5
+    with pytest.raises(ValueError, match=r"DATALOADER.AUGMENTATION_RNG is 'detectron2'; use one of: 'per_image'"):
+        _loader_kwargs(5, augmentation_rng="detectron2")
+
+
+def _random_draws_of_first_batches(augmentation_rng, num_workers):
+    from det.data.build import build_detection_train_loader
+
+    kwargs = _loader_kwargs(7, augmentation_rng=augmentation_rng)
+    kwargs.update(num_workers=num_workers, aspect_ratio_grouping=False, total_batch_size=2,
+                  mapper=lambda d: (d["file_name"], float(np.random.rand())))
+    np.random.seed(0)  # what seed_all_rng leaves in the main process and (reseeded) in each worker
+    it = iter(build_detection_train_loader(**kwargs))
+    return [next(it) for _ in range(6)]
+
+
+def test_per_image_draws_do_not_depend_on_workers_and_process_draws_do():
+    per_image = _random_draws_of_first_batches("per_image", 0)
+    assert _random_draws_of_first_batches("per_image", 2) == per_image
+    process = _random_draws_of_first_batches("process", 0)
+    # the same images in the same order either way; only the draws differ
+    assert [[name for name, _ in batch] for batch in process] == [[name for name, _ in batch] for batch in per_image]
+    assert process != per_image
+    # detectron2's global stream: with no worker the draws are numpy's from the main process
+    rng = np.random.RandomState(0)
+    assert [draw for batch in process for _, draw in batch] == [rng.rand() for _ in range(12)]
+    assert _random_draws_of_first_batches("process", 2) != process
 
 
 # -- traces written by detectron2 itself -------------------------------------------------------------
@@ -88,14 +128,6 @@ def test_lr_schedule_with_warmup_at_every_iteration(traces):
     assert ours["lr"] == pytest.approx(golden["lr"], rel=1e-9, abs=1e-15)
 
 
-# det-data reseeds each element's augmentation RNGs from (SEED, rank, position) so that batches do
-# not depend on NUM_WORKERS (merged from "scale" on 2026-12-07); detectron2 draws the random resize
-# and flip from the process's global generators. The images and their order still match; their
-# random sizes and flips, and so the losses, no longer do. Strict: these fail once they match again.
-_AUGMENTATION_RNG_DIFFERS = pytest.mark.xfail(
-    strict=True, reason="det reseeds the augmentations per element (SEED, rank, position); detectron2 does not")
-
-
 @pytest.mark.slow
 def test_data_order_of_every_image(traces):
     golden, ours = traces
@@ -104,14 +136,12 @@ def test_data_order_of_every_image(traces):
 
 
 @pytest.mark.slow
-@_AUGMENTATION_RNG_DIFFERS
 def test_resize_and_flip_of_every_image(traces):
     golden, ours = traces
     assert ours["data"] == golden["data"]
 
 
 @pytest.mark.slow
-@_AUGMENTATION_RNG_DIFFERS
 def test_losses_of_the_first_iterations(traces):
     golden, ours = traces
     assert len(ours["train"]) == len(golden["train"])

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import logging
 import os
+import re
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -326,10 +327,13 @@ def test_resumed_loader_yields_the_batches_of_an_uninterrupted_run(grouping, wor
     dicts = [{"image_id": i, "width": w, "height": h} for i, (w, h) in enumerate(sizes)]
 
     def batches(sampler, n):
-        loader = build_detection_train_loader(dicts, mapper=lambda d: d, sampler=sampler, total_batch_size=2,
-                                              aspect_ratio_grouping=grouping, num_workers=workers)
+        # the mapper draws as a random augmentation does: per-image seeded, so the resumed run's
+        # draws must be the uninterrupted run's too
+        loader = build_detection_train_loader(dicts, mapper=lambda d: {**d, "draw": np.random.rand()}, sampler=sampler,
+                                              total_batch_size=2, aspect_ratio_grouping=grouping, num_workers=workers,
+                                              seed=5)
         it = iter(loader)
-        return [[d["image_id"] for d in next(it)] for _ in range(n)]
+        return [[(d["image_id"], d["draw"]) for d in next(it)] for _ in range(n)]
 
     full = batches(TrainingSampler(len(dicts), seed=3), 16)
     group_ids = [0 if w > h else 1 for w, h in sizes] if grouping else None

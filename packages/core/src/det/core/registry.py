@@ -59,9 +59,12 @@ STANDARD_PROVIDERS: dict[tuple[str, str], str] = {
 }
 
 # Which distribution adds each config key (or whole section, by prefix) that detectron2's projects
-# add with their add_*_config(): used to tell a user what to install when a YAML names a key no
-# installed plugin added. A key added by several distributions maps to all of them.
+# add with their add_*_config(), or that det's own distributions add: used to tell a user what to
+# install when a YAML names a key no installed plugin added. A key added by several distributions
+# maps to all of them.
 STANDARD_CONFIG_PROVIDERS: dict[str, str | tuple[str, ...]] = {
+    "DATALOADER.AUGMENTATION_RNG": "det-data",
+    "MODEL.TORCHVISION_BACKBONE": "det-backbones",
     "MODEL.POINT_HEAD": "det-pointrend",
     "MODEL.IMPLICIT_POINTREND": "det-pointrend",
     "MODEL.ROI_MASK_HEAD.IN_FEATURES": "det-pointrend",

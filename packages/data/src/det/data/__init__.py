@@ -13,8 +13,8 @@ on first ``DatasetCatalog.get``). Other names are imported on first use::
 from __future__ import annotations
 
 from det.core.lazy import lazy_exports
-from det.data.version import __version__  # noqa: F401 (public: every distribution's package has it)
 from det.data.catalog import DatasetCatalog, Metadata, MetadataCatalog  # noqa: F401 (public, below)
+from det.data.version import __version__  # noqa: F401 (public: every distribution's package has it)
 
 _LAZY = {
     "transforms": "det.data.transforms",

@@ -13,3 +13,11 @@ DET_PLUGIN_API_VERSION = 1
 def det_cli_commands():
     return [("data", "check a COCO-format dataset before training on it (det data check)",
              "det.data.cli:register")]
+
+
+@hookimpl
+def det_extend_config(cfg):
+    # det.data.config imports no torch either: it only adds a yacs key.
+    from det.data.config import add_data_config
+
+    add_data_config(cfg)

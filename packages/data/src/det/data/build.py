@@ -16,6 +16,7 @@ from det.core.config import configurable
 from det.data import comm
 from det.data.catalog import DatasetCatalog, MetadataCatalog
 from det.data.common import AspectRatioGroupedDataset, DatasetFromList, MapDataset, ToIterableDataset
+from det.data.config import augmentation_rng
 from det.data.dataset_mapper import DatasetMapper
 from det.data.detection_utils import check_metadata_consistency
 from det.data.samplers import (
@@ -291,9 +292,12 @@ def build_batch_data_loader(
 def _train_loader_from_config(
     cfg: Any, mapper: Any = None, *, dataset: Any = None, sampler: Any = None
 ) -> dict:
-    # cfg.SEED >= 0 fixes the sampler's order and the augmentations (for any NUM_WORKERS); a
-    # negative SEED (the default) draws a seed shared by all processes.
+    # cfg.SEED >= 0 fixes the sampler's order and, with DATALOADER.AUGMENTATION_RNG "per_image",
+    # the augmentations (for any NUM_WORKERS); a negative SEED (the default) draws a seed shared by
+    # all processes. "process" leaves the augmentations (and the DataLoader's base seed) to the
+    # process's global generators, as detectron2's loader does.
     seed = cfg.SEED if cfg.SEED >= 0 else None
+    augmentation_seed = seed if augmentation_rng(cfg) == "per_image" else None
     if dataset is None:
         dataset = get_detection_dataset_dicts(
             cfg.DATASETS.TRAIN,
@@ -333,7 +337,7 @@ def _train_loader_from_config(
         "total_batch_size": cfg.SOLVER.IMS_PER_BATCH,
         "aspect_ratio_grouping": cfg.DATALOADER.ASPECT_RATIO_GROUPING,
         "num_workers": cfg.DATALOADER.NUM_WORKERS,
-        "seed": seed,
+        "seed": augmentation_seed,
     }
 
 
@@ -371,8 +375,8 @@ def build_detection_train_loader(
     A list of dicts is serialized into one buffer (:class:`DatasetFromList`), so worker
     processes do not grow by copying it. Keyword arguments beyond these (``seed``,
     ``prefetch_factor``, ``persistent_workers``, ...) go to :func:`build_batch_data_loader`; with
-    ``seed`` (``cfg.SEED >= 0`` from a config) the batches, augmentations included, are the same
-    for every ``num_workers``.
+    ``seed`` (``cfg.SEED >= 0`` from a config, unless ``DATALOADER.AUGMENTATION_RNG`` is
+    "process") the batches, augmentations included, are the same for every ``num_workers``.
     """
     dataset = _mapped_dataset(dataset, mapper, sampler)
     if not isinstance(dataset, torchdata.IterableDataset):

@@ -205,14 +205,16 @@ class _MapIterableDataset(data.IterableDataset):
 
 
 class _Enumerated:
-    """``enumerate(iterable)`` that can be iterated more than once (each chunk of a worker's
-    share iterates the sampler on its own)."""
+    """``enumerate(sampler)`` that can be iterated more than once (each chunk of a worker's
+    share iterates the sampler on its own). A sampler that reorders another one's stream (e.g.
+    ``ResumeTrainingSampler``) says each element's original position with ``enumerate_positions()``."""
 
-    def __init__(self, iterable: Iterable[Any]) -> None:
-        self._iterable = iterable
+    def __init__(self, sampler: Iterable[Any]) -> None:
+        self._sampler = sampler
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:
-        return enumerate(self._iterable)
+        enumerate_positions = getattr(self._sampler, "enumerate_positions", None)
+        return enumerate_positions() if enumerate_positions is not None else enumerate(self._sampler)
 
 
 @contextlib.contextmanager

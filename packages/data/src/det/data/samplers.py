@@ -188,7 +188,9 @@ class ResumeTrainingSampler(Sampler):
         sampler = ResumeTrainingSampler(TrainingSampler(len(dicts), seed=0), 2, start_batch=500,
                                         group_ids=[0 if d["width"] > d["height"] else 1 for d in dicts])
 
-    Exact as long as the mapper returns every image (a mapper returning None makes the loader
+    Its :meth:`enumerate_positions` gives each index's position in the uninterrupted stream, so
+    that per-image seeded augmentations are the uninterrupted run's as well. Exact as long as the
+    mapper returns every image (a mapper returning None makes the loader
     substitute another one, in either run).
     """
 
@@ -203,11 +205,19 @@ class ResumeTrainingSampler(Sampler):
         self._group_ids = group_ids
 
     def __iter__(self) -> Iterator[int]:
-        buckets: list[list[int]] = [[], []]
+        for _, idx in self.enumerate_positions():
+            yield idx
+
+    def enumerate_positions(self) -> Iterator[tuple[int, int]]:
+        """``(position in the wrapped sampler's stream, index)`` for each index this sampler
+        yields: the position the uninterrupted run produced that element at, from which
+        :class:`~det.data.common.ToIterableDataset` seeds its augmentations, so that they are the
+        uninterrupted run's too."""
+        buckets: list[list[tuple[int, int]]] = [[], []]
         emitted = 0
-        for idx in self._sampler:
+        for position, idx in enumerate(self._sampler):
             bucket = buckets[0 if self._group_ids is None else self._group_ids[idx]]
-            bucket.append(idx)
+            bucket.append((position, idx))
             if len(bucket) == self._batch_size:
                 if emitted >= self._start_batch:
                     yield from bucket
