@@ -300,8 +300,8 @@ def test_a_replaced_builtin_survives_registering_again(datasets_root, tmp_path_f
 
 def test_default_trainer_builds_the_coco_evaluator(datasets_root):
     from det.core import get_cfg
-    from det.evaluation import COCOEvaluator
     from det.engine.train.defaults import DefaultTrainer
+    from det.evaluation import COCOEvaluator
 
     _write_coco_tree(datasets_root)
     cfg = get_cfg()
@@ -319,8 +319,8 @@ def test_default_trainer_evaluates_panoptic_datasets(datasets_root, name, stuff_
     import torch
 
     from det.core import get_cfg
-    from det.evaluation import DatasetEvaluators
     from det.engine.train.defaults import DefaultTrainer
+    from det.evaluation import DatasetEvaluators
 
     _write_coco_tree(datasets_root)
     cfg = get_cfg()
@@ -345,8 +345,8 @@ def test_default_trainer_evaluates_panoptic_datasets(datasets_root, name, stuff_
 
 def test_default_trainer_builds_the_voc_evaluator(datasets_root):
     from det.core import get_cfg
-    from det.evaluation import PascalVOCDetectionEvaluator
     from det.engine.train.defaults import DefaultTrainer
+    from det.evaluation import PascalVOCDetectionEvaluator
 
     cfg = get_cfg()
     cfg.OUTPUT_DIR = str(datasets_root / "out")

@@ -108,8 +108,8 @@ def test_commands_report_user_errors(tiny, tmp_path, capsys):
 
 
 def test_datasets_file_next_to_a_config_registers_its_datasets(tiny, tmp_path):
-    from det.engine.commands._common import CommandError, register_datasets_file, setup_cfg
     from det.data import MetadataCatalog
+    from det.engine.commands._common import CommandError, register_datasets_file, setup_cfg
 
     DatasetCatalog.get(tiny["names"][1])  # shapes files are written on first use; this test may run first
     source = MetadataCatalog.get(tiny["names"][1])
@@ -134,9 +134,9 @@ def test_datasets_file_next_to_a_config_registers_its_datasets(tiny, tmp_path):
 
 
 def test_datasets_file_entry_replaces_a_builtin_dataset_of_that_name(tiny, tmp_path):
-    from det.engine.commands._common import register_datasets_file
     from det.data import MetadataCatalog
     from det.data.datasets.builtin import register_all_builtin
+    from det.engine.commands._common import register_datasets_file
 
     DatasetCatalog.get(tiny["names"][1])
     source = MetadataCatalog.get(tiny["names"][1])

@@ -11,13 +11,13 @@ import torch
 from torch import nn
 
 from det.core.cli import main as det_main
+from det.data import DatasetCatalog, MetadataCatalog
 from det.engine.analysis import (
     activation_count_operators,
     flop_count_operators,
     parameter_count,
     parameter_count_table,
 )
-from det.data import DatasetCatalog, MetadataCatalog
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from det.core import EventStorage, build_model, get_cfg
 from det.core.layers import ShapeSpec

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from det.projects.point_rend.point_head import ImplicitPointHead, StandardPointHead, roi_mask_point_loss
 from torch.nn import functional as F
 
 from det.core.config import get_cfg
 from det.core.events import EventStorage
 from det.core.layers import ShapeSpec
 from det.core.registry import get_component
+from det.projects.point_rend.point_head import ImplicitPointHead, StandardPointHead, roi_mask_point_loss
 from det.structures import Boxes, Instances
 
 from ._helpers import POINTREND

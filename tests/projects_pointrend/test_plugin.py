@@ -7,12 +7,12 @@ import random
 
 import numpy as np
 import pytest
-from det.projects.point_rend import ColorAugSSDTransform, add_pointrend_config
 from yacs.config import CfgNode as YacsCfgNode
 
 from det.core import plugins
 from det.core.config import get_cfg
 from det.core.registry import STANDARD_CONFIG_PROVIDERS, list_components
+from det.projects.point_rend import ColorAugSSDTransform, add_pointrend_config
 
 
 def test_plugin_declares_detectron2s_components():
@@ -66,12 +66,13 @@ def test_every_key_it_adds_has_a_hint_in_det_core():
 
 
 def test_detectron2_import_paths():
-    from det.projects.point_rend.mask_head import PointRendMaskHead as ours
-    from det.projects.point_rend.point_features import point_sample as our_sample
     from detectron2.config import get_cfg as d2_get_cfg
     from detectron2.projects.point_rend import PointRendMaskHead
     from detectron2.projects.point_rend import add_pointrend_config as d2_add
     from detectron2.projects.point_rend.point_features import point_sample
+
+    from det.projects.point_rend.mask_head import PointRendMaskHead as ours
+    from det.projects.point_rend.point_features import point_sample as our_sample
 
     assert PointRendMaskHead is ours and point_sample is our_sample and d2_add is add_pointrend_config
     cfg = d2_get_cfg()

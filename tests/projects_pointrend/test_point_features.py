@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+
 from det.projects.point_rend.mask_head import calculate_uncertainty as mask_uncertainty
 from det.projects.point_rend.point_features import (
     generate_regular_grid_point_coords,
@@ -19,7 +20,6 @@ from det.projects.point_rend.point_features import (
     sample_point_labels,
 )
 from det.projects.point_rend.semantic_seg import calculate_uncertainty as semseg_uncertainty
-
 from det.structures import BitMasks, Boxes, Instances, PolygonMasks
 
 

@@ -18,8 +18,8 @@ from det.structures import (
     polygons_to_bitmask,
     rasterize_polygons_within_box,
 )
-from det.structures.roi_align import roi_align as torch_roi_align
 from det.structures.mask_ops import paste_masks_in_image
+from det.structures.roi_align import roi_align as torch_roi_align
 
 SQUARE = np.array([2.0, 2.0, 6.0, 2.0, 6.0, 6.0, 2.0, 6.0])
 TRIANGLE = np.array([10.0, 1.0, 14.0, 1.0, 14.0, 5.0])

@@ -22,7 +22,6 @@ from det.evaluation.testing import flatten_results_dict, print_csv_format, verif
 from det.evaluation.version import __version__
 
 __all__ = [
-    "__version__",
     "COCOEvaluator",
     "COCOPanopticEvaluator",
     "CityscapesInstanceEvaluator",
@@ -33,9 +32,10 @@ __all__ = [
     "PascalVOCDetectionEvaluator",
     "RotatedCOCOEvaluator",
     "SemSegEvaluator",
+    "__version__",
+    "evaluate_coco_results",
     "flatten_results_dict",
     "inference_context",
-    "evaluate_coco_results",
     "inference_on_dataset",
     "instances_to_coco_json",
     "print_csv_format",

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from det.projects.point_rend.version import __version__
-
 from det.core.lazy import lazy_exports
+from det.projects.point_rend.version import __version__
 
 _LAZY = {
     "add_pointrend_config": "det.projects.point_rend.config",

@@ -14,6 +14,12 @@ import math
 from collections.abc import Sequence
 
 import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from det.core.config import configurable
+from det.core.layers import Conv2d, ShapeSpec, c2_msra_fill, c2_xavier_fill, cat
+from det.heads.mask.mask_head import mask_rcnn_inference, mask_rcnn_loss
 from det.projects.point_rend.point_features import (
     generate_regular_grid_point_coords,
     get_point_coords_wrt_image,
@@ -25,12 +31,6 @@ from det.projects.point_rend.point_features import (
     sample_point_labels,
 )
 from det.projects.point_rend.point_head import build_point_head, roi_mask_point_loss
-from torch import Tensor, nn
-from torch.nn import functional as F
-
-from det.core.config import configurable
-from det.core.layers import Conv2d, ShapeSpec, c2_msra_fill, c2_xavier_fill, cat
-from det.heads.mask.mask_head import mask_rcnn_inference, mask_rcnn_loss
 from det.structures import Boxes, Instances
 
 __all__ = ["ConvFCHead", "ImplicitPointRendMaskHead", "PointRendMaskHead", "calculate_uncertainty"]

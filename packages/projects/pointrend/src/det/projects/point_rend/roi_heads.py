@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from det.projects.point_rend.mask_head import _rename_prefixed
-
 from det.heads.roi.roi_heads import StandardROIHeads
+from det.projects.point_rend.mask_head import _rename_prefixed
 
 __all__ = ["PointRendROIHeads"]
 

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from det.core.layers import ShapeSpec, cat
+from det.core.registry import get_component
 from det.projects.point_rend.point_features import (
     get_uncertain_point_coords_on_grid,
     get_uncertain_point_coords_with_randomness,
@@ -10,11 +15,6 @@ from det.projects.point_rend.point_features import (
     put_point_logits,
 )
 from det.projects.point_rend.point_head import build_point_head
-from torch import Tensor, nn
-from torch.nn import functional as F
-
-from det.core.layers import ShapeSpec, cat
-from det.core.registry import get_component
 
 __all__ = ["PointRendSemSegHead", "calculate_uncertainty"]
 
