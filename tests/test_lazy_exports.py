@@ -68,16 +68,33 @@ def test_importing_the_package_imports_no_torch(package, heavy_imports):
     assert "triton" not in heavy_imports[package]
 
 
-def _type_checking_names(init: Path) -> dict[str, str]:
-    """name -> module of the ``from module import name`` lines under ``if TYPE_CHECKING:``."""
+def _type_checking_names(package: str, init: Path) -> dict[str, str]:
+    """name -> module of the ``from module import name`` lines under ``if TYPE_CHECKING:``
+    (``from <package> import sub``: the submodule ``<package>.sub``)."""
     names = {}
     for node in ast.walk(ast.parse(init.read_text())):
         if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
             for statement in node.body:
                 if isinstance(statement, ast.ImportFrom):
                     for alias in statement.names:
-                        names[alias.asname or alias.name] = statement.module
+                        module = statement.module
+                        names[alias.asname or alias.name] = f"{package}.{alias.name}" if module == package else module
     return names
+
+
+@pytest.mark.parametrize("package", sorted(PACKAGES))
+def test_each_lazily_served_name_is_an_explicit_reexport(package):
+    """``mypy --strict`` lets users import a name the package serves through ``__getattr__`` only
+    when the package re-exports it explicitly: ``from module import X as X`` under TYPE_CHECKING
+    (tests/test_typing.py checks a user's strict code)."""
+    for node in ast.walk(ast.parse(PACKAGES[package].read_text())):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for statement in node.body:
+                assert isinstance(statement, ast.ImportFrom), f"{package}: only `from ... import` under TYPE_CHECKING"
+                for alias in statement.names:
+                    assert alias.asname == alias.name, (
+                        f"{package}: `from {statement.module} import {alias.name}` is no re-export for "
+                        f"mypy --strict: write `{alias.name} as {alias.name}`")
 
 
 @pytest.mark.parametrize("package", sorted(PACKAGES))
@@ -98,7 +115,6 @@ def test_every_public_name_resolves_to_the_object_its_table_names(package):
             assert value is importlib.import_module(module), (package, name)
         elif module is not None:
             assert value is getattr(importlib.import_module(module), name), (package, name, module)
-    typed = _type_checking_names(PACKAGES[package])
+    typed = _type_checking_names(package, PACKAGES[package])
     if typed:  # what type checkers see is what the package serves, from the same modules
-        served = {name: module for name, module in table.items() if module != f"{package}.{name}"}
-        assert typed == served, f"{package}: TYPE_CHECKING imports differ from the lazy table"
+        assert typed == table, f"{package}: TYPE_CHECKING imports differ from the lazy table"

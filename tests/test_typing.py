@@ -87,3 +87,27 @@ def test_hook_signatures_check_plugin_code(repo_root, mypy_cache, tmp_path):
     assert 'typed_plugin.py:3: error: List item 0 has incompatible type "tuple[str, str]"' in result.stdout
     assert "typed_plugin.py:4: error: Incompatible types in assignment" in result.stdout
     assert "Iterable[tuple[str, str, str]]" in result.stdout
+
+
+@pytest.mark.slow
+def test_users_strict_code_imports_the_lazily_served_names(repo_root, mypy_cache, tmp_path):
+    """A lazy package serves its names at run time through ``__getattr__``; a user's
+    ``mypy --strict`` accepts ``from det.heads.rpn import RPN`` only when ``__all__`` lists the name
+    literally (tests/test_lazy_exports.py keeps every such package so)."""
+    user = tmp_path / "user_code.py"
+    user.write_text(
+        "from det.backbones import build_resnet_fpn_backbone\n"
+        "from det.core.config import LazyConfig\n"
+        "from det.core.modeling import GeneralizedRCNN\n"
+        "from det.engine.train import DefaultTrainer, hooks\n"
+        "from det.export import export_torch\n"
+        "from det.heads.mask import paste_masks_in_image\n"
+        "from det.heads.rpn import RPN\n"
+        "from det.projects.point_rend import PointRendMaskHead\n"
+        "reveal_type(hooks.PeriodicCheckpointer)\n"
+        "reveal_type(LazyConfig.load)\n"
+    )
+    result = _mypy(repo_root, mypy_cache, str(user))
+    assert "does not explicitly export" not in result.stdout, result.stdout
+    assert "user_code.py:9: note: Revealed type is \"def (checkpointer:" in result.stdout, result.stdout
+    assert "user_code.py:10: note: Revealed type is \"def (filename:" in result.stdout, result.stdout

@@ -35,10 +35,13 @@ def lazy_exports(
     module that defines it).
 
     Without ``names``, the table is what the package's ``__init__`` imports under
-    ``if TYPE_CHECKING:`` (the lines type checkers read), so each name is written once::
+    ``if TYPE_CHECKING:`` (the lines type checkers read; ``from <package> import sub`` names a
+    submodule), so each name is written once. Each is imported as itself (``X as X``), the
+    explicit re-export with which ``mypy --strict`` lets users import it from the package::
 
         if TYPE_CHECKING:
-            from det.heads.rpn.rpn import RPN, StandardRPNHead
+            from det.heads.rpn.rpn import RPN as RPN
+            from det.heads.rpn.rpn import StandardRPNHead as StandardRPNHead
         __getattr__, __dir__ = lazy_exports(__name__)
         __all__ = ["__version__", *exported(__name__)]
 
@@ -106,7 +109,8 @@ def _type_checking_imports(package: str) -> dict[str, str]:
                 module = importlib.util.resolve_name("." * statement.level + (statement.module or ""), package) \
                     if statement.level else statement.module or ""
                 for alias in statement.names:
-                    table[alias.asname or alias.name] = module
+                    # ``from <package> import hooks``: the package's submodule ``hooks``
+                    table[alias.asname or alias.name] = f"{package}.{alias.name}" if module == package else module
     if not table:
         raise ValueError(f"lazy_exports({package!r}) without names: its __init__ imports nothing under "
                          "`if TYPE_CHECKING:`")

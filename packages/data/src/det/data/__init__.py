@@ -12,42 +12,43 @@ on first ``DatasetCatalog.get``). Other names are imported on first use::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from det.core.lazy import lazy_exports
 from det.data.catalog import DatasetCatalog, Metadata, MetadataCatalog  # noqa: F401 (public, below)
 from det.data.version import __version__  # noqa: F401 (public: every distribution's package has it)
 
-_LAZY = {
-    "transforms": "det.data.transforms",
-    "detection_utils": "det.data.detection_utils",
-    "datasets": "det.data.datasets",
-    "samplers": "det.data.samplers",
-    "shapes": "det.data.shapes",
-    "DatasetMapper": "det.data.dataset_mapper",
-    "DatasetMapperTTA": "det.data.dataset_mapper",
-    "build_batch_data_loader": "det.data.build",
-    "build_detection_test_loader": "det.data.build",
-    "build_detection_train_loader": "det.data.build",
-    "build_resumed_train_loader": "det.data.build",
-    "get_detection_dataset_dicts": "det.data.build",
-    "load_proposals_into_dataset": "det.data.build",
-    "print_instances_class_histogram": "det.data.build",
-    "DatasetFromList": "det.data.common",
-    "MapDataset": "det.data.common",
-    "AspectRatioGroupedDataset": "det.data.common",
-    "ToIterableDataset": "det.data.common",
-    "TrainingSampler": "det.data.samplers",
-    "InferenceSampler": "det.data.samplers",
-    "RepeatFactorTrainingSampler": "det.data.samplers",
-    "RandomSubsetTrainingSampler": "det.data.samplers",
-    "ResumeTrainingSampler": "det.data.samplers",
-    "ShapesConfig": "det.data.shapes",
-    "prepare_shapes": "det.data.shapes",
-    "register_shapes": "det.data.shapes",
-}
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily on first use
+    from det.data import datasets as datasets
+    from det.data import detection_utils as detection_utils
+    from det.data import samplers as samplers
+    from det.data import shapes as shapes
+    from det.data import transforms as transforms
+    from det.data.build import build_batch_data_loader as build_batch_data_loader
+    from det.data.build import build_detection_test_loader as build_detection_test_loader
+    from det.data.build import build_detection_train_loader as build_detection_train_loader
+    from det.data.build import build_resumed_train_loader as build_resumed_train_loader
+    from det.data.build import get_detection_dataset_dicts as get_detection_dataset_dicts
+    from det.data.build import load_proposals_into_dataset as load_proposals_into_dataset
+    from det.data.build import print_instances_class_histogram as print_instances_class_histogram
+    from det.data.common import AspectRatioGroupedDataset as AspectRatioGroupedDataset
+    from det.data.common import DatasetFromList as DatasetFromList
+    from det.data.common import MapDataset as MapDataset
+    from det.data.common import ToIterableDataset as ToIterableDataset
+    from det.data.dataset_mapper import DatasetMapper as DatasetMapper
+    from det.data.dataset_mapper import DatasetMapperTTA as DatasetMapperTTA
+    from det.data.samplers import InferenceSampler as InferenceSampler
+    from det.data.samplers import RandomSubsetTrainingSampler as RandomSubsetTrainingSampler
+    from det.data.samplers import RepeatFactorTrainingSampler as RepeatFactorTrainingSampler
+    from det.data.samplers import ResumeTrainingSampler as ResumeTrainingSampler
+    from det.data.samplers import TrainingSampler as TrainingSampler
+    from det.data.shapes import ShapesConfig as ShapesConfig
+    from det.data.shapes import prepare_shapes as prepare_shapes
+    from det.data.shapes import register_shapes as register_shapes
 
 # ... and every public name of det.data.datasets (its own table says where each lives)
 __getattr__, __dir__ = lazy_exports(
-    __name__, _LAZY, also=("det.data.datasets",), public=("DatasetCatalog", "Metadata", "MetadataCatalog")
+    __name__, also=("det.data.datasets",), public=("DatasetCatalog", "Metadata", "MetadataCatalog")
 )
 
 

@@ -8,6 +8,8 @@ Public names are imported on first use (PEP 562), so ``import det.engine`` stays
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from det.core.lazy import alias_package, lazy_exports
 from det.engine.version import __version__  # noqa: F401 (public, below)
 
@@ -22,30 +24,31 @@ alias_package(
     warning="det.engine.evaluation moved to det.evaluation (distribution det-evaluation); import det.evaluation",
 )
 
-# name -> module that defines it, for det-engine's own modules (and DefaultPredictor, detectron2's
-# engine name for core's predictor). The public names of det.engine.train, det.data and
-# det.evaluation are det.engine's too: found in those packages' own tables, never copied here.
-_LAZY = {
-    # test-time augmentation (detectron2's modeling.test_time_augmentation)
-    "GeneralizedRCNNWithTTA": "det.engine.test_time_augmentation",
-    # visualization
-    "Visualizer": "det.engine.visualizer",
-    "ColorMode": "det.engine.visualizer",
-    "VisImage": "det.engine.visualizer",
-    # detectron2's engine.hooks and utils.comm; launch is the function (in det.engine.train the
-    # name is its submodule's)
-    "hooks": "det.engine.train",
-    "comm": "det.engine.train",
-    "launch": "det.engine.train.launch",
-    "DefaultPredictor": "det.core.predictor",
+# det-engine's own public names (and DefaultPredictor, detectron2's engine name for core's
+# predictor). The public names of det.engine.train, det.data and det.evaluation are det.engine's
+# too (``also=`` below): found in those packages' own tables, never copied here.
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily on first use
+    from det.core.predictor import DefaultPredictor as DefaultPredictor
+
     # model statistics (detectron2's utils.analysis)
-    "parameter_count": "det.engine.analysis",
-    "parameter_count_table": "det.engine.analysis",
-    "flop_count_operators": "det.engine.analysis",
-    "activation_count_operators": "det.engine.analysis",
-    "run_demo": "det.engine.demo",
-}
+    from det.engine.analysis import activation_count_operators as activation_count_operators
+    from det.engine.analysis import flop_count_operators as flop_count_operators
+    from det.engine.analysis import parameter_count as parameter_count
+    from det.engine.analysis import parameter_count_table as parameter_count_table
+    from det.engine.demo import run_demo as run_demo
+
+    # test-time augmentation (detectron2's modeling.test_time_augmentation)
+    from det.engine.test_time_augmentation import GeneralizedRCNNWithTTA as GeneralizedRCNNWithTTA
+
+    # detectron2's engine.hooks and utils.comm (submodules of det.engine.train); launch is the
+    # function here (in det.engine.train the name is its submodule's)
+    from det.engine.train import comm as comm
+    from det.engine.train import hooks as hooks
+    from det.engine.train.launch import launch as launch
+    from det.engine.visualizer import ColorMode as ColorMode
+    from det.engine.visualizer import VisImage as VisImage
+    from det.engine.visualizer import Visualizer as Visualizer
 
 __getattr__, __dir__ = lazy_exports(
-    __name__, _LAZY, also=("det.engine.train", "det.data", "det.evaluation"), public=("__version__",)
+    __name__, also=("det.engine.train", "det.data", "det.evaluation"), public=("__version__",)
 )

@@ -12,35 +12,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from det.core.lazy import lazy_exports
+from det.core.lazy import exported, lazy_exports
 from det.export.version import __version__
 
-_LAZY = {
-    "TracingAdapter": "det.export.flatten",
-    "UnsupportedModelError": "det.export.flatten",
-    "flatten_inputs": "det.export.flatten",
-    "unflatten_outputs": "det.export.flatten",
-    "batched_nms_exportable": "det.export.flatten",
-    "supported_architectures": "det.export.flatten",
-    "export_torch": "det.export.api",
-    "export_onnx": "det.export.api",
-    "load_exported": "det.export.api",
-    "ExportedModel": "det.export.api",
-}
-
-if TYPE_CHECKING:
-    from det.export.api import ExportedModel, export_onnx, export_torch, load_exported  # noqa: F401
-    from det.export.flatten import (  # noqa: F401
-        TracingAdapter,
-        UnsupportedModelError,
-        batched_nms_exportable,
-        flatten_inputs,
-        supported_architectures,
-        unflatten_outputs,
-    )
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily on first use
+    from det.export.api import ExportedModel as ExportedModel
+    from det.export.api import export_onnx as export_onnx
+    from det.export.api import export_torch as export_torch
+    from det.export.api import load_exported as load_exported
+    from det.export.flatten import TracingAdapter as TracingAdapter
+    from det.export.flatten import UnsupportedModelError as UnsupportedModelError
+    from det.export.flatten import batched_nms_exportable as batched_nms_exportable
+    from det.export.flatten import flatten_inputs as flatten_inputs
+    from det.export.flatten import supported_architectures as supported_architectures
+    from det.export.flatten import unflatten_outputs as unflatten_outputs
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__getattr__, __dir__ = lazy_exports(__name__)  # the names imported under TYPE_CHECKING above
 
-
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", *exported(__name__)]

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 from det.core.lazy import exported, lazy_exports
 from det.mmdet_wrapper.version import __version__
 
-if TYPE_CHECKING:  # for type checkers; at run time the names load lazily
-    from det.mmdet_wrapper.wrappers import MMDET_INSTALL, MMDetBackbone, MMDetDetector  # noqa: F401
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily on first use
+    from det.mmdet_wrapper.wrappers import MMDET_INSTALL as MMDET_INSTALL
+    from det.mmdet_wrapper.wrappers import MMDetBackbone as MMDetBackbone
+    from det.mmdet_wrapper.wrappers import MMDetDetector as MMDetDetector
 
 
 __getattr__, __dir__ = lazy_exports(__name__)  # the names imported under TYPE_CHECKING above
-
 
 __all__ = ["__version__", *exported(__name__)]

@@ -13,21 +13,21 @@ Importing this package imports neither torch nor triton; each kernel module is i
 
 from __future__ import annotations
 
-from det.core.lazy import lazy_exports
+from typing import TYPE_CHECKING
+
+from det.core.lazy import exported, lazy_exports
 from det.ops_cuda.version import __version__
 
-_EXPORTS = {
-    "nms": "det.ops_cuda.nms_kernels",
-    "batched_nms": "det.ops_cuda.nms_kernels",
-    "nms_rotated": "det.ops_cuda.nms_kernels",
-    "box_iou_rotated": "det.ops_cuda.rotated_iou_kernels",
-    "roi_align": "det.ops_cuda.roi_align_kernels",
-    "roi_align_rotated": "det.ops_cuda.roi_align_rotated_kernels",
-    "paste_masks": "det.ops_cuda.mask_kernels",
-}
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily on first use
+    from det.ops_cuda.mask_kernels import paste_masks as paste_masks
+    from det.ops_cuda.nms_kernels import batched_nms as batched_nms
+    from det.ops_cuda.nms_kernels import nms as nms
+    from det.ops_cuda.nms_kernels import nms_rotated as nms_rotated
+    from det.ops_cuda.roi_align_kernels import roi_align as roi_align
+    from det.ops_cuda.roi_align_rotated_kernels import roi_align_rotated as roi_align_rotated
+    from det.ops_cuda.rotated_iou_kernels import box_iou_rotated as box_iou_rotated
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__)  # the names imported under TYPE_CHECKING above
 
-
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", *exported(__name__)]

@@ -11,20 +11,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from det.backbones.timm.version import __version__
-from det.core.lazy import lazy_exports
+from det.core.lazy import exported, lazy_exports
 
-_LAZY = {
-    "TimmBackbone": "det.backbones.timm.timm_backbone",
-    "build_timm_backbone": "det.backbones.timm.timm_backbone",
-    "build_timm_fpn_backbone": "det.backbones.timm.timm_backbone",
-    "add_timm_config": "det.backbones.timm.config",
-}
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily on first use
+    from det.backbones.timm.config import add_timm_config as add_timm_config
+    from det.backbones.timm.timm_backbone import TimmBackbone as TimmBackbone
+    from det.backbones.timm.timm_backbone import build_timm_backbone as build_timm_backbone
+    from det.backbones.timm.timm_backbone import build_timm_fpn_backbone as build_timm_fpn_backbone
 
-if TYPE_CHECKING:
-    from det.backbones.timm.config import add_timm_config
-    from det.backbones.timm.timm_backbone import TimmBackbone, build_timm_backbone, build_timm_fpn_backbone
+__getattr__, __dir__ = lazy_exports(__name__)  # the names imported under TYPE_CHECKING above
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
-
-__all__ = ["TimmBackbone", "__version__", "add_timm_config", "build_timm_backbone", "build_timm_fpn_backbone"]
-assert set(__all__) == {"__version__", *_LAZY}
+__all__ = ["__version__", *exported(__name__)]

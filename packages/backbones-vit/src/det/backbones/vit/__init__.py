@@ -17,54 +17,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from det.backbones.vit.version import __version__
-from det.core.lazy import lazy_exports
+from det.core.lazy import exported, lazy_exports
 
-_LAZY = {
-    "ViT": "det.backbones.vit.vit",
-    "SimpleFeaturePyramid": "det.backbones.vit.vit",
-    "get_vit_lr_decay_rate": "det.backbones.vit.vit",
-    "MViT": "det.backbones.vit.mvit",
-    "SwinTransformer": "det.backbones.vit.swin",
-    "build_vit_backbone": "det.backbones.vit.build",
-    "build_vit_sfp_backbone": "det.backbones.vit.build",
-    "build_mvit_backbone": "det.backbones.vit.build",
-    "build_mvit_fpn_backbone": "det.backbones.vit.build",
-    "build_swin_backbone": "det.backbones.vit.build",
-    "build_swin_fpn_backbone": "det.backbones.vit.build",
-    "add_vit_config": "det.backbones.vit.config",
-}
-
-if TYPE_CHECKING:
-    from det.backbones.vit.build import (
-        build_mvit_backbone,
-        build_mvit_fpn_backbone,
-        build_swin_backbone,
-        build_swin_fpn_backbone,
-        build_vit_backbone,
-        build_vit_sfp_backbone,
-    )
-    from det.backbones.vit.config import add_vit_config
-    from det.backbones.vit.mvit import MViT
-    from det.backbones.vit.swin import SwinTransformer
-    from det.backbones.vit.vit import SimpleFeaturePyramid, ViT, get_vit_lr_decay_rate
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily on first use
+    from det.backbones.vit.build import build_mvit_backbone as build_mvit_backbone
+    from det.backbones.vit.build import build_mvit_fpn_backbone as build_mvit_fpn_backbone
+    from det.backbones.vit.build import build_swin_backbone as build_swin_backbone
+    from det.backbones.vit.build import build_swin_fpn_backbone as build_swin_fpn_backbone
+    from det.backbones.vit.build import build_vit_backbone as build_vit_backbone
+    from det.backbones.vit.build import build_vit_sfp_backbone as build_vit_sfp_backbone
+    from det.backbones.vit.config import add_vit_config as add_vit_config
+    from det.backbones.vit.mvit import MViT as MViT
+    from det.backbones.vit.swin import SwinTransformer as SwinTransformer
+    from det.backbones.vit.vit import SimpleFeaturePyramid as SimpleFeaturePyramid
+    from det.backbones.vit.vit import ViT as ViT
+    from det.backbones.vit.vit import get_vit_lr_decay_rate as get_vit_lr_decay_rate
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__getattr__, __dir__ = lazy_exports(__name__)  # the names imported under TYPE_CHECKING above
 
-
-__all__ = [
-    "MViT",
-    "SimpleFeaturePyramid",
-    "SwinTransformer",
-    "ViT",
-    "__version__",
-    "add_vit_config",
-    "build_mvit_backbone",
-    "build_mvit_fpn_backbone",
-    "build_swin_backbone",
-    "build_swin_fpn_backbone",
-    "build_vit_backbone",
-    "build_vit_sfp_backbone",
-    "get_vit_lr_decay_rate",
-]
-assert set(__all__) == {"__version__", *_LAZY}
+__all__ = ["__version__", *exported(__name__)]

@@ -10,15 +10,20 @@ Importing this package imports neither torch nor omegaconf: ``LazyConfig`` and `
 ``det.core.config.lazy`` (and omegaconf) on first use.
 """
 
+from typing import TYPE_CHECKING
+
 from det.core.config.compat import downgrade_config, upgrade_config
 from det.core.config.config import CfgNode, ConfigKeyError, configurable, get_cfg, global_cfg, set_global_cfg
 
 # The function shadows its module's name on the package, as detectron2's ``config.instantiate``.
 from det.core.config.instantiate import instantiate
-from det.core.lazy import lazy_exports
+from det.core.lazy import exported, lazy_exports
 
-__all__ = ["CfgNode", "ConfigKeyError", "LazyCall", "LazyConfig", "configurable", "downgrade_config", "get_cfg",
-           "global_cfg", "instantiate", "set_global_cfg", "upgrade_config"]
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily on first use
+    from det.core.config.lazy import LazyCall as LazyCall
+    from det.core.config.lazy import LazyConfig as LazyConfig
 
-__getattr__, __dir__ = lazy_exports(__name__, {"LazyCall": "det.core.config.lazy",
-                                               "LazyConfig": "det.core.config.lazy"})
+__getattr__, __dir__ = lazy_exports(__name__)  # the names imported under TYPE_CHECKING above
+
+__all__ = ["CfgNode", "ConfigKeyError", "configurable", "downgrade_config", "get_cfg", "global_cfg", "instantiate",
+           "set_global_cfg", "upgrade_config", *exported(__name__)]

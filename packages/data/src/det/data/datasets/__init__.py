@@ -1,6 +1,8 @@
 """Dataset loaders in detectron2's standard format (COCO json, semantic-segmentation folders)."""
 
-from det.core.lazy import lazy_exports
+from typing import TYPE_CHECKING
+
+from det.core.lazy import exported, lazy_exports
 from det.data.datasets.coco import (
     convert_to_coco_dict,
     convert_to_coco_json,
@@ -10,33 +12,32 @@ from det.data.datasets.coco import (
 )
 from det.data.datasets.coco_panoptic import load_coco_panoptic_json, register_coco_panoptic
 
-# Imported on first use (PEP 562): name -> module.
-_LAZY = {
-    "register_coco_panoptic_separated": "det.data.datasets.coco_panoptic",
-    "merge_to_panoptic": "det.data.datasets.coco_panoptic",
-    "load_voc_instances": "det.data.datasets.pascal_voc",
-    "register_pascal_voc": "det.data.datasets.pascal_voc",
-    "get_builtin_metadata": "det.data.datasets.builtin_meta",
-    "register_all_builtin": "det.data.datasets.builtin",
-    "register_all_coco": "det.data.datasets.builtin",
-    "register_all_pascal_voc": "det.data.datasets.builtin",
-    "register_all_ade20k": "det.data.datasets.builtin",
-    "get_datasets_root": "det.data.datasets.builtin",
-    "builtin_dataset_names": "det.data.datasets.builtin",
-    "load_lvis_json": "det.data.datasets.lvis",
-    "register_lvis_instances": "det.data.datasets.lvis",
-    "get_lvis_instances_meta": "det.data.datasets.lvis",
-    "register_all_lvis": "det.data.datasets.lvis",
-    "load_cityscapes_instances": "det.data.datasets.cityscapes",
-    "load_cityscapes_semantic": "det.data.datasets.cityscapes",
-    "register_all_cityscapes": "det.data.datasets.cityscapes",
-}
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily on first use
+    from det.data.datasets.builtin import builtin_dataset_names as builtin_dataset_names
+    from det.data.datasets.builtin import get_datasets_root as get_datasets_root
+    from det.data.datasets.builtin import register_all_ade20k as register_all_ade20k
+    from det.data.datasets.builtin import register_all_builtin as register_all_builtin
+    from det.data.datasets.builtin import register_all_coco as register_all_coco
+    from det.data.datasets.builtin import register_all_pascal_voc as register_all_pascal_voc
+    from det.data.datasets.builtin_meta import get_builtin_metadata as get_builtin_metadata
+    from det.data.datasets.cityscapes import load_cityscapes_instances as load_cityscapes_instances
+    from det.data.datasets.cityscapes import load_cityscapes_semantic as load_cityscapes_semantic
+    from det.data.datasets.cityscapes import register_all_cityscapes as register_all_cityscapes
+    from det.data.datasets.coco_panoptic import merge_to_panoptic as merge_to_panoptic
+    from det.data.datasets.coco_panoptic import (
+        register_coco_panoptic_separated as register_coco_panoptic_separated,
+    )
+    from det.data.datasets.lvis import get_lvis_instances_meta as get_lvis_instances_meta
+    from det.data.datasets.lvis import load_lvis_json as load_lvis_json
+    from det.data.datasets.lvis import register_all_lvis as register_all_lvis
+    from det.data.datasets.lvis import register_lvis_instances as register_lvis_instances
+    from det.data.datasets.pascal_voc import load_voc_instances as load_voc_instances
+    from det.data.datasets.pascal_voc import register_pascal_voc as register_pascal_voc
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__getattr__, __dir__ = lazy_exports(__name__)  # the names imported under TYPE_CHECKING above
 
-
-__all__ = [
+__all__ = [  # the COCO loaders imported above, and the names imported under TYPE_CHECKING
     "convert_to_coco_dict",
     "convert_to_coco_json",
     "load_coco_json",
@@ -44,5 +45,5 @@ __all__ = [
     "load_sem_seg",
     "register_coco_instances",
     "register_coco_panoptic",
-    *_LAZY,
+    *exported(__name__),
 ]

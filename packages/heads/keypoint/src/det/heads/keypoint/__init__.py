@@ -10,19 +10,20 @@ Names are imported lazily, so ``import det.heads.keypoint`` stays cheap.
 
 from __future__ import annotations
 
-from det.core.lazy import lazy_exports
+from typing import TYPE_CHECKING
+
+from det.core.lazy import exported, lazy_exports
 from det.heads.keypoint.version import __version__
 
-_EXPORTS = {
-    "BaseKeypointRCNNHead": "det.heads.keypoint.keypoint_head",
-    "KRCNNConvDeconvUpsampleHead": "det.heads.keypoint.keypoint_head",
-    "build_keypoint_head": "det.heads.keypoint.keypoint_head",
-    "keypoint_rcnn_inference": "det.heads.keypoint.keypoint_head",
-    "keypoint_rcnn_loss": "det.heads.keypoint.keypoint_head",
-    "ROI_KEYPOINT_HEAD_REGISTRY": "det.core.registry",
-}
-
-__all__ = ["__version__", *sorted(_EXPORTS)]
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily on first use
+    from det.core.registry import ROI_KEYPOINT_HEAD_REGISTRY as ROI_KEYPOINT_HEAD_REGISTRY
+    from det.heads.keypoint.keypoint_head import BaseKeypointRCNNHead as BaseKeypointRCNNHead
+    from det.heads.keypoint.keypoint_head import KRCNNConvDeconvUpsampleHead as KRCNNConvDeconvUpsampleHead
+    from det.heads.keypoint.keypoint_head import build_keypoint_head as build_keypoint_head
+    from det.heads.keypoint.keypoint_head import keypoint_rcnn_inference as keypoint_rcnn_inference
+    from det.heads.keypoint.keypoint_head import keypoint_rcnn_loss as keypoint_rcnn_loss
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__)  # the names imported under TYPE_CHECKING above
+
+__all__ = ["__version__", *exported(__name__)]

@@ -14,32 +14,28 @@ from typing import TYPE_CHECKING
 from det.core.lazy import exported, lazy_exports
 from det.heads.roi.version import __version__
 
-if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
-    from det.heads.roi.box_head import FastRCNNConvFCHead, build_box_head  # noqa: F401
-    from det.heads.roi.cascade_rcnn import CascadeROIHeads  # noqa: F401
-    from det.heads.roi.fast_rcnn import (  # noqa: F401
-        FastRCNNOutputLayers,
-        fast_rcnn_inference,
-        fast_rcnn_inference_single_image,
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily on first use
+    from det.heads.roi.box_head import FastRCNNConvFCHead as FastRCNNConvFCHead
+    from det.heads.roi.box_head import build_box_head as build_box_head
+    from det.heads.roi.cascade_rcnn import CascadeROIHeads as CascadeROIHeads
+    from det.heads.roi.fast_rcnn import FastRCNNOutputLayers as FastRCNNOutputLayers
+    from det.heads.roi.fast_rcnn import fast_rcnn_inference as fast_rcnn_inference
+    from det.heads.roi.fast_rcnn import fast_rcnn_inference_single_image as fast_rcnn_inference_single_image
+    from det.heads.roi.proposal_utils import add_ground_truth_to_proposals as add_ground_truth_to_proposals
+    from det.heads.roi.roi_heads import Res5ROIHeads as Res5ROIHeads
+    from det.heads.roi.roi_heads import ROIHeads as ROIHeads
+    from det.heads.roi.roi_heads import StandardROIHeads as StandardROIHeads
+    from det.heads.roi.roi_heads import build_keypoint_head as build_keypoint_head
+    from det.heads.roi.roi_heads import build_mask_head as build_mask_head
+    from det.heads.roi.roi_heads import select_foreground_proposals as select_foreground_proposals
+    from det.heads.roi.roi_heads import (
+        select_proposals_with_visible_keypoints as select_proposals_with_visible_keypoints,
     )
-    from det.heads.roi.proposal_utils import add_ground_truth_to_proposals  # noqa: F401
-    from det.heads.roi.roi_heads import (  # noqa: F401
-        Res5ROIHeads,
-        ROIHeads,
-        StandardROIHeads,
-        build_keypoint_head,
-        build_mask_head,
-        select_foreground_proposals,
-        select_proposals_with_visible_keypoints,
-    )
-    from det.heads.roi.rotated_fast_rcnn import (  # noqa: F401
-        RotatedFastRCNNOutputLayers,
-        RROIHeads,
-        fast_rcnn_inference_rotated,
-    )
+    from det.heads.roi.rotated_fast_rcnn import RotatedFastRCNNOutputLayers as RotatedFastRCNNOutputLayers
+    from det.heads.roi.rotated_fast_rcnn import RROIHeads as RROIHeads
+    from det.heads.roi.rotated_fast_rcnn import fast_rcnn_inference_rotated as fast_rcnn_inference_rotated
 
 
 __getattr__, __dir__ = lazy_exports(__name__)  # the names imported under TYPE_CHECKING above
-
 
 __all__ = ["__version__", *exported(__name__)]

@@ -12,27 +12,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from det.core.lazy import lazy_exports
+from det.core.lazy import exported, lazy_exports
 from det.heads.semseg.version import __version__
 
-_LAZY = {
-    "SemSegFPNHead": "det.heads.semseg.semantic_seg",
-    "SemanticSegmentor": "det.heads.semseg.semantic_seg",
-    "PanopticFPN": "det.heads.semseg.panoptic_fpn",
-    "combine_semantic_and_instance_outputs": "det.heads.semseg.panoptic_fpn",
-    "combine_panoptic_outputs": "det.heads.semseg.panoptic_fpn",
-}
-
-if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
-    from det.heads.semseg.panoptic_fpn import (  # noqa: F401
-        PanopticFPN,
-        combine_panoptic_outputs,
-        combine_semantic_and_instance_outputs,
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily on first use
+    from det.heads.semseg.panoptic_fpn import PanopticFPN as PanopticFPN
+    from det.heads.semseg.panoptic_fpn import combine_panoptic_outputs as combine_panoptic_outputs
+    from det.heads.semseg.panoptic_fpn import (
+        combine_semantic_and_instance_outputs as combine_semantic_and_instance_outputs,
     )
-    from det.heads.semseg.semantic_seg import SemanticSegmentor, SemSegFPNHead  # noqa: F401
+    from det.heads.semseg.semantic_seg import SemanticSegmentor as SemanticSegmentor
+    from det.heads.semseg.semantic_seg import SemSegFPNHead as SemSegFPNHead
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__getattr__, __dir__ = lazy_exports(__name__)  # the names imported under TYPE_CHECKING above
 
-
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", *exported(__name__)]

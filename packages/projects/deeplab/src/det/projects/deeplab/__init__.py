@@ -16,16 +16,17 @@ from typing import TYPE_CHECKING
 from det.core.lazy import exported, lazy_exports
 from det.projects.deeplab.version import __version__
 
-if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
-    from det.projects.deeplab.build_solver import build_lr_scheduler  # noqa: F401
-    from det.projects.deeplab.config import add_deeplab_config  # noqa: F401
-    from det.projects.deeplab.loss import DeepLabCE  # noqa: F401
-    from det.projects.deeplab.lr_scheduler import WarmupPolyLR  # noqa: F401
-    from det.projects.deeplab.resnet import DeepLabStem, build_resnet_deeplab_backbone  # noqa: F401
-    from det.projects.deeplab.semantic_seg import DeepLabV3Head, DeepLabV3PlusHead  # noqa: F401
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily on first use
+    from det.projects.deeplab.build_solver import build_lr_scheduler as build_lr_scheduler
+    from det.projects.deeplab.config import add_deeplab_config as add_deeplab_config
+    from det.projects.deeplab.loss import DeepLabCE as DeepLabCE
+    from det.projects.deeplab.lr_scheduler import WarmupPolyLR as WarmupPolyLR
+    from det.projects.deeplab.resnet import DeepLabStem as DeepLabStem
+    from det.projects.deeplab.resnet import build_resnet_deeplab_backbone as build_resnet_deeplab_backbone
+    from det.projects.deeplab.semantic_seg import DeepLabV3Head as DeepLabV3Head
+    from det.projects.deeplab.semantic_seg import DeepLabV3PlusHead as DeepLabV3PlusHead
 
 
 __getattr__, __dir__ = lazy_exports(__name__)  # the names imported under TYPE_CHECKING above
-
 
 __all__ = ["__version__", *exported(__name__)]

@@ -13,38 +13,36 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from det.core.lazy import lazy_exports
+from det.core.lazy import exported, lazy_exports
 from det.projects.panoptic_deeplab.version import __version__
 
-_LAZY = {
-    "add_panoptic_deeplab_config": "det.projects.panoptic_deeplab.config",
-    "PanopticDeepLab": "det.projects.panoptic_deeplab.panoptic_seg",
-    "PanopticDeepLabSemSegHead": "det.projects.panoptic_deeplab.panoptic_seg",
-    "PanopticDeepLabInsEmbedHead": "det.projects.panoptic_deeplab.panoptic_seg",
-    "INS_EMBED_BRANCHES_REGISTRY": "det.projects.panoptic_deeplab.panoptic_seg",
-    "build_ins_embed_branch": "det.projects.panoptic_deeplab.panoptic_seg",
-    "PanopticDeepLabTargetGenerator": "det.projects.panoptic_deeplab.target_generator",
-    "PanopticDeeplabDatasetMapper": "det.projects.panoptic_deeplab.dataset_mapper",
-    "get_panoptic_segmentation": "det.projects.panoptic_deeplab.post_processing",
-    "build_optimizer": "det.projects.panoptic_deeplab.build_solver",
-}
-
-if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
-    from det.projects.panoptic_deeplab.build_solver import build_optimizer  # noqa: F401
-    from det.projects.panoptic_deeplab.config import add_panoptic_deeplab_config  # noqa: F401
-    from det.projects.panoptic_deeplab.dataset_mapper import PanopticDeeplabDatasetMapper  # noqa: F401
-    from det.projects.panoptic_deeplab.panoptic_seg import (  # noqa: F401
-        INS_EMBED_BRANCHES_REGISTRY,
-        PanopticDeepLab,
-        PanopticDeepLabInsEmbedHead,
-        PanopticDeepLabSemSegHead,
-        build_ins_embed_branch,
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily on first use
+    from det.projects.panoptic_deeplab.build_solver import build_optimizer as build_optimizer
+    from det.projects.panoptic_deeplab.config import (
+        add_panoptic_deeplab_config as add_panoptic_deeplab_config,
     )
-    from det.projects.panoptic_deeplab.post_processing import get_panoptic_segmentation  # noqa: F401
-    from det.projects.panoptic_deeplab.target_generator import PanopticDeepLabTargetGenerator  # noqa: F401
+    from det.projects.panoptic_deeplab.dataset_mapper import (
+        PanopticDeeplabDatasetMapper as PanopticDeeplabDatasetMapper,
+    )
+    from det.projects.panoptic_deeplab.panoptic_seg import (
+        INS_EMBED_BRANCHES_REGISTRY as INS_EMBED_BRANCHES_REGISTRY,
+    )
+    from det.projects.panoptic_deeplab.panoptic_seg import PanopticDeepLab as PanopticDeepLab
+    from det.projects.panoptic_deeplab.panoptic_seg import (
+        PanopticDeepLabInsEmbedHead as PanopticDeepLabInsEmbedHead,
+    )
+    from det.projects.panoptic_deeplab.panoptic_seg import (
+        PanopticDeepLabSemSegHead as PanopticDeepLabSemSegHead,
+    )
+    from det.projects.panoptic_deeplab.panoptic_seg import build_ins_embed_branch as build_ins_embed_branch
+    from det.projects.panoptic_deeplab.post_processing import (
+        get_panoptic_segmentation as get_panoptic_segmentation,
+    )
+    from det.projects.panoptic_deeplab.target_generator import (
+        PanopticDeepLabTargetGenerator as PanopticDeepLabTargetGenerator,
+    )
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__getattr__, __dir__ = lazy_exports(__name__)  # the names imported under TYPE_CHECKING above
 
-
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", *exported(__name__)]

@@ -16,79 +16,41 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from det.core.lazy import lazy_exports
+from det.core.lazy import exported, lazy_exports
 from det.projects.point_rend.version import __version__
 
-_LAZY = {
-    "add_pointrend_config": "det.projects.point_rend.config",
-    "ColorAugSSDTransform": "det.projects.point_rend.color_augmentation",
-    "ConvFCHead": "det.projects.point_rend.mask_head",
-    "PointRendMaskHead": "det.projects.point_rend.mask_head",
-    "ImplicitPointRendMaskHead": "det.projects.point_rend.mask_head",
-    "PointRendSemSegHead": "det.projects.point_rend.semantic_seg",
-    "PointRendROIHeads": "det.projects.point_rend.roi_heads",
-    "POINT_HEAD_REGISTRY": "det.projects.point_rend.point_head",
-    "StandardPointHead": "det.projects.point_rend.point_head",
-    "ImplicitPointHead": "det.projects.point_rend.point_head",
-    "build_point_head": "det.projects.point_rend.point_head",
-    "roi_mask_point_loss": "det.projects.point_rend.point_head",
-    "point_sample": "det.projects.point_rend.point_features",
-    "point_sample_fine_grained_features": "det.projects.point_rend.point_features",
-    "generate_regular_grid_point_coords": "det.projects.point_rend.point_features",
-    "get_uncertain_point_coords_with_randomness": "det.projects.point_rend.point_features",
-    "get_uncertain_point_coords_on_grid": "det.projects.point_rend.point_features",
-    "get_point_coords_wrt_image": "det.projects.point_rend.point_features",
-    "sample_point_labels": "det.projects.point_rend.point_features",
-    "put_point_logits": "det.projects.point_rend.point_features",
-}
-
-if TYPE_CHECKING:
-    from det.projects.point_rend.color_augmentation import ColorAugSSDTransform
-    from det.projects.point_rend.config import add_pointrend_config
-    from det.projects.point_rend.mask_head import ConvFCHead, ImplicitPointRendMaskHead, PointRendMaskHead
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily on first use
+    from det.projects.point_rend.color_augmentation import ColorAugSSDTransform as ColorAugSSDTransform
+    from det.projects.point_rend.config import add_pointrend_config as add_pointrend_config
+    from det.projects.point_rend.mask_head import ConvFCHead as ConvFCHead
+    from det.projects.point_rend.mask_head import ImplicitPointRendMaskHead as ImplicitPointRendMaskHead
+    from det.projects.point_rend.mask_head import PointRendMaskHead as PointRendMaskHead
     from det.projects.point_rend.point_features import (
-        generate_regular_grid_point_coords,
-        get_point_coords_wrt_image,
-        get_uncertain_point_coords_on_grid,
-        get_uncertain_point_coords_with_randomness,
-        point_sample,
-        point_sample_fine_grained_features,
-        put_point_logits,
-        sample_point_labels,
+        generate_regular_grid_point_coords as generate_regular_grid_point_coords,
     )
-    from det.projects.point_rend.point_head import (
-        POINT_HEAD_REGISTRY,
-        ImplicitPointHead,
-        StandardPointHead,
-        build_point_head,
-        roi_mask_point_loss,
+    from det.projects.point_rend.point_features import (
+        get_point_coords_wrt_image as get_point_coords_wrt_image,
     )
-    from det.projects.point_rend.roi_heads import PointRendROIHeads
-    from det.projects.point_rend.semantic_seg import PointRendSemSegHead
+    from det.projects.point_rend.point_features import (
+        get_uncertain_point_coords_on_grid as get_uncertain_point_coords_on_grid,
+    )
+    from det.projects.point_rend.point_features import (
+        get_uncertain_point_coords_with_randomness as get_uncertain_point_coords_with_randomness,
+    )
+    from det.projects.point_rend.point_features import point_sample as point_sample
+    from det.projects.point_rend.point_features import (
+        point_sample_fine_grained_features as point_sample_fine_grained_features,
+    )
+    from det.projects.point_rend.point_features import put_point_logits as put_point_logits
+    from det.projects.point_rend.point_features import sample_point_labels as sample_point_labels
+    from det.projects.point_rend.point_head import POINT_HEAD_REGISTRY as POINT_HEAD_REGISTRY
+    from det.projects.point_rend.point_head import ImplicitPointHead as ImplicitPointHead
+    from det.projects.point_rend.point_head import StandardPointHead as StandardPointHead
+    from det.projects.point_rend.point_head import build_point_head as build_point_head
+    from det.projects.point_rend.point_head import roi_mask_point_loss as roi_mask_point_loss
+    from det.projects.point_rend.roi_heads import PointRendROIHeads as PointRendROIHeads
+    from det.projects.point_rend.semantic_seg import PointRendSemSegHead as PointRendSemSegHead
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__getattr__, __dir__ = lazy_exports(__name__)  # the names imported under TYPE_CHECKING above
 
-__all__ = [
-    "POINT_HEAD_REGISTRY",
-    "ColorAugSSDTransform",
-    "ConvFCHead",
-    "ImplicitPointHead",
-    "ImplicitPointRendMaskHead",
-    "PointRendMaskHead",
-    "PointRendROIHeads",
-    "PointRendSemSegHead",
-    "StandardPointHead",
-    "__version__",
-    "add_pointrend_config",
-    "build_point_head",
-    "generate_regular_grid_point_coords",
-    "get_point_coords_wrt_image",
-    "get_uncertain_point_coords_on_grid",
-    "get_uncertain_point_coords_with_randomness",
-    "point_sample",
-    "point_sample_fine_grained_features",
-    "put_point_logits",
-    "roi_mask_point_loss",
-    "sample_point_labels",
-]
-assert set(__all__) == {"__version__", *_LAZY}
+__all__ = ["__version__", *exported(__name__)]

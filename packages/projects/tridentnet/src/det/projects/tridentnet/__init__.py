@@ -17,20 +17,18 @@ from typing import TYPE_CHECKING
 from det.core.lazy import exported, lazy_exports
 from det.projects.tridentnet.version import __version__
 
-if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
-    from det.projects.tridentnet.config import add_tridentnet_config  # noqa: F401
-    from det.projects.tridentnet.trident_backbone import (  # noqa: F401
-        TridentBottleneckBlock,
-        build_trident_resnet_backbone,
-        make_trident_stage,
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily on first use
+    from det.projects.tridentnet.config import add_tridentnet_config as add_tridentnet_config
+    from det.projects.tridentnet.trident_backbone import TridentBottleneckBlock as TridentBottleneckBlock
+    from det.projects.tridentnet.trident_backbone import (
+        build_trident_resnet_backbone as build_trident_resnet_backbone,
     )
-    from det.projects.tridentnet.trident_conv import TridentConv  # noqa: F401
-    from det.projects.tridentnet.trident_rcnn import (  # noqa: F401
-        TridentRes5ROIHeads,
-        TridentStandardROIHeads,
-        merge_branch_instances,
-    )
-    from det.projects.tridentnet.trident_rpn import TridentRPN  # noqa: F401
+    from det.projects.tridentnet.trident_backbone import make_trident_stage as make_trident_stage
+    from det.projects.tridentnet.trident_conv import TridentConv as TridentConv
+    from det.projects.tridentnet.trident_rcnn import TridentRes5ROIHeads as TridentRes5ROIHeads
+    from det.projects.tridentnet.trident_rcnn import TridentStandardROIHeads as TridentStandardROIHeads
+    from det.projects.tridentnet.trident_rcnn import merge_branch_instances as merge_branch_instances
+    from det.projects.tridentnet.trident_rpn import TridentRPN as TridentRPN
 
 __getattr__, __dir__ = lazy_exports(__name__)  # the names imported under TYPE_CHECKING above
 
