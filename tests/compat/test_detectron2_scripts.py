@@ -114,3 +114,68 @@ def test_scripts_keep_to_detectron2_names():
 
     for script in SCRIPTS.glob("*.py"):
         assert not re.search(r"^\s*(from|import) det(\.|\s)", script.read_text(), re.M), script.name
+
+
+def _cityscapes_panoptic_tree(root: Path) -> None:
+    """Two images per split in the layout cityscapesscripts' createTrainIdLabelImgs.py and
+    createPanopticImgs.py write: road (label id 7) left, one car (26) right, void bottom-left."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    h, w = 64, 128
+    ids = np.full((h, w), 7, np.int64)
+    ids[:, w // 2:] = 26001
+    ids[h // 2:, : w // 4] = 0
+    train_ids = np.where(ids == 7, 0, np.where(ids == 26001, 13, 255)).astype(np.uint8)
+    label_ids = np.where(ids == 7, 7, np.where(ids == 26001, 26, 0)).astype(np.uint8)
+    for split in ("train", "val"):
+        annotations = []
+        pan_dir = root / "cityscapes" / "gtFine" / f"cityscapes_panoptic_{split}"
+        for folder in (root / "cityscapes" / "leftImg8bit" / split / "aachen",
+                       root / "cityscapes" / "gtFine" / split / "aachen", pan_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        for k in range(2):
+            stem = f"aachen_{k:06d}_000019"
+            image = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+            Image.fromarray(image).save(root / "cityscapes" / "leftImg8bit" / split / "aachen" / f"{stem}_leftImg8bit.png")
+            gt = root / "cityscapes" / "gtFine" / split / "aachen"
+            Image.fromarray(train_ids).save(gt / f"{stem}_gtFine_labelTrainIds.png")
+            Image.fromarray(label_ids).save(gt / f"{stem}_gtFine_labelIds.png")
+            Image.fromarray(label_ids).save(gt / f"{stem}_gtFine_instanceIds.png")
+            (gt / f"{stem}_gtFine_polygons.json").write_text(json.dumps({"imgHeight": h, "imgWidth": w, "objects": []}))
+            rgb = np.stack([ids % 256, ids // 256 % 256, ids // 65536], -1).astype(np.uint8)
+            Image.fromarray(rgb).save(pan_dir / f"{stem}_gtFine_panoptic.png")
+            annotations.append({"image_id": stem, "file_name": f"{stem}_gtFine_panoptic.png", "segments_info": [
+                {"id": 7, "category_id": 7, "area": int((ids == 7).sum()), "bbox": [0, 0, w // 2, h], "iscrowd": 0},
+                {"id": 26001, "category_id": 26, "area": int((ids == 26001).sum()), "bbox": [w // 2, 0, w // 2, h],
+                 "iscrowd": 0}]})
+        (root / "cityscapes" / "gtFine" / f"cityscapes_panoptic_{split}.json").write_text(
+            json.dumps({"annotations": annotations}))
+
+
+def test_panoptic_deeplab_project_style_script_on_cityscapes_panoptic(tmp_path, shared_dir):
+    """detectron2's Panoptic-DeepLab project trains on det from its own kind of script, on the
+    builtin cityscapes_fine_panoptic_{train,val} (det-data reads createPanopticImgs.py's output)."""
+    _cityscapes_panoptic_tree(tmp_path / "datasets")
+    config = (shared_dir / "detectron2-projects/projects/Panoptic-DeepLab/configs/Cityscapes-PanopticSegmentation/"
+              "panoptic_deeplab_R_52_os16_mg124_poly_90k_bs32_crop_512_1024_dsconv.yaml")
+    out = tmp_path / "out"
+    env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"), PYTHONPATH=str(SCRIPTS))
+    env.pop("DET_DATASETS", None)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "d2_panoptic_deeplab_train_net.py"), "--config-file", str(config),
+         "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2",
+         "INPUT.CROP.SIZE", "(64, 64)", "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "128",
+         "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "128", "DATALOADER.NUM_WORKERS", "0",
+         "MODEL.RESNETS.NORM", "BN", "MODEL.SEM_SEG_HEAD.NORM", "BN", "MODEL.INS_EMBED_HEAD.NORM", "BN",
+         "OUTPUT_DIR", str(out)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, f"{log[-6000:]}"
+    assert (out / "model_final.pth").is_file()
+    assert "Evaluation results for cityscapes_fine_panoptic_val in csv format" in log
+    assert "copypaste: PQ,SQ,RQ,PQ_th,SQ_th,RQ_th,PQ_st,SQ_st,RQ_st" in log
+    assert "copypaste: IoU,iIoU,IoU_sup,iIoU_sup" in log

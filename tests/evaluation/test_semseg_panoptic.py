@@ -182,3 +182,53 @@ def test_coco_panoptic_json_to_evaluator(tmp_path):
         assert res["PQ"] == 0.0 and res["PQ_th"] == 0.0 and res["PQ_st"] == 0.0
     finally:
         DatasetCatalog.remove(name)
+
+
+def test_panoptic_ground_truth_matched_by_image_id_from_a_cityscapes_style_json(tmp_path):
+    """Cityscapes' panoptic json names images by string ids and lists PNGs whose stems are not the
+    images' file names: the evaluator matches predictions by image_id, as detectron2 does."""
+    import json
+
+    from det.data.datasets import register_all_cityscapes_panoptic
+
+    stem = "aachen_000000_000019"
+    image_dir = tmp_path / "cityscapes" / "leftImg8bit" / "val" / "aachen"
+    gt_dir = tmp_path / "cityscapes" / "gtFine" / "val" / "aachen"
+    pan_dir = tmp_path / "cityscapes" / "gtFine" / "cityscapes_panoptic_val"
+    for folder in (image_dir, gt_dir, pan_dir):
+        folder.mkdir(parents=True)
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(image_dir / f"{stem}_leftImg8bit.png")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(gt_dir / f"{stem}_gtFine_labelTrainIds.png")
+    gt = np.array([[7, 7, 26001, 26001]] * 4)  # road (label id 7), one car (26, instance 1)
+    Image.fromarray(np.stack([gt % 256, gt // 256 % 256, gt // 65536], -1).astype(np.uint8)).save(
+        pan_dir / f"{stem}_gtFine_panoptic.png")
+    (tmp_path / "cityscapes" / "gtFine" / "cityscapes_panoptic_val.json").write_text(json.dumps({"annotations": [{
+        "image_id": stem, "file_name": f"{stem}_gtFine_panoptic.png",
+        "segments_info": [{"id": 7, "category_id": 7, "iscrowd": 0}, {"id": 26001, "category_id": 26, "iscrowd": 0}],
+    }]}))
+    names = ("cityscapes_fine_panoptic_train", "cityscapes_fine_panoptic_val")
+    for n in names:
+        if n in DatasetCatalog:
+            DatasetCatalog.remove(n)
+        MetadataCatalog.remove(n)
+    register_all_cityscapes_panoptic(tmp_path)
+    try:
+        (record,) = DatasetCatalog.get("cityscapes_fine_panoptic_val")
+        ev = COCOPanopticEvaluator("cityscapes_fine_panoptic_val", distributed=False)
+        ev.reset()
+        # Panoptic-DeepLab's output: category * label_divisor + instance, no segments_info
+        pred = torch.tensor([[0 * 1000, 0 * 1000, 13 * 1000 + 1, 13 * 1000 + 1]] * 4)
+        ev.process([{"file_name": record["file_name"], "image_id": record["image_id"]}],
+                   [{"panoptic_seg": (pred, None)}])
+        res = ev.evaluate()["panoptic_seg"]
+        assert res["PQ"] == pytest.approx(100.0)
+        assert res["PQ_th"] == pytest.approx(100.0) and res["PQ_st"] == pytest.approx(100.0)
+        with pytest.raises(KeyError, match="no panoptic ground truth for image_id 'ulm_000000_000019'"):
+            ev.process([{"file_name": "x.png", "image_id": "ulm_000000_000019"}], [{"panoptic_seg": (pred, None)}])
+    finally:
+        for n in names:
+            DatasetCatalog.remove(n)
+            MetadataCatalog.remove(n)
+        from det.data.datasets.builtin import get_datasets_root
+
+        register_all_cityscapes_panoptic(get_datasets_root())

@@ -84,7 +84,8 @@ ALIASED_MODULES = {
     **{f"detectron2.data.{m}": f"{_DATA}.{m}"
        for m in ("build", "catalog", "common", "dataset_mapper", "detection_utils")},
     **{f"detectron2.data.datasets.{m}": f"{_DATA}.datasets.{m}"
-       for m in ("builtin", "builtin_meta", "cityscapes", "coco", "coco_panoptic", "lvis", "pascal_voc")},
+       for m in ("builtin", "builtin_meta", "cityscapes", "cityscapes_panoptic", "coco", "coco_panoptic", "lvis",
+                 "pascal_voc")},
     **{f"detectron2.data.transforms.{m}": f"{_DATA}.transforms.{m}"
        for m in ("augmentation", "augmentation_impl", "transform")},
     # evaluation

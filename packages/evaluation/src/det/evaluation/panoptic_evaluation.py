@@ -213,13 +213,19 @@ class COCOPanopticEvaluator(DatasetEvaluator):
         self._metadata = MetadataCatalog.get(dataset_name)
         self._output_dir = output_dir
         self._distributed = distributed
-        self._gt = {}
+        # ground truth by image_id, as detectron2 matches predictions to the panoptic json (the
+        # json's image file names are not always the inputs', e.g. Cityscapes'), else by file_name
+        self._gt_by_id: dict[Any, tuple[str, list[dict]]] = {}
+        self._gt_by_file: dict[str, tuple[str, list[dict]]] = {}
         for d in _panoptic_ground_truth(dataset_name, self._metadata):
             if "pan_seg_file_name" not in d or "segments_info" not in d:
                 raise ValueError(
                     f"COCOPanopticEvaluator: dataset {dataset_name!r} dicts need 'pan_seg_file_name' and 'segments_info'"
                 )
-            self._gt[d["file_name"]] = (d["pan_seg_file_name"], d["segments_info"])
+            if "image_id" in d:
+                self._gt_by_id[d["image_id"]] = (d["pan_seg_file_name"], d["segments_info"])
+            if "file_name" in d:
+                self._gt_by_file[d["file_name"]] = (d["pan_seg_file_name"], d["segments_info"])
         self._stats = PQStat()
         self._categories: dict[Any, dict] = {}
         self._label_divisor = self._metadata.get("label_divisor", None)
@@ -229,6 +235,15 @@ class COCOPanopticEvaluator(DatasetEvaluator):
     def reset(self) -> None:
         self._stats = PQStat()
         self._categories = {}
+
+    def _ground_truth_of(self, input: dict) -> tuple[str, list[dict]]:
+        found = self._gt_by_id.get(input["image_id"]) if "image_id" in input else None
+        if found is None:
+            found = self._gt_by_file.get(input.get("file_name", ""))
+        if found is None:
+            raise KeyError(f"COCOPanopticEvaluator: no panoptic ground truth for image_id {input.get('image_id')!r} "
+                           f"/ file_name {input.get('file_name')!r} in the dataset's annotations")
+        return found
 
     def _note_categories(self, segments: list[dict]) -> None:
         for s in segments:
@@ -260,7 +275,7 @@ class COCOPanopticEvaluator(DatasetEvaluator):
                         }
                     )
                 panoptic_img = panoptic_img + 1
-            pan_seg_file_name, gt_segments = self._gt[input["file_name"]]
+            pan_seg_file_name, gt_segments = self._ground_truth_of(input)
             with open(pan_seg_file_name, "rb") as f:
                 pan_gt = rgb2id(np.array(Image.open(f)))
             self._note_categories(gt_segments)

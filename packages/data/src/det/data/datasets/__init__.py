@@ -23,6 +23,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from det.data.datasets.cityscapes import load_cityscapes_instances as load_cityscapes_instances
     from det.data.datasets.cityscapes import load_cityscapes_semantic as load_cityscapes_semantic
     from det.data.datasets.cityscapes import register_all_cityscapes as register_all_cityscapes
+    from det.data.datasets.cityscapes_panoptic import (
+        get_cityscapes_panoptic_files as get_cityscapes_panoptic_files,
+    )
+    from det.data.datasets.cityscapes_panoptic import load_cityscapes_panoptic as load_cityscapes_panoptic
+    from det.data.datasets.cityscapes_panoptic import (
+        register_all_cityscapes_panoptic as register_all_cityscapes_panoptic,
+    )
     from det.data.datasets.coco_panoptic import merge_to_panoptic as merge_to_panoptic
     from det.data.datasets.coco_panoptic import (
         register_coco_panoptic_separated as register_coco_panoptic_separated,

@@ -135,6 +135,7 @@ BUILTIN_REGISTRARS: list[str] = [
     "det.data.datasets.builtin:register_all_coco",
     "det.data.datasets.lvis:register_all_lvis",
     "det.data.datasets.cityscapes:register_all_cityscapes",
+    "det.data.datasets.cityscapes_panoptic:register_all_cityscapes_panoptic",
     "det.data.datasets.builtin:register_all_pascal_voc",
     "det.data.datasets.builtin:register_all_ade20k",
 ]

@@ -42,7 +42,10 @@ def load_coco_panoptic_json(json_file: str, image_dir: str, gt_dir: str, meta: d
         json_info = json.load(f)
     ret: list[dict[str, Any]] = []
     for ann in json_info["annotations"]:
-        image_id = int(ann["image_id"])
+        # COCO's ids are integers; other panoptic jsons in this format (Cityscapes') use names
+        image_id = ann["image_id"]
+        if isinstance(image_id, str) and image_id.isdigit():
+            image_id = int(image_id)
         # The json names the PNG; images follow COCO's naming, same stem as .jpg.
         image_file = os.path.join(image_dir, os.path.splitext(ann["file_name"])[0] + ".jpg")
         label_file = os.path.join(gt_dir, ann["file_name"])
