@@ -357,3 +357,14 @@ def test_conv_with_frozen_bn_normalizes_its_own_output_in_place_bit_for_bit(chan
         bn(mine)  # called directly, the layer never writes into its input
     assert torch.equal(mine, kept)
     assert bn.normalize_in_place_(torch.zeros(1, 6, 2, 2, dtype=torch.float64)) is None
+
+
+def test_new_empty_tensor_op_keeps_the_autograd_graph():
+    """detectron2's private ``_NewEmptyTensorOp`` (TridentNet's TridentConv imports it)."""
+    from det.core.layers.wrappers import _NewEmptyTensorOp
+
+    x = torch.zeros(0, 3, 5, 5, requires_grad=True)
+    y = _NewEmptyTensorOp.apply(x, [0, 8, 2, 2])
+    assert y.shape == (0, 8, 2, 2) and y.requires_grad
+    y.sum().backward()
+    assert x.grad is not None and x.grad.shape == (0, 3, 5, 5)

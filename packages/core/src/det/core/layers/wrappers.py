@@ -7,6 +7,7 @@ behaviour under tracing/scripting, so model code can use one name everywhere.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -161,6 +162,25 @@ def nonzero_tuple(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
 def move_device_like(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     """Move ``src`` to ``dst``'s device; scripted under tracing so the device is not a constant."""
     return src.to(dst.device)
+
+
+class _NewEmptyTensorOp(torch.autograd.Function):
+    """An empty tensor of ``new_shape`` that stays in the autograd graph of ``x`` (its gradient
+    is an empty tensor of ``x``'s shape). torch's layers accept empty batches now; this remains
+    because detectron2's project code (TridentNet's ``TridentConv``) imports it from
+    ``detectron2.layers.wrappers``::
+
+        y = _NewEmptyTensorOp.apply(x, [0, 256, 7, 7])
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, new_shape: Sequence[int]) -> torch.Tensor:
+        ctx.shape = x.shape
+        return x.new_empty(new_shape)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return _NewEmptyTensorOp.apply(grad, ctx.shape), None
 
 
 __all__ = [
