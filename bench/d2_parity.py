@@ -74,6 +74,13 @@ def _framework(name: str) -> dict[str, Any]:
                 seed_all_rng=seed_all_rng, EventStorage=EventStorage)
 
 
+def _machine() -> str:
+    # float results depend on the CPU's kernels: traces compare exactly only on the same machine class
+    from det.core.machine import machine_info
+
+    return machine_info().describe()
+
+
 def _rng_hash() -> str:
     import torch
 
@@ -124,7 +131,7 @@ def _trace(fw: dict[str, Any], framework: str, config_file: str, datasets: dict[
     cfg.OUTPUT_DIR = f"/tmp/d2-parity-{framework}"
     cfg.freeze()
     trace: dict[str, Any] = {"framework": framework, "config_file": os.path.basename(config_file), "opts": opts,
-                             "seed": int(cfg.SEED), "torch": torch.__version__}
+                             "seed": int(cfg.SEED), "torch": torch.__version__, "machine": _machine()}
 
     # init: the same seed must give the same weights and leave the RNG in the same state
     fw["seed_all_rng"](cfg.SEED)
