@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("mypy")
 
-PACKAGES = ["det.structures", "det.checkpoint", "det.export", "det.model_zoo"]
+PACKAGES = ["det.structures", "det.checkpoint", "det.export", "det.model_zoo", "det.heads.mask", "det.heads.keypoint"]
 MODULES = [
     "det.core",
     "det.core.hookspecs",

@@ -9,6 +9,7 @@ calls them as detectron2 does: ``keypoint_head(features, instances)`` returns
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,7 +45,7 @@ def _check_logits(pred_keypoint_logits: torch.Tensor, where: str) -> None:
         raise ValueError(f"{where}: pred_keypoint_logits must be an (N, K, S, S) tensor, got {shape}")
 
 
-def _check_instances(instances, num_regions: int, where: str) -> None:
+def _check_instances(instances: list[Instances], num_regions: int, where: str) -> None:
     if not isinstance(instances, (list, tuple)) or not all(isinstance(i, Instances) for i in instances):
         raise TypeError(f"{where}: instances must be a list of Instances (one per image), got {type(instances).__name__}")
     total = sum(len(i) for i in instances)
@@ -142,11 +143,11 @@ def keypoint_rcnn_inference(pred_keypoint_logits: torch.Tensor, pred_instances: 
     keypoint_results = heatmaps_to_keypoints(pred_keypoint_logits, bboxes_flat.detach())
     num_instances_per_image = [len(i) for i in pred_instances]
     # (x, y, logit, score) -> (x, y, score)
-    keypoint_results = keypoint_results[:, :, [0, 1, 3]].split(num_instances_per_image, dim=0)
-    heatmap_results = pred_keypoint_logits.split(num_instances_per_image, dim=0)
+    keypoints_per_images = torch.split(keypoint_results[:, :, [0, 1, 3]], num_instances_per_image, dim=0)
+    heatmaps_per_images = torch.split(pred_keypoint_logits, num_instances_per_image, dim=0)
 
     for keypoints_per_image, heatmaps_per_image, instances_per_image in zip(
-        keypoint_results, heatmap_results, pred_instances
+        keypoints_per_images, heatmaps_per_images, pred_instances
     ):
         instances_per_image.pred_keypoints = keypoints_per_image
         instances_per_image.pred_keypoint_heatmaps = heatmaps_per_image
@@ -184,8 +185,8 @@ class BaseKeypointRCNNHead(nn.Module):
         self.loss_normalizer = loss_normalizer
 
     @classmethod
-    def from_config(cls, cfg, input_shape):
-        ret = {
+    def from_config(cls, cfg: Any, input_shape: ShapeSpec) -> dict[str, Any]:
+        ret: dict[str, Any] = {
             "loss_weight": cfg.MODEL.ROI_KEYPOINT_HEAD.LOSS_WEIGHT,
             "num_keypoints": cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS,
         }
@@ -200,7 +201,7 @@ class BaseKeypointRCNNHead(nn.Module):
             )
         return ret
 
-    def forward(self, x, instances: list[Instances]):
+    def forward(self, x: Any, instances: list[Instances]) -> dict[str, torch.Tensor] | list[Instances]:
         """
         Args:
             x: region features from the ROI heads.
@@ -219,7 +220,7 @@ class BaseKeypointRCNNHead(nn.Module):
         keypoint_rcnn_inference(x, instances)
         return instances
 
-    def layers(self, x):
+    def layers(self, x: Any) -> torch.Tensor:
         """The network: region features -> (N, K, S, S) heatmap logits."""
         raise NotImplementedError
 
@@ -241,7 +242,7 @@ class KRCNNConvDeconvUpsampleHead(BaseKeypointRCNNHead, nn.Sequential):  # type:
     float32_layers = ("score_lowres",)
 
     @configurable
-    def __init__(self, input_shape: ShapeSpec, *, num_keypoints: int, conv_dims: Sequence[int], **kwargs):
+    def __init__(self, input_shape: ShapeSpec, *, num_keypoints: int, conv_dims: Sequence[int], **kwargs: Any) -> None:
         """
         Args:
             input_shape: shape of the region features (channels are used).
@@ -284,13 +285,13 @@ class KRCNNConvDeconvUpsampleHead(BaseKeypointRCNNHead, nn.Sequential):  # type:
         return ["score_lowres.weight", "score_lowres.bias"]
 
     @classmethod
-    def from_config(cls, cfg, input_shape):
+    def from_config(cls, cfg: Any, input_shape: ShapeSpec) -> dict[str, Any]:
         ret = super().from_config(cfg, input_shape)
         ret["input_shape"] = input_shape
         ret["conv_dims"] = list(cfg.MODEL.ROI_KEYPOINT_HEAD.CONV_DIMS)
         return ret
 
-    def layers(self, x):
+    def layers(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self:
             x = layer(x)
         x = interpolate(x, scale_factor=self.up_scale, mode="bilinear", align_corners=False)

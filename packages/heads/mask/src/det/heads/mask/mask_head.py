@@ -7,7 +7,8 @@ The heads are found by name through det's registry (``ROI_MASK_HEAD``); ``Standa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,7 +38,7 @@ def _check_mask_logits(pred_mask_logits: torch.Tensor, where: str) -> None:
         raise ValueError(f"{where}: mask predictions must be square, got {tuple(pred_mask_logits.shape)}")
 
 
-def _check_instances(instances, where: str) -> None:
+def _check_instances(instances: list[Instances], where: str) -> None:
     if not isinstance(instances, (list, tuple)) or not all(isinstance(i, Instances) for i in instances):
         raise TypeError(f"{where}: instances must be a list of Instances (one per image), got {type(instances).__name__}")
 
@@ -163,8 +164,7 @@ def mask_rcnn_inference(pred_mask_logits: torch.Tensor, pred_instances: list[Ins
         indices = torch.arange(num_masks, device=class_pred.device)
         mask_probs_pred = pred_mask_logits[indices, class_pred][:, None].sigmoid()
 
-    mask_probs_pred = mask_probs_pred.split(num_boxes_per_image, dim=0)
-    for prob, instances in zip(mask_probs_pred, pred_instances):
+    for prob, instances in zip(torch.split(mask_probs_pred, num_boxes_per_image, dim=0), pred_instances):
         instances.pred_masks = prob  # (N, 1, M, M)
 
 
@@ -191,10 +191,10 @@ class BaseMaskRCNNHead(nn.Module):
         self.loss_weight = loss_weight
 
     @classmethod
-    def from_config(cls, cfg, input_shape):
+    def from_config(cls, cfg: Any, input_shape: ShapeSpec) -> dict[str, Any]:
         return {"vis_period": cfg.VIS_PERIOD}
 
-    def forward(self, x, instances: list[Instances]):
+    def forward(self, x: Any, instances: list[Instances]) -> dict[str, torch.Tensor] | list[Instances]:
         """
         Args:
             x: region features from the ROI heads (pooled tensor, or whatever the pooler gives).
@@ -210,7 +210,7 @@ class BaseMaskRCNNHead(nn.Module):
         mask_rcnn_inference(x, instances)
         return instances
 
-    def layers(self, x):
+    def layers(self, x: Any) -> torch.Tensor:
         """The network: region features -> (B, C, M, M) mask logits."""
         raise NotImplementedError
 
@@ -232,7 +232,8 @@ class MaskRCNNConvUpsampleHead(BaseMaskRCNNHead, nn.Sequential):  # type: ignore
     float32_layers = ("predictor",)
 
     @configurable
-    def __init__(self, input_shape: ShapeSpec, *, num_classes: int, conv_dims: Sequence[int], conv_norm="", **kwargs):
+    def __init__(self, input_shape: ShapeSpec, *, num_classes: int, conv_dims: Sequence[int],
+                 conv_norm: str | Callable[[int], nn.Module] = "", **kwargs: Any) -> None:
         """
         Args:
             input_shape: shape of the region features (channels are used).
@@ -277,7 +278,7 @@ class MaskRCNNConvUpsampleHead(BaseMaskRCNNHead, nn.Sequential):  # type: ignore
         return ["predictor.weight", "predictor.bias"]
 
     @classmethod
-    def from_config(cls, cfg, input_shape):
+    def from_config(cls, cfg: Any, input_shape: ShapeSpec) -> dict[str, Any]:
         ret = super().from_config(cfg, input_shape)
         conv_dim = cfg.MODEL.ROI_MASK_HEAD.CONV_DIM
         num_conv = cfg.MODEL.ROI_MASK_HEAD.NUM_CONV
@@ -289,7 +290,7 @@ class MaskRCNNConvUpsampleHead(BaseMaskRCNNHead, nn.Sequential):  # type: ignore
         ret["num_classes"] = 1 if cfg.MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK else cfg.MODEL.ROI_HEADS.NUM_CLASSES
         return ret
 
-    def layers(self, x):
+    def layers(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self:
             x = layer(x)
         return x
