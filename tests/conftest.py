@@ -60,6 +60,24 @@ def reference_dir(shared_dir: Path) -> Path:
     return shared_dir / "reference"
 
 
+@pytest.fixture
+def disable_plugins(monkeypatch: pytest.MonkeyPatch):
+    """``disable_plugins("det-deeplab", ...)``: those distributions installed but disabled through
+    DET_DISABLE_PLUGINS, as if they were not installed; plugin discovery starts afresh, and again
+    (with nothing disabled) after the test."""
+    from det.core import plugins
+
+    def disable(*names: str) -> None:
+        monkeypatch.setenv(plugins.DISABLE_ENV, ",".join(names))
+        plugins.reset()
+
+    monkeypatch.delenv(plugins.DISABLE_ENV, raising=False)
+    plugins.reset()
+    yield disable
+    monkeypatch.delenv(plugins.DISABLE_ENV, raising=False)
+    plugins.reset()
+
+
 # --- Child virtual environments: how used-by and plugin tests install real wheels -------------
 
 import subprocess  # noqa: E402

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "shared/detectron2-projects/projects/DeepLab/configs"
 YAMLS = sorted(CONFIG_DIR.glob("*/*.yaml"))
 
@@ -26,14 +24,3 @@ SHRINK = [
     "SOLVER.WARMUP_ITERS", 2,
 ]
 
-
-@pytest.fixture
-def plugins_reset(monkeypatch: pytest.MonkeyPatch):
-    """Plugin discovery starts afresh (the test may set DET_DISABLE_PLUGINS) and again after."""
-    from det.core import plugins
-
-    monkeypatch.delenv("DET_DISABLE_PLUGINS", raising=False)
-    plugins.reset()
-    yield monkeypatch
-    monkeypatch.delenv("DET_DISABLE_PLUGINS", raising=False)
-    plugins.reset()

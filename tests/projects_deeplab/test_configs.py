@@ -85,15 +85,12 @@ def test_add_deeplab_config_is_a_no_op_after_get_cfg_and_adds_to_a_bare_config()
     assert len(DEEPLAB_CONFIG_KEYS) == 13
 
 
-def test_disabled_the_yaml_fails_naming_det_deeplab(plugins_reset):
+def test_disabled_the_yaml_fails_naming_det_deeplab(disable_plugins):
     from det.core.config import ConfigKeyError
     from det.core.registry import ComponentNotFoundError, get_component
 
     # det-panoptic-deeplab adds DeepLab's keys too (it reuses them, as detectron2's config does)
-    plugins_reset.setenv("DET_DISABLE_PLUGINS", "deeplab,panoptic-deeplab")
-    from det.core import plugins
-
-    plugins.reset()
+    disable_plugins("deeplab", "panoptic-deeplab")
     cfg = get_cfg()
     assert "POLY_LR_POWER" not in cfg.SOLVER
     with pytest.raises(ConfigKeyError) as info:

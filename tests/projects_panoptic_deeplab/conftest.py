@@ -32,32 +32,11 @@ SHRINK = [
     "SOLVER.WARMUP_ITERS", 2,
 ]
 
-# Cityscapes panoptic, as detectron2 registers it: the 8 thing classes are train ids 11..18
-CITYSCAPES_THINGS = {24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
-
 
 @pytest.fixture
 def cityscapes_panoptic_metadata():
-    """The metadata detectron2 gives cityscapes_fine_panoptic_train (det-data does not register
-    that dataset yet); removed afterwards."""
+    """The metadata of cityscapes_fine_panoptic_train, which the model reads (thing ids, label
+    divisor): det-data registers it as detectron2 does."""
     from det.data import MetadataCatalog
 
-    name = "cityscapes_fine_panoptic_train"
-    had = name in MetadataCatalog.list()
-    if not had or not hasattr(MetadataCatalog.get(name), "label_divisor"):
-        MetadataCatalog.get(name).set(thing_dataset_id_to_contiguous_id=CITYSCAPES_THINGS, label_divisor=1000,
-                                      ignore_label=255)
-    yield MetadataCatalog.get(name)
-    if not had:
-        MetadataCatalog.remove(name)
-
-
-@pytest.fixture
-def plugins_reset(monkeypatch: pytest.MonkeyPatch):
-    from det.core import plugins
-
-    monkeypatch.delenv("DET_DISABLE_PLUGINS", raising=False)
-    plugins.reset()
-    yield monkeypatch
-    monkeypatch.delenv("DET_DISABLE_PLUGINS", raising=False)
-    plugins.reset()
+    return MetadataCatalog.get("cityscapes_fine_panoptic_train")

@@ -125,13 +125,11 @@ def test_the_dataset_mapper_reads_augments_and_makes_targets(tmp_path, cityscape
         assert out["center"].max() == pytest.approx(1.0, abs=1e-6) and len(out["center_points"]) == 1
 
 
-def test_disabled_the_yaml_fails_naming_det_panoptic_deeplab(plugins_reset):
-    from det.core import plugins
+def test_disabled_the_yaml_fails_naming_det_panoptic_deeplab(disable_plugins):
     from det.core.config import ConfigKeyError
     from det.core.registry import ComponentNotFoundError, get_component
 
-    plugins_reset.setenv("DET_DISABLE_PLUGINS", "panoptic-deeplab")
-    plugins.reset()
+    disable_plugins("panoptic-deeplab")
     cfg = get_cfg()
     with pytest.raises(ConfigKeyError) as info:
         cfg.merge_from_file(str(YAMLS[3]))

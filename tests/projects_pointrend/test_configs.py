@@ -130,7 +130,8 @@ def test_plain_mask_rcnn_gets_pointrend_mask_head_by_config_only(configs_dir):
     assert out["instances"].pred_masks.shape[1:] == (H, W)
 
 
-def test_without_the_plugin_the_yamls_fail_naming_det_pointrend(without_pointrend):
+def test_without_the_plugin_the_yamls_fail_naming_det_pointrend(disable_plugins):
+    disable_plugins("det-pointrend")
     for path in YAMLS:
         cfg = get_cfg()
         assert "POINT_HEAD" not in cfg.MODEL

@@ -53,18 +53,8 @@ def test_the_hint_table_names_det_tridentnet_for_its_keys():
     assert {config_key_provider(f"MODEL.TRIDENT.{k}") for k in get_cfg().MODEL.TRIDENT} == {("det-tridentnet",)}
 
 
-@pytest.fixture
-def tridentnet_disabled(monkeypatch):
-    from det.core import plugins
-
-    monkeypatch.delenv("DET_DISABLE_PLUGINS", raising=False)
-    plugins.reset()
-    plugins.disable("det-tridentnet")
-    yield
-    plugins.reset()
-
-
-def test_disabled_plugin_the_yaml_fails_naming_det_tridentnet(tridentnet_disabled):
+def test_disabled_plugin_the_yaml_fails_naming_det_tridentnet(disable_plugins):
+    disable_plugins("det-tridentnet")
     cfg = get_cfg()
     assert "TRIDENT" not in cfg.MODEL
     with pytest.raises(ConfigKeyError) as info:
