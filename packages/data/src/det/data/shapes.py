@@ -42,6 +42,7 @@ __all__ = [
     "SHAPES_KEYPOINT_NAMES",
     "SHAPES_KEYPOINT_OKS_SIGMAS",
     "ShapesConfig",
+    "ShapesLayout",
     "default_shapes_root",
     "generate_shapes_split",
     "get_shapes_metadata",
@@ -69,23 +70,13 @@ SHAPES_KEYPOINT_OKS_SIGMAS = (0.05, 0.07, 0.07, 0.07, 0.07)
 _CIRCLE_VERTICES = 40  # max distance of the 40-gon to its circle is r*(1-cos(pi/40)) < 0.13 px at r=40
 
 
-@dataclasses.dataclass(frozen=True)
-class ShapesConfig:
-    """How the shapes dataset is generated; equal configs give byte-identical datasets.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ShapesLayout:
+    """What every shapes generator's config shares: image height and width drawn in
+    [min_image_size, max_image_size], 1..max_shapes shapes (at least min_shapes) of size
+    (diameter / side) in [min_shape_size, max_shape_size], and a placement that would hide more
+    than ``max_occlusion`` of an earlier shape redrawn."""
 
-        cfg = ShapesConfig(num_train=200, seed=1)
-        prepare_shapes(cfg)["train"]  # (json_file, image_root)
-
-    Image height and width are drawn in [min_image_size, max_image_size], 1..max_shapes shapes
-    of size (diameter / side) in [min_shape_size, max_shape_size]; a placement that would hide
-    more than ``max_occlusion`` of an earlier shape is redrawn. ``color_by_class`` draws each
-    class's colours from its own hue band (circles red-orange, squares green, triangles blue),
-    an easier dataset for very short trainings.
-    """
-
-    seed: int = 0
-    num_train: int = 500
-    num_val: int = 100
     min_image_size: int = 128
     max_image_size: int = 192
     min_shapes: int = 1
@@ -93,36 +84,50 @@ class ShapesConfig:
     min_shape_size: int = 20
     max_shape_size: int = 80
     max_occlusion: float = 0.5
+
+    def _validate(self, checks: list[tuple[bool, str]]) -> None:
+        """Raise ValueError naming the config's class for the first failed check, the layout's own
+        first, then the subclass's ``checks``."""
+        checks = [
+            (16 <= self.min_image_size <= self.max_image_size, "need 16 <= min_image_size <= max_image_size"),
+            (1 <= self.min_shapes <= self.max_shapes, "need 1 <= min_shapes <= max_shapes"),
+            (4 <= self.min_shape_size <= self.max_shape_size, "need 4 <= min_shape_size <= max_shape_size"),
+            (self.min_shape_size * 1.5 < self.min_image_size, "min_shape_size must fit in the smallest image"),
+            (0.0 <= self.max_occlusion < 1.0, "max_occlusion must be in [0, 1)"),
+            *checks,
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"{type(self).__name__}: {msg} (got {self})")
+
+    def _fingerprint(self, version: int) -> str:
+        """12 hex digits that change with the generator ``version`` or any field."""
+        payload = json.dumps({"v": version, **dataclasses.asdict(self)}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ShapesConfig(ShapesLayout):
+    """How the shapes dataset is generated; equal configs give byte-identical datasets.
+
+        cfg = ShapesConfig(num_train=200, seed=1)
+        prepare_shapes(cfg)["train"]  # (json_file, image_root)
+
+    Sizes, counts and occlusion are :class:`ShapesLayout`'s. ``color_by_class`` draws each
+    class's colours from its own hue band (circles red-orange, squares green, triangles blue),
+    an easier dataset for very short trainings.
+    """
+
+    seed: int = 0
+    num_train: int = 500
+    num_val: int = 100
     color_by_class: bool = False
 
     def __post_init__(self) -> None:
-        _check_config(self, [(self.num_train >= 0 and self.num_val >= 0, "num_train and num_val must be >= 0")])
+        self._validate([(self.num_train >= 0 and self.num_val >= 0, "num_train and num_val must be >= 0")])
 
     def fingerprint(self) -> str:
-        return _fingerprint(self, _GENERATOR_VERSION)
-
-
-def _check_config(cfg: Any, checks: list[tuple[bool, str]]) -> None:
-    """Raise ValueError naming ``cfg``'s class for the first failed check of ``checks`` and of the
-    checks every shapes generator's config shares (image sizes, shape counts, shape sizes,
-    occlusion: fields of the same names)."""
-    checks = [
-        (16 <= cfg.min_image_size <= cfg.max_image_size, "need 16 <= min_image_size <= max_image_size"),
-        (1 <= cfg.min_shapes <= cfg.max_shapes, "need 1 <= min_shapes <= max_shapes"),
-        (4 <= cfg.min_shape_size <= cfg.max_shape_size, "need 4 <= min_shape_size <= max_shape_size"),
-        (cfg.min_shape_size * 1.5 < cfg.min_image_size, "min_shape_size must fit in the smallest image"),
-        (0.0 <= cfg.max_occlusion < 1.0, "max_occlusion must be in [0, 1)"),
-        *checks,
-    ]
-    for ok, msg in checks:
-        if not ok:
-            raise ValueError(f"{type(cfg).__name__}: {msg} (got {cfg})")
-
-
-def _fingerprint(cfg: Any, version: int) -> str:
-    """12 hex digits that change with the generator ``version`` or any field of the dataclass ``cfg``."""
-    payload = json.dumps({"v": version, **dataclasses.asdict(cfg)}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+        return self._fingerprint(_GENERATOR_VERSION)
 
 
 def default_shapes_root() -> Path:

@@ -40,8 +40,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from det.data.catalog import DatasetCatalog, MetadataCatalog
 from det.data.shapes import (
     SHAPES_CLASSES,
-    _check_config,
-    _fingerprint,
+    ShapesLayout,
     _random_color,
     default_shapes_root,
     get_shapes_metadata,
@@ -55,8 +54,8 @@ _FILLS = ("solid", "gradient", "texture")
 _BACKGROUNDS = ("flat", "gradient", "noise", "stripes")
 
 
-@dataclasses.dataclass(frozen=True)
-class UnseenShapesConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class UnseenShapesConfig(ShapesLayout):
     """How the differently drawn shapes are made; equal configs give identical images.
 
         UnseenShapesConfig(num_images=50, noise_std=15.0, jpeg_quality=50)
@@ -69,13 +68,6 @@ class UnseenShapesConfig:
 
     seed: int = 1
     num_images: int = 100
-    min_image_size: int = 128
-    max_image_size: int = 192
-    min_shapes: int = 1
-    max_shapes: int = 4
-    min_shape_size: int = 20
-    max_shape_size: int = 80
-    max_occlusion: float = 0.5
     min_triangle_angle: float = 60.0
     fills: tuple[str, ...] = ("solid",)
     backgrounds: tuple[str, ...] = ("gradient",)
@@ -85,7 +77,7 @@ class UnseenShapesConfig:
     supersample: int = 4
 
     def __post_init__(self) -> None:
-        _check_config(self, [
+        self._validate([
             (self.num_images >= 0, "num_images must be >= 0"),
             (20.0 <= self.min_triangle_angle <= 60.0, "min_triangle_angle must be in [20, 60] degrees"),
             (bool(self.fills) and set(self.fills) <= set(_FILLS), f"fills must be some of {_FILLS}"),
@@ -98,7 +90,7 @@ class UnseenShapesConfig:
         ])
 
     def fingerprint(self) -> str:
-        return _fingerprint(self, _RENDERER_VERSION)
+        return self._fingerprint(_RENDERER_VERSION)
 
 
 UNSEEN_PRESETS: dict[str, UnseenShapesConfig] = {
