@@ -141,7 +141,7 @@ def test_resnet_bad_inputs():
         net(torch.rand(3, 32, 32))
     with pytest.raises(ValueError, match=r"expects 3 input channels, got input of shape \(1, 1, 32, 32\)"):
         net(torch.rand(1, 1, 32, 32))
-    with pytest.raises(ValueError, match=r"out_features has 'res5'; available: stem, res2"):
+    with pytest.raises(ValueError, match=r"ResNet: out_features names 'res5'; its outputs are: stem, res2"):
         ResNet(BasicStem(3, 8), [ResNet.make_stage(BasicBlock, 1, in_channels=8, out_channels=8)],
                out_features=["res5"])
     with pytest.raises(TypeError, match=r"CNNBlockBase"):

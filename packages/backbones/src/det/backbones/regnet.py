@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from det.core.layers import CNNBlockBase, get_norm
-from det.core.modeling.backbone import Backbone
+from det.core.modeling.backbone import Backbone, check_out_features
 
 __all__ = [
     "AnyNet",
@@ -349,17 +349,7 @@ class AnyNet(Backbone):
 
         self.apply(init_weights)
 
-        if out_features is None:
-            out_features = [name]
-        self._out_features = list(out_features)
-        if not self._out_features:
-            raise ValueError("AnyNet needs at least one output feature")
-        children = [n for n, _ in self.named_children()]
-        for out_feature in self._out_features:
-            if out_feature not in children:
-                raise ValueError(
-                    f"AnyNet: out_features names {out_feature!r}, which is not one of its outputs {children}"
-                )
+        self._out_features = check_out_features(self, out_features, last=name)
         self.freeze(freeze_at)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

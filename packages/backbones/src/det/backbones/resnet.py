@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from det.core.layers import CNNBlockBase, Conv2d, ShapeSpec, c2_msra_fill, get_norm
-from det.core.modeling.backbone import Backbone
+from det.core.modeling.backbone import Backbone, check_out_features
 
 __all__ = [
     "BasicBlock",
@@ -328,17 +328,7 @@ class ResNet(Backbone):
             nn.init.normal_(self.linear.weight, std=0.01)
             name = "linear"
 
-        if out_features is None:
-            out_features = [name]
-        self._out_features = list(out_features)
-        if not self._out_features:
-            raise ValueError("ResNet needs at least one output feature")
-        children = [n for n, _ in self.named_children()]
-        for out_feature in self._out_features:
-            if out_feature not in children:
-                raise ValueError(
-                    f"ResNet out_features has {out_feature!r}; available: {', '.join(children)}"
-                )
+        self._out_features = check_out_features(self, out_features, last=name)
         self.freeze(freeze_at)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

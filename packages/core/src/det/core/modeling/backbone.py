@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
+from collections.abc import Iterable
 
 from torch import nn
 
 from det.core.layers import ShapeSpec
 
-__all__ = ["Backbone", "check_in_features"]
+__all__ = ["Backbone", "check_in_features", "check_out_features"]
 
 
 class Backbone(nn.Module, metaclass=ABCMeta):
@@ -67,3 +68,18 @@ def check_in_features(key: str, in_features, input_shape) -> list[str]:
             f"{key} names {missing}, which the backbone does not produce; available features: {sorted(input_shape)}"
         )
     return in_features
+
+
+def check_out_features(backbone: nn.Module, out_features: Iterable[str] | None, last: str) -> list[str]:
+    """The output features a backbone was asked for (``[last]``, its last layer, when
+    ``out_features`` is None), after a ValueError naming the backbone's class unless it is
+    asked for at least one and each is one of its child modules."""
+    out_features = [last] if out_features is None else list(out_features)
+    owner = type(backbone).__name__
+    if not out_features:
+        raise ValueError(f"{owner} needs at least one output feature")
+    children = [name for name, _ in backbone.named_children()]
+    for name in out_features:
+        if name not in children:
+            raise ValueError(f"{owner}: out_features names {name!r}; its outputs are: {', '.join(children)}")
+    return out_features
