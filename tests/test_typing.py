@@ -16,7 +16,15 @@ import pytest
 
 pytest.importorskip("mypy")
 
-PACKAGES = ["det.structures", "det.checkpoint", "det.export", "det.model_zoo", "det.heads.mask", "det.heads.keypoint"]
+PACKAGES = [
+    "det.structures",
+    "det.checkpoint",
+    "det.export",
+    "det.model_zoo",
+    "det.heads.mask",
+    "det.heads.keypoint",
+    "det.heads.rpn",
+]
 MODULES = [
     "det.core",
     "det.core.hookspecs",

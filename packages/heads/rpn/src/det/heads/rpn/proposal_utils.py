@@ -16,7 +16,9 @@ __all__ = ["find_top_rpn_proposals"]
 
 
 def _is_tracing() -> bool:
-    return torch.jit.is_scripting() or torch.jit.is_tracing()
+    # torch.jit's __all__ leaves out is_scripting/is_tracing (so --strict sees them as private)
+    # and torch's is_tracing is unannotated
+    return torch.jit.is_scripting() or torch.jit.is_tracing()  # type: ignore[attr-defined,no-untyped-call]
 
 
 def find_top_rpn_proposals(proposals: list[torch.Tensor], pred_objectness_logits: list[torch.Tensor],
@@ -76,7 +78,7 @@ def find_top_rpn_proposals(proposals: list[torch.Tensor], pred_objectness_logits
     )
 
 
-def select_proposals_per_image(box_type: type,
+def select_proposals_per_image(box_type: type[Boxes],
                                nms: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor],
                                topk_proposals: list[torch.Tensor], topk_scores: list[torch.Tensor],
                                level_ids: list[torch.Tensor], image_sizes: list[tuple[int, int]],
@@ -89,14 +91,14 @@ def select_proposals_per_image(box_type: type,
     Per level i, ``topk_proposals`` holds (N, Ri, B), ``topk_scores`` (N, Ri) and ``level_ids`` (Ri,)
     filled with i.
     """
-    topk_proposals = cat(topk_proposals, dim=1)
-    topk_scores = cat(topk_scores, dim=1)
-    level_ids = cat(level_ids, dim=0)
+    all_topk_proposals = cat(topk_proposals, dim=1)
+    all_topk_scores = cat(topk_scores, dim=1)
+    all_level_ids = cat(level_ids, dim=0)
     results: list[Instances] = []
     for n, image_size in enumerate(image_sizes):
-        boxes = box_type(topk_proposals[n])
-        scores_per_img = topk_scores[n]
-        lvl = level_ids
+        boxes = box_type(all_topk_proposals[n])
+        scores_per_img = all_topk_scores[n]
+        lvl = all_level_ids
 
         valid_mask = torch.isfinite(boxes.tensor).all(dim=1) & torch.isfinite(scores_per_img)
         if not valid_mask.all():

@@ -7,6 +7,7 @@ B the box dimension (4 for axis-aligned boxes, 5 for rotated ones).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -31,11 +32,12 @@ __all__ = ["RPN", "StandardRPNHead", "build_rpn_head"]
 
 
 
-def build_rpn_head(cfg, input_shape: list[ShapeSpec]) -> nn.Module:
+def build_rpn_head(cfg: Any, input_shape: list[ShapeSpec]) -> nn.Module:
     """Build the RPN head named by ``cfg.MODEL.RPN.HEAD_NAME`` (an ``RPN_HEAD`` component)."""
     from det.core.registry import get_component
 
-    return get_component("RPN_HEAD", cfg.MODEL.RPN.HEAD_NAME)(cfg, input_shape)
+    head: nn.Module = get_component("RPN_HEAD", cfg.MODEL.RPN.HEAD_NAME)(cfg, input_shape)
+    return head
 
 
 class StandardRPNHead(nn.Module):
@@ -59,7 +61,7 @@ class StandardRPNHead(nn.Module):
     @configurable
     def __init__(
         self, *, in_channels: int, num_anchors: int, box_dim: int = 4, conv_dims: Sequence[int] = (-1,)
-    ):
+    ) -> None:
         """
         Args:
             in_channels: channels of every input feature map.
@@ -98,7 +100,7 @@ class StandardRPNHead(nn.Module):
         for layer in self.modules():
             if isinstance(layer, nn.Conv2d):
                 nn.init.normal_(layer.weight, std=0.01)
-                nn.init.constant_(layer.bias, 0)
+                nn.init.constant_(cast(torch.Tensor, layer.bias), 0)  # every conv here has a bias
 
     def _get_rpn_conv(self, in_channels: int, out_channels: int) -> nn.Module:
         return Conv2d(
@@ -106,7 +108,7 @@ class StandardRPNHead(nn.Module):
         )
 
     @classmethod
-    def from_config(cls, cfg, input_shape: list[ShapeSpec]):
+    def from_config(cls, cfg: Any, input_shape: list[ShapeSpec]) -> dict[str, Any]:
         in_channels = [s.channels for s in input_shape]
         if len(set(in_channels)) != 1:
             raise ValueError(
@@ -114,7 +116,8 @@ class StandardRPNHead(nn.Module):
                 f"number of channels; got {in_channels}"
             )
         # the head must predict as many anchors per position as the RPN's anchor generator makes
-        anchor_generator = build_anchor_generator(cfg, input_shape)
+        # build_anchor_generator (det.core.modeling) is not annotated yet
+        anchor_generator = cast("Callable[..., Any]", build_anchor_generator)(cfg, input_shape)
         num_anchors = anchor_generator.num_anchors
         if len(set(num_anchors)) != 1:
             raise ValueError(
@@ -183,7 +186,7 @@ class RPN(nn.Module):
         loss_weight: float | dict[str, float] = 1.0,
         box_reg_loss_type: str = "smooth_l1",
         smooth_l1_beta: float = 0.0,
-    ):
+    ) -> None:
         """
         Args:
             in_features: names of the input features to use.
@@ -231,7 +234,7 @@ class RPN(nn.Module):
         self.smooth_l1_beta = smooth_l1_beta
 
     @classmethod
-    def from_config(cls, cfg, input_shape: dict[str, ShapeSpec]):
+    def from_config(cls, cfg: Any, input_shape: dict[str, ShapeSpec]) -> dict[str, Any]:
         in_features = check_in_features("MODEL.RPN.IN_FEATURES", cfg.MODEL.RPN.IN_FEATURES, input_shape)
         shapes = [input_shape[f] for f in in_features]
         return {
@@ -250,7 +253,7 @@ class RPN(nn.Module):
             "smooth_l1_beta": cfg.MODEL.RPN.SMOOTH_L1_BETA,
             "pre_nms_topk": (cfg.MODEL.RPN.PRE_NMS_TOPK_TRAIN, cfg.MODEL.RPN.PRE_NMS_TOPK_TEST),
             "post_nms_topk": (cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN, cfg.MODEL.RPN.POST_NMS_TOPK_TEST),
-            "anchor_generator": build_anchor_generator(cfg, shapes),
+            "anchor_generator": cast("Callable[..., Any]", build_anchor_generator)(cfg, shapes),
             "anchor_matcher": Matcher(
                 cfg.MODEL.RPN.IOU_THRESHOLDS, cfg.MODEL.RPN.IOU_LABELS, allow_low_quality_matches=True
             ),
@@ -283,7 +286,7 @@ class RPN(nn.Module):
             0 (background) or 1 (foreground), and the (R, 4) boxes of the matched ground truth
             (meaningful only where the label is 1).
         """
-        anchors = type(anchors[0]).cat(anchors)  # Boxes; RotatedBoxes in RRPN
+        all_anchors = type(anchors[0]).cat(anchors)  # Boxes; RotatedBoxes in RRPN
 
         gt_boxes = [x.gt_boxes for x in gt_instances]
         image_sizes = [x.image_size for x in gt_instances]
@@ -292,21 +295,23 @@ class RPN(nn.Module):
         gt_labels = []
         matched_gt_boxes = []
         for image_size_i, gt_boxes_i in zip(image_sizes, gt_boxes):
-            match_quality_matrix = self._match_quality(gt_boxes_i, anchors)
+            match_quality_matrix = self._match_quality(gt_boxes_i, all_anchors)
             matched_idxs, gt_labels_i = self.anchor_matcher(match_quality_matrix)
             gt_labels_i = gt_labels_i.to(device=gt_boxes_i.device)
             del match_quality_matrix
 
             if self.anchor_boundary_thresh >= 0:
-                # legacy (Detectron1) behaviour, off by default: anchors crossing the border are ignored
-                anchors_inside_image = anchors.inside_box(image_size_i, self.anchor_boundary_thresh)
+                # legacy (Detectron1) behaviour, off by default: anchors crossing the border are ignored.
+                # Boxes.inside_box annotates the threshold int (as detectron2 does) but compares it with
+                # float coordinates, so a float threshold works; the annotation is det.structures'
+                anchors_inside_image = all_anchors.inside_box(image_size_i, self.anchor_boundary_thresh)  # type: ignore[arg-type]
                 gt_labels_i[~anchors_inside_image] = -1
 
             gt_labels_i = self._subsample_labels(gt_labels_i)
 
             if len(gt_boxes_i) == 0:
                 # every anchor is background, so the regression targets are never read
-                matched_gt_boxes_i = torch.zeros_like(anchors.tensor)
+                matched_gt_boxes_i = torch.zeros_like(all_anchors.tensor)
             else:
                 matched_gt_boxes_i = gt_boxes_i[matched_idxs].tensor
 
@@ -331,11 +336,11 @@ class RPN(nn.Module):
             ``rpn/num_pos_anchors`` and ``rpn/num_neg_anchors`` (per image) into the EventStorage.
         """
         num_images = len(gt_labels)
-        gt_labels = torch.stack(gt_labels)  # (N, sum(Hi*Wi*A))
+        gt_labels_all = torch.stack(gt_labels)  # (N, sum(Hi*Wi*A))
 
-        pos_mask = gt_labels == 1
+        pos_mask = gt_labels_all == 1
         # both counts in one transfer (one host synchronisation on a GPU)
-        num_pos_anchors, num_neg_anchors = torch.stack([pos_mask.sum(), (gt_labels == 0).sum()]).tolist()
+        num_pos_anchors, num_neg_anchors = torch.stack([pos_mask.sum(), (gt_labels_all == 0).sum()]).tolist()
         storage = get_event_storage()
         storage.put_scalar("rpn/num_pos_anchors", num_pos_anchors / num_images)
         storage.put_scalar("rpn/num_neg_anchors", num_neg_anchors / num_images)
@@ -345,10 +350,10 @@ class RPN(nn.Module):
             box_reg_loss_type=self.box_reg_loss_type, smooth_l1_beta=self.smooth_l1_beta,
         )
 
-        valid_mask = gt_labels >= 0
+        valid_mask = gt_labels_all >= 0
         objectness_loss = F.binary_cross_entropy_with_logits(
             cat(pred_objectness_logits, dim=1)[valid_mask],
-            gt_labels[valid_mask].to(torch.float32),
+            gt_labels_all[valid_mask].to(torch.float32),
             reduction="sum",
         )
         normalizer = self.batch_size_per_image * num_images
@@ -364,7 +369,7 @@ class RPN(nn.Module):
         images: ImageList,
         features: dict[str, torch.Tensor],
         gt_instances: list[Instances] | None = None,
-    ):
+    ) -> tuple[list[Instances], dict[str, torch.Tensor]]:
         """
         Args:
             images: the N input images (``image_sizes`` is used to clip proposals).
@@ -380,10 +385,10 @@ class RPN(nn.Module):
             raise KeyError(
                 f"RPN needs features {self.in_features} but got {sorted(features)} (missing {missing})"
             )
-        features = [features[f] for f in self.in_features]
-        anchors = self.anchor_generator(features)
+        feature_maps = [features[f] for f in self.in_features]
+        anchors = self.anchor_generator(feature_maps)
 
-        pred_objectness_logits, pred_anchor_deltas = self.rpn_head(features)
+        pred_objectness_logits, pred_anchor_deltas = self.rpn_head(feature_maps)
         # (N, A, Hi, Wi) -> (N, Hi*Wi*A): anchors are ordered position-major, anchor-minor
         pred_objectness_logits = [score.permute(0, 2, 3, 1).flatten(1) for score in pred_objectness_logits]
         # (N, A*B, Hi, Wi) -> (N, Hi*Wi*A, B)
@@ -394,6 +399,7 @@ class RPN(nn.Module):
             for x in pred_anchor_deltas
         ]
 
+        losses: dict[str, torch.Tensor]
         if self.training:
             if gt_instances is None:
                 raise ValueError(
@@ -423,8 +429,14 @@ class RPN(nn.Module):
             return self._find_top_proposals(find_top_rpn_proposals, anchors, pred_objectness_logits,
                                             pred_anchor_deltas, image_sizes)
 
-    def _find_top_proposals(self, find_top: Callable[..., list[Instances]], anchors, pred_objectness_logits,
-                            pred_anchor_deltas, image_sizes) -> list[Instances]:
+    def _find_top_proposals(
+        self,
+        find_top: Callable[..., list[Instances]],
+        anchors: list[Boxes],
+        pred_objectness_logits: list[torch.Tensor],
+        pred_anchor_deltas: list[torch.Tensor],
+        image_sizes: list[tuple[int, int]],
+    ) -> list[Instances]:
         """``find_top`` (:func:`find_top_rpn_proposals` or the rotated form) over the decoded
         proposals, with this RPN's NMS settings for the current mode."""
         pred_proposals = self._decode_proposals(anchors, pred_anchor_deltas)
@@ -432,7 +444,9 @@ class RPN(nn.Module):
                         self.pre_nms_topk[self.training], self.post_nms_topk[self.training], self.min_box_size,
                         self.training)
 
-    def _decode_proposals(self, anchors: list[Boxes], pred_anchor_deltas: list[torch.Tensor]):
+    def _decode_proposals(
+        self, anchors: list[Boxes], pred_anchor_deltas: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
         """Apply the deltas to the anchors: L tensors (N, Hi*Wi*A, B)."""
         N = pred_anchor_deltas[0].shape[0]
         proposals = []
@@ -440,7 +454,7 @@ class RPN(nn.Module):
             B = anchors_i.tensor.size(1)
             pred_anchor_deltas_i = pred_anchor_deltas_i.reshape(-1, B)
             # the same anchors for every image: (N*Hi*Wi*A, B)
-            anchors_i = anchors_i.tensor.unsqueeze(0).expand(N, -1, -1).reshape(-1, B)
-            proposals_i = self.box2box_transform.apply_deltas(pred_anchor_deltas_i, anchors_i)
+            anchors_i_tensor = anchors_i.tensor.unsqueeze(0).expand(N, -1, -1).reshape(-1, B)
+            proposals_i = self.box2box_transform.apply_deltas(pred_anchor_deltas_i, anchors_i_tensor)
             proposals.append(proposals_i.view(N, -1, B))
         return proposals

@@ -6,14 +6,16 @@ matching, ``Box2BoxTransformRotated`` and rotated NMS.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from det.core.config import configurable
-from det.core.layers import batched_nms_rotated, box_iou_rotated
+from det.core.layers import ShapeSpec, batched_nms_rotated, box_iou_rotated
 from det.core.modeling import Box2BoxTransformRotated
 from det.heads.rpn.proposal_utils import select_proposals_per_image
 from det.heads.rpn.rpn import RPN
-from det.structures import Instances, RotatedBoxes
+from det.structures import Boxes, Instances, RotatedBoxes
 
 __all__ = ["RRPN", "find_top_rrpn_proposals"]
 
@@ -68,7 +70,7 @@ class RRPN(RPN):
     """
 
     @configurable
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.anchor_boundary_thresh >= 0:
             raise NotImplementedError(
@@ -82,16 +84,22 @@ class RRPN(RPN):
             )
 
     @classmethod
-    def from_config(cls, cfg, input_shape):
+    def from_config(cls, cfg: Any, input_shape: dict[str, ShapeSpec]) -> dict[str, Any]:
         ret = super().from_config(cfg, input_shape)
         ret["box2box_transform"] = Box2BoxTransformRotated(weights=cfg.MODEL.RPN.BBOX_REG_WEIGHTS)
         return ret
 
-    def _match_quality(self, gt_boxes, anchors):
+    def _match_quality(self, gt_boxes: Boxes, anchors: Boxes) -> torch.Tensor:
         # label_and_sample_anchors matches rotated anchors by rotated IoU; matched boxes are (R, 5)
         return box_iou_rotated(gt_boxes.tensor, anchors.tensor)
 
     @torch.no_grad()
-    def predict_proposals(self, anchors, pred_objectness_logits, pred_anchor_deltas, image_sizes):
+    def predict_proposals(
+        self,
+        anchors: list[Boxes],
+        pred_objectness_logits: list[torch.Tensor],
+        pred_anchor_deltas: list[torch.Tensor],
+        image_sizes: list[tuple[int, int]],
+    ) -> list[Instances]:
         return self._find_top_proposals(find_top_rrpn_proposals, anchors, pred_objectness_logits,
                                         pred_anchor_deltas, image_sizes)
