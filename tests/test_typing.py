@@ -24,6 +24,7 @@ PACKAGES = [
     "det.heads.mask",
     "det.heads.keypoint",
     "det.heads.rpn",
+    "det.heads.retinanet",
 ]
 MODULES = [
     "det.core",

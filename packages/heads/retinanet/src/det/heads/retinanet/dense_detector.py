@@ -7,12 +7,14 @@ position on level i, K the values predicted per anchor (classes, 4 box deltas, .
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from det.core.events import get_event_storage
-from det.core.modeling import detector_postprocess
+from det.core.modeling import Box2BoxTransform, Box2BoxTransformLinear, detector_postprocess
 from det.core.modeling.inputs import (
     check_batched_inputs,
     normalize_and_pad_images,
@@ -57,6 +59,15 @@ class DenseDetector(nn.Module):
     ``test_score_thresh`` and ``test_topk_candidates``.
     """
 
+    backbone: Any  # any module with output_shape() (and size_divisibility), as detectron2 duck-types it
+    # the (C, 1, 1) buffers of register_pixel_normalization
+    pixel_mean: Tensor
+    pixel_std: Tensor
+    # set by the subclasses that use _decode_multi_level_predictions
+    box2box_transform: Box2BoxTransform | Box2BoxTransformLinear
+    test_score_thresh: float
+    test_topk_candidates: int
+
     def __init__(
         self,
         backbone: nn.Module,
@@ -65,7 +76,7 @@ class DenseDetector(nn.Module):
         *,
         pixel_mean: tuple[float, ...],
         pixel_std: tuple[float, ...],
-    ):
+    ) -> None:
         """
         Args:
             backbone: a det Backbone.
@@ -96,7 +107,9 @@ class DenseDetector(nn.Module):
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
-    def forward(self, batched_inputs: list[dict[str, Tensor]]):
+    def forward(
+        self, batched_inputs: list[dict[str, Tensor]]
+    ) -> dict[str, Tensor] | list[dict[str, Instances]]:
         """
         Args:
             batched_inputs: one dict per image: "image" (C, H, W); optional "height"/"width"
@@ -117,23 +130,32 @@ class DenseDetector(nn.Module):
         predictions = self.head(features)
 
         if self.training:
-            gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
+            gt_instances = [cast(Instances, x["instances"]).to(self.device) for x in batched_inputs]
             return self.forward_training(images, features, predictions, gt_instances)
 
         results = self.forward_inference(images, features, predictions)
         processed_results = []
         for results_per_image, input_per_image, image_size in zip(results, batched_inputs, images.image_sizes):
-            height = input_per_image.get("height", image_size[0])
-            width = input_per_image.get("width", image_size[1])
+            # detectron2 annotates the inputs' values Tensor; "height" and "width" are ints
+            height = cast(int, input_per_image.get("height", image_size[0]))
+            width = cast(int, input_per_image.get("width", image_size[1]))
             r = detector_postprocess(results_per_image, height, width)
             processed_results.append({"instances": r})
         return processed_results
 
-    def forward_training(self, images: ImageList, features: list[Tensor], predictions, gt_instances):
+    def forward_training(
+        self,
+        images: ImageList,
+        features: list[Tensor],
+        predictions: list[list[Tensor]],
+        gt_instances: list[Instances],
+    ) -> dict[str, Tensor]:
         """Losses of one batch: dict[str, scalar Tensor]. Implemented by subclasses."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward_training()")
 
-    def forward_inference(self, images: ImageList, features: list[Tensor], predictions) -> list[Instances]:
+    def forward_inference(
+        self, images: ImageList, features: list[Tensor], predictions: list[list[Tensor]]
+    ) -> list[Instances]:
         """Detections of each image at its (unpadded) input size. Implemented by subclasses."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward_inference()")
 
@@ -245,7 +267,7 @@ class DenseDetector(nn.Module):
         ]
         return Instances.cat(predictions)
 
-    def visualize_training(self, batched_inputs: list[dict], results: list[Instances]) -> None:
+    def visualize_training(self, batched_inputs: list[dict[str, Any]], results: list[Instances]) -> None:
         """Put into the EventStorage an image of the first input's ground-truth boxes (top) above
         its 20 best predicted boxes (bottom). ``results`` are :meth:`forward_inference` outputs.
 

@@ -12,6 +12,7 @@ levels, K classes.
 from __future__ import annotations
 
 import logging
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -66,7 +67,7 @@ class FCOS(DenseDetector):
         max_detections_per_image: int = 100,
         pixel_mean: tuple[float, ...],
         pixel_std: tuple[float, ...],
-    ):
+    ) -> None:
         """
         Args:
             center_sampling_radius: in strides: how far from a box centre (per axis) a point may
@@ -81,7 +82,8 @@ class FCOS(DenseDetector):
 
         # one point per position, as a stride x stride box: DefaultAnchorGenerator's offset 0.5
         # puts it at the cell centre, where FCOS places its locations
-        feature_shapes = backbone.output_shape()
+        # a det Backbone, duck-typed as DenseDetector.backbone
+        feature_shapes = cast(Any, backbone).output_shape()
         fpn_strides = [feature_shapes[k].stride for k in self.head_in_features]
         self.anchor_generator = DefaultAnchorGenerator(
             sizes=[[k] for k in fpn_strides], aspect_ratios=[1.0], strides=fpn_strides
@@ -100,14 +102,20 @@ class FCOS(DenseDetector):
         self.max_detections_per_image = max_detections_per_image
 
     @classmethod
-    def from_config(cls, cfg):
+    def from_config(cls, cfg: Any) -> dict[str, Any]:
         raise ValueError(
             "FCOS has no YAML config keys (detectron2 configures it only through LazyConfig): load "
             "COCO-Detection/fcos_R_50_FPN_1x.py with LazyConfig.load and instantiate(cfg.model), or "
             "build FCOS(backbone=..., head=FCOSHead(...), num_classes=..., pixel_mean=..., pixel_std=...)"
         )
 
-    def forward_training(self, images: ImageList, features: list[Tensor], predictions, gt_instances):
+    def forward_training(
+        self,
+        images: ImageList,
+        features: list[Tensor],
+        predictions: list[list[Tensor]],
+        gt_instances: list[Instances],
+    ) -> dict[str, Tensor]:
         self._check_gt_instances(gt_instances, self.num_classes, "FCOS num_classes")
         pred_logits, pred_anchor_deltas, pred_centerness = self._transpose_dense_predictions(
             predictions, [self.num_classes, 4, 1]
@@ -149,7 +157,9 @@ class FCOS(DenseDetector):
         return quality
 
     @torch.no_grad()
-    def label_anchors(self, anchors: list[Boxes], gt_instances: list[Instances]):
+    def label_anchors(
+        self, anchors: list[Boxes], gt_instances: list[Instances]
+    ) -> tuple[list[Tensor], list[Tensor]]:
         """:meth:`RetinaNet.label_anchors` with FCOS's rule (no ignored points).
 
         Returns:
@@ -173,20 +183,28 @@ class FCOS(DenseDetector):
             matched_gt_boxes.append(matched_gt_boxes_i)
         return gt_labels, matched_gt_boxes
 
-    def losses(self, anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes, pred_centerness):
+    def losses(
+        self,
+        anchors: list[Boxes],
+        pred_logits: list[Tensor],
+        gt_labels: list[Tensor],
+        pred_anchor_deltas: list[Tensor],
+        gt_boxes: list[Tensor],
+        pred_centerness: list[Tensor],
+    ) -> dict[str, Tensor]:
         """:meth:`RetinaNet.losses` (focal loss over every point, GIoU box loss over foreground)
         plus ``loss_fcos_ctr``: binary cross-entropy of the centerness logits against
         :meth:`compute_ctrness_targets` on foreground points."""
         num_images = len(gt_labels)
-        gt_labels = torch.stack(gt_labels)  # (N, R)
+        gt_labels_all = torch.stack(gt_labels)  # (N, R)
 
-        pos_mask = (gt_labels >= 0) & (gt_labels != self.num_classes)
+        pos_mask = (gt_labels_all >= 0) & (gt_labels_all != self.num_classes)
         num_pos_anchors = pos_mask.sum().item()
         get_event_storage().put_scalar("num_pos_anchors", num_pos_anchors / num_images)
         normalizer = self._ema_update("loss_normalizer", max(num_pos_anchors, 1), 300)
 
         # background points are all-zero targets: drop the background column of the one-hot
-        gt_labels_target = F.one_hot(gt_labels, num_classes=self.num_classes + 1)[:, :, :-1]
+        gt_labels_target = F.one_hot(gt_labels_all, num_classes=self.num_classes + 1)[:, :, :-1]
         loss_cls = sigmoid_focal_loss_jit(
             torch.cat(pred_logits, dim=1),
             gt_labels_target.to(pred_logits[0].dtype),
@@ -199,9 +217,9 @@ class FCOS(DenseDetector):
         )
 
         ctrness_targets = self.compute_ctrness_targets(anchors, gt_boxes)  # (N, R)
-        pred_centerness = torch.cat(pred_centerness, dim=1).squeeze(dim=2)  # (N, R)
+        pred_centerness_all = torch.cat(pred_centerness, dim=1).squeeze(dim=2)  # (N, R)
         ctrness_loss = F.binary_cross_entropy_with_logits(
-            pred_centerness[pos_mask], ctrness_targets[pos_mask], reduction="sum"
+            pred_centerness_all[pos_mask], ctrness_targets[pos_mask], reduction="sum"
         )
         return {
             "loss_fcos_cls": loss_cls / normalizer,
@@ -224,7 +242,9 @@ class FCOS(DenseDetector):
         )
         return torch.sqrt(ctrness)
 
-    def forward_inference(self, images: ImageList, features: list[Tensor], predictions) -> list[Instances]:
+    def forward_inference(
+        self, images: ImageList, features: list[Tensor], predictions: list[list[Tensor]]
+    ) -> list[Instances]:
         pred_logits, pred_anchor_deltas, pred_centerness = self._transpose_dense_predictions(
             predictions, [self.num_classes, 4, 1]
         )
@@ -263,17 +283,18 @@ class FCOSHead(RetinaNetHead):
         head = FCOSHead(input_shape=[ShapeSpec(channels=16)] * 5, conv_dims=[16] * 4, num_classes=80, norm="GN")
     """
 
-    def __init__(self, *, input_shape: list[ShapeSpec], conv_dims: list[int], **kwargs):
+    def __init__(self, *, input_shape: list[ShapeSpec], conv_dims: list[int], **kwargs: Any) -> None:
         if "num_anchors" in kwargs:
             raise ValueError("FCOSHead predicts one point per position: do not pass num_anchors")
         super().__init__(input_shape=input_shape, conv_dims=conv_dims, num_anchors=1, **kwargs)
         conv_dims = list(conv_dims)
-        last_dim = conv_dims[-1] if conv_dims else input_shape[0].channels
+        last_dim = conv_dims[-1] if conv_dims else cast(int, input_shape[0].channels)
         self.ctrness = nn.Conv2d(last_dim, 1, kernel_size=3, stride=1, padding=1)
         nn.init.normal_(self.ctrness.weight, std=0.01)
-        nn.init.constant_(self.ctrness.bias, 0)
+        nn.init.constant_(cast(Tensor, self.ctrness.bias), 0)
 
-    def forward(self, features: list[Tensor]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    # a third output (centerness) where RetinaNetHead has two, as detectron2's FCOSHead
+    def forward(self, features: list[Tensor]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:  # type: ignore[override]
         if not isinstance(features, (list, tuple)) or len(features) != self._num_features:
             got = len(features) if isinstance(features, (list, tuple)) else type(features).__name__
             raise ValueError(f"FCOSHead was built for {self._num_features} feature levels, got {got}")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -60,7 +62,7 @@ class RetinaNetHead(nn.Module):
         conv_dims: list[int],
         norm: str = "",
         prior_prob: float = 0.01,
-    ):
+    ) -> None:
         """
         Args:
             input_shape: shape of each input level (all must have the same channels).
@@ -77,8 +79,9 @@ class RetinaNetHead(nn.Module):
             raise ValueError("RetinaNetHead: input_shape must be a non-empty list of ShapeSpec, one per level")
         channels = {s.channels for s in input_shape}
         if len(channels) != 1:
+            # channels are ints here, unless one is None (unknown): then sorted() raises TypeError
             raise ValueError(
-                f"RetinaNetHead is shared across levels, so every level needs the same channels; got {sorted(channels)}"
+                f"RetinaNetHead is shared across levels, so every level needs the same channels; got {sorted(cast('set[int]', channels))}"
             )
         for name, value in (("num_classes", num_classes), ("num_anchors", num_anchors)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -88,29 +91,31 @@ class RetinaNetHead(nn.Module):
         conv_dims = list(conv_dims)
         self._num_features = len(input_shape)
 
+        norm_spec: str | Callable[[int], nn.Module] = norm
         if norm in ("BN", "SyncBN"):
             logger.info(f"Using domain-specific {norm} in RetinaNetHead with len={self._num_features}.")
             bn_class = nn.BatchNorm2d if norm == "BN" else nn.SyncBatchNorm
 
-            def norm(c):  # a factory get_norm accepts in place of the name
+            def cycle_bn_norm(c: int) -> nn.Module:  # a factory get_norm accepts in place of the name
                 return CycleBatchNormList(length=self._num_features, bn_class=bn_class, num_features=c)
 
+            norm_spec = cycle_bn_norm
         elif norm:
             norm_name = type(get_norm(norm, 32)).__name__
             if "BN" in norm_name or "BatchNorm" in norm_name:
                 logger.warning(f"Shared BatchNorm (type={norm_name}) may not work well in RetinaNetHead.")
 
-        in_channels = input_shape[0].channels
+        in_channels = cast(int, input_shape[0].channels)  # the head needs its input channels known
         cls_subnet: list[nn.Module] = []
         bbox_subnet: list[nn.Module] = []
         for c_in, c_out in zip([in_channels, *conv_dims], conv_dims):
             cls_subnet.append(nn.Conv2d(c_in, c_out, kernel_size=3, stride=1, padding=1))
-            if norm:
-                cls_subnet.append(get_norm(norm, c_out))
+            if norm_spec:  # then get_norm makes a module (None is for an empty name)
+                cls_subnet.append(cast(nn.Module, get_norm(norm_spec, c_out)))
             cls_subnet.append(nn.ReLU())
             bbox_subnet.append(nn.Conv2d(c_in, c_out, kernel_size=3, stride=1, padding=1))
-            if norm:
-                bbox_subnet.append(get_norm(norm, c_out))
+            if norm_spec:
+                bbox_subnet.append(cast(nn.Module, get_norm(norm_spec, c_out)))
             bbox_subnet.append(nn.ReLU())
 
         self.cls_subnet = nn.Sequential(*cls_subnet)
@@ -123,11 +128,11 @@ class RetinaNetHead(nn.Module):
             for layer in modules.modules():
                 if isinstance(layer, nn.Conv2d):
                     nn.init.normal_(layer.weight, mean=0, std=0.01)
-                    nn.init.constant_(layer.bias, 0)
+                    nn.init.constant_(cast(Tensor, layer.bias), 0)  # every conv here has a bias
 
         # sigmoid(bias) == prior_prob at the start (focal loss paper, section 4.1 "Initialization")
         bias_value = -math.log((1 - prior_prob) / prior_prob)
-        nn.init.constant_(self.cls_score.bias, bias_value)
+        nn.init.constant_(cast(Tensor, self.cls_score.bias), bias_value)
 
     def class_dependent_parameters(self) -> list[str]:
         """The classification layer: ``num_anchors * num_classes`` outputs (see
@@ -135,8 +140,9 @@ class RetinaNetHead(nn.Module):
         return ["cls_score.weight", "cls_score.bias"]
 
     @classmethod
-    def from_config(cls, cfg, input_shape: list[ShapeSpec]):
-        num_anchors = build_anchor_generator(cfg, input_shape).num_cell_anchors
+    def from_config(cls, cfg: Any, input_shape: list[ShapeSpec]) -> dict[str, Any]:
+        # build_anchor_generator (det.core.modeling) is not annotated yet
+        num_anchors = cast("Callable[..., Any]", build_anchor_generator)(cfg, input_shape).num_cell_anchors
         if len(set(num_anchors)) != 1:
             raise ValueError(
                 "RetinaNetHead needs the same number of anchors per position on every level; "
@@ -207,7 +213,7 @@ class RetinaNet(DenseDetector):
         pixel_std: tuple[float, ...],
         vis_period: int = 0,
         input_format: str = "BGR",
-    ):
+    ) -> None:
         """
         Args:
             backbone: a det Backbone.
@@ -255,13 +261,13 @@ class RetinaNet(DenseDetector):
         self.input_format = input_format
 
     @classmethod
-    def from_config(cls, cfg):
+    def from_config(cls, cfg: Any) -> dict[str, Any]:
         backbone = build_backbone(cfg)
         backbone_shape = backbone.output_shape()
         check_in_features("MODEL.RETINANET.IN_FEATURES", cfg.MODEL.RETINANET.IN_FEATURES, backbone_shape)
         feature_shapes = [backbone_shape[f] for f in cfg.MODEL.RETINANET.IN_FEATURES]
         head = RetinaNetHead(cfg, feature_shapes)
-        anchor_generator = build_anchor_generator(cfg, feature_shapes)
+        anchor_generator = cast("Callable[..., Any]", build_anchor_generator)(cfg, feature_shapes)
         return {
             "backbone": backbone,
             "head": head,
@@ -288,7 +294,13 @@ class RetinaNet(DenseDetector):
             "input_format": cfg.INPUT.FORMAT,
         }
 
-    def forward_training(self, images: ImageList, features: list[Tensor], predictions, gt_instances):
+    def forward_training(
+        self,
+        images: ImageList,
+        features: list[Tensor],
+        predictions: list[list[Tensor]],
+        gt_instances: list[Instances],
+    ) -> dict[str, Tensor]:
         self._check_gt_instances(gt_instances, self.num_classes, "MODEL.RETINANET.NUM_CLASSES")
         pred_logits, pred_anchor_deltas = self._transpose_dense_predictions(predictions, [self.num_classes, 4])
         anchors = self.anchor_generator(features)
@@ -296,7 +308,9 @@ class RetinaNet(DenseDetector):
         gt_labels, gt_boxes = self.label_anchors(anchors, gt_instances)
         return self.losses(anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes)
 
-    def _check_predictions_match_anchors(self, anchors, pred_logits, pred_anchor_deltas) -> None:
+    def _check_predictions_match_anchors(
+        self, anchors: list[Boxes], pred_logits: list[Tensor], pred_anchor_deltas: list[Tensor]
+    ) -> None:
         # a head built for another number of anchors per position reshapes without complaint,
         # then fails deep in torch (or silently mislabels); say what disagrees instead
         for level, (a, logits, deltas) in enumerate(zip(anchors, pred_logits, pred_anchor_deltas)):
@@ -307,7 +321,14 @@ class RetinaNet(DenseDetector):
                     "rows; the head's num_anchors must equal anchor_generator.num_cell_anchors"
                 )
 
-    def losses(self, anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes) -> dict[str, Tensor]:
+    def losses(
+        self,
+        anchors: list[Boxes],
+        pred_logits: list[Tensor],
+        gt_labels: list[Tensor],
+        pred_anchor_deltas: list[Tensor],
+        gt_boxes: list[Tensor],
+    ) -> dict[str, Tensor]:
         """
         Args:
             anchors: list[Boxes], one per level.
@@ -318,16 +339,16 @@ class RetinaNet(DenseDetector):
             ``{"loss_cls", "loss_box_reg"}``: sums over anchors divided by the EMA normaliser.
         """
         num_images = len(gt_labels)
-        gt_labels = torch.stack(gt_labels)  # (N, R)
+        gt_labels_all = torch.stack(gt_labels)  # (N, R)
 
-        valid_mask = gt_labels >= 0
-        pos_mask = (gt_labels >= 0) & (gt_labels != self.num_classes)
+        valid_mask = gt_labels_all >= 0
+        pos_mask = (gt_labels_all >= 0) & (gt_labels_all != self.num_classes)
         num_pos_anchors = pos_mask.sum().item()
         get_event_storage().put_scalar("num_pos_anchors", num_pos_anchors / num_images)
         normalizer = self._ema_update("loss_normalizer", max(num_pos_anchors, 1), 100)
 
         # one-hot over K+1 then drop the background column: background anchors are all-zero targets
-        gt_labels_target = F.one_hot(gt_labels[valid_mask], num_classes=self.num_classes + 1)[:, :-1]
+        gt_labels_target = F.one_hot(gt_labels_all[valid_mask], num_classes=self.num_classes + 1)[:, :-1]
         loss_cls = sigmoid_focal_loss_jit(
             cat(pred_logits, dim=1)[valid_mask],
             gt_labels_target.to(pred_logits[0].dtype),
@@ -342,7 +363,9 @@ class RetinaNet(DenseDetector):
         return {"loss_cls": loss_cls / normalizer, "loss_box_reg": loss_box_reg / normalizer}
 
     @torch.no_grad()
-    def label_anchors(self, anchors: list[Boxes], gt_instances: list[Instances]):
+    def label_anchors(
+        self, anchors: list[Boxes], gt_instances: list[Instances]
+    ) -> tuple[list[Tensor], list[Tensor]]:
         """Match every anchor of every image with the ground truth.
 
         Returns:
@@ -351,12 +374,12 @@ class RetinaNet(DenseDetector):
             list[Tensor]: per image, (R, 4) the matched ground-truth box of each anchor
             (meaningless for background anchors).
         """
-        anchors = Boxes.cat(anchors)  # (R, 4)
+        all_anchors = Boxes.cat(anchors)  # (R, 4)
 
         gt_labels = []
         matched_gt_boxes = []
         for gt_per_image in gt_instances:
-            match_quality_matrix = pairwise_iou(gt_per_image.gt_boxes, anchors)
+            match_quality_matrix = pairwise_iou(gt_per_image.gt_boxes, all_anchors)
             matched_idxs, anchor_labels = self.anchor_matcher(match_quality_matrix)
             del match_quality_matrix  # (G, R) can be large; free it before the next image
 
@@ -366,14 +389,16 @@ class RetinaNet(DenseDetector):
                 gt_labels_i[anchor_labels == 0] = self.num_classes
                 gt_labels_i[anchor_labels == -1] = -1
             else:
-                matched_gt_boxes_i = torch.zeros_like(anchors.tensor)
+                matched_gt_boxes_i = torch.zeros_like(all_anchors.tensor)
                 gt_labels_i = torch.zeros_like(matched_idxs) + self.num_classes
 
             gt_labels.append(gt_labels_i)
             matched_gt_boxes.append(matched_gt_boxes_i)
         return gt_labels, matched_gt_boxes
 
-    def forward_inference(self, images: ImageList, features: list[Tensor], predictions) -> list[Instances]:
+    def forward_inference(
+        self, images: ImageList, features: list[Tensor], predictions: list[list[Tensor]]
+    ) -> list[Instances]:
         pred_logits, pred_anchor_deltas = self._transpose_dense_predictions(predictions, [self.num_classes, 4])
         anchors = self.anchor_generator(features)
         self._check_predictions_match_anchors(anchors, pred_logits, pred_anchor_deltas)
