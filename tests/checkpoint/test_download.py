@@ -168,3 +168,46 @@ def test_progress_line_without_tqdm(server, tmp_path, monkeypatch, capsys):
 def test_unsafe_url_path_is_refused(cache_dir):
     with pytest.raises(ValueError, match="cache file name"):
         get_local_path("http://127.0.0.1:1/a/../../etc/passwd")
+
+
+# --- PathManager (detectron2's utils.file_io) ----------------------------------------------------
+
+
+def test_path_manager_reads_remote_files_through_det_cache(server, cache_dir):
+    from det.checkpoint.path_manager import PathManager
+
+    server.files["/detectron2/data/classes.json"] = b'["a", "b"]'
+    url = server.url + "/detectron2/data/classes.json"
+    with PathManager.open(url, "rb") as f:
+        assert f.read() == b'["a", "b"]'
+    local = PathManager.get_local_path(url)
+    assert local == str(cache_dir / "detectron2" / "data" / "classes.json")  # the checkpointer's cache
+    assert server.requests == ["/detectron2/data/classes.json"]  # fetched once
+    with pytest.raises(ValueError, match=r"remote files are read-only; open them with mode 'r' or 'rb'"):
+        PathManager.open(url, "w")
+
+
+def test_path_manager_resolves_the_detectron2_prefix_in_the_cache(cache_dir):
+    from det.checkpoint.path_manager import PathManager
+
+    cached = cache_dir / "detectron2" / "ImageNetPretrained" / "MSRA" / "R-50.pkl"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"weights")
+    assert PathManager.get_local_path("detectron2://ImageNetPretrained/MSRA/R-50.pkl") == str(cached)
+    with PathManager.open("detectron2://ImageNetPretrained/MSRA/R-50.pkl", "rb") as f:
+        assert f.read() == b"weights"
+
+
+def test_path_manager_local_files_and_detectron2_name(tmp_path):
+    from detectron2.utils.file_io import PathHandler, PathManager
+    from iopath.common.file_io import PathHandler as IopathPathHandler
+
+    from det.checkpoint.path_manager import PathManager as DetPathManager
+
+    assert PathManager is DetPathManager and PathHandler is IopathPathHandler
+    PathManager.mkdirs(str(tmp_path / "out" / "inference"))
+    with PathManager.open(str(tmp_path / "out" / "inference" / "results.json"), "w") as f:
+        f.write("[]")
+    assert PathManager.exists(str(tmp_path / "out" / "inference" / "results.json"))
+    assert PathManager.ls(str(tmp_path / "out" / "inference")) == ["results.json"]
+    assert PathManager.get_local_path(str(tmp_path / "out")) == str(tmp_path / "out")

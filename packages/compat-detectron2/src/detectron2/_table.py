@@ -142,7 +142,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "detectron2.utils.env": (f"{_TRAIN}.defaults",),
     "detectron2.utils.registry": ("det.core.registry", "det.core.config.instantiate"),
     "detectron2.utils.colormap": ("det.engine.visualizer",),
-    "detectron2.utils.file_io": ("det.checkpoint.file_io",),
+    "detectron2.utils.file_io": ("det.checkpoint.path_manager",),
     "detectron2.utils.video_visualizer": ("det.engine.video_visualizer",),
     "detectron2.utils.events": ("det.core.events", f"{_TRAIN}.writers"),
     "detectron2.model_zoo": ("det.model_zoo",),
