@@ -25,6 +25,7 @@ PACKAGES = [
     "det.heads.keypoint",
     "det.heads.rpn",
     "det.heads.retinanet",
+    "det.heads.semseg",
 ]
 MODULES = [
     "det.core",

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -61,6 +63,10 @@ class PanopticFPN(GeneralizedRCNN):
         ids, segments_info = model.eval()([{"image": img}])[0]["panoptic_seg"]
     """
 
+    # the (C, 1, 1) buffers of register_pixel_normalization (set by GeneralizedRCNN)
+    pixel_mean: Tensor
+    pixel_std: Tensor
+
     @configurable
     def __init__(
         self,
@@ -69,8 +75,8 @@ class PanopticFPN(GeneralizedRCNN):
         combine_overlap_thresh: float = 0.5,
         combine_stuff_area_thresh: float = 4096,
         combine_instances_score_thresh: float = 0.5,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         """
         Args:
             sem_seg_head: the semantic branch (e.g. SemSegFPNHead); must have ``ignore_value``.
@@ -92,9 +98,10 @@ class PanopticFPN(GeneralizedRCNN):
         self.combine_instances_score_thresh = combine_instances_score_thresh
 
     @classmethod
-    def from_config(cls, cfg):
+    def from_config(cls, cfg: Any) -> dict[str, Any]:
         try:
-            ret = super().from_config(cfg)
+            # GeneralizedRCNN.from_config (det.core.modeling) is not annotated yet
+            ret = cast("Callable[[Any], dict[str, Any]]", super().from_config)(cfg)
         except (ComponentNotFoundError, ImportError) as e:
             missing = _missing_panoptic_distributions()
             if missing:
@@ -120,7 +127,7 @@ class PanopticFPN(GeneralizedRCNN):
             w = cfg.MODEL.PANOPTIC_FPN.INSTANCE_LOSS_WEIGHT
             logger.warning("PANOPTIC_FPN.INSTANCE_LOSS_WEIGHT should be replaced by weights on each ROI head.")
 
-            def update_weight(x):
+            def update_weight(x: Any) -> Any:
                 if isinstance(x, dict):
                     return {k: v * w for k, v in x.items()}
                 return x * w
@@ -132,7 +139,7 @@ class PanopticFPN(GeneralizedRCNN):
             roi_heads.mask_head.loss_weight = update_weight(roi_heads.mask_head.loss_weight)
         return ret
 
-    def forward(self, batched_inputs: list[dict[str, Tensor]]):
+    def forward(self, batched_inputs: list[dict[str, Tensor]]) -> dict[str, Tensor] | list[dict[str, Any]]:
         """
         Args:
             batched_inputs: one dict per image: "image" (C, H, W); for training "instances"
@@ -144,14 +151,16 @@ class PanopticFPN(GeneralizedRCNN):
             "panoptic_seg" (see :meth:`inference`).
         """
         if not self.training:
-            return self.inference(batched_inputs)
+            return cast("list[dict[str, Any]]", self.inference(batched_inputs))  # do_postprocess=True
         check_batched_inputs(batched_inputs, self.pixel_mean.shape[0], ("instances",))
         require_event_storage(type(self).__name__)
 
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
 
-        gt_sem_seg = _pad_sem_seg_targets(batched_inputs, self.backbone, self.sem_seg_head.ignore_value, self.pixel_mean)
+        gt_sem_seg = _pad_sem_seg_targets(
+            batched_inputs, self.backbone, cast(int, self.sem_seg_head.ignore_value), self.pixel_mean
+        )
         _, sem_seg_losses = self.sem_seg_head(features, gt_sem_seg)
 
         gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
@@ -163,7 +172,10 @@ class PanopticFPN(GeneralizedRCNN):
         losses.update(detector_losses)
         return losses
 
-    def inference(self, batched_inputs: list[dict[str, Tensor]], do_postprocess: bool = True):
+    # detectron2's signature, without GeneralizedRCNN.inference's detected_instances
+    def inference(  # type: ignore[override]
+        self, batched_inputs: list[dict[str, Tensor]], do_postprocess: bool = True
+    ) -> list[dict[str, Any]] | tuple[list[Instances], Tensor]:
         """
         Args:
             batched_inputs: as in :meth:`forward`.
@@ -191,8 +203,9 @@ class PanopticFPN(GeneralizedRCNN):
         for sem_seg_result, detector_result, input_per_image, image_size in zip(
             sem_seg_results, detector_results, batched_inputs, images.image_sizes
         ):
-            height = input_per_image.get("height", image_size[0])
-            width = input_per_image.get("width", image_size[1])
+            # detectron2 annotates the inputs' values Tensor; "height" and "width" are ints
+            height = cast(int, input_per_image.get("height", image_size[0]))
+            width = cast(int, input_per_image.get("width", image_size[1]))
             sem_seg_r = sem_seg_postprocess(sem_seg_result, image_size, height, width)
             detector_r = detector_postprocess(detector_result, height, width)
             panoptic_r = combine_semantic_and_instance_outputs(
@@ -212,7 +225,7 @@ def combine_semantic_and_instance_outputs(
     overlap_threshold: float,
     stuff_area_thresh: float,
     instances_score_thresh: float,
-) -> tuple[Tensor, list[dict]]:
+) -> tuple[Tensor, list[dict[str, Any]]]:
     """Merge instance and semantic predictions into one panoptic segmentation (the heuristic of
     panopticapi's ``combine_semantic_and_instance_predictions.py``, as detectron2).
 

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +26,9 @@ from det.structures import ImageList
 __all__ = ["SemSegFPNHead", "SemanticSegmentor"]
 
 
-def _pad_sem_seg_targets(batched_inputs, backbone, ignore_value: int, device_like: Tensor) -> Tensor:
+def _pad_sem_seg_targets(
+    batched_inputs: Sequence[dict[str, Any]], backbone: Any, ignore_value: int, device_like: Tensor
+) -> Tensor:
     """Batch the inputs' "sem_seg" (H, W) label maps, padded exactly like the images (so every
     label lines up with its pixel) with ``ignore_value`` (so padding costs no loss)."""
     targets = []
@@ -101,7 +103,7 @@ class SemSegFPNHead(nn.Module):
         loss_weight: float = 1.0,
         norm: str | None = None,
         ignore_value: int = -1,
-    ):
+    ) -> None:
         """
         Args:
             input_shape: the features the head reads (name -> channels and stride).
@@ -118,10 +120,11 @@ class SemSegFPNHead(nn.Module):
         for name, value in (("num_classes", num_classes), ("conv_dims", conv_dims), ("common_stride", common_stride)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"SemSegFPNHead: {name} must be a positive int, got {value!r}")
-        input_shape = sorted(input_shape.items(), key=lambda x: x[1].stride)
-        self.in_features = [k for k, v in input_shape]
-        feature_strides = [v.stride for k, v in input_shape]
-        feature_channels = [v.channels for k, v in input_shape]
+        # _shape_specs made every stride and channels a positive int
+        sorted_shapes = sorted(input_shape.items(), key=lambda x: cast(int, x[1].stride))
+        self.in_features = [k for k, v in sorted_shapes]
+        feature_strides = [cast(int, v.stride) for k, v in sorted_shapes]
+        feature_channels = [cast(int, v.channels) for k, v in sorted_shapes]
         if feature_strides[0] < common_stride:
             raise ValueError(
                 f"SemSegFPNHead: common_stride {common_stride} is larger than the stride "
@@ -133,9 +136,9 @@ class SemSegFPNHead(nn.Module):
         self.loss_weight = loss_weight
 
         # a plain list: the towers are registered under their feature names (checkpoint names)
-        self.scale_heads = []
+        self.scale_heads: list[nn.Module] = []
         for in_feature, stride, channels in zip(self.in_features, feature_strides, feature_channels):
-            head_ops = []
+            head_ops: list[nn.Module] = []
             head_length = max(1, int(math.log2(stride) - math.log2(self.common_stride)))
             for k in range(head_length):
                 conv = Conv2d(channels if k == 0 else conv_dims, conv_dims, kernel_size=3, stride=1, padding=1,
@@ -155,7 +158,7 @@ class SemSegFPNHead(nn.Module):
         return ["predictor.weight", "predictor.bias"]
 
     @classmethod
-    def from_config(cls, cfg, input_shape: dict[str, ShapeSpec]):
+    def from_config(cls, cfg: Any, input_shape: dict[str, ShapeSpec]) -> dict[str, Any]:
         wanted = check_in_features("MODEL.SEM_SEG_HEAD.IN_FEATURES", cfg.MODEL.SEM_SEG_HEAD.IN_FEATURES, input_shape)
         return {
             "input_shape": {k: v for k, v in input_shape.items() if k in wanted},
@@ -167,7 +170,9 @@ class SemSegFPNHead(nn.Module):
             "loss_weight": cfg.MODEL.SEM_SEG_HEAD.LOSS_WEIGHT,
         }
 
-    def forward(self, features: dict[str, Tensor], targets: Tensor | None = None):
+    def forward(
+        self, features: dict[str, Tensor], targets: Tensor | None = None
+    ) -> tuple[Tensor | None, dict[str, Tensor]]:
         """
         Args:
             features: the backbone features (at least ``in_features``).
@@ -192,7 +197,8 @@ class SemSegFPNHead(nn.Module):
         x = self.scale_heads[0](features[self.in_features[0]])
         for head, f in zip(self.scale_heads[1:], self.in_features[1:]):
             x = x + head(features[f])
-        return self.predictor(x)
+        logits: Tensor = self.predictor(x)
+        return logits
 
     def losses(self, predictions: Tensor, targets: Tensor) -> dict[str, Tensor]:
         """Pixel-wise cross-entropy (mean over non-ignored pixels) times ``loss_weight``."""
@@ -227,9 +233,13 @@ class SemanticSegmentor(nn.Module):
         model.eval()([{"image": img}])[0]["sem_seg"].argmax(0)   # (H, W) class ids
     """
 
+    # the (C, 1, 1) buffers of register_pixel_normalization
+    pixel_mean: Tensor
+    pixel_std: Tensor
+
     @configurable
     def __init__(self, *, backbone: nn.Module, sem_seg_head: nn.Module, pixel_mean: tuple[float, ...],
-                 pixel_std: tuple[float, ...]):
+                 pixel_std: tuple[float, ...]) -> None:
         """
         Args:
             backbone: a det Backbone.
@@ -243,7 +253,7 @@ class SemanticSegmentor(nn.Module):
         register_pixel_normalization(self, pixel_mean, pixel_std)
 
     @classmethod
-    def from_config(cls, cfg):
+    def from_config(cls, cfg: Any) -> dict[str, Any]:
         backbone = build_backbone(cfg)
         sem_seg_head = build_sem_seg_head(cfg, backbone.output_shape())
         return {
@@ -257,7 +267,7 @@ class SemanticSegmentor(nn.Module):
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
-    def forward(self, batched_inputs: list[dict[str, Tensor]]):
+    def forward(self, batched_inputs: list[dict[str, Tensor]]) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """
         Args:
             batched_inputs: one dict per image: "image" (C, H, W); "sem_seg" (H, W) integer class
@@ -274,9 +284,12 @@ class SemanticSegmentor(nn.Module):
         features = self.backbone(images.tensor)
 
         if self.training or "sem_seg" in batched_inputs[0]:
-            targets = _pad_sem_seg_targets(batched_inputs, self.backbone, self.sem_seg_head.ignore_value, self.pixel_mean)
+            targets = _pad_sem_seg_targets(
+                batched_inputs, self.backbone, cast(int, self.sem_seg_head.ignore_value), self.pixel_mean
+            )
         else:
             targets = None
+        losses: dict[str, Tensor]
         results, losses = self.sem_seg_head(features, targets)
 
         if self.training:
@@ -284,8 +297,9 @@ class SemanticSegmentor(nn.Module):
 
         processed_results = []
         for result, input_per_image, image_size in zip(results, batched_inputs, images.image_sizes):
-            height = input_per_image.get("height", image_size[0])
-            width = input_per_image.get("width", image_size[1])
+            # detectron2 annotates the inputs' values Tensor; "height" and "width" are ints
+            height = cast(int, input_per_image.get("height", image_size[0]))
+            width = cast(int, input_per_image.get("width", image_size[1]))
             r = sem_seg_postprocess(result, image_size, height, width)
             processed_results.append({"sem_seg": r})
         return processed_results
