@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from det.core.predictor import DefaultPredictor as DefaultPredictor
 
     # model statistics (detectron2's utils.analysis)
+    from det.engine.analysis import FlopCountAnalysis as FlopCountAnalysis
     from det.engine.analysis import activation_count_operators as activation_count_operators
     from det.engine.analysis import flop_count_operators as flop_count_operators
     from det.engine.analysis import parameter_count as parameter_count
