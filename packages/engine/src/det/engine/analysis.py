@@ -6,6 +6,7 @@ per operator type, counted with torch's own :class:`torch.utils.flop_counter.Flo
     print(parameter_count_table(model, max_depth=2))
     gflops = flop_count_operators(model, [{"image": image}])  # {"conv": 85.3, "linear": 1.2, ...}
     mact = activation_count_operators(model, [{"image": image}])  # {"conv": 110.2, "linear": 1.1}
+    flops = FlopCountAnalysis(model, [{"image": image}])  # fvcore's API, per module: flops.by_module()
 
 Conventions are fvcore's, which detectron2 reports: a convolution or matrix product counts its
 multiply-adds (one fused multiply-add = one "flop"; torch's ``FlopCounterMode`` counts two, so its
