@@ -29,7 +29,7 @@ from det.checkpoint.file_io import DETECTRON2_PREFIX, get_local_path
 __all__ = ["PathHandler", "PathManager", "RemoteFileHandler"]
 
 
-class RemoteFileHandler(PathHandler):
+class RemoteFileHandler(PathHandler):  # type: ignore[misc]  # iopath ships no type information
     """``detectron2://`` (detectron2's model-zoo server) and ``http(s)://`` files: fetched once into
     det's cache, then read from there."""
 

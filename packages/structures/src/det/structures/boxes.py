@@ -249,7 +249,7 @@ class Boxes:
     def __repr__(self) -> str:
         return "Boxes(" + str(self.tensor) + ")"
 
-    def inside_box(self, box_size: tuple[int, int], boundary_threshold: int = 0) -> torch.Tensor:
+    def inside_box(self, box_size: tuple[int, int], boundary_threshold: float = 0) -> torch.Tensor:
         """(N,) bool: boxes inside (height, width), allowing ``boundary_threshold`` pixels outside."""
         height, width = box_size
         return (

@@ -84,7 +84,7 @@ class RotatedBoxes(Boxes):
     def __repr__(self) -> str:
         return "RotatedBoxes(" + str(self.tensor) + ")"
 
-    def inside_box(self, box_size: tuple[int, int], boundary_threshold: int = 0) -> torch.Tensor:
+    def inside_box(self, box_size: tuple[int, int], boundary_threshold: float = 0) -> torch.Tensor:
         """(N,) bool: the axis-aligned hull of each box lies inside (height, width), with slack."""
         height, width = box_size
         cnt_x, cnt_y = self.tensor[..., 0], self.tensor[..., 1]

@@ -302,9 +302,7 @@ class RPN(nn.Module):
 
             if self.anchor_boundary_thresh >= 0:
                 # legacy (Detectron1) behaviour, off by default: anchors crossing the border are ignored.
-                # Boxes.inside_box annotates the threshold int (as detectron2 does) but compares it with
-                # float coordinates, so a float threshold works; the annotation is det.structures'
-                anchors_inside_image = all_anchors.inside_box(image_size_i, self.anchor_boundary_thresh)  # type: ignore[arg-type]
+                anchors_inside_image = all_anchors.inside_box(image_size_i, self.anchor_boundary_thresh)
                 gt_labels_i[~anchors_inside_image] = -1
 
             gt_labels_i = self._subsample_labels(gt_labels_i)
