@@ -168,3 +168,33 @@ def test_setup_logger_plain_and_default_abbreviation(fresh_logger, tmp_path):
     logging.getLogger("detectron2.engine").info("short")
     assert stream.getvalue().splitlines()[-1].endswith(" d2.engine]: \x1b[0mshort")
     assert (tmp_path / "log.txt").read_text().rstrip().endswith(" zoo_plain.x]: plain")  # files: never coloured
+
+
+def test_default_setup_logger_shows_a_detectron2_scripts_own_logger(fresh_logger, tmp_path):
+    # detectron2's tools (benchmark.py, analyze_model.py) call setup_logger() and then write their
+    # results to logging.getLogger("detectron2"): with det those lines must still show
+    from detectron2.utils.logger import setup_logger
+
+    stream, made = fresh_logger
+    made += ["det", "detectron2"]
+    setup_logger(tmp_path, color=False)
+    logging.getLogger("detectron2").info("300 iters in 12.5 seconds.")
+    logging.getLogger("det.data.benchmark").info("Dataset Alone: avg=1.0 it/s")
+    lines = stream.getvalue().splitlines()
+    assert lines[-2].endswith(" detectron2]: 300 iters in 12.5 seconds.")
+    assert lines[-1].endswith(" det.data.benchmark]: Dataset Alone: avg=1.0 it/s")
+    assert (tmp_path / "log.txt").read_text().count("300 iters in 12.5 seconds.") == 1
+
+
+def test_collect_env_info_and_data_benchmark_are_detectron2s():
+    import detectron2.data.benchmark
+    from detectron2.data.benchmark import DataLoaderBenchmark, iter_benchmark
+    from detectron2.utils.collect_env import collect_env_info
+
+    import det.data.benchmark
+    from det.core.machine import collect_env_info as det_collect_env_info
+
+    assert detectron2.data.benchmark is det.data.benchmark
+    assert DataLoaderBenchmark is det.data.benchmark.DataLoaderBenchmark
+    assert iter_benchmark is det.data.benchmark.iter_benchmark
+    assert collect_env_info is det_collect_env_info

@@ -86,7 +86,13 @@ def setup_logger(output: str | os.PathLike | None = None, distributed_rank: int 
 
         setup_logger("output/", comm.get_rank())
         setup_logger(name="detectron2", color=True)   # "[12/07 10:00:00 d2.engine.hooks]: ..."
+
+    The default ``name="det"`` also sets up ``"detectron2"``, the logger detectron2's scripts write
+    their own results to (``logging.getLogger("detectron2")``; det's library code logs under
+    ``"det"``): ``setup_logger()`` in such a script shows both, as it does with detectron2.
     """
+    if name == "det":
+        setup_logger(output, distributed_rank, color=color, name="detectron2", level=level)
     if abbrev_name is None:
         abbrev_name = "d2" if name == "detectron2" else name
     if color is None:
