@@ -47,7 +47,8 @@ DEV_TOOLS = [
 # Optional extras of workspace members that the test suite exercises, installed with the member.
 # det-evaluation[lvis]: the official LVIS API, which LVISEvaluator's tests run end to end.
 # det-core[format]: black, with which LazyConfig.to_py formats its code (as detectron2's does).
-DEV_EXTRAS = {"packages/evaluation": "lvis", "packages/core": "format"}
+# det-compat-detectron2[tools]: psutil, which detectron2's own tools/benchmark.py imports.
+DEV_EXTRAS = {"packages/evaluation": "lvis", "packages/core": "format", "packages/compat-detectron2": "tools"}
 
 
 def members() -> list[Path]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -107,3 +108,19 @@ def test_bad_override_names_the_variable_and_the_choices() -> None:
     ) in out.stderr
     out = _choices_in_child(DET_KEEP_FREED_MEMORY="maybe")
     assert "ValueError: DET_KEEP_FREED_MEMORY='maybe': expected 0 or 1; fix or unset it" in out.stderr
+
+
+def test_collect_env_info_names_the_machine_and_the_software():
+    import torch
+
+    from det.core.machine import collect_env_info, machine_info
+
+    text = collect_env_info()
+    rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in text.split("PyTorch built with")[0].splitlines()
+                if line and not line.startswith("-"))
+    assert rows["CPU"] == machine_info().describe()
+    assert rows["PyTorch"].startswith(torch.__version__ + " @")
+    assert rows["det-core"].startswith("0.") and rows["det-structures"].startswith("0.")
+    assert rows["GPU available"] == ("Yes" if torch.cuda.is_available() else "No: torch.cuda.is_available() == False")
+    assert {"sys.platform", "Python", "numpy", "torchvision", "Pillow", "fvcore", "iopath", "cv2"} <= set(rows)
+    assert text.endswith(torch.__config__.show())

@@ -82,7 +82,7 @@ ALIASED_MODULES = {
     "detectron2.modeling.roi_heads.keypoint_head": "det.heads.keypoint.keypoint_head",
     # data
     **{f"detectron2.data.{m}": f"{_DATA}.{m}"
-       for m in ("build", "catalog", "common", "dataset_mapper", "detection_utils")},
+       for m in ("benchmark", "build", "catalog", "common", "dataset_mapper", "detection_utils")},
     **{f"detectron2.data.datasets.{m}": f"{_DATA}.datasets.{m}"
        for m in ("builtin", "builtin_meta", "cityscapes", "cityscapes_panoptic", "coco", "coco_panoptic", "lvis",
                  "pascal_voc")},
@@ -140,6 +140,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "detectron2.solver": (f"{_TRAIN}.solver", f"{_TRAIN}.lr_scheduler"),
     "detectron2.utils": (),
     "detectron2.utils.env": (f"{_TRAIN}.defaults",),
+    "detectron2.utils.collect_env": ("det.core.machine",),
     "detectron2.utils.registry": ("det.core.registry", "det.core.config.instantiate"),
     "detectron2.utils.colormap": ("det.engine.visualizer",),
     "detectron2.utils.file_io": ("det.checkpoint.path_manager",),

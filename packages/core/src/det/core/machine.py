@@ -22,7 +22,7 @@ import os
 import platform
 from dataclasses import dataclass
 
-__all__ = ["CHOICES_ENV", "InferenceChoices", "MachineInfo", "inference_choices", "machine_info"]
+__all__ = ["CHOICES_ENV", "InferenceChoices", "MachineInfo", "collect_env_info", "inference_choices", "machine_info"]
 
 # oneDNN's ISA names in increasing order (ONEDNN_MAX_CPU_ISA values, case-insensitive), as its
 # documentation lists them; a cap below AVX512_CORE means oneDNN runs no AVX-512 code.
@@ -280,3 +280,56 @@ def _choose(info: MachineInfo) -> InferenceChoices:
         choices.update(_parse_overrides(f"retain_freed_memory={keep}", KEEP_FREED_MEMORY_ENV))
     choices.update(_parse_overrides(os.environ.get(CHOICES_ENV, ""), CHOICES_ENV))
     return InferenceChoices(**choices)
+
+
+def collect_env_info() -> str:
+    """A table of the software and hardware a run used, for logs and bug reports (detectron2's
+    ``collect_env_info``): platform, Python, numpy, every installed det distribution, PyTorch and
+    how it was built, this CPU (:meth:`MachineInfo.describe`, with the emulation caps), the GPUs,
+    and the libraries detectron2 code reaches for, then ``torch.__config__.show()``."""
+    import sys
+    from importlib import metadata
+
+    import torch
+
+    def version(distribution: str) -> str | None:
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            return None
+
+    rows: list[tuple[str, str]] = [
+        ("sys.platform", sys.platform),
+        ("Python", sys.version.replace("\n", " ")),
+        ("numpy", version("numpy") or "not installed"),
+    ]
+    det_versions = sorted(
+        (d.metadata["Name"], d.version) for d in metadata.distributions()
+        if (d.metadata["Name"] or "").lower().startswith("det-")
+    )
+    rows += [(name, f"{v} @{os.path.dirname(__file__)}" if name == "det-core" else v)
+             for name, v in det_versions]
+    rows += [
+        ("PyTorch", f"{torch.__version__} @{os.path.dirname(torch.__file__)}"),
+        ("PyTorch debug build", str(torch.version.debug)),
+        ("CPU", machine_info().describe()),
+        ("CPU choices", inference_choices().describe()),
+    ]
+    if torch.cuda.is_available():
+        names: dict[str, list[str]] = {}
+        for index in range(torch.cuda.device_count()):
+            names.setdefault(torch.cuda.get_device_name(index), []).append(str(index))
+        rows += [("GPU available", "Yes"), *((f"GPU {','.join(ids)}", name) for name, ids in names.items())]
+        rows += [("CUDA (PyTorch built with)", str(torch.version.cuda or torch.version.hip)),
+                 ("cuDNN", str(torch.backends.cudnn.version()))]
+    else:
+        rows.append(("GPU available", "No: torch.cuda.is_available() == False"))
+    for label, distributions in (("torchvision", ("torchvision",)), ("Pillow", ("pillow",)),
+                                 ("fvcore", ("fvcore",)), ("iopath", ("iopath",)),
+                                 ("cv2", ("opencv-python", "opencv-python-headless", "opencv-contrib-python"))):
+        found = next((v for v in map(version, distributions) if v), None)
+        rows.append((label, found or "not installed"))
+    width = max(len(key) for key, _ in rows)
+    rule = "-" * width + "  " + "-" * min(80, max(len(value) for _, value in rows))
+    table = "\n".join([rule, *(f"{key:<{width}}  {value}" for key, value in rows), rule])
+    return table + "\n" + torch.__config__.show()

@@ -147,6 +147,9 @@ def default_setup(cfg: Any, args: Any) -> None:
         setup_logger(output_dir or None, distributed_rank=rank, name=name)
     setup_logger(output_dir or None, distributed_rank=rank, name="det")
     logger.info("Rank of current process: %d. World size: %d", rank, comm.get_world_size())
+    from det.core.machine import collect_env_info
+
+    logger.info("Environment info:\n%s", collect_env_info())
     logger.info("Command line arguments: %s", args)
     if getattr(args, "config_file", ""):
         with open(args.config_file) as f:
