@@ -104,6 +104,7 @@ ALIASED_MODULES = {
     # model zoo and export
     "detectron2.model_zoo.model_zoo": "det.model_zoo.model_zoo",
     "detectron2.export.flatten": "det.export.flatten",
+    "detectron2.export.torchscript": "det.export.torchscript",
 }
 
 _MODELING = (
@@ -170,7 +171,8 @@ NAMES: dict[str, dict[str, str]] = {
     "detectron2.engine": {"DefaultPredictor": "det.core.predictor:DefaultPredictor",
                           "launch": f"{_TRAIN}.launch:launch"},
     "detectron2.solver": {"LRScheduler": "torch.optim.lr_scheduler:LRScheduler"},
-    "detectron2.utils.env": {"seed_all_rng": f"{_TRAIN}.defaults:seed_all_rng"},
+    "detectron2.utils.env": {"seed_all_rng": f"{_TRAIN}.defaults:seed_all_rng",
+                             "TORCH_VERSION": f"{_TRAIN}.defaults:TORCH_VERSION"},
     "detectron2.utils.registry": {"locate": "det.core.config.instantiate:locate",
                                   "_convert_target_to_string": "det.core.config.instantiate:_convert_target_to_string"},
 }

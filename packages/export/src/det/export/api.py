@@ -13,12 +13,32 @@ from torch import Tensor
 
 from det.export.flatten import TracingAdapter, flatten_inputs, unflatten_outputs
 
-__all__ = ["ExportedModel", "export_onnx", "export_torch", "load_exported"]
+__all__ = ["STABLE_ONNX_OPSET_VERSION", "ExportedModel", "export_onnx", "export_torch", "load_exported"]
 
 METADATA_KEY = "det_export"
 """Name of the JSON metadata stored with an exported model (a ``.pt2`` extra file / ONNX metadata prop)."""
 
 MAX_IMAGE_SIZE = 4096
+
+STABLE_ONNX_OPSET_VERSION = 18
+"""The ONNX opset det exports (``export_onnx``'s default; detectron2.export's name, 11 there).
+
+torch's exporter (``torch.onnx.export``, ``dynamo=True`` by default since torch 2.9) implements
+its ops from opset 18: asked for 11, it exports opset 18 and then tries to convert the model down,
+which fails for det's models (ONNX has no Pad adapter below 18), leaving opset 18 with warnings.
+onnxruntime runs opset 18.
+"""
+
+
+def _adapter(model: Any) -> TracingAdapter:
+    if not isinstance(model, TracingAdapter):
+        return TracingAdapter(model)
+    if model.inputs is not None:
+        raise TypeError(
+            "export_torch/export_onnx take a det model or TracingAdapter(model); this TracingAdapter was "
+            "built with detectron2's (model, inputs, ...): pass its .model, or torch.jit.trace it"
+        )
+    return model
 
 
 def _sample_image(model: Any, sample_image: Tensor | None) -> Tensor:
@@ -66,7 +86,7 @@ def export_torch(
     Returns:
         the ExportedProgram; its ``module()(image)`` returns the adapter's flat tensors.
     """
-    adapter = model if isinstance(model, TracingAdapter) else TracingAdapter(model)
+    adapter = _adapter(model)
     if adapter.model.training:
         raise RuntimeError("export_torch exports inference: call model.eval() first")
     image = _sample_image(adapter.model, sample_image)
@@ -91,7 +111,7 @@ def export_onnx(
     output: str | os.PathLike[str] | None = None,
     *,
     program: torch.export.ExportedProgram | None = None,
-    opset_version: int = 18,
+    opset_version: int = STABLE_ONNX_OPSET_VERSION,
     max_image_size: int = MAX_IMAGE_SIZE,
 ) -> Any:
     """Export a det model to ONNX (the dynamo exporter, from :func:`export_torch`'s program).
@@ -111,7 +131,7 @@ def export_onnx(
         import onnx
     except ImportError:
         raise ImportError('ONNX export needs onnx and onnxscript: pip install "det-export[onnx]"') from None
-    adapter = model if isinstance(model, TracingAdapter) else TracingAdapter(model)
+    adapter = _adapter(model)
     if program is None:
         program = export_torch(adapter, sample_image, max_image_size=max_image_size)
     image = _sample_image(adapter.model, sample_image)
@@ -121,7 +141,7 @@ def export_onnx(
         dynamo=True,
         opset_version=opset_version,
         input_names=["image"],
-        output_names=list(adapter.outputs_schema),
+        output_names=list(adapter.output_names),
     )
     if onnx_program is None:  # only the TorchScript exporter returns None
         raise RuntimeError("torch.onnx.export(dynamo=True) returned no ONNXProgram")

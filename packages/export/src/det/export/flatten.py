@@ -20,13 +20,29 @@ models (RRPN, RROIHeads) are refused: torchvision has no rotated NMS or ROIAlign
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["TracingAdapter", "UnsupportedModelError", "batched_nms_exportable", "supported_architectures"]
+__all__ = [
+    "DictSchema",
+    "IdentitySchema",
+    "InstancesSchema",
+    "ListSchema",
+    "Schema",
+    "TensorWrapSchema",
+    "TracingAdapter",
+    "TupleSchema",
+    "UnsupportedModelError",
+    "batched_nms_exportable",
+    "flatten_to_tuple",
+    "supported_architectures",
+]
 
 
 class UnsupportedModelError(NotImplementedError):
@@ -143,6 +159,18 @@ def batched_nms_exportable(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_thre
     return keep
 
 
+def _is_tracing() -> bool:
+    """``torch.jit.is_tracing()``."""
+    return torch._C._get_tracing_state() is not None
+
+
+def _register_torchvision_ops() -> None:
+    """Import torchvision before any tracing: its import runs ``torchvision::_cuda_version``, an
+    op that returns an int, which ``torch.jit.trace`` cannot record (the import would fail inside
+    the trace)."""
+    import torchvision  # noqa: F401
+
+
 def _clip(boxes: Tensor, height: Any, width: Any) -> Tensor:
     """``Boxes.clip`` on an (R, 4) tensor: x to [0, width], y to [0, height]."""
     x1 = boxes[:, 0].clamp(min=0, max=width)
@@ -209,6 +237,18 @@ def _pool(pooler: Any, features: list[Tensor], boxes: Tensor) -> Tensor:
     return output
 
 
+def _topk_size(size: Any, k: int) -> Any:
+    """``min(size, k)`` for a top-k of a data-dependent ``size``, kept symbolic.
+
+    Under torch.export ``size`` is a SymInt and ``torch.sym_min`` keeps it so (a Python ``min()``
+    would fix the image size range); under ``torch.jit.trace`` sizes are 0-dim tensors, which
+    ``torch.clamp`` keeps in the traced graph. Both give the same number.
+    """
+    if isinstance(size, Tensor):
+        return torch.clamp(size, max=k)
+    return torch.sym_min(size, k)
+
+
 def _select(mask: Tensor, *tensors: Tensor) -> list[Tensor]:
     """``t[mask]`` for each tensor, through one ``nonzero`` so that all results share one size."""
     index = mask.nonzero()[:, 0]
@@ -231,8 +271,7 @@ def _rpn_proposals(
         _, hi, wi = deltas_i[0].shape
         deltas = deltas_i[0].view(-1, box_dim, hi, wi).permute(2, 3, 0, 1).reshape(-1, box_dim)
         proposals = rpn.box2box_transform.apply_deltas(deltas, anchors_i.tensor)
-        # sym_min keeps k symbolic: a Python min() would fix the image size range at export
-        k = torch.sym_min(logits.shape[0], pre_nms_topk)
+        k = _topk_size(logits.shape[0], pre_nms_topk)
         scores, idx = logits.topk(k)
         boxes_all.append(proposals[idx])
         scores_all.append(scores)
@@ -410,7 +449,7 @@ def _retinanet_forward(model: Any, image: Tensor) -> dict[str, Tensor]:
         deltas = deltas_i[0].view(-1, 4, hi, wi).permute(2, 3, 0, 1).reshape(-1, 4)
         candidates = (scores > model.test_score_thresh).nonzero()  # (anchor, class), row-major as eager
         candidate_scores = scores[candidates[:, 0], candidates[:, 1]]
-        k = torch.sym_min(model.test_topk_candidates, candidate_scores.shape[0])
+        k = _topk_size(candidate_scores.shape[0], model.test_topk_candidates)
         top_scores, idx = candidate_scores.topk(k)
         anchor_idx, class_idx = candidates[idx, 0], candidates[idx, 1]
         boxes_all.append(
@@ -470,44 +509,373 @@ def _panoptic_combine(model: Any) -> dict[str, float]:
     }
 
 
-class TracingAdapter(nn.Module):
-    """Wraps a det model so that it maps one image tensor to a tuple of tensors.
+# --- detectron2's contract: flatten rich inputs/outputs into tuples of tensors, and back --------
 
-    Invariant: ``forward(image)`` returns ``len(outputs_schema)`` tensors named by
-    ``outputs_schema`` and ``unflatten_outputs`` turns them back into the eager model's output
-    dict (``"instances"``, ``"proposals"``, ``"sem_seg"``, or PanopticFPN's three with
-    ``"panoptic_seg"``) at the input's height/width::
+
+@dataclass
+class Schema:
+    """How to rebuild an object from the flat tuple :func:`flatten_to_tuple` made of it.
+
+    ``values, schema = flatten_to_tuple(obj)`` gives ``schema(values) == obj`` (new containers,
+    the same tensors). Schemas are plain dataclasses (they compare equal when two objects have
+    the same structure, and pickle), as detectron2's ``export.flatten`` schemas are.
+    """
+
+    def __call__(self, values: Sequence[Any]) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def flatten(cls, obj: Any) -> tuple[tuple[Any, ...], Schema]:
+        raise NotImplementedError
+
+
+@dataclass
+class IdentitySchema(Schema):
+    """A leaf (a tensor, number or string): one value, itself."""
+
+    def __call__(self, values: Sequence[Any]) -> Any:
+        return values[0]
+
+    @classmethod
+    def flatten(cls, obj: Any) -> tuple[tuple[Any, ...], Schema]:
+        return (obj,), cls()
+
+
+@dataclass
+class ListSchema(Schema):
+    """A list: each element's schema and how many flat values it took."""
+
+    schemas: list[Schema]
+    sizes: list[int]
+
+    def _elements(self, values: Sequence[Any]) -> list[Any]:
+        if len(values) != sum(self.sizes):
+            raise ValueError(f"{len(values)} flat values for a schema of {sum(self.sizes)}")
+        elements, start = [], 0
+        for schema, size in zip(self.schemas, self.sizes):
+            elements.append(schema(tuple(values[start : start + size])))
+            start += size
+        return elements
+
+    def __call__(self, values: Sequence[Any]) -> Any:
+        return self._elements(values)
+
+    @classmethod
+    def flatten(cls, obj: Any) -> tuple[tuple[Any, ...], Schema]:
+        values, schemas, sizes = _flatten_all(obj)
+        return values, cls(schemas, sizes)
+
+
+@dataclass
+class TupleSchema(ListSchema):
+    def __call__(self, values: Sequence[Any]) -> Any:
+        return tuple(self._elements(values))
+
+
+@dataclass
+class DictSchema(ListSchema):
+    """A dict with str keys, flattened in sorted key order."""
+
+    keys: list[str]
+
+    def __call__(self, values: Sequence[Any]) -> Any:
+        return dict(zip(self.keys, self._elements(values)))
+
+    @classmethod
+    def flatten(cls, obj: Any) -> tuple[tuple[Any, ...], Schema]:
+        if not all(isinstance(k, str) for k in obj):
+            raise KeyError(f"only dicts with str keys can be flattened, got keys {list(obj)}")
+        keys = sorted(obj)
+        values, schemas, sizes = _flatten_all([obj[k] for k in keys])
+        return values, cls(schemas, sizes, keys)
+
+
+@dataclass
+class InstancesSchema(DictSchema):
+    """``Instances``: its fields as a dict, then its image size as a (2,) tensor."""
+
+    def __call__(self, values: Sequence[Any]) -> Any:
+        from det.structures import Instances
+
+        size = values[-1]
+        if isinstance(size, Tensor) and not _is_tracing():
+            size = tuple(int(v) for v in size.tolist())
+        return Instances(size, **super().__call__(values[:-1]))
+
+    @classmethod
+    def flatten(cls, obj: Any) -> tuple[tuple[Any, ...], Schema]:
+        values, schema = DictSchema.flatten(obj.get_fields())
+        assert isinstance(schema, DictSchema)
+        size = obj.image_size
+        if not isinstance(size, Tensor):
+            # under torch.jit.trace sizes are 0-dim tensors: stacking keeps them in the graph
+            traced = any(isinstance(s, Tensor) for s in size)
+            size = torch.stack([torch.as_tensor(s) for s in size]) if traced else torch.tensor(size)
+        return (*values, size), cls(schema.schemas, schema.sizes, schema.keys)
+
+
+@dataclass
+class TensorWrapSchema(Schema):
+    """A structure that wraps one tensor (``Boxes``, ``ROIMasks``, ...): ``class_name(tensor)``."""
+
+    class_name: str
+
+    def __call__(self, values: Sequence[Any]) -> Any:
+        module, _, name = self.class_name.rpartition(".")
+        return getattr(importlib.import_module(module), name)(values[0])
+
+    @classmethod
+    def flatten(cls, obj: Any) -> tuple[tuple[Any, ...], Schema]:
+        return (obj.tensor,), cls(f"{type(obj).__module__}.{type(obj).__qualname__}")
+
+
+def _flatten_all(objs: Sequence[Any]) -> tuple[tuple[Any, ...], list[Schema], list[int]]:
+    values: tuple[Any, ...] = ()
+    schemas, sizes = [], []
+    for obj in objs:
+        flat, schema = flatten_to_tuple(obj)
+        values += flat
+        schemas.append(schema)
+        sizes.append(len(flat))
+    return values, schemas, sizes
+
+
+def _schema_of(obj: Any) -> type[Schema]:
+    from det.structures import BitMasks, Boxes, Instances, Keypoints, ROIMasks, RotatedBoxes
+
+    if isinstance(obj, (str, bytes)):
+        return IdentitySchema
+    if isinstance(obj, tuple):
+        return TupleSchema
+    if isinstance(obj, list):
+        return ListSchema
+    if isinstance(obj, Mapping):
+        return DictSchema
+    if isinstance(obj, Instances):
+        return InstancesSchema
+    if isinstance(obj, (Boxes, RotatedBoxes, BitMasks, ROIMasks, Keypoints)):
+        return TensorWrapSchema
+    return IdentitySchema
+
+
+def flatten_to_tuple(obj: Any) -> tuple[tuple[Any, ...], Schema]:
+    """Flatten lists, tuples, str-keyed dicts, ``Instances`` and tensor-wrapping structures
+    (``Boxes``, ``RotatedBoxes``, ``BitMasks``, ``ROIMasks``, ``Keypoints``) into a flat tuple.
+
+    Returns:
+        ``(values, schema)`` with ``schema(values)`` rebuilding ``obj``; ``values`` holds tensors
+        and any other leaves (numbers, strings) found.
+    """
+    return _schema_of(obj).flatten(obj)
+
+
+class _InferenceView:
+    """The ``model`` that :class:`TracingAdapter` hands to ``inference_func`` (detectron2's contract).
+
+    ``view(batched_inputs)`` and, for GeneralizedRCNN, ``view.inference(batched_inputs,
+    do_postprocess=...)`` return what the eager model returns, computed by det's export-friendly
+    inference (so that the trace generalises to other image sizes and instance counts); every
+    other attribute is the model's own.
+    """
+
+    def __init__(self, adapter: TracingAdapter) -> None:
+        self._adapter = adapter
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._adapter.model, name)
+
+    def _flat(self, inputs: dict[str, Any]) -> tuple[Tensor, ...]:
+        adapter = self._adapter
+        (image,) = flatten_inputs(inputs)
+        assert adapter.architecture is not None
+        outputs = _FORWARDS[adapter.architecture](adapter.model, image)
+        return tuple(outputs[name] for name in adapter.output_names)
+
+    def __call__(self, batched_inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self.forward(batched_inputs)
+
+    def forward(self, batched_inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        adapter = self._adapter
+        return [
+            unflatten_outputs(
+                self._flat(x), x, adapter.output_names, panoptic_combine=adapter.panoptic_combine
+            )
+            for x in batched_inputs
+        ]
+
+    def inference(
+        self,
+        batched_inputs: list[dict[str, Any]],
+        detected_instances: list[Any] | None = None,
+        do_postprocess: bool = True,
+    ) -> list[Any]:
+        adapter = self._adapter
+        if adapter.architecture != "GeneralizedRCNN":
+            return adapter.model.inference(batched_inputs, detected_instances, do_postprocess)  # type: ignore[no-any-return]
+        if detected_instances is not None:
+            raise UnsupportedModelError(
+                "TracingAdapter traces GeneralizedRCNN.inference without detected_instances only: "
+                "the exported graph predicts its own boxes"
+            )
+        if do_postprocess:
+            return self.forward(batched_inputs)
+        return [_instances_at_input_size(self._flat(x), x, adapter.output_names) for x in batched_inputs]
+
+
+class TracingAdapter(nn.Module):
+    """Wraps a det model so that it maps tensors to a tuple of tensors, for tracing and export.
+
+    Two contracts, one class.
+
+    det's, ``TracingAdapter(model)``: ``forward(image)`` maps one (C, H, W) image to
+    ``len(outputs_schema)`` tensors named by ``outputs_schema`` (a tuple of field names), and
+    ``unflatten_outputs`` turns them back into the eager model's output dict (``"instances"``,
+    ``"proposals"``, ``"sem_seg"``, or PanopticFPN's three with ``"panoptic_seg"``) at the input's
+    height/width; this is what :func:`det.export.export_torch` and ``export_onnx`` export::
 
         adapter = TracingAdapter(model.eval())
         flat = adapter(*adapter.flatten_inputs(inputs[0]))
         outputs = adapter.unflatten_outputs(flat, inputs[0])   # == model(inputs[:1])[0]
 
-    Inside ``forward`` the model runs an export-friendly rewrite of its inference (same modules
-    and formulas, no data-dependent Python control flow), so ``torch.export`` can keep the image
-    size and the number of instances symbolic. Training is not exported.
+    detectron2's, ``TracingAdapter(model, inputs, inference_func=None, allow_non_tensor=False)``:
+    ``inputs`` (one argument of the model, or a tuple of them) is flattened into
+    ``flattened_inputs`` (its tensors) and ``inputs_schema``; ``forward(*flattened_inputs)``
+    rebuilds them, runs ``inference_func(model, *inputs)`` (default ``model(*inputs)``) and
+    returns its outputs flattened; the first call sets ``outputs_schema``, a :class:`Schema` that
+    rebuilds the outputs (e.g. ``[{"instances": Instances}]``) from the flat tuple::
+
+        adapter = TracingAdapter(model, [{"image": image}], inference_func)
+        traced = torch.jit.trace(adapter, adapter.flattened_inputs)
+        outputs = adapter.outputs_schema(traced(image))
+
+    For the supported meta-architectures (:func:`supported_architectures`) ``inference_func``
+    receives a stand-in of the model whose ``__call__`` and (GeneralizedRCNN) ``inference(inputs,
+    do_postprocess=...)`` return what the eager ones return, computed by the export-friendly
+    rewrite, so that a trace follows the image size and the number of instances; any other
+    module is called as it is (as detectron2 does), and its trace is only as general as its code.
+
+    Either way the model runs an export-friendly rewrite of its inference (same modules and
+    formulas, no data-dependent Python control flow), which ``torch.export``, ``torch.jit.trace``
+    and ``torch.onnx.export`` all take. Training is not exported.
     """
 
-    def __init__(self, model: Any) -> None:
+    flattened_inputs: tuple[Tensor, ...] | None = None
+    """detectron2's contract: the tensors of the ``inputs`` given to the constructor."""
+
+    inputs_schema: Schema | None = None
+    """detectron2's contract: rebuilds the model's inputs from tensors like ``flattened_inputs``."""
+
+    outputs_schema: Any = None
+    """det's contract: the names of ``forward``'s outputs (a tuple of str). detectron2's: the
+    :class:`Schema` that rebuilds the model's outputs from ``forward``'s, set by the first call."""
+
+    def __init__(
+        self,
+        model: Any,
+        inputs: Any = None,
+        inference_func: Callable[..., Any] | None = None,
+        allow_non_tensor: bool = False,
+    ) -> None:
         super().__init__()
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
         if not isinstance(model, nn.Module):
             raise TypeError(f"TracingAdapter wraps a det model (torch.nn.Module), got {type(model).__name__}")
-        self.architecture = _architecture(model)
-        if self.architecture in ("GeneralizedRCNN", "PanopticFPN"):
-            _check_rcnn_parts(model, self.architecture)
-        elif self.architecture == "ProposalNetwork":
-            _check_rpn(model, self.architecture)
-        elif self.architecture == "RetinaNet":
-            _refuse_rotated("ANCHOR_GENERATOR", model.anchor_generator)
+        _register_torchvision_ops()
         self.model: Any = model
-        self.outputs_schema = _outputs_schema(model, self.architecture)
+        self.inputs: tuple[Any, ...] | None = None
+        if inputs is None:
+            if inference_func is not None or allow_non_tensor:
+                raise TypeError(
+                    "TracingAdapter(model, inputs, inference_func, allow_non_tensor): inference_func and "
+                    "allow_non_tensor need the model's inputs (detectron2's contract)"
+                )
+            self.architecture: str | None = self._check(model)
+        else:
+            try:
+                self.architecture = self._check(model)
+            except UnsupportedModelError:
+                self.architecture = None  # any module: traced as it is, as detectron2 does
+        arch = self.architecture
+        self.output_names: tuple[str, ...] = _outputs_schema(model, arch) if arch is not None else ()
         self.input_format = getattr(model, "input_format", None)
-        self.panoptic_combine = _panoptic_combine(model) if self.architecture == "PanopticFPN" else None
+        self.panoptic_combine = _panoptic_combine(model) if arch == "PanopticFPN" else None
+        if inputs is None:
+            self.outputs_schema = self.output_names
+            return
 
-    def forward(self, image: Tensor) -> tuple[Tensor, ...]:
+        self.inputs = inputs if isinstance(inputs, tuple) else (inputs,)
+        self.allow_non_tensor = allow_non_tensor
+        self.inference_func: Callable[..., Any] = inference_func or _call_model
+        inputs_schema: Schema | None
+        flattened, inputs_schema = flatten_to_tuple(self.inputs)
+        tensors = tuple(x for x in flattened if isinstance(x, Tensor))
+        if len(tensors) < len(flattened):
+            if not allow_non_tensor:
+                other = next(x for x in flattened if not isinstance(x, Tensor))
+                raise ValueError(
+                    f"inputs for tracing must contain only tensors, got a {type(other).__name__} "
+                    "(pass allow_non_tensor=True to trace with the given inputs only)"
+                )
+            inputs_schema = None  # the non-tensor values cannot be rebuilt from the graph's inputs
+        self.flattened_inputs, self.inputs_schema = tensors, inputs_schema
+
+    @staticmethod
+    def _check(model: Any) -> str:
+        architecture = _architecture(model)
+        if architecture in ("GeneralizedRCNN", "PanopticFPN"):
+            _check_rcnn_parts(model, architecture)
+        elif architecture == "ProposalNetwork":
+            _check_rpn(model, architecture)
+        elif architecture == "RetinaNet":
+            _refuse_rotated("ANCHOR_GENERATOR", model.anchor_generator)
+        return architecture
+
+    def forward(self, *args: Tensor) -> tuple[Any, ...]:
         if self.model.training:
             raise RuntimeError("TracingAdapter exports inference: call model.eval() first")
-        outputs = _FORWARDS[self.architecture](self.model, image)
-        return tuple(outputs[name] for name in self.outputs_schema)
+        if self.inputs is None:
+            (image,) = args
+            assert self.architecture is not None
+            outputs = _FORWARDS[self.architecture](self.model, image)
+            return tuple(outputs[name] for name in self.output_names)
+        return self._forward_detectron2(args)
+
+    def _forward_detectron2(self, args: tuple[Tensor, ...]) -> tuple[Any, ...]:
+        assert self.inputs is not None
+        if self.inputs_schema is not None:
+            inputs = self.inputs_schema(args)
+        else:
+            if len(args) != len(self.flattened_inputs or ()) or any(
+                x is not y for x, y in zip(args, self.flattened_inputs or ())
+            ):
+                raise ValueError(
+                    "this TracingAdapter's inputs had non-tensor values (allow_non_tensor=True): it can "
+                    "only be called with its own flattened_inputs"
+                )
+            inputs = self.inputs
+        model = _InferenceView(self) if self.architecture is not None else self.model
+        with torch.no_grad():
+            outputs = self.inference_func(model, *inputs)
+        flattened, schema = flatten_to_tuple(outputs)
+        tensors = tuple(x for x in flattened if isinstance(x, Tensor))
+        if len(tensors) < len(flattened):
+            if not self.allow_non_tensor:
+                other = next(x for x in flattened if not isinstance(x, Tensor))
+                raise ValueError(
+                    f"the model's outputs hold a {type(other).__name__}, which a traced graph cannot "
+                    "return (allow_non_tensor=True drops it, and outputs_schema with it)"
+                )
+            self.outputs_schema = None
+            return tensors
+        if self.outputs_schema is None:
+            self.outputs_schema = schema
+        elif self.outputs_schema != schema:
+            raise ValueError(
+                "the model returned outputs of another structure than before: a traced model must "
+                f"always return the same structure ({self.outputs_schema} vs {schema})"
+            )
+        return flattened
 
     def flatten_inputs(self, inputs: dict[str, Any]) -> tuple[Tensor]:
         """The exported graph's inputs for one image dict of det's contract: ``(image,)``."""
@@ -516,19 +884,32 @@ class TracingAdapter(nn.Module):
     def unflatten_outputs(
         self, outputs: tuple[Tensor, ...] | list[Tensor], inputs: dict[str, Any]
     ) -> dict[str, Any]:
-        """The eager model's output dict for one image from the graph's flat outputs."""
-        return unflatten_outputs(outputs, inputs, self.outputs_schema, panoptic_combine=self.panoptic_combine)
+        """The eager model's output dict for one image from the graph's flat outputs (det's contract)."""
+        self._need_det_contract("unflatten_outputs")
+        return unflatten_outputs(outputs, inputs, self.output_names, panoptic_combine=self.panoptic_combine)
 
     def metadata(self) -> dict[str, Any]:
         """What a saved exported model needs to unflatten its outputs (stored beside it)."""
+        self._need_det_contract("metadata")
         metadata = {
             "architecture": self.architecture,
-            "outputs_schema": list(self.outputs_schema),
+            "outputs_schema": list(self.output_names),
             "input_format": self.input_format,
         }
         if self.panoptic_combine is not None:
             metadata["panoptic_combine"] = dict(self.panoptic_combine)
         return metadata
+
+    def _need_det_contract(self, what: str) -> None:
+        if self.inputs is not None:
+            raise TypeError(
+                f"TracingAdapter.{what} belongs to det's contract, TracingAdapter(model); this adapter "
+                "has detectron2's (model, inputs, ...): rebuild its outputs with outputs_schema(...)"
+            )
+
+
+def _call_model(model: Any, *inputs: Any) -> Any:
+    return model(*inputs)
 
 
 def flatten_inputs(inputs: dict[str, Any]) -> tuple[Tensor]:
@@ -564,28 +945,58 @@ def unflatten_outputs(
     eager PanopticFPN does.
     """
     from det.core.modeling.postprocessing import detector_postprocess, sem_seg_postprocess
-    from det.structures import Boxes, Instances
 
-    outputs = [torch.as_tensor(o) for o in outputs]
-    if len(outputs) != len(outputs_schema):
-        raise ValueError(f"{len(outputs)} outputs for the schema {list(outputs_schema)}")
-    fields = dict(zip(outputs_schema, outputs))
+    fields = _fields(outputs, outputs_schema)
     (image,) = flatten_inputs(inputs)
-    image_size = (int(image.shape[-2]), int(image.shape[-1]))
-    height = int(inputs.get("height", image_size[0]))
-    width = int(inputs.get("width", image_size[1]))
+    image_size = _image_size(image)
+    height = _size(inputs.get("height", image_size[0]))
+    width = _size(inputs.get("width", image_size[1]))
     sem_seg = None
     if "sem_seg" in fields:
         sem_seg = sem_seg_postprocess(fields["sem_seg"], image_size, height, width)
         if "pred_boxes" not in fields:
             return {"sem_seg": sem_seg}
+    instances = _instances(fields, image_size)
     if "proposal_boxes" in fields:
-        proposals = Instances(image_size)
-        proposals.proposal_boxes = Boxes(fields["proposal_boxes"].clone())
-        proposals.objectness_logits = fields["objectness_logits"]
-        return {"proposals": detector_postprocess(proposals, height, width)}
+        return {"proposals": detector_postprocess(instances, height, width)}
+    instances = detector_postprocess(instances, height, width)
+    if sem_seg is None:
+        return {"instances": instances}
+    results: dict[str, Any] = {"sem_seg": sem_seg, "instances": instances}
+    if panoptic_combine is not None:
+        results["panoptic_seg"] = _combine_panoptic(instances, sem_seg, panoptic_combine)
+    return results
+
+
+def _size(value: Any) -> Any:
+    """An image height or width as a Python int, except a traced one (a 0-dim tensor under
+    ``torch.jit.trace``, a SymInt under ``torch.export``), which stays in the graph."""
+    if isinstance(value, torch.SymInt) or (isinstance(value, Tensor) and _is_tracing()):
+        return value
+    return int(value)
+
+
+def _image_size(image: Tensor) -> tuple[Any, Any]:
+    return _size(image.shape[-2]), _size(image.shape[-1])
+
+
+def _fields(outputs: Sequence[Tensor], outputs_schema: Sequence[str]) -> dict[str, Tensor]:
+    if len(outputs) != len(outputs_schema):
+        raise ValueError(f"{len(outputs)} outputs for the schema {list(outputs_schema)}")
+    return dict(zip(outputs_schema, [torch.as_tensor(o) for o in outputs]))
+
+
+def _instances(fields: dict[str, Tensor], image_size: tuple[Any, Any]) -> Any:
+    """The Instances (or proposals) of the flat fields at the input image size, as the eager
+    ROI heads (or RPN) return them before ``detector_postprocess``: keypoints decoded from their
+    heatmaps, masks as (N, 1, M, M) probabilities."""
+    from det.structures import Boxes, Instances
 
     instances = Instances(image_size)
+    if "proposal_boxes" in fields:
+        instances.proposal_boxes = Boxes(fields["proposal_boxes"].clone())
+        instances.objectness_logits = fields["objectness_logits"]
+        return instances
     # a copy: detector_postprocess scales boxes in place, and the flat outputs stay the caller's
     instances.pred_boxes = Boxes(fields["pred_boxes"].clone())
     instances.scores = fields["scores"]
@@ -602,13 +1013,14 @@ def unflatten_outputs(
             ) from None
 
         keypoint_rcnn_inference(fields["pred_keypoint_heatmaps"], [instances])
-    instances = detector_postprocess(instances, height, width)
-    if sem_seg is None:
-        return {"instances": instances}
-    results: dict[str, Any] = {"sem_seg": sem_seg, "instances": instances}
-    if panoptic_combine is not None:
-        results["panoptic_seg"] = _combine_panoptic(instances, sem_seg, panoptic_combine)
-    return results
+    return instances
+
+
+def _instances_at_input_size(
+    outputs: Sequence[Tensor], inputs: dict[str, Any], outputs_schema: Sequence[str]
+) -> Any:
+    (image,) = flatten_inputs(inputs)
+    return _instances(_fields(outputs, outputs_schema), _image_size(image))
 
 
 def _combine_panoptic(

@@ -45,6 +45,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+TORCH_VERSION: tuple[int, ...] = tuple(int(x) for x in torch.__version__.split(".")[:2])
+"""(major, minor) of the installed torch (detectron2.utils.env.TORCH_VERSION), e.g. (2, 14)."""
+
 
 def create_ddp_model(model: torch.nn.Module, *, fp16_compression: bool = False, **kwargs: Any) -> torch.nn.Module:
     """Wrap ``model`` in ``DistributedDataParallel`` when more than one process trains (else
