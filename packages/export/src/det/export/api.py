@@ -96,8 +96,9 @@ def export_torch(
     height = torch.export.Dim("height", min=min_size, max=max_image_size)
     width = torch.export.Dim("width", min=min_size, max=max_image_size)
     with torch.no_grad():
+        # "args": the adapter's forward takes *args (one image in det's contract)
         program = torch.export.export(
-            adapter, (image,), dynamic_shapes={"image": {1: height, 2: width}}, strict=False
+            adapter, (image,), dynamic_shapes={"args": ({1: height, 2: width},)}, strict=False
         )
     if output is not None:
         metadata = {**adapter.metadata(), "min_image_size": min_size, "max_image_size": max_image_size}
