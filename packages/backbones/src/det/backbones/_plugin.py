@@ -1,6 +1,8 @@
 """det plugin declarations of det.backbones: cheap to import (no torch), names components lazily."""
 
-from det.core.hookspecs import hookimpl
+from typing import Any
+
+from det.core.hookspecs import ComponentDecl, ConverterDecl, hookimpl
 
 DET_PLUGIN_API_VERSION = 1
 
@@ -14,12 +16,12 @@ _BACKBONES = {
 
 
 @hookimpl
-def det_components():
+def det_components() -> list[ComponentDecl]:
     return [("BACKBONE", name, f"{module}:{name}") for name, module in _BACKBONES.items()]
 
 
 @hookimpl
-def det_extend_config(cfg):
+def det_extend_config(cfg: Any) -> None:
     # det.backbones.config imports no torch either: it only adds yacs nodes.
     from det.backbones.config import add_torchvision_backbone_config
 
@@ -27,5 +29,5 @@ def det_extend_config(cfg):
 
 
 @hookimpl
-def det_checkpoint_converters():
+def det_checkpoint_converters() -> list[ConverterDecl]:
     return [("torchvision_resnet", "det.backbones.convert:convert_torchvision_resnet_checkpoint")]

@@ -4,13 +4,13 @@ Core's reference ops are not declared here: det.core.layers.ops keeps them as it
 so plugins' op declarations only ever add faster implementations on top.
 """
 
-from det.core.hookspecs import hookimpl
+from det.core.hookspecs import ComponentDecl, hookimpl
 
 DET_PLUGIN_API_VERSION = 1
 
 
 @hookimpl
-def det_components():
+def det_components() -> list[ComponentDecl]:
     return [
         ("META_ARCH", "GeneralizedRCNN", "det.core.modeling.meta_arch:GeneralizedRCNN"),
         ("META_ARCH", "ProposalNetwork", "det.core.modeling.meta_arch:ProposalNetwork"),

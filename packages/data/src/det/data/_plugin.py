@@ -4,19 +4,21 @@
 only det-data (json, PIL), so a user who installs det-data alone to prepare data has it.
 """
 
-from det.core.hookspecs import hookimpl
+from typing import Any
+
+from det.core.hookspecs import CommandDecl, hookimpl
 
 DET_PLUGIN_API_VERSION = 1
 
 
 @hookimpl
-def det_cli_commands():
+def det_cli_commands() -> list[CommandDecl]:
     return [("data", "check a COCO-format dataset before training on it (det data check)",
              "det.data.cli:register")]
 
 
 @hookimpl
-def det_extend_config(cfg):
+def det_extend_config(cfg: Any) -> None:
     # det.data.config imports no torch either: it only adds a yacs key.
     from det.data.config import add_data_config
 

@@ -1,12 +1,12 @@
 """det plugin declarations of det.engine: cheap to import, names components lazily."""
 
-from det.core.hookspecs import hookimpl
+from det.core.hookspecs import CommandDecl, hookimpl
 
 DET_PLUGIN_API_VERSION = 1
 
 
 @hookimpl
-def det_cli_commands():
+def det_cli_commands() -> list[CommandDecl]:
     return [
         ("train", "train a model from a config file (detectron2's train_net.py)", "det.engine.commands.train:register"),
         ("eval", "evaluate weights on the config's test datasets", "det.engine.commands.eval:register"),

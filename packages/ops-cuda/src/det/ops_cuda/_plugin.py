@@ -5,7 +5,7 @@ reference implementations, and ``DET_FORCE_REFERENCE_OPS=1`` or ``DET_DISABLE_PL
 turn these off.
 """
 
-from det.core.hookspecs import hookimpl
+from det.core.hookspecs import OpDecl, hookimpl
 
 DET_PLUGIN_API_VERSION = 1
 
@@ -22,5 +22,5 @@ OPS = {
 
 
 @hookimpl
-def det_ops():
+def det_ops() -> list[OpDecl]:
     return [(op, "cuda", target) for op, target in OPS.items()]

@@ -1,6 +1,8 @@
 """det plugin declarations of det.backbones.vit: cheap to import (no torch), names components lazily."""
 
-from det.core.hookspecs import hookimpl
+from typing import Any
+
+from det.core.hookspecs import ComponentDecl, Detectron2NameDecl, hookimpl
 
 DET_PLUGIN_API_VERSION = 1
 
@@ -15,12 +17,12 @@ _BACKBONES = (
 
 
 @hookimpl
-def det_components():
+def det_components() -> list[ComponentDecl]:
     return [("BACKBONE", name, f"det.backbones.vit.build:{name}") for name in _BACKBONES]
 
 
 @hookimpl
-def det_extend_config(cfg):
+def det_extend_config(cfg: Any) -> None:
     # det.backbones.vit.config imports no torch: it only adds yacs nodes.
     from det.backbones.vit.config import add_vit_config
 
@@ -37,7 +39,7 @@ _CLASSES = {
 
 
 @hookimpl
-def det_detectron2_names():
+def det_detectron2_names() -> list[Detectron2NameDecl]:
     # detectron2.modeling and .modeling.backbone re-export the classes; the four files of
     # detectron2.modeling.backbone are served whole (LazyConfigs import from all of them).
     names = [(path, name, f"{module}:{name}") for path in ("detectron2.modeling", "detectron2.modeling.backbone")

@@ -1,13 +1,15 @@
 """det plugin declarations of det.projects.deeplab: cheap to import (no torch), names components
 lazily."""
 
-from det.core.hookspecs import hookimpl
+from typing import Any
+
+from det.core.hookspecs import ComponentDecl, Detectron2NameDecl, hookimpl
 
 DET_PLUGIN_API_VERSION = 1
 
 
 @hookimpl
-def det_components():
+def det_components() -> list[ComponentDecl]:
     return [
         ("BACKBONE", "build_resnet_deeplab_backbone", "det.projects.deeplab.resnet:build_resnet_deeplab_backbone"),
         ("SEM_SEG_HEADS", "DeepLabV3Head", "det.projects.deeplab.semantic_seg:DeepLabV3Head"),
@@ -18,7 +20,7 @@ def det_components():
 
 
 @hookimpl
-def det_extend_config(cfg):
+def det_extend_config(cfg: Any) -> None:
     # det.projects.deeplab.config imports no torch either: it only adds yacs keys.
     from det.projects.deeplab.config import add_deeplab_config
 
@@ -26,7 +28,7 @@ def det_extend_config(cfg):
 
 
 @hookimpl
-def det_detectron2_names():
+def det_detectron2_names() -> list[Detectron2NameDecl]:
     # detectron2 ships the project as detectron2.projects.deeplab
     return [
         ("detectron2.projects.deeplab", "*", "det.projects.deeplab:*"),

@@ -1,7 +1,9 @@
 """det plugin declarations of det.projects.panoptic_deeplab: cheap to import (no torch), names
 components lazily."""
 
-from det.core.hookspecs import hookimpl
+from typing import Any
+
+from det.core.hookspecs import ComponentDecl, Detectron2NameDecl, hookimpl
 
 DET_PLUGIN_API_VERSION = 1
 
@@ -9,7 +11,7 @@ _MODULE = "det.projects.panoptic_deeplab.panoptic_seg"
 
 
 @hookimpl
-def det_components():
+def det_components() -> list[ComponentDecl]:
     return [
         ("META_ARCH", "PanopticDeepLab", f"{_MODULE}:PanopticDeepLab"),
         ("SEM_SEG_HEADS", "PanopticDeepLabSemSegHead", f"{_MODULE}:PanopticDeepLabSemSegHead"),
@@ -19,7 +21,7 @@ def det_components():
 
 
 @hookimpl
-def det_extend_config(cfg):
+def det_extend_config(cfg: Any) -> None:
     # the config module imports no torch either: it only adds yacs keys (DeepLab's too)
     from det.projects.panoptic_deeplab.config import add_panoptic_deeplab_config
 
@@ -27,5 +29,5 @@ def det_extend_config(cfg):
 
 
 @hookimpl
-def det_detectron2_names():
+def det_detectron2_names() -> list[Detectron2NameDecl]:
     return [("detectron2.projects.panoptic_deeplab", "*", "det.projects.panoptic_deeplab:*")]

@@ -1,6 +1,8 @@
 """det plugin declarations of det.projects.point_rend: cheap to import (no torch), names components lazily."""
 
-from det.core.hookspecs import hookimpl
+from typing import Any
+
+from det.core.hookspecs import ComponentDecl, Detectron2NameDecl, hookimpl
 
 DET_PLUGIN_API_VERSION = 1
 
@@ -16,12 +18,12 @@ _COMPONENTS = (
 
 
 @hookimpl
-def det_components():
+def det_components() -> list[ComponentDecl]:
     return list(_COMPONENTS)
 
 
 @hookimpl
-def det_extend_config(cfg):
+def det_extend_config(cfg: Any) -> None:
     # det.projects.point_rend.config imports no torch: it only adds yacs nodes.
     from det.projects.point_rend.config import add_pointrend_config
 
@@ -38,7 +40,7 @@ _NAMES = {
 
 
 @hookimpl
-def det_detectron2_names():
+def det_detectron2_names() -> list[Detectron2NameDecl]:
     # `from detectron2.projects.point_rend import add_pointrend_config, ...` (detectron2's
     # train_net.py) and its submodules, served whole
     names = [("detectron2.projects.point_rend", name, f"{module}:{name}") for name, module in _NAMES.items()]

@@ -1,6 +1,8 @@
 """det plugin declarations of det-tridentnet: cheap to import (no torch), names components lazily."""
 
-from det.core.hookspecs import hookimpl
+from typing import Any
+
+from det.core.hookspecs import ComponentDecl, hookimpl
 
 DET_PLUGIN_API_VERSION = 1
 
@@ -10,7 +12,7 @@ _RCNN = "det.projects.tridentnet.trident_rcnn"
 
 
 @hookimpl
-def det_components():
+def det_components() -> list[ComponentDecl]:
     return [
         ("BACKBONE", "build_trident_resnet_backbone", f"{_BACKBONE}:build_trident_resnet_backbone"),
         ("PROPOSAL_GENERATOR", "TridentRPN", f"{_RPN}:TridentRPN"),
@@ -20,7 +22,7 @@ def det_components():
 
 
 @hookimpl
-def det_extend_config(cfg):
+def det_extend_config(cfg: Any) -> None:
     from det.projects.tridentnet.config import add_tridentnet_config
 
     add_tridentnet_config(cfg)
