@@ -198,3 +198,28 @@ def test_collect_env_info_and_data_benchmark_are_detectron2s():
     assert DataLoaderBenchmark is det.data.benchmark.DataLoaderBenchmark
     assert iter_benchmark is det.data.benchmark.iter_benchmark
     assert collect_env_info is det_collect_env_info
+
+
+def test_every_registry_and_builder_is_where_detectron2_defines_it():
+    # project code imports registries from the defining module, e.g.
+    # `from detectron2.modeling.roi_heads.roi_heads import ROI_HEADS_REGISTRY`
+    import importlib
+
+    from detectron2._detectron2_names import DETECTRON2_NAMES
+
+    from det.core import registry
+
+    missing = []
+    for module, names in DETECTRON2_NAMES.items():
+        if module.startswith("detectron2.tracking"):  # detectron2's video trackers: not in det
+            continue
+        for name in names:
+            if name.endswith("_REGISTRY") or name.startswith("build_"):
+                try:
+                    value = getattr(importlib.import_module(module), name)
+                except (ImportError, AttributeError):
+                    missing.append(f"{module}.{name}")
+                    continue
+                if name.endswith("_REGISTRY"):
+                    assert value is getattr(registry, name), f"{module}.{name} is not det's registry"
+    assert missing == []

@@ -10,9 +10,15 @@ from torch import nn
 
 from det.core.config import configurable
 from det.core.layers import ShapeSpec, move_device_like
+from det.core.registry import ANCHOR_GENERATOR_REGISTRY  # detectron2 defines it in this module
 from det.structures import Boxes, RotatedBoxes
 
-__all__ = ["DefaultAnchorGenerator", "RotatedAnchorGenerator", "build_anchor_generator"]
+__all__ = [
+    "ANCHOR_GENERATOR_REGISTRY",
+    "DefaultAnchorGenerator",
+    "RotatedAnchorGenerator",
+    "build_anchor_generator",
+]
 
 
 class BufferList(nn.Module):

@@ -19,10 +19,12 @@ from det.core.config import configurable
 from det.core.events import get_event_storage
 from det.core.layers import Conv2d, ConvTranspose2d, ShapeSpec, cat, interpolate
 from det.core.modeling.inputs import in_region_chunks, inference_layout
+from det.core.registry import ROI_KEYPOINT_HEAD_REGISTRY  # detectron2 defines it in this module
 from det.heads.roi.roi_heads import build_keypoint_head
 from det.structures import Instances, heatmaps_to_keypoints
 
 __all__ = [
+    "ROI_KEYPOINT_HEAD_REGISTRY",
     "BaseKeypointRCNNHead",
     "KRCNNConvDeconvUpsampleHead",
     "build_keypoint_head",

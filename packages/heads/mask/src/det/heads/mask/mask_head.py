@@ -18,10 +18,12 @@ from det.core.config import configurable
 from det.core.events import get_event_storage
 from det.core.layers import Conv2d, ConvTranspose2d, ShapeSpec, cat, get_norm, weight_init
 from det.core.modeling.inputs import in_region_chunks, inference_layout
+from det.core.registry import ROI_MASK_HEAD_REGISTRY  # detectron2 defines it in this module
 from det.heads.roi.roi_heads import build_mask_head
 from det.structures import Instances
 
 __all__ = [
+    "ROI_MASK_HEAD_REGISTRY",
     "BaseMaskRCNNHead",
     "MaskRCNNConvUpsampleHead",
     "build_mask_head",

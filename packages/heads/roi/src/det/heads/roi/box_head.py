@@ -10,8 +10,9 @@ from torch import nn
 
 from det.core.config import configurable
 from det.core.layers import Conv2d, Linear, ShapeSpec, get_norm, weight_init
+from det.core.registry import ROI_BOX_HEAD_REGISTRY  # detectron2 defines it in this module
 
-__all__ = ["FastRCNNConvFCHead", "build_box_head"]
+__all__ = ["ROI_BOX_HEAD_REGISTRY", "FastRCNNConvFCHead", "build_box_head"]
 
 
 def build_box_head(cfg, input_shape: ShapeSpec) -> nn.Module:

@@ -22,17 +22,21 @@ from det.core.events import get_event_storage
 from det.core.layers import ShapeSpec, nonzero_tuple
 from det.core.modeling import Matcher, ROIPooler, subsample_labels
 from det.core.modeling.backbone import check_in_features
+from det.core.modeling.build import build_roi_heads  # detectron2 defines it in this module
+from det.core.registry import ROI_HEADS_REGISTRY  # detectron2 defines it in this module
 from det.heads.roi.box_head import build_box_head
 from det.heads.roi.fast_rcnn import FastRCNNOutputLayers
 from det.heads.roi.proposal_utils import add_ground_truth_to_proposals
 from det.structures import Boxes, ImageList, Instances, pairwise_iou
 
 __all__ = [
+    "ROI_HEADS_REGISTRY",
     "ROIHeads",
     "Res5ROIHeads",
     "StandardROIHeads",
     "build_keypoint_head",
     "build_mask_head",
+    "build_roi_heads",
     "select_foreground_proposals",
     "select_proposals_with_visible_keypoints",
 ]

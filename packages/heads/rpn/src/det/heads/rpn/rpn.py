@@ -25,10 +25,11 @@ from det.core.modeling import (
     subsample_labels,
 )
 from det.core.modeling.backbone import check_in_features
+from det.core.registry import RPN_HEAD_REGISTRY  # detectron2 defines it in this module
 from det.heads.rpn.proposal_utils import find_top_rpn_proposals
 from det.structures import Boxes, ImageList, Instances, pairwise_iou
 
-__all__ = ["RPN", "StandardRPNHead", "build_rpn_head"]
+__all__ = ["RPN", "RPN_HEAD_REGISTRY", "StandardRPNHead", "build_rpn_head"]
 
 
 

@@ -21,9 +21,10 @@ from det.core.modeling.inputs import (
     register_pixel_normalization,
     require_event_storage,
 )
+from det.core.registry import SEM_SEG_HEADS_REGISTRY  # detectron2 defines it in this module
 from det.structures import ImageList
 
-__all__ = ["SemSegFPNHead", "SemanticSegmentor"]
+__all__ = ["SEM_SEG_HEADS_REGISTRY", "SemSegFPNHead", "SemanticSegmentor"]
 
 
 def _pad_sem_seg_targets(
