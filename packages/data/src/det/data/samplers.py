@@ -9,11 +9,12 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 import torch
-from torch.utils.data.sampler import Sampler
+from torch.utils.data.sampler import BatchSampler, Sampler
 
 from det.data import comm
 
 __all__ = [
+    "GroupedBatchSampler",
     "InferenceSampler",
     "RandomSubsetTrainingSampler",
     "RepeatFactorTrainingSampler",
@@ -252,3 +253,37 @@ class InferenceSampler(Sampler):
 
     def __len__(self) -> int:
         return len(self._local_indices)
+
+
+class GroupedBatchSampler(BatchSampler):
+    """Batches of ``batch_size`` indices of ``sampler`` that share a group id (e.g. wide vs tall
+    images), each emitted as soon as its group has enough; detectron2's ``GroupedBatchSampler``.
+
+        sampler = GroupedBatchSampler(TrainingSampler(n), group_ids=[0, 1, 1, 0, ...], batch_size=2)
+
+    An endless ``sampler`` gives endless batches, so ``len()`` is undefined (TypeError, as torch's
+    samplers without a length do); the indices left in a group at the end are dropped.
+    """
+
+    def __init__(self, sampler: Sampler, group_ids, batch_size: int) -> None:
+        if not isinstance(sampler, Sampler):
+            raise ValueError(f"GroupedBatchSampler: sampler must be a torch.utils.data.Sampler, got "
+                             f"{type(sampler).__name__}")
+        self.sampler = sampler
+        self.group_ids = [int(g) for g in group_ids]
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise ValueError(f"GroupedBatchSampler: batch_size must be a positive int, got {batch_size!r}")
+        self.batch_size = batch_size
+        self.drop_last = True
+
+    def __iter__(self) -> Iterator[list[int]]:
+        waiting: dict[int, list[int]] = defaultdict(list)
+        for index in self.sampler:
+            group = waiting[self.group_ids[index]]
+            group.append(index)
+            if len(group) == self.batch_size:
+                yield group.copy()
+                group.clear()
+
+    def __len__(self) -> int:
+        raise TypeError("len() of GroupedBatchSampler is not defined: batches form as groups fill up")
