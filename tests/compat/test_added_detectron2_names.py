@@ -223,3 +223,29 @@ def test_every_registry_and_builder_is_where_detectron2_defines_it():
                 if name.endswith("_REGISTRY"):
                     assert value is getattr(registry, name), f"{module}.{name} is not det's registry"
     assert missing == []
+
+
+def test_rotated_iou_and_matched_iou_under_detectron2s_names():
+    import torch
+    from detectron2.layers import pairwise_iou_rotated
+    from detectron2.layers.rotated_boxes import pairwise_iou_rotated as from_module
+    from detectron2.structures import Boxes, matched_pairwise_iou
+
+    from det.core.layers import box_iou_rotated
+    from det.structures import matched_boxlist_iou
+
+    assert pairwise_iou_rotated is box_iou_rotated and from_module is box_iou_rotated
+    assert matched_pairwise_iou is matched_boxlist_iou
+    iou = matched_pairwise_iou(Boxes(torch.tensor([[0.0, 0, 2, 2]])), Boxes(torch.tensor([[1.0, 1, 3, 3]])))
+    assert torch.allclose(iou, torch.tensor([1 / 7]))
+    boxes = torch.tensor([[5.0, 5.0, 4.0, 2.0, 0.0], [5.0, 5.0, 4.0, 2.0, 90.0]])
+    assert torch.allclose(pairwise_iou_rotated(boxes, boxes), torch.tensor([[1.0, 1 / 3], [1 / 3, 1.0]]), atol=1e-5)
+
+
+def test_mmdet_wrappers_from_detectron2_modeling():
+    from detectron2.modeling import MMDetBackbone, MMDetDetector
+
+    from det.mmdet_wrapper import MMDetBackbone as DetBackbone
+    from det.mmdet_wrapper import MMDetDetector as DetDetector
+
+    assert MMDetBackbone is DetBackbone and MMDetDetector is DetDetector

@@ -110,6 +110,7 @@ ALIASED_MODULES = {
 _MODELING = (
     "det.core.modeling", "det.core.registry", "det.backbones", "det.heads.rpn", "det.heads.roi", "det.heads.mask",
     "det.heads.keypoint", "det.heads.semseg", "det.heads.retinanet", "det.engine.test_time_augmentation",
+    "det.mmdet_wrapper",
 )
 
 MODULES: dict[str, tuple[str, ...]] = {

@@ -14,6 +14,7 @@ __all__ = [
     "BoxMode",
     "Boxes",
     "matched_boxlist_iou",
+    "matched_pairwise_iou",
     "pairwise_intersection",
     "pairwise_ioa",
     "pairwise_iou",
@@ -357,3 +358,7 @@ def matched_boxlist_iou(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
     wh = (rb - lt).clamp(min=0)
     inter = wh[:, 0] * wh[:, 1]
     return inter / (area1 + area2 - inter)
+
+
+# detectron2 v0.6's name for it (older releases called it matched_boxlist_iou)
+matched_pairwise_iou = matched_boxlist_iou

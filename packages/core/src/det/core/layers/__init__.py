@@ -32,7 +32,7 @@ from det.core.layers.mask_ops import paste_masks, paste_masks_in_image
 from det.core.layers.nms import batched_nms, batched_nms_rotated, nms, nms_rotated
 from det.core.layers.roi_align import ROIAlign, roi_align
 from det.core.layers.roi_align_rotated import ROIAlignRotated, roi_align_rotated
-from det.core.layers.rotated_boxes import box_iou_rotated
+from det.core.layers.rotated_boxes import box_iou_rotated, pairwise_iou_rotated
 from det.core.layers.shape_spec import ShapeSpec
 from det.core.layers.weight_init import c2_msra_fill, c2_xavier_fill
 from det.core.layers.wrappers import (
@@ -83,6 +83,7 @@ __all__ = [
     "nms",
     "nms_rotated",
     "nonzero_tuple",
+    "pairwise_iou_rotated",
     "paste_masks",
     "paste_masks_in_image",
     "roi_align",

@@ -25,4 +25,7 @@ def _box_iou_rotated_reference(boxes1: torch.Tensor, boxes2: torch.Tensor) -> to
     return pairwise_iou_rotated(boxes1, boxes2)
 
 
-__all__ = ["box_iou_rotated"]
+# detectron2's name for it (detectron2.layers.pairwise_iou_rotated)
+pairwise_iou_rotated = box_iou_rotated
+
+__all__ = ["box_iou_rotated", "pairwise_iou_rotated"]
