@@ -221,6 +221,15 @@ def test_deeplab_ce_averages_the_hardest_pixels(top_k):
 # --- the poly schedule --------------------------------------------------------------------------
 
 
+def test_warmup_poly_lr_without_det_engine_says_which_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "det.engine.train.lr_scheduler", None)  # as if not installed
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    with pytest.raises(ImportError, match=r"pip install 'det-deeplab\[train\]'"):
+        WarmupPolyLR(optimizer, max_iters=10)
+
+
 @pytest.mark.parametrize(("method", "constant_ending"), [("linear", 0.0), ("constant", 0.3)])
 def test_warmup_poly_lr_follows_the_formula(method, constant_ending):
     param = torch.nn.Parameter(torch.zeros(1))

@@ -6,20 +6,18 @@ import math
 
 import torch
 
-__all__ = ["WarmupPolyLR", "warmup_factor_at_iter"]
+__all__ = ["WarmupPolyLR"]
 
 
-def warmup_factor_at_iter(method: str, iter: int, warmup_iters: int, warmup_factor: float) -> float:
-    """The learning-rate multiplier at ``iter`` during warmup, 1.0 from ``warmup_iters`` on:
-    ``"constant"`` stays at ``warmup_factor``, ``"linear"`` ramps from it to 1."""
-    if iter >= warmup_iters:
-        return 1.0
-    if method == "constant":
-        return warmup_factor
-    if method == "linear":
-        alpha = iter / warmup_iters
-        return warmup_factor * (1 - alpha) + alpha
-    raise ValueError(f"Unknown warmup method: {method!r} (SOLVER.WARMUP_METHOD must be 'linear' or 'constant')")
+def _warmup_factor_at_iter(method: str, iter: int, warmup_iters: int, warmup_factor: float) -> float:
+    # the warm-up of every det schedule is det-engine's (as detectron2's DeepLab imports its
+    # solver's); a schedule is only stepped in training, which det-engine runs
+    try:
+        from det.engine.train.lr_scheduler import _get_warmup_factor_at_iter
+    except ImportError as e:
+        raise ImportError("WarmupPolyLR's warm-up comes with det-engine, which trains the model: "
+                          "pip install 'det-deeplab[train]'") from e
+    return _get_warmup_factor_at_iter(method, iter, warmup_iters, warmup_factor)
 
 
 class WarmupPolyLR(torch.optim.lr_scheduler.LRScheduler):
@@ -63,7 +61,7 @@ class WarmupPolyLR(torch.optim.lr_scheduler.LRScheduler):
         return math.pow(max(0.0, 1.0 - self.last_epoch / self.max_iters), self.power)
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
-        warmup = warmup_factor_at_iter(self.warmup_method, self.last_epoch, self.warmup_iters, self.warmup_factor)
+        warmup = _warmup_factor_at_iter(self.warmup_method, self.last_epoch, self.warmup_iters, self.warmup_factor)
         poly = self._poly()
         if self.constant_ending > 0 and warmup == 1.0 and poly < self.constant_ending:
             return [base_lr * self.constant_ending for base_lr in self.base_lrs]
