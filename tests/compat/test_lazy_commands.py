@@ -148,13 +148,13 @@ def test_broken_config_files_are_one_line_errors(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"det train: error: Config file {bad} has a syntax error, line 1")
     missing = tmp_path / "imports.py"
-    missing.write_text("from detectron2.modeling import MMDetBackbone\n")
+    missing.write_text("from detectron2.evaluation import fast_eval_api\n")
     assert det(["eval", "--config-file", str(missing), "--weights", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert "line 1: det does not provide detectron2.modeling.MMDetBackbone" in err[-1]
+    assert "line 1: det does not provide detectron2.evaluation.fast_eval_api" in err[-1]
     assert det(["export", "--config-file", str(missing), "--weights", str(bad), "--format", "torch",
                 "--output", str(tmp_path / "m.pt2")]) == 2
-    assert "det does not provide detectron2.modeling.MMDetBackbone" in capsys.readouterr().err
+    assert "det does not provide detectron2.evaluation.fast_eval_api" in capsys.readouterr().err
 
 
 def test_other_commands_refuse_a_lazy_config_clearly(tiny, capsys):
