@@ -193,6 +193,8 @@ def test_head_rejects_bad_inputs():
     with pytest.raises(ValueError, match="same channels"):
         RetinaNetHead(input_shape=[ShapeSpec(channels=4), ShapeSpec(channels=8)], num_classes=2,
                       num_anchors=1, conv_dims=[4])
+    with pytest.raises(ValueError, match=r"same channels; got \[4, None\] \(one per level\)"):
+        RetinaNetHead(input_shape=[ShapeSpec(channels=4), ShapeSpec()], num_classes=2, num_anchors=1, conv_dims=[4])
     head = RetinaNetHead(input_shape=[ShapeSpec(channels=4)] * 2, num_classes=2, num_anchors=1, conv_dims=[4])
     with pytest.raises(ValueError, match="built for 2 feature levels, got 1"):
         head([torch.rand(1, 4, 8, 8)])

@@ -77,11 +77,10 @@ class RetinaNetHead(nn.Module):
         super().__init__()
         if not isinstance(input_shape, (list, tuple)) or len(input_shape) == 0:
             raise ValueError("RetinaNetHead: input_shape must be a non-empty list of ShapeSpec, one per level")
-        channels = {s.channels for s in input_shape}
-        if len(channels) != 1:
-            # channels are ints here, unless one is None (unknown): then sorted() raises TypeError
+        if len({s.channels for s in input_shape}) != 1:
             raise ValueError(
-                f"RetinaNetHead is shared across levels, so every level needs the same channels; got {sorted(cast('set[int]', channels))}"
+                "RetinaNetHead is shared across levels, so every level needs the same channels; got "
+                f"{[s.channels for s in input_shape]} (one per level)"
             )
         for name, value in (("num_classes", num_classes), ("num_anchors", num_anchors)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
