@@ -238,11 +238,8 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
-def _count(
-    model: nn.Module, inputs: Any, formulas: dict[Any, tuple[str, Callable[..., int]]]
-) -> tuple[dict[str, int], dict[str, int]]:
-    """Run ``model(inputs)`` under ``FlopCounterMode``; return (count per operator type, total count
-    per module name, ``""`` = the model)."""
+def _count(model: nn.Module, inputs: Any, formulas: dict[Any, tuple[str, Callable[..., int]]]) -> dict[str, int]:
+    """Run ``model(inputs)`` under ``FlopCounterMode``; return the count per operator type."""
     model = _unwrap(model)
     counter = _fc.FlopCounterMode(
         display=False,
@@ -251,19 +248,10 @@ def _count(
     with _counting_context(model), counter:
         model(inputs)
     by_operator: dict[str, int] = defaultdict(int)
-    by_module: dict[str, int] = defaultdict(int)
-    root = type(model).__name__
-    for scope, per_op in counter.get_flop_counts().items():
-        counted = {formulas[op][0]: n for op, n in per_op.items() if op in formulas}
-        if scope == "Global":
-            for name, n in counted.items():
-                by_operator[name] += n
-            continue
-        if scope != root and not scope.startswith(root + "."):
-            continue
-        by_module[scope[len(root) + 1 :]] += sum(counted.values())
-    by_module[""] = sum(by_operator.values())
-    return dict(by_operator), dict(by_module)
+    for op, n in counter.get_flop_counts().get("Global", {}).items():
+        if op in formulas:
+            by_operator[formulas[op][0]] += n
+    return dict(by_operator)
 
 
 def flop_count_operators(model: nn.Module, inputs: list[dict]) -> defaultdict[str, float]:
@@ -274,14 +262,17 @@ def flop_count_operators(model: nn.Module, inputs: list[dict]) -> defaultdict[st
         flop_count_operators(nn.Sequential(nn.Conv2d(3, 8, 3)), torch.rand(1, 3, 10, 10))
         # {'conv': 1.3824e-05}: 8*8 output positions x 8 channels x 3*3*3 weights each
     """
-    by_operator, _ = _count(model, inputs, _FLOP_FORMULAS)
+    by_operator = _count(model, inputs, _FLOP_FORMULAS)
     return defaultdict(float, {k: v / 1e9 for k, v in by_operator.items()})
 
 
 def flop_count(model: nn.Module, inputs: list[dict]) -> tuple[dict[str, int], dict[str, int]]:
     """FLOPs (multiply-adds, not scaled) of one forward pass: (per operator type, per module name
-    with ``""`` = the model), as fvcore's ``FlopCountAnalysis.by_operator()`` and ``by_module()``."""
-    return _count(model, inputs, _FLOP_FORMULAS)
+    with ``""`` = the model; modules that counted nothing are left out), from one
+    :class:`FlopCountAnalysis` run."""
+    flops = FlopCountAnalysis(model, inputs).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    by_module = {name: n for name, n in flops.by_module().items() if n or name == ""}
+    return dict(flops.by_operator()), by_module
 
 
 def flop_count_table(model: nn.Module, flops_by_module: dict[str, int], max_depth: int = 3) -> str:
@@ -324,7 +315,7 @@ def activation_count_operators(model: nn.Module, inputs: list[dict]) -> defaultd
     """Millions of activations (output elements of convolutions and linear layers) per operator
     type of one forward pass of ``model`` on ``inputs``, as detectron2's namesake (which takes
     one image only; here the counts are the batch's total)."""
-    by_operator, _ = _count(model, inputs, _ACTIVATION_FORMULAS)
+    by_operator = _count(model, inputs, _ACTIVATION_FORMULAS)
     return defaultdict(float, {k: v / 1e6 for k, v in by_operator.items()})
 
 
