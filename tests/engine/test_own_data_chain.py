@@ -103,7 +103,9 @@ def test_guide_recipe_train_kill_resume_eval_predict_export(tmp_path, repo_root,
     assert datasets["train"]["json_file"] == os.path.join("..", "..", "data", "annotations", "train.json")
     assert {"model_final.pth", "training_curves.png", "metrics.json", "config.yaml", "datasets.json"} <= {
         p.name for p in out.iterdir()}
-    assert json.loads((out / "inference" / "results.json").read_text())["bbox"].keys() >= {"AP", "AP-disk"}
+    final = json.loads((out / "inference" / "results.json").read_text())
+    # seen once in ~35 runs: no predictions at all (NaN AP, no per-class AP); the log tells why
+    assert final["bbox"].keys() >= {"AP", "AP-disk"}, (final, (out / "log.txt").read_text()[-6000:])
 
     # the output folder alone, moved elsewhere: evaluate, predict, score, export from there
     shutil.move(str(out), elsewhere / "out")
